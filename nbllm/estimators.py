@@ -1,0 +1,655 @@
+"""scikit-learn classifiers over the scoring engine.
+
+``ZeroShotClassifier`` and ``FewShotClassifier`` follow skorch.llm's names and
+semantics, and scikit-learn's estimator contract: ``__init__`` only stores its
+arguments, ``fit`` validates them and loads the (shared) model, and fitted
+state ends in ``_``.
+"""
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from . import models
+from .cache import result_cache, result_key
+from .exceptions import LowProbabilityError
+from .prompts import (
+    DEFAULT_PROMPT_FEW_SHOT,
+    DEFAULT_PROMPT_ZERO_SHOT,
+    FEW_SHOT_PLACEHOLDERS,
+    ZERO_SHOT_PLACEHOLDERS,
+    PromptRenderer,
+    check_template,
+    format_examples,
+)
+
+ERROR_LOW_PROB_VALUES = ("ignore", "raise", "warn", "return_none")
+# Prompts are tokenized and scored this many at a time, so a 100k-row job
+# never holds every prompt's token ids at once.
+_CHUNK = 2048
+# Progress bars appear from this many batches on ('auto').
+_PROGRESS_MIN_BATCHES = 4
+
+
+def _check_texts(X):
+    """Return X as a list of str, or raise a ValueError that says what is wrong."""
+    if isinstance(X, (str, bytes)):
+        raise ValueError(
+            "X must be a list-like of texts, got a single string; wrap it in a "
+            "list: [text]"
+        )
+    if X is None:
+        raise ValueError("X must be a list-like of texts, got None")
+    texts = list(X.ravel()) if isinstance(X, np.ndarray) else list(X)
+    bad = [
+        i for i, x in enumerate(texts)
+        if x is None or (isinstance(x, float) and math.isnan(x))
+    ]
+    if bad:
+        shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        raise ValueError(
+            f"X contains {len(bad)} missing value(s) (None or NaN) at position(s) "
+            f"{shown}; drop or fill them first"
+        )
+    converted = sum(not isinstance(x, str) for x in texts)
+    if converted:
+        warnings.warn(
+            f"{converted} value(s) in X are not strings and were converted with str()"
+        )
+        texts = [
+            x.decode("utf-8", errors="replace") if isinstance(x, bytes) else str(x)
+            for x in texts
+        ]
+    return texts
+
+
+class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
+    """Shared machinery: parameter checks, model loading, scoring and policies."""
+
+    _placeholders = ZERO_SHOT_PLACEHOLDERS
+    _default_prompt = DEFAULT_PROMPT_ZERO_SHOT
+
+    # ------------------------------------------------------------------ fit
+    def _check_params(self):
+        name = type(self).__name__
+        if self.model_name is not None and (
+            self.model is not None or self.tokenizer is not None
+        ):
+            raise ValueError(
+                f"{name} needs to be initialized with either a model name, "
+                "or a model & tokenizer, but not both."
+            )
+        if (self.model is None) != (self.tokenizer is None):
+            raise ValueError(
+                f"{name} needs both model and tokenizer when one of them is "
+                "passed; got only the "
+                + ("model" if self.model is not None else "tokenizer")
+            )
+        if self.error_low_prob not in ERROR_LOW_PROB_VALUES:
+            raise ValueError(
+                "error_low_prob must be one of "
+                f"{', '.join(ERROR_LOW_PROB_VALUES)}; got {self.error_low_prob!r} "
+                "instead"
+            )
+        if not isinstance(self.threshold_low_prob, numbers.Real) or not (
+            0 <= self.threshold_low_prob <= 1
+        ):
+            raise ValueError(
+                "threshold_low_prob must be between 0 and 1, "
+                f"got {self.threshold_low_prob!r} instead"
+            )
+        if self.use_chat_template not in ("auto", True, False):
+            raise ValueError(
+                "use_chat_template must be 'auto', True or False; "
+                f"got {self.use_chat_template!r}"
+            )
+        if self.batch_size != "auto" and not (
+            isinstance(self.batch_size, numbers.Integral)
+            and not isinstance(self.batch_size, bool)
+            and self.batch_size >= 1
+        ):
+            raise ValueError(
+                f"batch_size must be 'auto' or a positive integer; got {self.batch_size!r}"
+            )
+        if self.progress not in ("auto", True, False):
+            raise ValueError(
+                f"progress must be 'auto', True or False; got {self.progress!r}"
+            )
+        if self.prompt is not None and not isinstance(self.prompt, str):
+            raise ValueError(
+                f"prompt must be a string or None; got {type(self.prompt).__name__}"
+            )
+
+    def _fit_common(self, y):
+        """Load the model and derive everything that depends on the labels."""
+        self._check_params()
+        if y is None:
+            raise ValueError(
+                "y cannot be None, as it is used to infer the existing classes"
+            )
+        y = np.asarray(y, dtype=object).ravel() if not isinstance(y, np.ndarray) else y
+        if len(y) == 0:
+            raise ValueError("y must contain at least one label; got an empty list")
+        if not isinstance(y[0], str):
+            warnings.warn(
+                "y should contain the name of the labels as strings, e.g. "
+                "'positive' and 'negative', don't pass label-encoded targets"
+            )
+        if self.model is not None:
+            self.loaded_ = models.wrap_model(self.model, self.tokenizer)
+        else:
+            self.loaded_ = models.get_model(self.model_name, self.device, self.dtype)
+        self.model_ = self.loaded_.model
+        self.tokenizer_ = self.loaded_.tokenizer
+        self.classes_ = np.unique(y)
+        self.label_ids_ = [self._label_ids(c) for c in self.classes_]
+        self.prompt_ = self._default_prompt if self.prompt is None else self.prompt
+        check_template(self.prompt_, self._placeholders)
+        self.use_chat_template_ = self._resolve_chat_template()
+        self.n_cache_hits_ = 0
+        self.n_cache_misses_ = 0
+        return y
+
+    def _label_ids(self, label):
+        text = str(label)
+        if not text.strip():
+            raise ValueError(
+                f"labels must be non-empty strings; got {text!r} in the classes"
+            )
+        ids = self.tokenizer_(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ValueError(f"label {text!r} tokenizes to no tokens")
+        return list(ids)
+
+    def _resolve_chat_template(self):
+        has_template = bool(getattr(self.tokenizer_, "chat_template", None))
+        if self.use_chat_template is True and not has_template:
+            raise ValueError(
+                "use_chat_template=True, but the tokenizer has no chat template; "
+                "use 'auto' or False"
+            )
+        return has_template if self.use_chat_template == "auto" else self.use_chat_template
+
+    def _prompt_fields(self):
+        return {"labels": [str(c) for c in self.classes_.tolist()]}
+
+    def _renderer(self):
+        return PromptRenderer(
+            self.prompt_, self._prompt_fields(), self.tokenizer_, self.use_chat_template_
+        )
+
+    @property
+    def device_(self):
+        """The device the model runs on."""
+        check_is_fitted(self, "loaded_")
+        return self.loaded_.device
+
+    # ---------------------------------------------------------- prompting
+    def get_prompt(self, text):
+        """Return the exact prompt string the model sees for ``text``."""
+        check_is_fitted(self, "loaded_")
+        return self._renderer().render(text)
+
+    def _encode(self, texts, renderer):
+        """Token ids of each prompt, cutting texts that do not fit the context.
+
+        The template and the labels are kept whole; only the sample's text is
+        shortened (from the right), and a warning counts the cut samples.
+        """
+        special = not self.use_chat_template_
+        ids = self.tokenizer_(
+            [renderer.render(t) for t in texts], add_special_tokens=special
+        )["input_ids"]
+        limit = self.loaded_.context_length - max(len(i) for i in self.label_ids_)
+        cut = 0
+        for i, row in enumerate(ids):
+            if len(row) > limit:
+                ids[i] = self._truncate(texts[i], renderer, limit)
+                cut += 1
+        if cut:
+            warnings.warn(
+                f"{cut} sample(s) did not fit the model's context of "
+                f"{self.loaded_.context_length} tokens; their text was cut at the "
+                "end so that the prompt template and the labels fit"
+            )
+        return [list(r) for r in ids]
+
+    def _truncate(self, text, renderer, limit):
+        special = not self.use_chat_template_
+        encode = lambda s: self.tokenizer_(s, add_special_tokens=special)["input_ids"]
+        base = len(encode(renderer.render("")))
+        if base >= limit:
+            raise ValueError(
+                f"The prompt template takes {base} tokens and the longest label "
+                f"{self.loaded_.context_length - limit}, which leaves no room for "
+                f"the text in the model's context of {self.loaded_.context_length} "
+                "tokens; shorten the prompt or use fewer examples"
+            )
+        text_ids = self.tokenizer_(text, add_special_tokens=False)["input_ids"]
+        keep = max(0, limit - base - 1)
+        while True:
+            ids = encode(renderer.render(self.tokenizer_.decode(text_ids[:keep])))
+            if len(ids) <= limit or keep == 0:
+                return ids
+            # Re-tokenizing at the cut can merge differently; step back and retry.
+            keep = max(0, keep - max(4, len(ids) - limit))
+
+    # ------------------------------------------------------------ scoring
+    def _label_logprobs(self, X):
+        """log P(label | prompt) for each sample and class, using the result cache."""
+        check_is_fitted(self, "loaded_")
+        texts = _check_texts(X)
+        out = np.empty((len(texts), len(self.classes_)), dtype=np.float64)
+        renderer = self._renderer()
+        special = not self.use_chat_template_
+        head = self.tokenizer_(renderer.head(), add_special_tokens=special)["input_ids"]
+        from .scoring import LabelScorer
+
+        scorer = LabelScorer(self.loaded_)
+        for start in range(0, len(texts), _CHUNK):
+            chunk = texts[start:start + _CHUNK]
+            out[start:start + len(chunk)] = self._score_chunk(
+                chunk, renderer, head, scorer
+            )
+        return out
+
+    def _score_chunk(self, texts, renderer, head, scorer):
+        ids = self._encode(texts, renderer)
+        out = np.empty((len(ids), len(self.classes_)), dtype=np.float64)
+        if not self.use_caching:
+            return scorer.score(
+                ids, self.label_ids_, self.batch_size, head,
+                progress=self._progress_factory(),
+            )
+        fp = self.loaded_.fingerprint
+        keys = [result_key(fp, row, self.label_ids_) for row in ids]
+        found = result_cache.get_many(keys)
+        todo = {}  # key -> first index; duplicate prompts are scored once
+        for i, (key, value) in enumerate(zip(keys, found)):
+            if value is None:
+                todo.setdefault(key, i)
+            else:
+                out[i] = value
+        self.n_cache_hits_ += len(keys) - sum(v is None for v in found)
+        self.n_cache_misses_ += sum(v is None for v in found)
+        if todo:
+            first = list(todo.values())
+
+            def store(indices, values):
+                result_cache.put_many([keys[first[j]] for j in indices], values)
+
+            values = scorer.score(
+                [ids[i] for i in first], self.label_ids_, self.batch_size, head,
+                on_batch=store, progress=self._progress_factory(),
+            )
+            by_key = dict(zip(todo, values))
+            for i, key in enumerate(keys):
+                if found[i] is None:
+                    out[i] = by_key[key]
+        return out
+
+    def _progress_factory(self):
+        """A callable(n_batches, n_samples) -> progress bar or None."""
+        if self.progress is False:
+            return None
+
+        def make(n_batches, n_samples):
+            if self.progress == "auto" and n_batches < _PROGRESS_MIN_BATCHES:
+                return None
+            from tqdm.auto import tqdm
+
+            return tqdm(total=n_samples, desc="nbllm", unit="text")
+
+        return make
+
+    # --------------------------------------------------------- prediction
+    def _raw_probas(self, X):
+        """Unnormalised label probabilities, after the low-probability checks."""
+        logprobs = self._label_logprobs(X)
+        probas = np.exp(logprobs)
+        totals = probas.sum(axis=1)
+        if np.any(totals == 0.0):
+            raise LowProbabilityError("The sum of all probabilities is zero.")
+        low = totals < self.threshold_low_prob
+        if low.any() and self.error_low_prob == "raise":
+            raise LowProbabilityError(
+                f"The sum of all probabilities is {totals[low][0]:.3f}, "
+                f"which is below the minimum threshold of {self.threshold_low_prob:.3f}"
+            )
+        if low.any() and self.error_low_prob == "warn":
+            warnings.warn(
+                f"Found {int(low.sum())} sample(s) to have a total probability "
+                f"below the threshold of {self.threshold_low_prob:.3f}."
+            )
+        return probas, logprobs, low
+
+    def predict_proba(self, X):
+        """Probability of each class (columns follow ``classes_``).
+
+        Parameters
+        ----------
+        X : list-like of str
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_samples, n_classes)
+            Normalised to sum to 1 per row unless ``probas_sum_to_1=False``;
+            then each entry is the model's exact probability of that label.
+
+        Raises
+        ------
+        LowProbabilityError
+            If a row's total label probability is zero, or below
+            ``threshold_low_prob`` with ``error_low_prob='raise'``.
+        """
+        probas, logprobs, _ = self._raw_probas(X)
+        if not self.probas_sum_to_1:
+            return probas
+        # Normalise in log space: exact, and stable when probabilities are tiny.
+        shifted = np.exp(logprobs - logprobs.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """The most probable class per sample (None for low-probability rows
+        when ``error_low_prob='return_none'``)."""
+        probas, _, low = self._raw_probas(X)
+        y_pred = self.classes_[probas.argmax(axis=1)]
+        if self.error_low_prob == "return_none":
+            y_pred = y_pred.astype(object)
+            y_pred[low] = None
+        return y_pred
+
+    def generate(self, text, max_new_tokens=20):
+        """The model's free, greedy continuation of the rendered prompt.
+
+        Shows what the model would say if it were not constrained to the
+        labels; useful to debug a prompt.
+        """
+        import torch
+
+        check_is_fitted(self, "loaded_")
+        ids = self._encode(_check_texts([text]), self._renderer())[0]
+        input_ids = torch.tensor([ids], device=self.loaded_.device)
+        tok = self.tokenizer_
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        with torch.inference_mode():
+            out = self.model_.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+            )
+        return tok.decode(out[0, len(ids):], skip_special_tokens=True)
+
+    def clear_model_cache(self):
+        """Empty the result cache (shared by every estimator in the process)."""
+        result_cache.clear()
+
+    # ------------------------------------------------------ sklearn glue
+    def __sklearn_clone__(self):
+        # Model and tokenizer objects are shared, not deep-copied: a clone in
+        # GridSearchCV must not duplicate gigabytes of weights.
+        params = self.get_params(deep=False)
+        for name, value in params.items():
+            if name not in ("model", "tokenizer"):
+                params[name] = clone(value, safe=False)
+        return type(self)(**params)
+
+    def __repr__(self, N_CHAR_MAX=700):
+        if self.model is None and self.tokenizer is None:
+            return super().__repr__(N_CHAR_MAX)
+        saved = self.model, self.tokenizer
+        try:
+            # sklearn's repr prints parameter values; show class names, not
+            # the model's full module tree.
+            self.model = _Named(type(saved[0]).__name__) if saved[0] is not None else None
+            self.tokenizer = (
+                _Named(type(saved[1]).__name__) if saved[1] is not None else None
+            )
+            return super().__repr__(N_CHAR_MAX)
+        finally:
+            self.model, self.tokenizer = saved
+
+
+class _Named:
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return self.name
+
+
+_COMMON_DOC = """
+    Parameters
+    ----------
+    model_name : str or None, default=None
+        ``"smollm2-135m"`` (the embedded model), a path to a ``.gguf`` file, a
+        Hugging Face model id (from the local cache) or a model folder.  None
+        with no ``model`` means the embedded model.
+    model, tokenizer : objects or None, default=None
+        An already loaded causal LM and its tokenizer, instead of ``model_name``.
+    prompt : str or None, default=None
+        A format string with {placeholders}; None uses {default}.
+    probas_sum_to_1 : bool, default=True
+        Normalise each row over the labels.  With False, each value is the
+        model's exact probability of the label; the rest of the mass went to
+        other continuations.
+    device : {{'auto', 'cpu', 'cuda', 'cuda:N'}}, default='auto'
+    dtype : {{'auto', 'float32', 'float16', 'bfloat16'}}, default='auto'
+        'auto' is bfloat16 on CUDA where supported, else float32.
+    error_low_prob : {{'ignore', 'warn', 'raise', 'return_none'}}, default='ignore'
+        What to do when a row's total label probability is below
+        ``threshold_low_prob``.  A total of exactly zero always raises.
+    threshold_low_prob : float in [0, 1], default=0.0
+    use_caching : bool, default=True
+        Reuse results for prompts seen before (same model, prompt and labels).
+    use_chat_template : {{'auto', True, False}}, default='auto'
+        Send the prompt as a user chat message when the tokenizer has a chat
+        template ('auto'), always (True) or never (False).
+    batch_size : int or 'auto', default='auto'
+        Prompts per forward pass; 'auto' fills a per-device token budget.
+    progress : {{'auto', True, False}}, default='auto'
+        Show a tqdm progress bar ('auto': on runs of four batches or more).
+"""
+
+
+class ZeroShotClassifier(_LLMClassifierBase):
+    __doc__ = (
+        """Zero-shot text classification by constrained label likelihood.
+
+    Every label string is scored under a causal LM after the prompt; the
+    predicted label is the most likely one, and the probabilities are exact.
+    """
+        + _COMMON_DOC.format(placeholders="``{text}`` and ``{labels}``",
+                             default="``DEFAULT_PROMPT_ZERO_SHOT``")
+        + """
+    Attributes
+    ----------
+    classes_ : ndarray of str
+    label_ids_ : list of list of int
+        Token ids of each class.
+    prompt_ : str
+    model_, tokenizer_ : the model in use
+    device_ : torch.device
+
+    Examples
+    --------
+    >>> clf = ZeroShotClassifier().fit(None, ["negative", "positive"])
+    >>> clf.predict_proba(["I love it"])  # doctest: +SKIP
+    """
+    )
+
+    def __init__(
+        self,
+        model_name=None,
+        *,
+        model=None,
+        tokenizer=None,
+        prompt=None,
+        probas_sum_to_1=True,
+        device="auto",
+        dtype="auto",
+        error_low_prob="ignore",
+        threshold_low_prob=0.0,
+        use_caching=True,
+        use_chat_template="auto",
+        batch_size="auto",
+        progress="auto",
+    ):
+        self.model_name = model_name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.prompt = prompt
+        self.probas_sum_to_1 = probas_sum_to_1
+        self.device = device
+        self.dtype = dtype
+        self.error_low_prob = error_low_prob
+        self.threshold_low_prob = threshold_low_prob
+        self.use_caching = use_caching
+        self.use_chat_template = use_chat_template
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def fit(self, X, y, **fit_params):
+        """Load the model and take the classes from ``y`` (no training happens).
+
+        Parameters
+        ----------
+        X : ignored, may be None
+        y : list-like of str
+            The labels, or labelled targets; ``classes_ = np.unique(y)``.
+
+        Returns
+        -------
+        self
+        """
+        self._fit_common(y)
+        return self
+
+
+class FewShotClassifier(_LLMClassifierBase):
+    __doc__ = (
+        """Few-shot text classification by constrained label likelihood.
+
+    Like :class:`ZeroShotClassifier`, with up to ``max_samples`` labelled
+    examples from the fit data written into the prompt.
+    """
+        + _COMMON_DOC.format(placeholders="``{text}``, ``{labels}`` and ``{examples}``",
+                             default="``DEFAULT_PROMPT_FEW_SHOT``")
+        + """    max_samples : int, default=5
+        Number of examples in the prompt.  They are drawn from the fit data so
+        that every label appears where possible.
+    random_state : int, RandomState or None, default=None
+        Makes the draw of examples deterministic.
+
+    Attributes
+    ----------
+    examples_ : list of (text, label)
+        The examples in the prompt, in prompt order.
+    """
+    )
+
+    _placeholders = FEW_SHOT_PLACEHOLDERS
+    _default_prompt = DEFAULT_PROMPT_FEW_SHOT
+
+    def __init__(
+        self,
+        model_name=None,
+        *,
+        model=None,
+        tokenizer=None,
+        prompt=None,
+        probas_sum_to_1=True,
+        device="auto",
+        dtype="auto",
+        error_low_prob="ignore",
+        threshold_low_prob=0.0,
+        use_caching=True,
+        use_chat_template="auto",
+        batch_size="auto",
+        progress="auto",
+        max_samples=5,
+        random_state=None,
+    ):
+        self.model_name = model_name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.prompt = prompt
+        self.probas_sum_to_1 = probas_sum_to_1
+        self.device = device
+        self.dtype = dtype
+        self.error_low_prob = error_low_prob
+        self.threshold_low_prob = threshold_low_prob
+        self.use_caching = use_caching
+        self.use_chat_template = use_chat_template
+        self.batch_size = batch_size
+        self.progress = progress
+        self.max_samples = max_samples
+        self.random_state = random_state
+
+    def fit(self, X, y, **fit_params):
+        """Load the model, take the classes from ``y`` and draw the examples.
+
+        Parameters
+        ----------
+        X : list-like of str
+            Example texts.
+        y : list-like of str
+            Their labels.
+
+        Returns
+        -------
+        self
+        """
+        if X is None or len(X) == 0:
+            raise ValueError("For few-shot learning, pass at least one example")
+        if y is not None and len(X) != len(y):
+            raise ValueError(
+                "X and y don't have the same number of samples, found "
+                f"{len(X)} and {len(y)} samples, respectively"
+            )
+        if not (
+            isinstance(self.max_samples, numbers.Integral)
+            and not isinstance(self.max_samples, bool)
+            and self.max_samples >= 1
+        ):
+            raise ValueError(
+                f"max_samples must be a positive integer; got {self.max_samples!r}"
+            )
+        texts = _check_texts(X)
+        y = self._fit_common(y)
+        self.examples_ = self._draw_examples(texts, y)
+        return self
+
+    def _draw_examples(self, texts, y):
+        """Pick examples so that each label appears once before any repeats."""
+        n = min(self.max_samples, len(y))
+        rng = check_random_state(self.random_state)
+        order = rng.permutation(len(y))
+        chosen, seen = [], set()
+        for i in order:  # one per label first, in random order
+            if len(chosen) == n:
+                break
+            if y[i] not in seen:
+                seen.add(y[i])
+                chosen.append(i)
+        taken = set(chosen)
+        for i in order:  # then fill up with the rest
+            if len(chosen) == n:
+                break
+            if i not in taken:
+                chosen.append(i)
+        # Shuffle so the prompt does not list the labels in a fixed pattern.
+        chosen = [chosen[j] for j in rng.permutation(len(chosen))]
+        return [(texts[i], y[i]) for i in chosen]
+
+    def _prompt_fields(self):
+        fields = super()._prompt_fields()
+        fields["examples"] = format_examples(self.examples_)
+        return fields

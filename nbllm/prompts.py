@@ -1,0 +1,134 @@
+"""Prompt templates: defaults, placeholder checks and rendering.
+
+Templates are Python format strings.  ``{text}`` is the sample, ``{labels}``
+the list of class names (filled as ``str(list)``, exactly as skorch.llm does,
+so the same template gives the same prompt text in both), and ``{examples}``
+the few-shot examples.  Write literal braces as ``{{`` and ``}}``.
+
+The sample text itself is never run through ``str.format``: a tweet that
+contains ``{labels}`` or a stray brace is inserted verbatim.
+"""
+
+import warnings
+from string import Formatter
+
+DEFAULT_PROMPT_ZERO_SHOT = (
+    "Classify the text into one of these categories: {labels}.\n\n"
+    "Text: {text}\n\n"
+    "Answer with the category only."
+)
+
+DEFAULT_PROMPT_FEW_SHOT = (
+    "Classify the text into one of these categories: {labels}.\n\n"
+    "{examples}\n\n"
+    "Text: {text}\n\n"
+    "Answer with the category only."
+)
+
+# How one few-shot example is written into ``{examples}``.
+EXAMPLE_FORMAT = "Text: {text}\nCategory: {label}"
+EXAMPLE_SEPARATOR = "\n\n"
+
+ZERO_SHOT_PLACEHOLDERS = ("labels", "text")
+FEW_SHOT_PLACEHOLDERS = ("examples", "labels", "text")
+_SENTINEL = "\x00nbllm-text\x00"
+
+
+def template_placeholders(template):
+    """The set of field names used in a format string.
+
+    Raises
+    ------
+    ValueError
+        If the template is not a valid format string (e.g. a lone ``{``).
+    """
+    try:
+        return {
+            name for _, name, _, _ in Formatter().parse(template) if name is not None
+        }
+    except ValueError as exc:
+        raise ValueError(
+            f"The prompt is not a valid template ({exc}); write literal braces "
+            "as '{{' and '}}'"
+        ) from None
+
+
+def check_template(template, expected):
+    """Warn, with skorch.llm's wording, when placeholders are missing or extra.
+
+    Parameters
+    ----------
+    template : str
+    expected : iterable of str
+        The placeholder names the classifier fills.
+    """
+    found = template_placeholders(template)
+    expected = set(expected)
+    if found == expected:
+        return
+    missing, extra = expected - found, found - expected
+    msg = (
+        f"The prompt may not be correct, it expects {len(expected)} "
+        "placeholders: " + ", ".join(f"'{key}'" for key in sorted(expected))
+    )
+    if missing:
+        msg += ", missing keys: " + ", ".join(f"'{key}'" for key in sorted(missing))
+    if extra:
+        msg += ", extra keys: " + ", ".join(f"'{key}'" for key in sorted(extra))
+    warnings.warn(msg, stacklevel=3)
+
+
+def format_examples(examples, example_format=EXAMPLE_FORMAT):
+    """Write few-shot (text, label) pairs as one block of text."""
+    return EXAMPLE_SEPARATOR.join(
+        example_format.replace("{text}", str(text)).replace("{label}", str(label))
+        for text, label in examples
+    )
+
+
+class PromptRenderer:
+    """Renders a checked template for one sample, optionally via a chat template.
+
+    Parameters
+    ----------
+    template : str
+    fields : dict
+        Values for every placeholder except ``text`` (labels, examples).
+    tokenizer : transformers tokenizer or None
+        Needed when ``use_chat`` is true.
+    use_chat : bool
+        Send the rendered prompt as a user message with the assistant
+        generation prompt appended.
+    """
+
+    def __init__(self, template, fields, tokenizer=None, use_chat=False):
+        self.tokenizer = tokenizer
+        self.use_chat = use_chat
+        values = dict(fields)
+        # Unknown placeholders render as themselves instead of failing; the
+        # user was already warned by check_template.
+        for name in template_placeholders(template):
+            values.setdefault(name, "{" + name + "}")
+        values["text"] = _SENTINEL
+        # Format once with a sentinel, then split: sample texts are inserted
+        # by concatenation and are never parsed as format strings.
+        self.pieces = template.format(**values).split(_SENTINEL)
+
+    def user_message(self, text):
+        """The template filled with ``text`` (before any chat template)."""
+        return str(text).join(self.pieces)
+
+    def render(self, text):
+        """The exact string the model sees for ``text``."""
+        message = self.user_message(text)
+        if not self.use_chat:
+            return message
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": message}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+
+    def head(self):
+        """The rendered prompt up to where the text goes (the shared prefix)."""
+        return self.render(_SENTINEL).split(_SENTINEL)[0]

@@ -1,0 +1,305 @@
+"""Exact label log-likelihoods under a causal LM, batched.
+
+For a prompt ``p`` and a label with tokens ``t_1..t_k``::
+
+    log P(label | p) = sum_i log softmax(logits at the position before t_i)[t_i]
+
+The engine computes this exactly, for many prompts and all labels at once:
+
+* the token prefix shared by all prompts (the template before ``{text}``,
+  few-shot examples included) is run once; its KV cache stays on the device
+  and is reused by every batch;
+* each batch row holds one prompt's remaining tokens followed by every node
+  of the label trie.  A 4D attention mask makes each trie node see the prompt
+  and its own trie ancestors only, so one forward pass scores every label;
+* rows are left-padded, so the positions whose logits are needed are the same
+  in every row, and the LM head only runs there (``logits_to_keep``).
+"""
+
+import inspect
+
+from .trie import LabelTrie
+
+# Default work per batch on each device type, in (query x key) token pairs of
+# attention and in float32 logits.  They bound activation memory rather than
+# tune speed: past a few thousand tokens per forward pass, CPU throughput is flat.
+_TOKEN_BUDGET = {"cpu": 2048, "cuda": 65536}
+_LOGIT_BUDGET = {"cpu": 2**26, "cuda": 2**29}
+_MAX_ROWS = {"cpu": 64, "cuda": 512}
+_PREFIX_CACHE_SIZE = 4
+
+
+def common_prefix_length(a, b):
+    """Length of the longest common prefix of two sequences."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def plan_batches(lengths, trie_size, n_internal, vocab_size, device_type, batch_size):
+    """Group sample indices into batches, longest first, to keep padding small.
+
+    Parameters
+    ----------
+    lengths : list of int
+        Tokens per sample after the shared prefix.
+    batch_size : int or 'auto'
+        Fixed rows per batch, or ``'auto'`` to fill a token and logit budget.
+
+    Returns
+    -------
+    list of list of int
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    kind = "cuda" if device_type == "cuda" else "cpu"
+    batches, current, widest = [], [], 0
+    for i in order:
+        width = max(widest, lengths[i] + trie_size)
+        rows = len(current) + 1
+        if batch_size == "auto":
+            too_big = current and (
+                rows * width > _TOKEN_BUDGET[kind]
+                or rows * (1 + n_internal) * vocab_size > _LOGIT_BUDGET[kind]
+                or rows > _MAX_ROWS[kind]
+            )
+        else:
+            too_big = rows > batch_size
+        if too_big:
+            batches.append(current)
+            current, width = [], lengths[i] + trie_size
+        current.append(i)
+        widest = width
+    if current:
+        batches.append(current)
+    return batches
+
+
+class LabelScorer:
+    """Scores label token sequences after prompts on one loaded model.
+
+    Parameters
+    ----------
+    loaded : nbllm.models.LoadedModel
+        The model to score with; its ``state`` dict holds the prefix KV caches
+        so that every estimator on the same model shares them.
+    """
+
+    def __init__(self, loaded):
+        self.loaded = loaded
+        self.model = loaded.model
+        self.device = loaded.device
+        self.prefix_caches = loaded.state.setdefault("prefix_kv", {})
+        self.forward_passes = 0
+        # transformers 5.x renamed ``past_key_values`` to ``cache``.
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+
+    def score(self, prompt_ids, label_ids, batch_size="auto", prefix_hint=None,
+              on_batch=None, progress=None):
+        """Return log P(label | prompt) for every prompt and label.
+
+        Parameters
+        ----------
+        prompt_ids : list of list of int
+            Token ids of each full prompt (special tokens included).
+        label_ids : list of list of int
+            Token ids of each label (no special tokens).
+        batch_size : int or 'auto'
+        prefix_hint : list of int or None
+            Token ids that most prompts start with (the template before the
+            text).  Only its part that every prompt really shares is used.
+        on_batch : callable or None
+            Called as ``on_batch(indices, logprobs)`` after each batch with the
+            sample indices and a float64 numpy array of shape
+            (len(indices), n_labels).  It may raise to stop the run.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_prompts, n_labels), float64
+        """
+        import numpy as np
+        import torch
+
+        n = len(prompt_ids)
+        trie = LabelTrie(label_ids)
+        out = np.empty((n, len(label_ids)), dtype=np.float64)
+        if n == 0:
+            return out
+        prefix_len = self._shared_prefix_length(prompt_ids, prefix_hint)
+        prefix = tuple(prompt_ids[0][:prefix_len])
+        prefix_kv = self._prefix_kv(prefix)
+        suffixes = [ids[prefix_len:] for ids in prompt_ids]
+        batches = plan_batches(
+            [len(s) for s in suffixes], len(trie), len(trie.internal),
+            self.model.config.vocab_size if hasattr(self.model.config, "vocab_size")
+            else 32000, self.device.type, batch_size,
+        )
+        tree = _TrieTensors(trie, self.device)
+        bar = progress(len(batches), n) if progress is not None else None
+        try:
+            with torch.inference_mode():
+                for indices in batches:
+                    logprobs = self._score_batch(
+                        [suffixes[i] for i in indices], prefix_len, prefix_kv, tree
+                    )
+                    # One device-to-host copy per batch, for the caller's cache.
+                    values = logprobs.double().cpu().numpy()
+                    out[indices] = values
+                    if on_batch is not None:
+                        on_batch(indices, values)
+                    if bar is not None:
+                        bar.update(len(indices))
+        finally:
+            if bar is not None:
+                bar.close()
+        return out
+
+    def _shared_prefix_length(self, prompt_ids, prefix_hint):
+        """Tokens shared by every prompt, leaving at least one token per prompt.
+
+        Each prompt needs one own token so that its last position predicts
+        the first label token.
+        """
+        reference = list(prefix_hint) if prefix_hint is not None else prompt_ids[0]
+        length = len(reference)
+        for ids in prompt_ids:
+            length = min(length, common_prefix_length(reference, ids), len(ids) - 1)
+            if length <= 0:
+                return 0
+        return length
+
+    def _prefix_kv(self, prefix):
+        """The KV cache of the shared prefix, computed once and kept on the device."""
+        import torch
+
+        if not prefix:
+            return None
+        cached = self.prefix_caches.pop(prefix, None)
+        if cached is None:
+            ids = torch.tensor([prefix], device=self.device)
+            with torch.inference_mode():
+                out = self.model(input_ids=ids, use_cache=True)
+            past = out["cache"] if "cache" in out else out["past_key_values"]
+            cached = _cache_tensors(past)
+            self.forward_passes += 1
+        self.prefix_caches[prefix] = cached  # most recently used goes last
+        while len(self.prefix_caches) > _PREFIX_CACHE_SIZE:
+            self.prefix_caches.pop(next(iter(self.prefix_caches)))
+        return cached
+
+    def _score_batch(self, suffixes, prefix_len, prefix_kv, tree):
+        import torch
+
+        rows, longest = len(suffixes), max(len(s) for s in suffixes)
+        width = longest + tree.size
+        device = self.device
+        lengths = torch.tensor([len(s) for s in suffixes], device=device)
+        # Left-pad each suffix so that every row's last prompt token sits at
+        # column ``longest - 1`` and the trie starts at column ``longest``.
+        pad_id = 0
+        input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
+        for r, s in enumerate(suffixes):
+            input_ids[r, longest - len(s):longest] = torch.tensor(s)
+        input_ids = input_ids.to(device)
+        input_ids[:, longest:] = tree.tokens
+
+        cols = torch.arange(width, device=device)
+        start = (longest - lengths)[:, None]  # first real column per row
+        is_prompt_col = (cols[None, :] >= start) & (cols[None, :] < longest)
+        positions = prefix_len + (cols[None, :] - start).clamp(min=0)
+        positions[:, longest:] = prefix_len + lengths[:, None] + tree.depths[None, :] - 1
+
+        # allowed[b, q, k]: may query column q attend to key column k?
+        causal = cols[:, None] >= cols[None, :]
+        allowed = is_prompt_col[:, None, :] & causal[None, :, :]
+        allowed[:, longest:, longest:] = tree.ancestors_or_self
+        is_pad = ~is_prompt_col[:, :longest]
+        # Padding rows attend to themselves only, so softmax stays finite.
+        allowed[:, :longest, :longest] |= (
+            is_pad[:, :, None] & torch.eye(longest, dtype=torch.bool, device=device)
+        )
+        prefix_visible = torch.cat(
+            [~is_pad, torch.ones(rows, tree.size, dtype=torch.bool, device=device)], 1
+        )
+        allowed = torch.cat(
+            [prefix_visible[:, :, None].expand(rows, width, prefix_len), allowed], 2
+        )
+        dtype = self.loaded.dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+        mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+
+        keep = torch.cat([
+            torch.tensor([longest - 1], device=device), longest + tree.internal
+        ])
+        logits = self.model(
+            input_ids=input_ids,
+            attention_mask=mask[:, None, :, :],
+            position_ids=positions,
+            use_cache=prefix_kv is not None,
+            **{self._cache_kwarg: _expand_cache(prefix_kv, rows, self.model.config)},
+            logits_to_keep=keep,
+        ).logits
+        self.forward_passes += 1
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        # Node n's token is predicted at its parent's slot (slot 0: the prompt).
+        node_logprobs = logprobs[:, tree.parent_slots, tree.tokens]
+        return node_logprobs @ tree.path_matrix
+
+
+class _TrieTensors:
+    """The label trie as device tensors, built once per scoring call."""
+
+    def __init__(self, trie, device):
+        import torch
+
+        self.size = len(trie)
+        self.tokens = torch.tensor(trie.tokens, device=device)
+        self.depths = torch.tensor(trie.depths, device=device)
+        self.internal = torch.tensor(trie.internal, dtype=torch.long, device=device)
+        slot_of = {node: slot + 1 for slot, node in enumerate(trie.internal)}
+        self.parent_slots = torch.tensor(
+            [0 if p < 0 else slot_of[p] for p in trie.parents], device=device
+        )
+        anc = torch.zeros(self.size, self.size, dtype=torch.bool)
+        for node in range(self.size):
+            anc[node, trie.ancestors_or_self(node)] = True
+        self.ancestors_or_self = anc.to(device)
+        paths = torch.zeros(self.size, len(trie.paths), dtype=torch.float32)
+        for label, path in enumerate(trie.paths):
+            paths[path, label] = 1.0
+        self.path_matrix = paths.to(device)
+
+
+def _cache_tensors(past):
+    """Per-layer (keys, values) of a transformers cache, across API versions."""
+    if hasattr(past, "layers"):
+        return [(layer.keys, layer.values) for layer in past.layers]
+    if hasattr(past, "key_cache"):
+        return list(zip(past.key_cache, past.value_cache))
+    return [(k, v) for k, v in past]
+
+
+def _expand_cache(prefix_kv, rows, config):
+    """A fresh cache holding the prefix for ``rows`` rows.
+
+    ``expand`` makes no copy; the model's own update concatenates the new
+    tokens onto it, and the shared prefix tensors stay untouched for the next
+    batch.
+    """
+    if prefix_kv is None:
+        return None
+    from transformers import DynamicCache
+
+    try:
+        cache = DynamicCache(config=config)
+    except TypeError:
+        cache = DynamicCache()
+    for layer, (keys, values) in enumerate(prefix_kv):
+        cache.update(
+            keys.expand(rows, *keys.shape[1:]),
+            values.expand(rows, *values.shape[1:]),
+            layer,
+        )
+    return cache

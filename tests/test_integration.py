@@ -1,0 +1,158 @@
+"""Integration tests on the real embedded model (SmolLM2-135M-Instruct) and real tweets.
+
+skorch.llm is the independent oracle for probabilities: it scores each label
+with one ``generate`` call per sample and label, with no batching and no KV
+reuse, so agreement with it checks the whole batched engine.
+"""
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nbllm import FewShotClassifier, ZeroShotClassifier, models
+
+SKORCH_DEFAULT_PROMPT = pytest.importorskip("skorch.llm.prompts").DEFAULT_PROMPT_ZERO_SHOT
+REAL = dict(model_name="smollm2-135m", device="cpu", dtype="float32", progress=False)
+
+
+def full_forward_logprob(model, prompt_ids, label_ids):
+    """log P(label | prompt) from one plain forward pass over prompt + label."""
+    ids = torch.tensor([prompt_ids + label_ids])
+    with torch.no_grad():
+        logprobs = model(ids).logits[0].float().log_softmax(-1)
+    start = len(prompt_ids) - 1
+    return sum(logprobs[start + i, t].item() for i, t in enumerate(label_ids))
+
+
+def test_gguf_is_converted_once_and_reloads_fast(real_model):
+    converted = list((Path(os.environ["NBLLM_CACHE_DIR"]) / "converted").iterdir())
+    assert [p.name.startswith("SmolLM2-135M-Instruct.Q4_1-") for p in converted] == [True]
+    assert (converted[0] / "model.safetensors").is_file()
+    key = ("smollm2-135m", "cpu", "torch.float32")
+    try:
+        del models._registry[key]
+        started = time.perf_counter()
+        again = models.get_model("smollm2-135m", device="cpu", dtype="float32")
+        warm_seconds = time.perf_counter() - started
+        assert again is not real_model
+        assert again.fingerprint == real_model.fingerprint
+        print(f"cold GGUF load {real_model.cold_load_seconds:.1f} s, "
+              f"from converted cache {warm_seconds:.1f} s")
+        assert warm_seconds < real_model.cold_load_seconds
+    finally:
+        models._registry[key] = real_model
+
+
+def test_default_alias_and_registry_are_shared(real_model):
+    a = ZeroShotClassifier(**REAL).fit(None, ["negative", "positive"])
+    b = FewShotClassifier(**REAL).fit(["good", "bad"], ["positive", "negative"])
+    assert a.model_ is real_model.model is b.model_
+    assert a.device_ == torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        ["negative", "positive"],
+        ["Science and Technology", "World", "Sports", "Business"],
+        ["very negative", "very positive", "negative", "positive"],
+    ],
+    ids=["single-token", "multi-token", "shared-prefix"],
+)
+def test_probability_parity_with_skorch(real_model, real_tweets, labels):
+    from skorch.llm import ZeroShotClassifier as SkorchZeroShot
+
+    texts = real_tweets["text"].tolist()[:50]
+    ours = ZeroShotClassifier(
+        **REAL, prompt=SKORCH_DEFAULT_PROMPT, use_chat_template=False
+    ).fit(None, labels)
+    theirs = SkorchZeroShot(
+        model=real_model.model, tokenizer=real_model.tokenizer
+    ).fit(None, labels)
+    if labels[0].startswith("very"):
+        # The case is only meaningful if the labels really share token prefixes.
+        assert ours.label_ids_[ours.classes_.tolist().index("very negative")][0] == \
+            ours.label_ids_[ours.classes_.tolist().index("very positive")][0]
+    np.testing.assert_allclose(ours.predict_proba(texts), theirs.predict_proba(texts),
+                               atol=1e-4, rtol=0)
+    assert ours.predict(texts).tolist() == theirs.predict(texts).tolist()
+
+
+def test_raw_probabilities_match_skorch_multi_token(real_model, real_tweets):
+    from skorch.llm import ZeroShotClassifier as SkorchZeroShot
+
+    labels = ["Science and Technology", "World", "Sports", "Business"]
+    texts = real_tweets["text"].tolist()[:8]
+    ours = ZeroShotClassifier(**REAL, prompt=SKORCH_DEFAULT_PROMPT,
+                              use_chat_template=False, probas_sum_to_1=False)
+    theirs = SkorchZeroShot(model=real_model.model, tokenizer=real_model.tokenizer,
+                            probas_sum_to_1=False)
+    p_ours = ours.fit(None, labels).predict_proba(texts)
+    p_theirs = theirs.fit(None, labels).predict_proba(texts)
+    np.testing.assert_allclose(np.log(p_ours), np.log(p_theirs), atol=1e-3)
+    assert (p_ours.sum(1) < 1).all()
+
+
+def test_engine_equals_full_forward_pass(real_model, real_tweets):
+    clf = ZeroShotClassifier(**REAL, probas_sum_to_1=False, use_caching=False)
+    clf.fit(None, ["negative", "positive", "very positive"])
+    texts = real_tweets["text"].tolist()[:5]
+    got = np.log(clf.predict_proba(texts))
+    for row, text in zip(got, texts):
+        prompt_ids = real_model.tokenizer(
+            clf.get_prompt(text), add_special_tokens=False
+        )["input_ids"]
+        expected = [full_forward_logprob(real_model.model, prompt_ids, ids)
+                    for ids in clf.label_ids_]
+        np.testing.assert_allclose(row, expected, atol=1e-4)
+
+
+def test_chat_template_is_used_by_default(real_model):
+    clf = ZeroShotClassifier(**REAL).fit(None, ["negative", "positive"])
+    prompt = clf.get_prompt("I love it")
+    assert clf.use_chat_template_ is True
+    assert prompt.startswith("<|im_start|>system\n")
+    assert prompt.endswith("<|im_start|>assistant\n")
+    assert "Text: I love it" in prompt
+
+
+def test_default_zero_shot_beats_chance_on_real_tweets(real_model, real_tweets):
+    clf = ZeroShotClassifier(**REAL).fit(None, ["negative", "positive"])
+    probas = clf.predict_proba(real_tweets["text"])
+    np.testing.assert_allclose(probas.sum(1), 1.0, atol=1e-9)
+    accuracy = (clf.classes_[probas.argmax(1)] == real_tweets["label"].to_numpy()).mean()
+    assert accuracy >= 0.65, accuracy
+    hits = clf.n_cache_hits_
+    assert np.array_equal(clf.predict_proba(real_tweets["text"]), probas)
+    assert clf.n_cache_hits_ == hits + len(real_tweets)
+
+
+def test_few_shot_on_real_tweets(real_model, real_tweets):
+    from nbllm.data import load_tweets
+
+    train = load_tweets(30, split="dev", random_state=5)
+    clf = FewShotClassifier(**REAL, max_samples=4, random_state=0)
+    clf.fit(train["text"], train["label"])
+    assert sorted({label for _, label in clf.examples_}) == ["negative", "positive"]
+    prompt = clf.get_prompt("what a day")
+    assert all(text in prompt for text, _ in clf.examples_)
+    texts = real_tweets["text"].tolist()[:10]
+    probas = clf.predict_proba(texts)
+    np.testing.assert_allclose(probas.sum(1), 1.0, atol=1e-9)
+    raw = clf.set_params(probas_sum_to_1=False).predict_proba(texts[:2])
+    for row, text in zip(raw, texts[:2]):
+        prompt_ids = real_model.tokenizer(clf.get_prompt(text),
+                                          add_special_tokens=False)["input_ids"]
+        expected = [full_forward_logprob(real_model.model, prompt_ids, ids)
+                    for ids in clf.label_ids_]
+        np.testing.assert_allclose(np.log(row), expected, atol=1e-4)
+
+
+def test_generate_returns_free_text(real_model):
+    clf = ZeroShotClassifier(**REAL).fit(None, ["negative", "positive"])
+    out = clf.generate("I absolutely love this airline!", max_new_tokens=8)
+    assert isinstance(out, str) and out.strip()
