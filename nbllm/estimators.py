@@ -68,6 +68,15 @@ def _check_texts(X):
     return texts
 
 
+def softmax_rows(logprobs):
+    """Normalise log-probabilities row-wise.
+
+    Done in log space: exact, and stable when the probabilities are tiny.
+    """
+    shifted = np.exp(logprobs - logprobs.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
 class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
     """Shared machinery: parameter checks, model loading, scoring and policies."""
 
@@ -132,7 +141,7 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 "y cannot be None, as it is used to infer the existing classes"
             )
-        y = np.asarray(y, dtype=object).ravel() if not isinstance(y, np.ndarray) else y
+        y = np.asarray(y)
         if len(y) == 0:
             raise ValueError("y must contain at least one label; got an empty list")
         if not isinstance(y[0], str):
@@ -146,14 +155,19 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             self.loaded_ = models.get_model(self.model_name, self.device, self.dtype)
         self.model_ = self.loaded_.model
         self.tokenizer_ = self.loaded_.tokenizer
-        self.classes_ = np.unique(y)
-        self.label_ids_ = [self._label_ids(c) for c in self.classes_]
+        self._set_classes(y)
         self.prompt_ = self._default_prompt if self.prompt is None else self.prompt
         check_template(self.prompt_, self._placeholders)
         self.use_chat_template_ = self._resolve_chat_template()
         self.n_cache_hits_ = 0
         self.n_cache_misses_ = 0
         return y
+
+    def _set_classes(self, labels):
+        """Set ``classes_`` and their token ids (used by fit and by callers that
+        widen a few-shot label set beyond the labels of the examples)."""
+        self.classes_ = np.unique(labels)
+        self.label_ids_ = [self._label_ids(c) for c in self.classes_]
 
     def _label_ids(self, label):
         text = str(label)
@@ -311,7 +325,10 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
     def _raw_probas(self, X):
         """Unnormalised label probabilities, after the low-probability checks."""
         logprobs = self._label_logprobs(X)
-        probas = np.exp(logprobs)
+        return self._apply_low_prob_policy(np.exp(logprobs), logprobs)
+
+    def _apply_low_prob_policy(self, probas, logprobs):
+        """Raise or warn per ``error_low_prob``; return (probas, logprobs, low rows)."""
         totals = probas.sum(axis=1)
         if np.any(totals == 0.0):
             raise LowProbabilityError("The sum of all probabilities is zero.")
@@ -348,11 +365,7 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             ``threshold_low_prob`` with ``error_low_prob='raise'``.
         """
         probas, logprobs, _ = self._raw_probas(X)
-        if not self.probas_sum_to_1:
-            return probas
-        # Normalise in log space: exact, and stable when probabilities are tiny.
-        shifted = np.exp(logprobs - logprobs.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
+        return probas if not self.probas_sum_to_1 else softmax_rows(logprobs)
 
     def predict(self, X):
         """The most probable class per sample (None for low-probability rows

@@ -113,6 +113,15 @@ class PromptRenderer:
         # Format once with a sentinel, then split: sample texts are inserted
         # by concatenation and are never parsed as format strings.
         self.pieces = template.format(**values).split(_SENTINEL)
+        self.chat_pieces = None
+        if use_chat:
+            # Rendering the chat template (Jinja) per text is slow on big jobs;
+            # render it once around the sentinel, and keep that fast path only
+            # if it gives exactly what the template gives for a probe text.
+            pieces = self._chat(self.user_message(_SENTINEL)).split(_SENTINEL)
+            probe = " probe {text} \n"
+            if probe.join(pieces) == self._chat(self.user_message(probe)):
+                self.chat_pieces = pieces
 
     def user_message(self, text):
         """The template filled with ``text`` (before any chat template)."""
@@ -120,9 +129,12 @@ class PromptRenderer:
 
     def render(self, text):
         """The exact string the model sees for ``text``."""
+        if self.chat_pieces is not None:
+            return str(text).join(self.chat_pieces)
         message = self.user_message(text)
-        if not self.use_chat:
-            return message
+        return self._chat(message) if self.use_chat else message
+
+    def _chat(self, message):
         return self.tokenizer.apply_chat_template(
             [{"role": "user", "content": message}],
             tokenize=False,

@@ -1,0 +1,105 @@
+"""The pandas accessors ``df.llm`` and ``series.llm``.
+
+pandas builds a new accessor object on every attribute access, so
+``__init__`` only keeps a reference; all work is delegated to
+:func:`nbllm.api.classify`, the same function the magics use.
+"""
+
+import pandas as pd
+
+from . import api
+
+
+def _output_frame(result, proba, raw):
+    frame = result.frame.drop(columns=["text"])
+    if not proba:
+        frame = frame[["label"] + (["label_mass"] if raw else [])]
+    return frame
+
+
+class _Base:
+    def __init__(self, obj):
+        self._obj = obj
+
+    def _classify(self, series, labels, proba, raw, estimator, **options):
+        if estimator is not None:
+            # A fitted estimator brings its own labels, prompt and model.
+            result = api.classify(series.tolist(), estimator=estimator,
+                                  index=series.index, skip_missing=True)
+        else:
+            result = api.classify(series.tolist(), labels, raw=raw, index=series.index,
+                                  skip_missing=True, **options)
+        return _output_frame(result, proba, result.raw)
+
+
+@pd.api.extensions.register_dataframe_accessor("llm")
+class DataFrameLLMAccessor(_Base):
+    """``df.llm.classify(column, labels, ...)`` and ``df.llm.preview(...)``."""
+
+    def _column(self, column):
+        if column not in self._obj.columns:
+            raise KeyError(
+                f"column {column!r} not found; columns are "
+                f"{', '.join(map(repr, self._obj.columns))}"
+            )
+        return self._obj[column]
+
+    def classify(self, column, labels=None, *, model=None, prompt=None, examples=None,
+                 max_samples=5, proba=True, raw=False, estimator=None,
+                 batch_size="auto", progress="auto", **kwargs):
+        """Classify a text column; return a new DataFrame on the same index.
+
+        Parameters
+        ----------
+        column : str
+            The text column.
+        labels : list of str
+            Required unless ``estimator`` or ``examples`` provide them.
+        model, prompt : optional
+            Model spec and prompt template.
+        examples : DataFrame or list of (text, label), optional
+            Switches to few-shot, with ``max_samples`` examples in the prompt.
+        proba : bool
+            Add ``proba_<label>`` columns.
+        raw : bool
+            Unnormalised probabilities, plus a ``label_mass`` column.
+        estimator : fitted ZeroShotClassifier or FewShotClassifier, optional
+            Reuse it instead of building one.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``label``, ``proba_<label>``..., and ``label_mass`` with ``raw``.
+            Rows with a missing text get NaN (with a warning counting them).
+        """
+        return self._classify(
+            self._column(column), labels, proba, raw, estimator, model=model,
+            prompt=prompt, examples=examples, max_samples=max_samples,
+            batch_size=batch_size, progress=progress, **kwargs,
+        )
+
+    def preview(self, column, i, labels=None, **options):
+        """A generation preview for row ``i`` (by position) of ``column``."""
+        text = self._column(column).iloc[i]
+        clf = options.pop("estimator", None) or api.build_estimator(labels, **options)
+        return api.preview(clf, text)
+
+
+@pd.api.extensions.register_series_accessor("llm")
+class SeriesLLMAccessor(_Base):
+    """``series.llm.classify(labels, ...)``: the Series holds the texts."""
+
+    def classify(self, labels=None, *, model=None, prompt=None, examples=None,
+                 max_samples=5, proba=True, raw=False, estimator=None,
+                 batch_size="auto", progress="auto", **kwargs):
+        """Classify the texts of this Series; see ``DataFrame.llm.classify``."""
+        return self._classify(
+            self._obj, labels, proba, raw, estimator, model=model, prompt=prompt,
+            examples=examples, max_samples=max_samples, batch_size=batch_size,
+            progress=progress, **kwargs,
+        )
+
+    def preview(self, i, labels=None, **options):
+        """A generation preview for position ``i``."""
+        clf = options.pop("estimator", None) or api.build_estimator(labels, **options)
+        return api.preview(clf, self._obj.iloc[i])

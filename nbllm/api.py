@@ -1,0 +1,171 @@
+"""The one function the magics, the accessor and the panel call.
+
+It builds (or reuses) an estimator, classifies, and returns a
+:class:`~nbllm.display.ClassificationResult`.  Models come from the
+process-wide registry and results from the shared cache, so calling it again
+with other labels or another prompt never reloads weights.
+"""
+
+import math
+import warnings
+
+import numpy as np
+
+from .display import ClassificationResult, GenerationPreview
+
+# Session defaults, set by ``%nbllm model|device ...``.
+settings = {"model": None, "device": "auto", "dtype": "auto"}
+
+
+def is_missing(value):
+    """None or a float NaN (pandas' missing markers for object columns)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def normalize_examples(examples, text_col="text", label_col="label"):
+    """Few-shot examples as two lists (texts, labels).
+
+    Accepts a DataFrame with text and label columns, or an iterable of
+    (text, label) pairs.
+    """
+    if hasattr(examples, "columns"):
+        missing = [c for c in (text_col, label_col) if c not in examples.columns]
+        if missing:
+            raise ValueError(
+                f"examples DataFrame has no column(s) {', '.join(map(repr, missing))}; "
+                f"columns are {', '.join(map(repr, examples.columns))}"
+            )
+        return examples[text_col].tolist(), examples[label_col].tolist()
+    is_iterable = hasattr(examples, "__iter__") and not isinstance(examples, (str, bytes))
+    pairs = list(examples) if is_iterable else []
+    if not pairs or not all(
+        isinstance(p, (tuple, list)) and len(p) == 2 for p in pairs
+    ):
+        raise ValueError(
+            "examples must be a DataFrame with text and label columns or a "
+            "non-empty list of (text, label) pairs"
+        )
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def check_labels(labels):
+    """Validate an explicit label list: non-empty, no blanks, no repeats."""
+    if isinstance(labels, str):
+        raise ValueError(
+            f"labels must be a list of strings, got the single string {labels!r}"
+        )
+    labels = [str(label) for label in (labels or [])]
+    if not labels:
+        raise ValueError("labels must contain at least one label; got none")
+    blank = [label for label in labels if not label.strip()]
+    if blank:
+        raise ValueError(f"labels must be non-empty strings; got {blank[0]!r}")
+    seen, repeated = set(), []
+    for label in labels:
+        if label in seen and label not in repeated:
+            repeated.append(label)
+        seen.add(label)
+    if repeated:
+        raise ValueError(
+            f"labels must be unique; repeated: {', '.join(map(repr, repeated))}"
+        )
+    return labels
+
+
+def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
+                    max_samples=5, raw=False, threshold=0.0, device=None,
+                    batch_size="auto", progress="auto", random_state=0,
+                    text_col="text", label_col="label"):
+    """A fitted ZeroShotClassifier, or FewShotClassifier when ``examples`` are given."""
+    from .estimators import FewShotClassifier, ZeroShotClassifier
+
+    common = dict(
+        prompt=prompt,
+        probas_sum_to_1=not raw,
+        device=device or settings["device"],
+        dtype=settings["dtype"],
+        threshold_low_prob=threshold,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    model = model if model is not None else settings["model"]
+    if examples is None:
+        return ZeroShotClassifier(model, **common).fit(None, check_labels(labels))
+    texts, ex_labels = normalize_examples(examples, text_col, label_col)
+    if labels is not None:
+        labels = check_labels(labels)
+        unknown = sorted({str(y) for y in ex_labels} - set(labels))
+        if unknown:
+            raise ValueError(
+                f"examples use label(s) not in labels: {', '.join(map(repr, unknown))}"
+            )
+    clf = FewShotClassifier(model, max_samples=max_samples, random_state=random_state,
+                            **common)
+    clf.fit(texts, ex_labels)
+    if labels is not None and len(clf.classes_) < len(labels):
+        # Labels without examples must still be predictable.
+        clf._set_classes(labels)
+    return clf
+
+
+def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
+             skip_missing=False, **options):
+    """Classify texts and return a :class:`ClassificationResult`.
+
+    Parameters
+    ----------
+    texts : list-like of str
+    labels : list of str or None
+        Required unless ``estimator`` or labelled ``examples`` give them.
+    estimator : fitted ZeroShotClassifier or FewShotClassifier, optional
+        Reused as is (its labels, prompt and model).
+    previews : int
+        Attach generation previews for the first N texts.
+    index : sequence, optional
+        Row labels for the result's frame.
+    skip_missing : bool
+        Give None/NaN texts NaN results with a warning instead of raising.
+    **options
+        Passed to :func:`build_estimator` (model, prompt, examples, ...).
+    """
+    from .estimators import softmax_rows
+
+    clf = estimator if estimator is not None else build_estimator(labels, **options)
+    texts = list(texts)
+    keep = list(range(len(texts)))
+    if skip_missing:
+        keep = [i for i, t in enumerate(texts) if not is_missing(t)]
+        if len(keep) < len(texts):
+            warnings.warn(
+                f"{len(texts) - len(keep)} missing text(s) (None or NaN) were "
+                "skipped; their results are NaN"
+            )
+    raw = clf.probas_sum_to_1 is False
+    probas = np.full((len(texts), len(clf.classes_)), np.nan)
+    mass = np.full(len(texts), np.nan)
+    if keep:
+        logprobs = clf._label_logprobs([texts[i] for i in keep])
+        clf._apply_low_prob_policy(np.exp(logprobs), logprobs)
+        mass[keep] = np.exp(logprobs).sum(axis=1)
+        probas[keep] = np.exp(logprobs) if raw else softmax_rows(logprobs)
+    result = ClassificationResult(
+        ["" if is_missing(t) else t for t in texts],
+        clf.classes_, probas, mass, raw=raw, threshold=clf.threshold_low_prob,
+        previews=[preview(clf, texts[i]) for i in keep[:previews]],
+        index=index,
+    )
+    result.estimator = clf
+    return result
+
+
+def preview(clf, text, max_new_tokens=24):
+    """A :class:`GenerationPreview` for one text with a fitted estimator."""
+    from .estimators import softmax_rows
+
+    prompt = clf.get_prompt(text)
+    n_tokens = len(clf._encode([str(text)], clf._renderer())[0])
+    logprobs = clf._label_logprobs([text])[0]
+    return GenerationPreview(
+        text, prompt, n_tokens, clf.generate(text, max_new_tokens=max_new_tokens),
+        clf.classes_, softmax_rows(logprobs), float(np.exp(logprobs).sum()),
+    )

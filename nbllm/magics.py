@@ -1,0 +1,293 @@
+"""IPython magics: ``%%zeroshot``, ``%%fewshot`` and ``%nbllm``.
+
+A thin shell: parse the options, call :func:`nbllm.api.classify`, return the
+result object (so it renders inline and ``_`` holds it).  Bad options raise
+:class:`~IPython.core.error.UsageError`, which IPython shows as one line.
+"""
+
+import csv
+import shlex
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from . import api
+
+INLINE_SEPARATOR = "---"
+
+
+def parse_labels(value):
+    """Split ``a,b,"c, d"`` into labels; quotes protect commas."""
+    if value is None:
+        return None
+    try:
+        labels = next(csv.reader([value], skipinitialspace=True))
+    except (csv.Error, StopIteration):
+        raise UsageError(f"--labels: cannot parse {value!r}; use a,b,c") from None
+    labels = [label.strip() for label in labels]
+    try:
+        return api.check_labels(labels)
+    except ValueError as exc:
+        raise UsageError(f"--labels: {exc}") from None
+
+
+def parse_inline_examples(block):
+    """Parse ``label: text`` lines into (text, label) pairs.
+
+    A label that contains ``:`` must be quoted: ``"a:b": some text``.
+    """
+    pairs = []
+    for number, line in enumerate(block.splitlines(), 1):
+        if not line.strip():
+            continue
+        stripped = line.strip()
+        if stripped[0] in "\"'":
+            quote = stripped[0]
+            end = stripped.find(quote, 1)
+            if end < 0 or stripped[end + 1:end + 2] != ":":
+                raise UsageError(
+                    f"example line {number}: unclosed quoted label in {line!r}"
+                )
+            label, text = stripped[1:end], stripped[end + 2:]
+        else:
+            label, sep, text = stripped.partition(":")
+            if not sep:
+                raise UsageError(
+                    f"example line {number} must look like 'label: text'; got {line!r}"
+                )
+        if not label.strip():
+            raise UsageError(f"example line {number} has an empty label: {line!r}")
+        pairs.append((text.strip(), label.strip()))
+    return pairs
+
+
+def _common_arguments(func):
+    decorators = [
+        argument("-l", "--labels", help="comma-separated labels; quote labels with commas"),
+        argument("-m", "--model", help="model spec (default: session default or embedded)"),
+        argument("-p", "--prompt", help="a variable holding the template, or a quoted template"),
+        argument("-i", "--input", help="variable holding a DataFrame, Series or list"),
+        argument("-c", "--column", help="text column when --input is a DataFrame"),
+        argument("-o", "--out", help="store the result in this variable"),
+        argument("--device", help="auto, cpu, cuda or cuda:N"),
+        argument("--raw", action="store_true", help="raw probabilities (no normalising)"),
+        argument("--threshold", type=float, default=0.0,
+                 help="flag rows whose label mass is below this"),
+        argument("--preview", type=int, default=0, metavar="N",
+                 help="show generation previews for the first N texts"),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+@magics_class
+class NbllmMagics(Magics):
+    """The ``%%zeroshot``, ``%%fewshot`` and ``%nbllm`` magics."""
+
+    def _parse(self, func, line):
+        try:
+            args = parse_argstring(func, line)
+        except (UsageError, ValueError) as exc:  # ValueError: unclosed quote
+            raise UsageError(f"{func.__name__}: {exc}") from None
+        # IPython splits the line without removing quotes around a value.
+        for name, value in vars(args).items():
+            if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] \
+                    and value[0] in "'\"":
+                setattr(args, name, value[1:-1])
+        return args
+
+    def _variable(self, name, option):
+        if name not in self.shell.user_ns:
+            raise UsageError(f"{option}: no variable named {name!r}")
+        return self.shell.user_ns[name]
+
+    def _prompt(self, value):
+        if value is None:
+            return None
+        # A bare identifier names a variable; anything else is the template.
+        if value.isidentifier():
+            prompt = self._variable(value, "--prompt")
+            if not isinstance(prompt, str):
+                raise UsageError(
+                    f"--prompt: variable {value!r} must hold a str; got "
+                    f"{type(prompt).__name__}"
+                )
+            return prompt
+        return value.encode().decode("unicode_escape") if "\\n" in value else value
+
+    def _texts(self, args, body):
+        """Texts and their index from --input or the cell body."""
+        if args.input is None:
+            texts = [line.strip() for line in body.splitlines() if line.strip()]
+            if not texts:
+                raise UsageError("no texts: write one text per line in the cell, or use --input")
+            return texts, None
+        data = self._variable(args.input, "--input")
+        if hasattr(data, "columns"):
+            if args.column is None:
+                raise UsageError(
+                    f"--input {args.input} is a DataFrame; name the text column with "
+                    f"--column (one of {', '.join(map(str, data.columns))})"
+                )
+            if args.column not in data.columns:
+                raise UsageError(
+                    f"--column: {args.input} has no column {args.column!r}; columns are "
+                    f"{', '.join(map(str, data.columns))}"
+                )
+            series = data[args.column]
+            return series.tolist(), series.index
+        if hasattr(data, "index") and hasattr(data, "tolist"):
+            return data.tolist(), data.index
+        if isinstance(data, (list, tuple)):
+            return list(data), None
+        raise UsageError(
+            f"--input: {args.input} must be a DataFrame, Series, list or tuple; got "
+            f"{type(data).__name__}"
+        )
+
+    def _run(self, args, texts, index, **options):
+        try:
+            result = api.classify(
+                texts, parse_labels(args.labels),
+                model=args.model, prompt=self._prompt(args.prompt),
+                raw=args.raw, threshold=args.threshold, device=args.device,
+                previews=args.preview, index=index, skip_missing=True, **options,
+            )
+        except (ValueError, TypeError, ImportError, FileNotFoundError) as exc:
+            raise UsageError(str(exc)) from None
+        if args.out:
+            self.shell.user_ns[args.out] = result
+        return result
+
+    @magic_arguments()
+    @_common_arguments
+    @line_cell_magic
+    def zeroshot(self, line, cell=""):
+        """Classify one text per line of the cell, zero-shot.
+
+        With ``--input VAR`` the texts come from the variable and the cell
+        body is ignored; then it also works as a line magic:
+        ``%zeroshot --labels a,b --input df --column text``.
+
+        Example::
+
+            %%zeroshot --labels negative,positive
+            I love this airline
+            my bag is lost again
+        """
+        args = self._parse(self.zeroshot, line)
+        if args.labels is None:
+            raise UsageError("%%zeroshot needs --labels, e.g. --labels negative,positive")
+        texts, index = self._texts(args, cell)
+        return self._run(args, texts, index)
+
+    @magic_arguments()
+    @_common_arguments
+    @argument("-e", "--examples", help="variable with a DataFrame or (text, label) pairs")
+    @argument("-k", "--max-samples", type=int, default=5, help="examples in the prompt")
+    @argument("--text-col", default="text", help="text column of --examples")
+    @argument("--label-col", default="label", help="label column of --examples")
+    @line_cell_magic
+    def fewshot(self, line, cell=""):
+        """Classify texts with a few labelled examples in the prompt.
+
+        Examples come from ``--examples VAR`` or inline, as ``label: text``
+        lines above a ``---`` line, with the texts to classify below it::
+
+            %%fewshot
+            positive: great flight, thanks
+            negative: two hours late, no food
+            ---
+            the crew was lovely
+        """
+        args = self._parse(self.fewshot, line)
+        body = cell
+        if args.examples is not None:
+            examples = self._variable(args.examples, "--examples")
+        else:
+            lines = cell.splitlines()
+            if INLINE_SEPARATOR not in [l.strip() for l in lines]:
+                raise UsageError(
+                    "%%fewshot needs examples: --examples VAR, or 'label: text' lines "
+                    "above a '---' line"
+                )
+            cut = [l.strip() for l in lines].index(INLINE_SEPARATOR)
+            examples = parse_inline_examples("\n".join(lines[:cut]))
+            body = "\n".join(lines[cut + 1:])
+            if not examples:
+                raise UsageError("no examples above the '---' line")
+        if args.max_samples < 1:
+            raise UsageError(f"--max-samples must be at least 1; got {args.max_samples}")
+        texts, index = self._texts(args, body)
+        return self._run(args, texts, index, examples=examples,
+                         max_samples=args.max_samples, text_col=args.text_col,
+                         label_col=args.label_col)
+
+    @line_magic
+    def nbllm(self, line):
+        """Show or set session defaults.
+
+        ``%nbllm`` shows the model, device, dtype, cache counters and loaded
+        models; ``%nbllm model NAME``, ``%nbllm device cpu|cuda|auto`` and
+        ``%nbllm cache clear`` change them.
+        """
+        words = shlex.split(line)
+        if not words:
+            return status()
+        command, rest = words[0], words[1:]
+        if command == "model" and len(rest) == 1:
+            api.settings["model"] = None if rest[0] in ("default", "none") else rest[0]
+        elif command == "device" and len(rest) == 1:
+            from .models import resolve_device
+
+            try:
+                resolve_device(rest[0])
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            api.settings["device"] = rest[0]
+        elif command == "cache" and rest == ["clear"]:
+            from .cache import result_cache
+
+            result_cache.clear()
+        else:
+            raise UsageError(
+                f"%nbllm: unknown command {line.strip()!r}; use '%nbllm', "
+                "'%nbllm model NAME', '%nbllm device cpu|cuda|auto' or "
+                "'%nbllm cache clear'"
+            )
+        return status()
+
+
+class Status:
+    """The session's settings and caches, as HTML and text."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def _repr_html_(self):
+        from .display import esc
+
+        body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in self.rows)
+        return f"<table class=\"nbllm-status\">{body}</table>"
+
+    def __repr__(self):
+        return "\n".join(f"{k}: {v}" for k, v in self.rows)
+
+
+def status():
+    """A :class:`Status` with the current defaults and cache counters."""
+    from .cache import result_cache
+    from .models import DEFAULT_MODEL, cache_dir, loaded_models
+
+    loaded = loaded_models()
+    return Status([
+        ("model", api.settings["model"] or f"{DEFAULT_MODEL} (embedded default)"),
+        ("device", api.settings["device"]),
+        ("dtype", api.settings["dtype"]),
+        ("result cache", f"{len(result_cache)} entries, {result_cache.hits} hits, "
+                         f"{result_cache.misses} misses"),
+        ("cache folder", str(cache_dir())),
+        ("loaded models", ", ".join(repr(m) for m in loaded) or "none"),
+    ])
