@@ -620,8 +620,9 @@ class FewShotClassifier(_LLMClassifierBase):
         -------
         self
         """
-        if X is None or len(X) == 0:
+        if X is None or (not isinstance(X, (str, bytes)) and len(X) == 0):
             raise ValueError("For few-shot learning, pass at least one example")
+        texts = _check_texts(X)
         if y is not None and len(X) != len(y):
             raise ValueError(
                 "X and y don't have the same number of samples, found "
@@ -635,7 +636,6 @@ class FewShotClassifier(_LLMClassifierBase):
             raise ValueError(
                 f"max_samples must be a positive integer; got {self.max_samples!r}"
             )
-        texts = _check_texts(X)
         y = self._fit_common(y)
         self.examples_ = self._draw_examples(texts, y)
         return self

@@ -15,6 +15,8 @@ import torch
 
 from nbllm import FewShotClassifier, ZeroShotClassifier, models
 
+pytestmark = pytest.mark.slow
+
 SKORCH_DEFAULT_PROMPT = pytest.importorskip("skorch.llm.prompts").DEFAULT_PROMPT_ZERO_SHOT
 REAL = dict(model_name="smollm2-135m", device="cpu", dtype="float32", progress=False)
 
@@ -120,12 +122,14 @@ def test_chat_template_is_used_by_default(real_model):
     assert "Text: I love it" in prompt
 
 
-def test_default_zero_shot_beats_chance_on_real_tweets(real_model, real_tweets):
+def test_default_zero_shot_ranks_real_tweets_better_than_chance(real_model, real_tweets):
+    from sklearn.metrics import roc_auc_score
+
     clf = ZeroShotClassifier(**REAL).fit(None, ["negative", "positive"])
     probas = clf.predict_proba(real_tweets["text"])
     np.testing.assert_allclose(probas.sum(1), 1.0, atol=1e-9)
-    accuracy = (clf.classes_[probas.argmax(1)] == real_tweets["label"].to_numpy()).mean()
-    assert accuracy >= 0.65, accuracy
+    positive = real_tweets["label"].to_numpy() == "positive"
+    assert roc_auc_score(positive, probas[:, 1]) >= 0.6
     hits = clf.n_cache_hits_
     assert np.array_equal(clf.predict_proba(real_tweets["text"]), probas)
     assert clf.n_cache_hits_ == hits + len(real_tweets)

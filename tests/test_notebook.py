@@ -1,0 +1,35 @@
+"""The quickstart notebook, executed top to bottom by nbclient on a real ipykernel."""
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
+
+
+def outputs_of(cell):
+    return cell.get("outputs", [])
+
+
+def test_quickstart_runs_and_shows_tables(real_model, tmp_path):
+    # real_model has converted the embedded model into NBLLM_CACHE_DIR, which
+    # the kernel inherits, so the kernel loads the converted copy.
+    from nbllm.notebook import execute_notebook
+
+    nb, written = execute_notebook(NOTEBOOK, tmp_path, timeout=600)
+    assert written["ipynb"].is_file() and written["html"].is_file()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    errors = [o for c in code for o in outputs_of(c) if o.get("output_type") == "error"]
+    assert errors == []
+    html = [o["data"]["text/html"] for c in code for o in outputs_of(c)
+            if "text/html" in o.get("data", {})]
+    tables = [h for h in html if 'class="nbllm-table"' in h]
+    # %%zeroshot x3, %%fewshot inline, the --raw table and the preview cells.
+    assert len(tables) >= 5
+    assert any("Free generation" in h for h in html)
+    assert any("\u26a0 low" in h for h in html)
+    printed = "".join(o.get("text", "") for c in code for o in outputs_of(c)
+                      if o.get("output_type") == "stream")
+    assert "300 tweets in" in printed and "few-shot accuracy" in printed
