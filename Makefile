@@ -8,14 +8,26 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean chromium
 
 demo: $(VENV)/.installed
 	$(PY) -m nbllm.demo
 	cd notebooks && ../$(PY) -m nbllm.notebook quickstart.ipynb
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed chromium
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The browser test drives Debian's Chromium; install it when we can.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "Chromium is missing and cannot be installed here (needs root and apt-get);" \
+	         "the browser test will be skipped"; \
+	  fi; \
+	fi
 
 install: $(VENV)/.installed
 

@@ -78,6 +78,13 @@ class DataFrameLLMAccessor(_Base):
             batch_size=batch_size, progress=progress, **kwargs,
         )
 
+    def panel(self, column, labels=None):
+        """An interactive :class:`nbllm.widgets.Panel` over ``column``."""
+        from .widgets import Panel
+
+        self._column(column)
+        return Panel(self._obj, column, labels)
+
     def preview(self, column, i, labels=None, **options):
         """A generation preview for row ``i`` (by position) of ``column``."""
         text = self._column(column).iloc[i]

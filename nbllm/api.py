@@ -108,8 +108,12 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
     return clf
 
 
+class _Stopped(Exception):
+    """Raised inside a run when its stop event is set."""
+
+
 def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
-             skip_missing=False, **options):
+             skip_missing=False, on_rows=None, stop=None, **options):
     """Classify texts and return a :class:`ClassificationResult`.
 
     Parameters
@@ -125,6 +129,11 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
         Row labels for the result's frame.
     skip_missing : bool
         Give None/NaN texts NaN results with a warning instead of raising.
+    on_rows : callable, optional
+        ``on_rows(rows, logprobs)`` as results arrive (for progress).
+    stop : threading.Event, optional
+        When set during a run, the run stops after the current batch and
+        the result holds the rows finished so far (``result.stopped``).
     **options
         Passed to :func:`build_estimator` (model, prompt, examples, ...).
     """
@@ -141,19 +150,40 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
                 "skipped; their results are NaN"
             )
     raw = clf.probas_sum_to_1 is False
-    probas = np.full((len(texts), len(clf.classes_)), np.nan)
-    mass = np.full(len(texts), np.nan)
+    logprobs = np.full((len(texts), len(clf.classes_)), np.nan)
+    pending = np.zeros(len(texts), dtype=bool)
+    pending[keep] = True
+    keep_array = np.asarray(keep, dtype=np.int64)
+
+    def collect(rows, values):
+        logprobs[keep_array[rows]] = values
+        pending[keep_array[rows]] = False
+        if on_rows is not None:
+            on_rows(rows, values)
+        if stop is not None and stop.is_set():
+            raise _Stopped
+
+    stopped = False
     if keep:
-        logprobs = clf._label_logprobs([texts[i] for i in keep])
-        clf._apply_low_prob_policy(np.exp(logprobs), logprobs)
-        mass[keep] = np.exp(logprobs).sum(axis=1)
-        probas[keep] = np.exp(logprobs) if raw else softmax_rows(logprobs)
+        try:
+            clf._label_logprobs([texts[i] for i in keep], on_rows=collect)
+        except _Stopped:
+            stopped = True
+    done = ~np.isnan(logprobs).any(axis=1)
+    if done.any():
+        clf._apply_low_prob_policy(np.exp(logprobs[done]), logprobs[done])
+    probas = np.full_like(logprobs, np.nan)
+    probas[done] = np.exp(logprobs[done]) if raw else softmax_rows(logprobs[done])
     result = ClassificationResult(
         ["" if is_missing(t) else t for t in texts],
-        clf.classes_, probas, mass, raw=raw, threshold=clf.threshold_low_prob,
-        previews=[preview(clf, texts[i]) for i in keep[:previews]],
+        clf.classes_, probas, np.exp(logprobs).sum(axis=1), raw=raw,
+        threshold=clf.threshold_low_prob,
+        previews=[preview(clf, texts[i]) for i in keep[:previews]] if not stopped else [],
         index=index,
+        hide_low=clf.error_low_prob == "return_none",
     )
+    result.stopped = stopped
+    result.pending = pending
     result.estimator = clf
     return result
 

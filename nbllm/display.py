@@ -69,10 +69,12 @@ class ClassificationResult:
         Shown under the table.
     index : sequence or None
         Row labels for :attr:`frame` (e.g. a DataFrame's index).
+    hide_low : bool
+        Predict None for flagged rows (``error_low_prob='return_none'``).
     """
 
     def __init__(self, texts, classes, probas, label_mass, raw=False, threshold=0.0,
-                 previews=(), index=None):
+                 previews=(), index=None, hide_low=False):
         self.texts = list(texts)
         self.classes = [str(c) for c in classes]
         self.probas = np.asarray(probas, dtype=np.float64)
@@ -81,17 +83,23 @@ class ClassificationResult:
         self.threshold = threshold
         self.previews = list(previews)
         self.index = index
+        self.hide_low = hide_low
+        # Set by nbllm.api.classify when a run is stopped before the end.
+        self.stopped = False
+        self.pending = np.zeros(len(self.texts), dtype=bool)
 
     def __len__(self):
         return len(self.texts)
 
     @property
     def labels(self):
-        """Predicted label per row (None for skipped rows)."""
-        out = []
-        for row in self.probas:
-            out.append(None if np.isnan(row).any() else self.classes[int(np.argmax(row))])
-        return out
+        """Predicted label per row (None for skipped rows, and for low rows
+        with ``hide_low``)."""
+        hidden = self.low if self.hide_low else np.zeros(len(self), dtype=bool)
+        return [
+            None if np.isnan(row).any() or hide else self.classes[int(np.argmax(row))]
+            for row, hide in zip(self.probas, hidden)
+        ]
 
     @property
     def low(self):
@@ -136,7 +144,8 @@ class ClassificationResult:
             f"<p>\u2026 {more} more rows; use <code>.frame</code> for all of them.</p>"
             if more > 0 else ""
         )
-        caption = f"{len(self)} text(s), {len(self.classes)} labels" + (
+        caption = ("stopped early: " if self.stopped else "") + \
+            f"{len(self)} text(s), {len(self.classes)} labels" + (
             ", raw label probabilities" if self.raw else ""
         ) + (f", {int(low.sum())} under the threshold {self.threshold:g}" if low.any() else "")
         previews = "".join(p._repr_html_() for p in self.previews)

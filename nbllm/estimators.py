@@ -254,8 +254,17 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             keep = max(0, keep - max(4, len(ids) - limit))
 
     # ------------------------------------------------------------ scoring
-    def _label_logprobs(self, X):
-        """log P(label | prompt) for each sample and class, using the result cache."""
+    def _label_logprobs(self, X, on_rows=None):
+        """log P(label | prompt) for each sample and class, using the result cache.
+
+        Parameters
+        ----------
+        X : list-like of str
+        on_rows : callable or None
+            Called as ``on_rows(rows, logprobs)`` whenever results for some
+            rows of X are ready (cached rows first, then per batch).  It may
+            raise to stop the run; finished batches stay in the cache.
+        """
         check_is_fitted(self, "loaded_")
         texts = _check_texts(X)
         out = np.empty((len(texts), len(self.classes_)), dtype=np.float64)
@@ -265,61 +274,54 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         from .scoring import LabelScorer
 
         scorer = LabelScorer(self.loaded_)
-        for start in range(0, len(texts), _CHUNK):
-            chunk = texts[start:start + _CHUNK]
-            out[start:start + len(chunk)] = self._score_chunk(
-                chunk, renderer, head, scorer
-            )
+        bar = _ProgressBar(self.progress, len(texts))
+        try:
+            for start in range(0, len(texts), _CHUNK):
+
+                def report(rows, values, start=start):
+                    rows = start + np.asarray(rows, dtype=np.int64)
+                    out[rows] = values
+                    bar.update(len(rows))
+                    if on_rows is not None:
+                        on_rows(rows, values)
+
+                self._score_chunk(texts[start:start + _CHUNK], renderer, head,
+                                  scorer, report, bar)
+        finally:
+            bar.close()
         return out
 
-    def _score_chunk(self, texts, renderer, head, scorer):
+    def _score_chunk(self, texts, renderer, head, scorer, report, bar):
+        """Score one chunk; ``report(rows, logprobs)`` receives every row."""
         ids = self._encode(texts, renderer)
-        out = np.empty((len(ids), len(self.classes_)), dtype=np.float64)
-        if not self.use_caching:
-            return scorer.score(
-                ids, self.label_ids_, self.batch_size, head,
-                progress=self._progress_factory(),
-            )
-        fp = self.loaded_.fingerprint
-        keys = [result_key(fp, row, self.label_ids_) for row in ids]
-        found = result_cache.get_many(keys)
-        todo = {}  # key -> first index; duplicate prompts are scored once
+        keys = [result_key(self.loaded_.fingerprint, row, self.label_ids_) for row in ids]
+        found = result_cache.get_many(keys) if self.use_caching else [None] * len(keys)
+        rows_of = {}  # key -> rows with that prompt; duplicates are scored once
         for i, (key, value) in enumerate(zip(keys, found)):
             if value is None:
-                todo.setdefault(key, i)
-            else:
-                out[i] = value
-        self.n_cache_hits_ += len(keys) - sum(v is None for v in found)
-        self.n_cache_misses_ += sum(v is None for v in found)
-        if todo:
-            first = list(todo.values())
+                rows_of.setdefault(key, []).append(i)
+        done = [i for i, value in enumerate(found) if value is not None]
+        if self.use_caching:
+            self.n_cache_hits_ += len(done)
+            self.n_cache_misses_ += len(keys) - len(done)
+        if done:
+            report(done, np.stack([found[i] for i in done]))
+        if not rows_of:
+            return
+        todo = list(rows_of)
 
-            def store(indices, values):
-                result_cache.put_many([keys[first[j]] for j in indices], values)
+        def on_batch(indices, values):
+            batch_keys = [todo[j] for j in indices]
+            if self.use_caching:
+                result_cache.put_many(batch_keys, values)
+            counts = [len(rows_of[k]) for k in batch_keys]
+            report([r for k in batch_keys for r in rows_of[k]],
+                   np.repeat(values, counts, axis=0))
 
-            values = scorer.score(
-                [ids[i] for i in first], self.label_ids_, self.batch_size, head,
-                on_batch=store, progress=self._progress_factory(),
-            )
-            by_key = dict(zip(todo, values))
-            for i, key in enumerate(keys):
-                if found[i] is None:
-                    out[i] = by_key[key]
-        return out
-
-    def _progress_factory(self):
-        """A callable(n_batches, n_samples) -> progress bar or None."""
-        if self.progress is False:
-            return None
-
-        def make(n_batches, n_samples):
-            if self.progress == "auto" and n_batches < _PROGRESS_MIN_BATCHES:
-                return None
-            from tqdm.auto import tqdm
-
-            return tqdm(total=n_samples, desc="nbllm", unit="text")
-
-        return make
+        scorer.score(
+            [ids[rows_of[k][0]] for k in todo], self.label_ids_, self.batch_size, head,
+            on_batch=on_batch, progress=lambda n_batches, n: bar.start(n_batches),
+        )
 
     # --------------------------------------------------------- prediction
     def _raw_probas(self, X):
@@ -428,6 +430,37 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             return super().__repr__(N_CHAR_MAX)
         finally:
             self.model, self.tokenizer = saved
+
+
+class _ProgressBar:
+    """One tqdm bar for a whole call, however many chunks it scores.
+
+    With ``policy='auto'`` the bar appears once a chunk needs four batches or
+    more, or the call spans several chunks.
+    """
+
+    def __init__(self, policy, total):
+        self.policy, self.total, self.done, self.bar = policy, total, 0, None
+
+    def start(self, n_batches):
+        wanted = self.policy is True or (
+            self.policy == "auto"
+            and (n_batches >= _PROGRESS_MIN_BATCHES or self.total > _CHUNK)
+        )
+        if wanted and self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, initial=self.done, desc="nbllm",
+                            unit="text")
+
+    def update(self, n):
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
 
 class _Named:

@@ -115,7 +115,9 @@ class NbllmMagics(Magics):
                     f"{type(prompt).__name__}"
                 )
             return prompt
-        return value.encode().decode("unicode_escape") if "\\n" in value else value
+        # A template on the option line cannot hold real newlines; accept
+        # the escapes \n and \t for them.
+        return value.replace("\\n", "\n").replace("\\t", "\t")
 
     def _texts(self, args, body):
         """Texts and their index from --input or the cell body."""
@@ -231,7 +233,7 @@ class NbllmMagics(Magics):
 
         ``%nbllm`` shows the model, device, dtype, cache counters and loaded
         models; ``%nbllm model NAME``, ``%nbllm device cpu|cuda|auto`` and
-        ``%nbllm cache clear`` change them.
+        ``%nbllm cache clear`` change them; ``%nbllm panel`` opens the panel.
         """
         words = shlex.split(line)
         if not words:
@@ -247,6 +249,10 @@ class NbllmMagics(Magics):
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
             api.settings["device"] = rest[0]
+        elif command == "panel" and not rest:
+            from .widgets import Panel
+
+            return Panel()
         elif command == "cache" and rest == ["clear"]:
             from .cache import result_cache
 
@@ -254,8 +260,8 @@ class NbllmMagics(Magics):
         else:
             raise UsageError(
                 f"%nbllm: unknown command {line.strip()!r}; use '%nbllm', "
-                "'%nbllm model NAME', '%nbllm device cpu|cuda|auto' or "
-                "'%nbllm cache clear'"
+                "'%nbllm model NAME', '%nbllm device cpu|cuda|auto', "
+                "'%nbllm cache clear' or '%nbllm panel'"
             )
         return status()
 

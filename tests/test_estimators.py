@@ -746,18 +746,35 @@ def test_generate_returns_the_greedy_continuation():
 # ------------------------------------------------------------- progress
 
 
-def test_progress_factory_policies():
-    clf = zero_shot(progress=False).fit(None, LABELS)
-    assert clf._progress_factory() is None
-    auto = zero_shot(progress="auto").fit(None, LABELS)._progress_factory()
-    assert auto(3, 100) is None
-    bar = auto(4, 100)
-    assert bar.total == 100
-    bar.close()
-    always = zero_shot(progress=True).fit(None, LABELS)._progress_factory()
-    bar = always(1, 2)
-    assert bar.total == 2
-    bar.close()
+def test_progress_bar_policies():
+    from nbllm.estimators import _ProgressBar
+
+    off = _ProgressBar(False, 100)
+    off.start(50)
+    assert off.bar is None
+    auto = _ProgressBar("auto", 100)
+    auto.start(3)
+    assert auto.bar is None
+    auto.update(10)
+    auto.start(4)
+    assert (auto.bar.total, auto.bar.n) == (100, 10)
+    auto.close()
+    always = _ProgressBar(True, 2)
+    always.start(1)
+    assert always.bar.total == 2
+    always.close()
+
+
+def test_on_rows_reports_every_row_once_cached_first():
+    clf = zero_shot(batch_size=1).fit(None, LABELS)
+    clf.predict_proba(TEXTS[:1])
+    seen = []
+    out = clf._label_logprobs(TEXTS + [TEXTS[1]], on_rows=lambda r, v: seen.append(
+        (r.tolist(), v.copy())))
+    assert seen[0][0] == [0]
+    assert sorted(r for rows, _ in seen for r in rows) == list(range(len(TEXTS) + 1))
+    for rows, values in seen:
+        np.testing.assert_array_equal(out[rows], values)
 
 
 def test_predict_proba_with_progress_bar_matches_without(capsys):

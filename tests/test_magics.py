@@ -482,10 +482,11 @@ def test_nbllm_cache_clear(ip, tiny_folder):
 
 
 UNKNOWN = ("%nbllm: unknown command {!r}; use '%nbllm', '%nbllm model NAME', "
-           "'%nbllm device cpu|cuda|auto' or '%nbllm cache clear'")
+           "'%nbllm device cpu|cuda|auto', '%nbllm cache clear' or '%nbllm panel'")
 
 
-@pytest.mark.parametrize("line", ["bogus", "model", "model a b", "cache", "cache flush"])
+@pytest.mark.parametrize("line", ["bogus", "model", "model a b", "cache", "cache flush",
+                                  "panel x"])
 def test_nbllm_unknown_subcommand(ip, line):
     with pytest.raises(UsageError, match=re.escape(UNKNOWN.format(line))):
         ip.run_line_magic("nbllm", line)
