@@ -15,7 +15,7 @@ _TEXT_WIDTH = 80
 _STYLE = (
     "<style>"
     ".nbllm-table{border-collapse:collapse;font-size:12px}"
-    ".nbllm-table th,.nbllm-table td{padding:2px 8px;text-align:left;"
+    ".nbllm-table th,.nbllm-table td{padding:2px 8px;text-align:left !important;"
     "border-bottom:1px solid #ddd;vertical-align:top}"
     ".nbllm-bar{display:inline-block;height:8px;background:#4c78a8;margin-left:4px;"
     "vertical-align:middle}"

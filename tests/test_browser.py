@@ -117,7 +117,10 @@ def jupyter_lab(real_model, tmp_path_factory):
 
 
 def test_panel_classifies_in_the_browser(jupyter_lab):
-    sync_api = pytest.importorskip("playwright.sync_api")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        require(False, "playwright is not installed; pip install -e '.[test]'")
     url, token = jupyter_lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -125,45 +128,71 @@ def test_panel_classifies_in_the_browser(jupyter_lab):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.goto(f"{url}/lab/tree/panel.ipynb?token={token}")
-        cell = page.locator(".jp-Notebook .jp-Cell").first
-        cell.wait_for(timeout=90_000)
-        # Wait for the kernel, then run the cell that shows the panel.
-        page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
-                     "#jp-main-statusbar :text('Idle')").first.wait_for(timeout=90_000)
-        cell.locator(".jp-InputArea-editor").click()
-        page.keyboard.press("Shift+Enter")
-        panel = page.locator(".nbllm-panel")
-        panel.wait_for(timeout=90_000)
-
-        tag_input = panel.locator("input.jupyter-widget-taginput")
-        for label in ("negative", "positive"):
-            tag_input.click()
-            tag_input.type(label)
-            tag_input.press("Enter")
-        panel.locator(".jupyter-widget-tag", has_text="positive").first.wait_for()
-
-        table = panel.locator("table.nbllm-table")
-        started = time.perf_counter()
-        panel.locator("button", has_text="Classify").click()
-        table.wait_for(timeout=180_000)
-        timings["cold_seconds"] = round(time.perf_counter() - started, 2)
-        html = table.inner_html()
-        assert "positive" in html and "negative" in html
-        assert table.locator("tbody tr").count() == len(TEXTS)
-        page.screenshot(path=str(ARTIFACTS / "panel.png"), full_page=True)
-
-        # Warm: the model is loaded; new labels mean nothing comes from the cache.
-        tag_input.click()
-        tag_input.type("neutral")
-        tag_input.press("Enter")
-        started = time.perf_counter()
-        panel.locator("button", has_text="Classify").click()
-        panel.locator("table.nbllm-table th", has_text="neutral").wait_for(timeout=180_000)
-        timings["warm_seconds"] = round(time.perf_counter() - started, 2)
-        assert not panel.locator("button", has_text="Classify").is_disabled()
-        page.screenshot(path=str(ARTIFACTS / "panel-warm.png"), full_page=True)
-        browser.close()
+        try:
+            drive_panel(sync_api, page, url, token, timings)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
     timings["texts"] = len(TEXTS)
     (ARTIFACTS / "panel_timings.json").write_text(json.dumps(timings, indent=2))
     print(f"panel Classify of {len(TEXTS)} texts: {timings}")
+
+
+def drive_panel(sync_api, page, url, token, timings):
+    """Open the notebook, show the panel, add labels, Classify twice."""
+    page.goto(f"{url}/lab/tree/panel.ipynb?token={token}")
+    cell = page.locator(".jp-Notebook .jp-Cell").first
+    cell.wait_for(timeout=90_000)
+    panel = page.locator(".nbllm-panel")
+    # Wait until the kernel is connected and idle: a cell run before that
+    # makes JupyterLab ask which kernel to start.
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first \
+        .wait_for(state="attached", timeout=90_000)
+    # Run the cell that shows the panel; try again if the run got lost.
+    for attempt in range(4):
+        select_kernel = page.locator(".jp-Dialog button", has_text="Select")
+        if select_kernel.count():
+            select_kernel.first.click()
+        cell.locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            panel.wait_for(timeout=30_000)
+            break
+        except sync_api.TimeoutError:
+            page.screenshot(path=str(ARTIFACTS / f"panel-wait-{attempt}.png"))
+    panel.wait_for(timeout=30_000)
+
+    tags = panel.locator(".jupyter-widget-tagsinput")
+
+    def add_label(label):
+        # A click on the tags box focuses its (then zero-width) input. The
+        # tag is committed on the input's change event: leaving it with Tab.
+        tags.click()
+        page.keyboard.type(label)
+        page.keyboard.press("Tab")
+        panel.locator(".jupyter-widget-tag", has_text=label).first.wait_for(
+            timeout=10_000)
+
+    add_label("negative")
+    add_label("positive")
+
+    table = panel.locator("table.nbllm-table")
+    started = time.perf_counter()
+    panel.locator("button", has_text="Classify").click()
+    table.wait_for(timeout=180_000)
+    timings["cold_seconds"] = round(time.perf_counter() - started, 2)
+    html = table.inner_html()
+    assert "positive" in html and "negative" in html
+    assert table.locator("tbody tr").count() == len(TEXTS)
+    page.screenshot(path=str(ARTIFACTS / "panel.png"), full_page=True)
+
+    # Warm: the model is loaded; new labels mean nothing comes from the cache.
+    add_label("neutral")
+    started = time.perf_counter()
+    panel.locator("button", has_text="Classify").click()
+    panel.locator("table.nbllm-table th", has_text="neutral").wait_for(timeout=180_000)
+    timings["warm_seconds"] = round(time.perf_counter() - started, 2)
+    assert not panel.locator("button", has_text="Classify").is_disabled()
+    page.screenshot(path=str(ARTIFACTS / "panel-warm.png"), full_page=True)
