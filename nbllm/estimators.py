@@ -623,19 +623,14 @@ class FewShotClassifier(_LLMClassifierBase):
         max_samples=5,
         random_state=None,
     ):
-        self.model_name = model_name
-        self.model = model
-        self.tokenizer = tokenizer
-        self.prompt = prompt
-        self.probas_sum_to_1 = probas_sum_to_1
-        self.device = device
-        self.dtype = dtype
-        self.error_low_prob = error_low_prob
-        self.threshold_low_prob = threshold_low_prob
-        self.use_caching = use_caching
-        self.use_chat_template = use_chat_template
-        self.batch_size = batch_size
-        self.progress = progress
+        # Only stores the arguments, as scikit-learn requires.
+        ZeroShotClassifier.__init__(
+            self, model_name, model=model, tokenizer=tokenizer, prompt=prompt,
+            probas_sum_to_1=probas_sum_to_1, device=device, dtype=dtype,
+            error_low_prob=error_low_prob, threshold_low_prob=threshold_low_prob,
+            use_caching=use_caching, use_chat_template=use_chat_template,
+            batch_size=batch_size, progress=progress,
+        )
         self.max_samples = max_samples
         self.random_state = random_state
 

@@ -18,7 +18,9 @@ from nbllm import api, models
 from nbllm.accessor import DataFrameLLMAccessor, SeriesLLMAccessor
 from nbllm.display import GenerationPreview
 from nbllm.estimators import FewShotClassifier, ZeroShotClassifier
-from tiny import one_torch_thread, tiny_folder  # noqa: F401  (fixtures)
+from tiny import (  # noqa: F401  (fixtures)
+    ip, notebook_state, one_torch_thread, shell, tiny_folder,
+)
 
 LABELS = ["positive", "negative"]
 CLASSES = ["negative", "positive"]
@@ -33,25 +35,6 @@ EXAMPLES = [
     ("Our team won the match", "positive"),
     ("The battery dies after two hours", "negative"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def reset_settings():
-    api.settings.update(model=None, device="auto", dtype="auto")
-    yield
-    api.settings.update(model=None, device="auto", dtype="auto")
-
-
-@pytest.fixture(autouse=True)
-def never_the_default_model(monkeypatch):
-    """Fail fast instead of converting the real embedded model."""
-    real = models._load
-
-    def guarded(spec, device, dtype):
-        assert spec != models.DEFAULT_MODEL, "a test tried to load the embedded model"
-        return real(spec, device, dtype)
-
-    monkeypatch.setattr(models, "_load", guarded)
 
 
 @pytest.fixture

@@ -18,7 +18,9 @@ from nbllm import api, models
 from nbllm.cache import result_cache
 from nbllm.display import ClassificationResult, GenerationPreview
 from nbllm.estimators import FewShotClassifier, ZeroShotClassifier
-from tiny import one_torch_thread, tiny_folder  # noqa: F401  (fixtures)
+from tiny import (  # noqa: F401  (fixtures)
+    ip, notebook_state, one_torch_thread, shell, tiny_folder,
+)
 
 LABELS = "positive,negative"
 CLASSES = ["negative", "positive"]
@@ -34,41 +36,6 @@ EXAMPLES = [
     ("Customer support solved my problem", "positive"),
     ("The battery dies after two hours", "negative"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def reset_settings():
-    api.settings.update(model=None, device="auto", dtype="auto")
-    yield
-    api.settings.update(model=None, device="auto", dtype="auto")
-
-
-@pytest.fixture(autouse=True)
-def never_the_default_model(monkeypatch):
-    """Fail fast instead of converting the real embedded model."""
-    real = models._load
-
-    def guarded(spec, device, dtype):
-        assert spec != models.DEFAULT_MODEL, "a test tried to load the embedded model"
-        return real(spec, device, dtype)
-
-    monkeypatch.setattr(models, "_load", guarded)
-
-
-@pytest.fixture(scope="module")
-def shell():
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "nbllm")
-    return ip
-
-
-@pytest.fixture
-def ip(shell):
-    """The shell; names a test puts into user_ns are removed afterwards."""
-    before = set(shell.user_ns)
-    yield shell
-    for name in set(shell.user_ns) - before:
-        del shell.user_ns[name]
 
 
 def zero(folder, labels=CLASSES, **kwargs):

@@ -19,7 +19,9 @@ from nbllm.cache import result_cache
 from nbllm.display import ClassificationResult
 from nbllm.prompts import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
 from nbllm.widgets import FEW, ZERO, Panel, validate_prompt
-from tiny import one_torch_thread, save_tiny, tiny_folder  # noqa: F401  (fixtures)
+from tiny import (  # noqa: F401  (fixtures)
+    ip, notebook_state, one_torch_thread, save_tiny, shell, tiny_folder,
+)
 
 LABELS = ["positive", "negative"]
 TEXTS = ["I love it.", "The train was late again this morning."]
@@ -42,44 +44,6 @@ TWELVE = [
 
 
 # ------------------------------------------------------------------ fixtures
-@pytest.fixture(autouse=True)
-def reset_state():
-    """Session settings and the result cache start and end clean."""
-    api.settings.update(model=None, device="auto", dtype="auto")
-    result_cache.clear()
-    yield
-    api.settings.update(model=None, device="auto", dtype="auto")
-    result_cache.clear()
-
-
-@pytest.fixture(autouse=True)
-def never_the_default_model(monkeypatch):
-    """Fail fast instead of converting the real embedded model."""
-    real = models._load
-
-    def guarded(spec, device, dtype):
-        assert spec != models.DEFAULT_MODEL, "a test tried to load the embedded model"
-        return real(spec, device, dtype)
-
-    monkeypatch.setattr(models, "_load", guarded)
-
-
-@pytest.fixture(scope="module")
-def shell():
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "nbllm")
-    return ip
-
-
-@pytest.fixture
-def ip(shell):
-    """The shell; names a test puts into user_ns are removed afterwards."""
-    before = set(shell.user_ns)
-    yield shell
-    for name in set(shell.user_ns) - before:
-        del shell.user_ns[name]
-
-
 @pytest.fixture
 def panel(tiny_folder):
     """A synchronous panel on the tiny model with two labels and two texts."""

@@ -164,3 +164,49 @@ def oracle_logprob(model, prompt_ids, label_ids):
 def oracle_matrix(model, prompts, labels):
     """The oracle for every (prompt, label) pair, as a nested list."""
     return [[oracle_logprob(model, p, lab) for lab in labels] for p in prompts]
+
+
+# ---------------------------------------------------------------------------
+# Fixtures for the notebook-layer tests (magics, accessor, panel).  They are
+# autouse where a module imports them.
+
+
+@pytest.fixture(autouse=True)
+def notebook_state(monkeypatch):
+    """Clean session settings and result cache; fail fast on the real model."""
+    from nbllm import api, models
+    from nbllm.cache import result_cache
+
+    def reset():
+        api.settings.update(model=None, device="auto", dtype="auto")
+        result_cache.clear()
+
+    real = models._load
+
+    def guarded(spec, device, dtype):
+        assert spec != models.DEFAULT_MODEL, "a test tried to load the embedded model"
+        return real(spec, device, dtype)
+
+    monkeypatch.setattr(models, "_load", guarded)
+    reset()
+    yield
+    reset()
+
+
+@pytest.fixture(scope="module")
+def shell():
+    """A real IPython shell with the extension loaded."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "nbllm")
+    return ip
+
+
+@pytest.fixture
+def ip(shell):
+    """The shell; names a test puts into user_ns are removed afterwards."""
+    before = set(shell.user_ns)
+    yield shell
+    for name in set(shell.user_ns) - before:
+        del shell.user_ns[name]
