@@ -23,6 +23,7 @@ from tiny import (  # noqa: F401  (fixtures)
     get_tiny_model,
     get_tiny_tokenizer,
     one_torch_thread,
+    save_tiny,
     oracle_logprob,
     tiny_folder,
     tiny_tok,
@@ -844,3 +845,19 @@ def test_grid_search_loads_the_model_once(monkeypatch, tiny_folder):
     assert search.best_params_["prompt"] in prompts
     assert search.best_estimator_.loaded_ is models.get_model(tiny_folder)
     assert search.predict(["nice"])[0] in ("neg", "pos")
+
+
+def test_grid_search_over_model_names_loads_each_model_once(monkeypatch, tiny_folder,
+                                                            tmp_path):
+    other = str(save_tiny(tmp_path / "other", chat=False))
+    monkeypatch.setattr(models, "_registry", {})
+    monkeypatch.setattr(models, "load_counts", {})
+    X = ["good movie", "I love it", "bad movie", "I hate it"] * 2
+    y = ["pos", "pos", "neg", "neg"] * 2
+    search = GridSearchCV(
+        ZeroShotClassifier(progress=False),
+        {"model_name": [tiny_folder, other], "prompt": [None, "{text} -> {labels}:"]},
+        cv=2,
+    ).fit(X, y)
+    assert models.load_counts == {tiny_folder: 1, other: 1}
+    assert len(search.cv_results_["params"]) == 4
