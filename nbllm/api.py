@@ -14,7 +14,7 @@ import numpy as np
 from .display import ClassificationResult, GenerationPreview
 
 # Session defaults, set by ``%nbllm model|device ...``.
-settings = {"model": None, "device": "auto", "dtype": "auto"}
+settings = {"model": None, "device": "auto", "dtype": "auto", "cache_dir": None}
 
 
 def is_missing(value):
@@ -75,7 +75,7 @@ def check_labels(labels):
 def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
                     max_samples=5, raw=False, threshold=0.0, device=None,
                     batch_size="auto", progress="auto", random_state=0,
-                    text_col="text", label_col="label"):
+                    text_col="text", label_col="label", cache_dir=None):
     """A fitted ZeroShotClassifier, or FewShotClassifier when ``examples`` are given."""
     from .estimators import FewShotClassifier, ZeroShotClassifier
 
@@ -87,6 +87,7 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
         threshold_low_prob=threshold,
         batch_size=batch_size,
         progress=progress,
+        cache_dir=cache_dir if cache_dir is not None else settings["cache_dir"],
     )
     model = model if model is not None else settings["model"]
     if examples is None:

@@ -8,6 +8,7 @@ state ends in ``_``.
 
 import math
 import numbers
+import os
 import warnings
 
 import numpy as np
@@ -16,7 +17,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import models
-from .cache import result_cache, result_key
+from .cache import disk_cache, result_cache, result_key
 from .exceptions import LowProbabilityError
 from .prompts import (
     DEFAULT_PROMPT_FEW_SHOT,
@@ -129,6 +130,10 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"progress must be 'auto', True or False; got {self.progress!r}"
             )
+        if self.cache_dir is not None and not isinstance(self.cache_dir, (str, os.PathLike)):
+            raise ValueError(
+                f"cache_dir must be a folder path or None; got {self.cache_dir!r}"
+            )
         if self.prompt is not None and not isinstance(self.prompt, str):
             raise ValueError(
                 f"prompt must be a string or None; got {type(self.prompt).__name__}"
@@ -159,6 +164,7 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         self.prompt_ = self._default_prompt if self.prompt is None else self.prompt
         check_template(self.prompt_, self._placeholders)
         self.use_chat_template_ = self._resolve_chat_template()
+        self.disk_cache_ = disk_cache(self.cache_dir) if self.use_caching else None
         self.n_cache_hits_ = 0
         self.n_cache_misses_ = 0
         return y
@@ -295,7 +301,8 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         """Score one chunk; ``report(rows, logprobs)`` receives every row."""
         ids = self._encode(texts, renderer)
         keys = [result_key(self.loaded_.fingerprint, row, self.label_ids_) for row in ids]
-        found = result_cache.get_many(keys) if self.use_caching else [None] * len(keys)
+        found = (result_cache.get_many(keys, disk=self.disk_cache_) if self.use_caching
+                 else [None] * len(keys))
         rows_of = {}  # key -> rows with that prompt; duplicates are scored once
         for i, (key, value) in enumerate(zip(keys, found)):
             if value is None:
@@ -313,7 +320,7 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         def on_batch(indices, values):
             batch_keys = [todo[j] for j in indices]
             if self.use_caching:
-                result_cache.put_many(batch_keys, values)
+                result_cache.put_many(batch_keys, values, disk=self.disk_cache_)
             counts = [len(rows_of[k]) for k in batch_keys]
             report([r for k in batch_keys for r in rows_of[k]],
                    np.repeat(values, counts, axis=0))
@@ -403,8 +410,11 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         return tok.decode(out[0, len(ids):], skip_special_tokens=True)
 
     def clear_model_cache(self):
-        """Empty the result cache (shared by every estimator in the process)."""
+        """Empty the result cache (shared by every estimator in the process)
+        and this estimator's disk cache, if it has one."""
         result_cache.clear()
+        if getattr(self, "disk_cache_", None) is not None:
+            self.disk_cache_.clear()
 
     # ------------------------------------------------------ sklearn glue
     def __sklearn_clone__(self):
@@ -502,6 +512,10 @@ _COMMON_DOC = """
         Prompts per forward pass; 'auto' fills a per-device token budget.
     progress : {{'auto', True, False}}, default='auto'
         Show a tqdm progress bar ('auto': on runs of four batches or more).
+    cache_dir : str, path or None, default=None
+        Keep results in ``<cache_dir>/results.sqlite`` too, so reruns in new
+        processes are instant and interrupted jobs resume.  None uses
+        ``$NBLLM_CACHE_DIR`` when it is set, else memory only.
 """
 
 
@@ -547,6 +561,7 @@ class ZeroShotClassifier(_LLMClassifierBase):
         use_chat_template="auto",
         batch_size="auto",
         progress="auto",
+        cache_dir=None,
     ):
         self.model_name = model_name
         self.model = model
@@ -561,6 +576,7 @@ class ZeroShotClassifier(_LLMClassifierBase):
         self.use_chat_template = use_chat_template
         self.batch_size = batch_size
         self.progress = progress
+        self.cache_dir = cache_dir
 
     def fit(self, X, y, **fit_params):
         """Load the model and take the classes from ``y`` (no training happens).
@@ -620,6 +636,7 @@ class FewShotClassifier(_LLMClassifierBase):
         use_chat_template="auto",
         batch_size="auto",
         progress="auto",
+        cache_dir=None,
         max_samples=5,
         random_state=None,
     ):
@@ -629,7 +646,7 @@ class FewShotClassifier(_LLMClassifierBase):
             probas_sum_to_1=probas_sum_to_1, device=device, dtype=dtype,
             error_low_prob=error_low_prob, threshold_low_prob=threshold_low_prob,
             use_caching=use_caching, use_chat_template=use_chat_template,
-            batch_size=batch_size, progress=progress,
+            batch_size=batch_size, progress=progress, cache_dir=cache_dir,
         )
         self.max_samples = max_samples
         self.random_state = random_state

@@ -6,6 +6,7 @@ result object (so it renders inline and ``_`` holds it).  Bad options raise
 """
 
 import csv
+import os
 import shlex
 
 from IPython.core.error import UsageError
@@ -233,7 +234,9 @@ class NbllmMagics(Magics):
 
         ``%nbllm`` shows the model, device, dtype, cache counters and loaded
         models; ``%nbllm model NAME``, ``%nbllm device cpu|cuda|auto`` and
-        ``%nbllm cache clear`` change them; ``%nbllm panel`` opens the panel.
+        ``%nbllm cache clear`` change them; ``%nbllm cache DIR`` keeps results
+        on disk under DIR (``%nbllm cache off`` stops that); ``%nbllm panel``
+        opens the panel.
         """
         words = shlex.split(line)
         if not words:
@@ -254,14 +257,19 @@ class NbllmMagics(Magics):
 
             return Panel()
         elif command == "cache" and rest == ["clear"]:
-            from .cache import result_cache
+            from .cache import disk_cache, result_cache
 
             result_cache.clear()
+            disk = disk_cache(api.settings["cache_dir"])
+            if disk is not None:
+                disk.clear()
+        elif command == "cache" and len(rest) == 1:
+            api.settings["cache_dir"] = None if rest[0] in ("none", "off") else rest[0]
         else:
             raise UsageError(
                 f"%nbllm: unknown command {line.strip()!r}; use '%nbllm', "
                 "'%nbllm model NAME', '%nbllm device cpu|cuda|auto', "
-                "'%nbllm cache clear' or '%nbllm panel'"
+                "'%nbllm cache clear|DIR' or '%nbllm panel'"
             )
         return status()
 
@@ -295,5 +303,7 @@ def status():
         ("result cache", f"{len(result_cache)} entries, {result_cache.hits} hits, "
                          f"{result_cache.misses} misses"),
         ("cache folder", str(cache_dir())),
+        ("disk result cache", api.settings["cache_dir"] or
+         ("$NBLLM_CACHE_DIR" if os.environ.get("NBLLM_CACHE_DIR") else "off")),
         ("loaded models", ", ".join(repr(m) for m in loaded) or "none"),
     ])

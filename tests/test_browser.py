@@ -88,13 +88,14 @@ def jupyter_lab(real_model, tmp_path_factory):
     write_notebook(root)
     port, token = free_port(), "nbllm-test-token"
     log = open(root / "lab.log", "w")
-    # The kernel inherits NBLLM_CACHE_DIR from real_model: the converted model is there.
+    # The kernel gets NBLLM_CACHE_DIR from real_model: the converted model is there.
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "jupyter-lab"), "--no-browser",
          f"--port={port}", "--ip=127.0.0.1", f"--IdentityProvider.token={token}",
          f"--ServerApp.root_dir={root}", "--allow-root",
          "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, JUPYTER_PLATFORM_DIRS="1"),
+        stdout=log, stderr=subprocess.STDOUT,
+        env=dict(os.environ, JUPYTER_PLATFORM_DIRS="1", NBLLM_CACHE_DIR=real_model.cache_dir),
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90

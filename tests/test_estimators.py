@@ -797,7 +797,7 @@ def test_get_params_and_set_params():
     assert set(params) == {
         "model_name", "model", "tokenizer", "prompt", "probas_sum_to_1", "device",
         "dtype", "error_low_prob", "threshold_low_prob", "use_caching",
-        "use_chat_template", "batch_size", "progress",
+        "use_chat_template", "batch_size", "progress", "cache_dir",
     }
     assert params["prompt"] == "{text} {labels}"
     assert params["model"] is get_tiny_model()

@@ -30,8 +30,9 @@ def full_forward_logprob(model, prompt_ids, label_ids):
     return sum(logprobs[start + i, t].item() for i, t in enumerate(label_ids))
 
 
-def test_gguf_is_converted_once_and_reloads_fast(real_model):
-    converted = list((Path(os.environ["NBLLM_CACHE_DIR"]) / "converted").iterdir())
+def test_gguf_is_converted_once_and_reloads_fast(real_model, monkeypatch):
+    monkeypatch.setenv("NBLLM_CACHE_DIR", real_model.cache_dir)
+    converted = list((Path(real_model.cache_dir) / "converted").iterdir())
     assert [p.name.startswith("SmolLM2-135M-Instruct.Q4_1-") for p in converted] == [True]
     assert (converted[0] / "model.safetensors").is_file()
     key = ("smollm2-135m", "cpu", "torch.float32")

@@ -404,7 +404,9 @@ def test_nbllm_status(ip):
     assert lines[3] == (f"result cache: {len(result_cache)} entries, {result_cache.hits} "
                         f"hits, {result_cache.misses} misses")
     assert [line.split(":")[0] for line in lines] == [
-        "model", "device", "dtype", "result cache", "cache folder", "loaded models"]
+        "model", "device", "dtype", "result cache", "cache folder", "disk result cache",
+        "loaded models"]
+    assert lines[5] == "disk result cache: off"
     html = status._repr_html_()
     assert html.startswith('<table class="nbllm-status"><tr><th>model</th>')
 
@@ -449,10 +451,10 @@ def test_nbllm_cache_clear(ip, tiny_folder):
 
 
 UNKNOWN = ("%nbllm: unknown command {!r}; use '%nbllm', '%nbllm model NAME', "
-           "'%nbllm device cpu|cuda|auto', '%nbllm cache clear' or '%nbllm panel'")
+           "'%nbllm device cpu|cuda|auto', '%nbllm cache clear|DIR' or '%nbllm panel'")
 
 
-@pytest.mark.parametrize("line", ["bogus", "model", "model a b", "cache", "cache flush",
+@pytest.mark.parametrize("line", ["bogus", "model", "model a b", "cache", "cache a b",
                                   "panel x"])
 def test_nbllm_unknown_subcommand(ip, line):
     with pytest.raises(UsageError, match=re.escape(UNKNOWN.format(line))):
@@ -566,3 +568,16 @@ def test_fewshot_examples_of_the_wrong_type_is_a_usage_error(ip, tiny_folder):
 def test_unclosed_quote_in_options_is_a_usage_error(ip, tiny_folder):
     with pytest.raises(UsageError, match="No closing quotation"):
         ip.run_cell_magic("zeroshot", f'--labels a,b --model {tiny_folder} -p "oops', CELL)
+
+
+def test_nbllm_cache_dir_turns_on_the_disk_cache(ip, tiny_folder, tmp_path):
+    ip.run_line_magic("nbllm", f"cache {tmp_path}")
+    assert api.settings["cache_dir"] == str(tmp_path)
+    assert repr(ip.run_line_magic("nbllm", "")).splitlines()[5] == \
+        f"disk result cache: {tmp_path}"
+    result = ip.run_cell_magic("zeroshot", f"--labels {LABELS} --model {tiny_folder}", CELL)
+    assert len(result.estimator.disk_cache_) == len(TEXTS)
+    ip.run_line_magic("nbllm", "cache clear")
+    assert len(result.estimator.disk_cache_) == 0
+    ip.run_line_magic("nbllm", "cache off")
+    assert api.settings["cache_dir"] is None

@@ -13,11 +13,11 @@ def outputs_of(cell):
     return cell.get("outputs", [])
 
 
-def test_quickstart_runs_and_shows_tables(real_model, tmp_path):
-    # real_model has converted the embedded model into NBLLM_CACHE_DIR, which
-    # the kernel inherits, so the kernel loads the converted copy.
+def test_quickstart_runs_and_shows_tables(real_model, tmp_path, monkeypatch):
+    # The kernel inherits NBLLM_CACHE_DIR and loads the copy real_model converted.
     from nbllm.notebook import execute_notebook
 
+    monkeypatch.setenv("NBLLM_CACHE_DIR", real_model.cache_dir)
     nb, written = execute_notebook(NOTEBOOK, tmp_path, timeout=600)
     assert written["ipynb"].is_file() and written["html"].is_file()
     code = [c for c in nb.cells if c.cell_type == "code"]

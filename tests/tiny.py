@@ -178,7 +178,7 @@ def notebook_state(monkeypatch):
     from nbllm.cache import result_cache
 
     def reset():
-        api.settings.update(model=None, device="auto", dtype="auto")
+        api.settings.update(model=None, device="auto", dtype="auto", cache_dir=None)
         result_cache.clear()
 
     real = models._load
