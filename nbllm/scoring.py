@@ -38,7 +38,8 @@ def common_prefix_length(a, b):
     return n
 
 
-def plan_batches(lengths, trie_size, n_internal, vocab_size, device_type, batch_size):
+def plan_batches(lengths, trie_size, n_internal, vocab_size, device_type, batch_size,
+                 token_budget=None):
     """Group sample indices into batches, longest first, to keep padding small.
 
     Parameters
@@ -47,6 +48,8 @@ def plan_batches(lengths, trie_size, n_internal, vocab_size, device_type, batch_
         Tokens per sample after the shared prefix.
     batch_size : int or 'auto'
         Fixed rows per batch, or ``'auto'`` to fill a token and logit budget.
+    token_budget : int or None
+        Tokens per forward pass with 'auto'; None uses the device default.
 
     Returns
     -------
@@ -54,13 +57,14 @@ def plan_batches(lengths, trie_size, n_internal, vocab_size, device_type, batch_
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     kind = "cuda" if device_type == "cuda" else "cpu"
+    token_budget = token_budget or _TOKEN_BUDGET[kind]
     batches, current, widest = [], [], 0
     for i in order:
         width = max(widest, lengths[i] + trie_size)
         rows = len(current) + 1
         if batch_size == "auto":
             too_big = current and (
-                rows * width > _TOKEN_BUDGET[kind]
+                rows * width > token_budget
                 or rows * (1 + n_internal) * vocab_size > _LOGIT_BUDGET[kind]
                 or rows > _MAX_ROWS[kind]
             )
@@ -92,6 +96,8 @@ class LabelScorer:
         self.device = loaded.device
         self.prefix_caches = loaded.state.setdefault("prefix_kv", {})
         self.forward_passes = 0
+        self.oom_retries = 0
+        self.row_cap = None  # set after an out-of-memory error
         # transformers 5.x renamed ``past_key_values`` to ``cache``.
         params = inspect.signature(self.model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
@@ -133,28 +139,74 @@ class LabelScorer:
         suffixes = [ids[prefix_len:] for ids in prompt_ids]
         batches = plan_batches(
             [len(s) for s in suffixes], len(trie), len(trie.internal),
-            self.model.config.vocab_size if hasattr(self.model.config, "vocab_size")
-            else 32000, self.device.type, batch_size,
+            getattr(self.model.config, "vocab_size", 32000), self.device.type,
+            batch_size, token_budget=self._token_budget(prefix_len),
         )
         tree = _TrieTensors(trie, self.device)
         bar = progress(len(batches), n) if progress is not None else None
         try:
             with torch.inference_mode():
-                for indices in batches:
-                    logprobs = self._score_batch(
-                        [suffixes[i] for i in indices], prefix_len, prefix_kv, tree
-                    )
-                    # One device-to-host copy per batch, for the caller's cache.
-                    values = logprobs.double().cpu().numpy()
-                    out[indices] = values
-                    if on_batch is not None:
-                        on_batch(indices, values)
-                    if bar is not None:
-                        bar.update(len(indices))
+                for planned in batches:
+                    for indices, logprobs in self._score_with_backoff(
+                        planned, suffixes, prefix_len, prefix_kv, tree
+                    ):
+                        # One device-to-host copy per batch, for the caller's cache.
+                        values = logprobs.double().cpu().numpy()
+                        out[indices] = values
+                        if on_batch is not None:
+                            on_batch(indices, values)
+                        if bar is not None:
+                            bar.update(len(indices))
         finally:
             if bar is not None:
                 bar.close()
         return out
+
+    def _token_budget(self, prefix_len):
+        """Tokens per forward pass: fixed on cpu, sized to free memory on cuda."""
+        import torch
+
+        if self.device.type != "cuda":
+            return None
+        free, _ = torch.cuda.mem_get_info(self.device)
+        cfg = self.model.config
+        hidden = getattr(cfg, "hidden_size", 4096)
+        layers = getattr(cfg, "num_hidden_layers", 32)
+        heads = getattr(cfg, "num_attention_heads", 32)
+        kv_dim = getattr(cfg, "num_key_value_heads", heads) * (hidden // heads)
+        size = torch.finfo(self.loaded.dtype).bits // 8
+        # A new token holds its activations (~16 hidden vectors in flight) and
+        # its keys and values in every layer; each row also copies the prefix.
+        per_token = size * (16 * hidden + 2 * layers * kv_dim)
+        per_token += size * 2 * layers * kv_dim * prefix_len // 32
+        budget = int(0.4 * free / per_token)
+        return max(_TOKEN_BUDGET["cpu"], min(budget, 8 * _TOKEN_BUDGET["cuda"]))
+
+    def _score_with_backoff(self, indices, suffixes, prefix_len, prefix_kv, tree):
+        """Score rows, halving the batch on out-of-memory errors instead of failing.
+
+        After an OOM, later batches are cut to the size that worked, so the
+        error is paid once per run rather than once per batch.
+        """
+        import torch
+
+        if self.row_cap is not None and len(indices) > self.row_cap:
+            half = self.row_cap
+            return (self._score_with_backoff(indices[:half], suffixes, prefix_len,
+                                             prefix_kv, tree)
+                    + self._score_with_backoff(indices[half:], suffixes, prefix_len,
+                                               prefix_kv, tree))
+        try:
+            rows = [suffixes[i] for i in indices]
+            return [(indices, self._score_batch(rows, prefix_len, prefix_kv, tree))]
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if len(indices) == 1 or not _is_out_of_memory(exc):
+                raise
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self.oom_retries += 1
+        self.row_cap = max(1, len(indices) // 2)
+        return self._score_with_backoff(indices, suffixes, prefix_len, prefix_kv, tree)
 
     def _shared_prefix_length(self, prompt_ids, prefix_hint):
         """Tokens shared by every prompt, leaving at least one token per prompt.
@@ -246,6 +298,12 @@ class LabelScorer:
         # Node n's token is predicted at its parent's slot (slot 0: the prompt).
         node_logprobs = logprobs[:, tree.parent_slots, tree.tokens]
         return node_logprobs @ tree.path_matrix
+
+
+def _is_out_of_memory(exc):
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
 class _TrieTensors:

@@ -360,3 +360,45 @@ def test_prefix_kv_keeps_the_most_recent_entries():
 def test_prefix_kv_is_shared_by_scorers_on_the_same_model():
     loaded = _loaded()
     assert LabelScorer(loaded).prefix_caches is LabelScorer(loaded).prefix_caches
+
+
+def test_out_of_memory_halves_the_batch_and_retries(monkeypatch):
+    import torch
+
+    from nbllm.models import wrap_model
+
+    tiny_model, tiny_tok = get_tiny_model(), get_tiny_tokenizer()
+    loaded = wrap_model(tiny_model, tiny_tok)
+    prompts = [tiny_tok(f"The movie number {i} was great")["input_ids"] for i in range(8)]
+    labels = [tiny_tok(w, add_special_tokens=False)["input_ids"] for w in ("good", "bad")]
+    expected = LabelScorer(loaded).score(prompts, labels, batch_size=1)
+    real = LabelScorer._score_batch
+    sizes = []
+
+    def small_device(self, suffixes, *args):
+        sizes.append(len(suffixes))
+        if len(suffixes) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real(self, suffixes, *args)
+
+    monkeypatch.setattr(LabelScorer, "_score_batch", small_device)
+    scorer = LabelScorer(loaded)
+    seen = []
+    got = scorer.score(prompts, labels, batch_size=8,
+                       on_batch=lambda idx, v: seen.extend(idx))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert sorted(seen) == list(range(8))
+    assert sizes == [8, 4, 2, 2, 2, 2]  # one OOM per size, then the cap holds
+    assert scorer.oom_retries == 2 and scorer.row_cap == 2
+
+
+def test_other_runtime_errors_are_not_retried(monkeypatch):
+    from nbllm.models import wrap_model
+
+    def broken(self, *args):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(LabelScorer, "_score_batch", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        LabelScorer(wrap_model(get_tiny_model(), get_tiny_tokenizer())).score(
+            [[1, 2, 3], [1, 2, 4]], [[5]], batch_size=2)
