@@ -1,0 +1,179 @@
+"""nbllm against skorch.llm, side by side in one process, on the same model and tweets.
+
+    HF_HUB_OFFLINE=1 python benchmarks/bench_vs_skorch.py [-n 128] [--scale 100,1000]
+
+Both use the embedded SmolLM2-135M (float32, cpu, the same weights object),
+the same real tweets and the same prompt text (skorch's templates, sent raw).
+For each case it prints skorch's and nbllm's time, the speed ratio, and the
+largest probability difference (which must stay under 1e-4).  It also
+measures the rerun from the result cache, a "floor" (a bare batched forward
+pass over only the tokens that must be computed), the model load cold and
+from the converted copy, and the cost and peak memory of ``df.llm.classify``
+as the row count grows.  This machine is noisy: read the ratios, not the
+seconds.
+"""
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+MULTI_TOKEN = ["very negative", "somewhat negative", "neutral or mixed", "positive"]
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - start
+
+
+def skorch_examples_block(examples):
+    """skorch's few-shot example text, so both libraries see the same prompt."""
+    from skorch.llm.prompts import DELIM
+
+    return "\n".join(f"{DELIM}\n{x}\n{DELIM}\n\nYour response:\n{y}\n" for x, y in examples)
+
+
+def floor_seconds(loaded, clf, texts):
+    """A bare batched forward pass over each sample's own tokens plus the label
+    trie tokens, with the shared prefix run once: the work nbllm cannot avoid."""
+    import torch
+
+    from nbllm.scoring import LabelScorer, plan_batches
+    from nbllm.trie import LabelTrie
+
+    renderer = clf._renderer()
+    ids = clf._encode(texts, renderer)
+    head = clf.tokenizer_(renderer.head(), add_special_tokens=False)["input_ids"]
+    scorer = LabelScorer(loaded)
+    prefix_len = scorer._shared_prefix_length(ids, head)
+    trie = LabelTrie(clf.label_ids_)
+    suffixes = [row[prefix_len:] + trie.tokens for row in ids]
+    batches = plan_batches([len(s) for s in suffixes], 0, len(trie.internal),
+                           loaded.model.config.vocab_size, "cpu", "auto")
+    n_tokens = sum(len(s) for s in suffixes) + prefix_len
+    start = time.perf_counter()
+    with torch.inference_mode():
+        loaded.model(torch.tensor([ids[0][:prefix_len]]))
+        for batch in batches:
+            width = max(len(suffixes[i]) for i in batch)
+            rows = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, i in enumerate(batch):
+                rows[r, :len(suffixes[i])] = torch.tensor(suffixes[i])
+            loaded.model(rows, logits_to_keep=1 + len(trie.internal))
+    return time.perf_counter() - start, n_tokens
+
+
+def load_times():
+    """Cold GGUF load and load from the converted copy, each in a fresh process."""
+    import tempfile
+
+    code = ("import time; t = time.perf_counter(); from nbllm.models import get_model; "
+            "get_model(device='cpu', dtype='float32'); print(time.perf_counter() - t)")
+    folder = tempfile.mkdtemp(prefix="nbllm-bench-")
+    env = dict(os.environ, NBLLM_CACHE_DIR=folder)
+    run = lambda: float(subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                       capture_output=True, text=True).stdout.split()[-1])
+    return run(), run()
+
+
+def scale_rows(counts, labels):
+    """df.llm.classify time and peak RSS per row count, each in a fresh process."""
+    code = """
+import resource, sys, time
+import nbllm
+from nbllm.data import load_tweets
+df = load_tweets(None, labels=('negative', 'positive'), min_confidence=0.0)
+df = df.sample(n=min(int(sys.argv[1]), len(df)), random_state=0)
+t = time.perf_counter()
+out = df.llm.classify('text', labels=%r, progress=False)
+print(len(out), time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+""" % (labels,)
+    rows = []
+    for n in counts:
+        out = subprocess.run([sys.executable, "-c", code, str(n)], check=True,
+                             capture_output=True, text=True).stdout.split()
+        rows.append((int(out[0]), float(out[1]), int(out[2]) / 1024))
+    return rows
+
+
+def main():
+    import numpy as np
+    from skorch.llm import ZeroShotClassifier as SkorchZeroShot
+    from skorch.llm.prompts import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
+
+    from nbllm import ZeroShotClassifier, models
+    from nbllm.cache import result_cache
+    from nbllm.data import load_tweets
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=128)
+    parser.add_argument("--scale", default="100,1000", help="row counts for df.llm.classify")
+    parser.add_argument("--skip-load", action="store_true")
+    args = parser.parse_args()
+
+    loaded = models.get_model(device="cpu", dtype="float32")
+    texts = load_tweets(args.n, split="eval", random_state=11)["text"].tolist()
+    train = load_tweets(20, split="dev", random_state=12)
+    examples = list(zip(train["text"][:5], train["label"][:5]))
+    # The few-shot case: skorch's template with the examples written in by
+    # skorch's own format, so that both see the same prompt text.
+    few_template = DEFAULT_PROMPT_FEW_SHOT.replace(
+        "{examples}", skorch_examples_block(examples).replace("{", "{{").replace("}", "}}"))
+    cases = [
+        ("zero-shot, 2 single-token labels", DEFAULT_PROMPT_ZERO_SHOT,
+         ["negative", "positive"]),
+        ("zero-shot, 4 multi-token labels", DEFAULT_PROMPT_ZERO_SHOT, MULTI_TOKEN),
+        ("few-shot, 5 examples", few_template, ["negative", "positive"]),
+    ]
+    print(f"{len(texts)} tweets, SmolLM2-135M float32 on cpu, "
+          f"{os.cpu_count()} cores\n")
+    header = f"{'case':<34} {'skorch s':>9} {'nbllm s':>8} {'speed-up':>9} {'max |dp|':>9}"
+    print(header)
+    print("-" * len(header))
+    results = {}
+    for name, template, labels in cases:
+        result_cache.clear()
+        ours = ZeroShotClassifier(model=loaded.model, tokenizer=loaded.tokenizer,
+                                  prompt=template, use_chat_template=False,
+                                  progress=False).fit(None, labels)
+        theirs = SkorchZeroShot(model=loaded.model, tokenizer=loaded.tokenizer,
+                                prompt=template).fit(None, labels)
+        p_theirs, t_theirs = timed(theirs.predict_proba, texts)
+        p_ours, t_ours = timed(ours.predict_proba, texts)
+        diff = float(np.abs(p_ours - p_theirs).max())
+        results[name] = (ours, t_ours)
+        print(f"{name:<34} {t_theirs:9.1f} {t_ours:8.1f} {t_theirs / t_ours:8.1f}x "
+              f"{diff:9.1e}" + ("" if diff < 1e-4 else "  PARITY FAILED"), flush=True)
+
+    ours, _ = results["zero-shot, 2 single-token labels"]
+    t_floor, n_tokens = floor_seconds(loaded, ours, texts)
+    result_cache.clear()
+    _, t_nbllm = timed(ours.predict_proba, texts)
+    _, t_again = timed(ours.predict_proba, texts)
+    print(f"\nrerun from the result cache: {t_nbllm:.2f} s -> {t_again * 1000:.1f} ms "
+          f"({t_nbllm / t_again:.0f}x faster)")
+    print(f"floor (bare forward over the {n_tokens} tokens that must be computed): "
+          f"{t_floor:.1f} s = {n_tokens / t_floor:.0f} tokens/s; nbllm {t_nbllm:.1f} s "
+          f"= {t_nbllm / t_floor:.2f}x the floor")
+
+    if not args.skip_load:
+        cold, warm = load_times()
+        print(f"model load: cold GGUF {cold:.1f} s, from the converted copy {warm:.1f} s "
+              f"({cold / warm:.1f}x faster)")
+    counts = [int(c) for c in args.scale.split(",") if c]
+    if counts:
+        print("\ndf.llm.classify scale (fresh process each):")
+        for n, seconds, peak_mb in scale_rows(counts, ["negative", "positive"]):
+            print(f"  {n:>6} rows: {seconds:7.1f} s, {1000 * seconds / n:6.1f} ms/row, "
+                  f"peak RSS {peak_mb:.0f} MB")
+    print(f"\nthis process peak RSS: "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
