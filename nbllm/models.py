@@ -210,8 +210,13 @@ def _model_folder(spec):
 
 def _load(spec, device, dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     folder = _model_folder(spec)
+    # transformers' per-tensor progress bars would clutter every notebook
+    # cell that first touches a model; loading takes seconds.
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
@@ -221,6 +226,9 @@ def _load(spec, device, dtype):
             f"({', '.join(EMBEDDED_MODELS)}), a .gguf file, a local model folder, "
             f"nor a model id in the local Hugging Face cache ({exc})"
         ) from exc
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     model.to(device)
     model.eval()
     return model, tokenizer
