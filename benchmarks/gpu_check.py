@@ -1,16 +1,15 @@
-"""One-run correctness and speed check on a CUDA machine.
+"""One-run correctness and speed check on a CUDA machine (a few minutes).
 
-    HF_HUB_OFFLINE=1 python benchmarks/gpu_check.py [-n 512]
+    HF_HUB_OFFLINE=1 python benchmarks/gpu_check.py [-n 256]
 
-Checks, on the embedded model and real tweets:
+On the embedded model and real tweets it:
 
-1. CUDA float32 probabilities equal CPU float32 ones (atol 1e-3);
-2. CUDA bfloat16 (the 'auto' dtype) predictions agree with float32 on >= 95 %
-   of the tweets, and its probabilities stay within 0.05;
-3. the engine's log-probabilities equal a plain full forward pass on CUDA;
-4. throughput (tweets/s) on CPU and CUDA, cold and from the result cache.
-
-Exits non-zero if a check fails.
+1. checks nbllm's float32 and bfloat16 log-probabilities on CUDA against a
+   float64 CPU oracle (a plain full forward pass) and reports the max error;
+2. checks that bf16 predictions agree with float32 on >= 95 % of tweets;
+3. times nbllm against skorch.llm on the same GPU, zero-shot and few-shot;
+4. sweeps batch sizes 8 to 256;
+5. prints one small table, and exits non-zero if a check fails.
 """
 
 import argparse
@@ -19,77 +18,107 @@ import sys
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+LABELS = ["negative", "positive", "very negative", "very positive"]
 
 
 def timed(fn, *args):
+    import torch
+
+    torch.cuda.synchronize()
     start = time.perf_counter()
     out = fn(*args)
+    torch.cuda.synchronize()
     return out, time.perf_counter() - start
+
+
+def oracle_logprobs(model64, tokenizer, clf, texts):
+    """float64 CPU log P(label | prompt) by one full forward pass per label."""
+    import torch
+
+    rows = []
+    for text in texts:
+        ids = tokenizer(clf.get_prompt(text), add_special_tokens=not clf.use_chat_template_)
+        ids = ids["input_ids"]
+        row = []
+        for label_ids in clf.label_ids_:
+            with torch.no_grad():
+                lp = model64(torch.tensor([ids + label_ids])).logits[0].log_softmax(-1)
+            row.append(sum(lp[len(ids) - 1 + i, t].item() for i, t in enumerate(label_ids)))
+        rows.append(row)
+    return rows
 
 
 def main():
     import numpy as np
     import torch
+    from skorch.llm import ZeroShotClassifier as SkorchZeroShot
+    from skorch.llm.prompts import DEFAULT_PROMPT_ZERO_SHOT
 
-    from nbllm import ZeroShotClassifier
+    from nbllm import ZeroShotClassifier, models
+    from nbllm.cache import result_cache
     from nbllm.data import load_tweets
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("-n", type=int, default=512)
+    parser.add_argument("-n", type=int, default=256)
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("no CUDA device: this script checks the GPU path")
-
     texts = load_tweets(args.n, split="eval")["text"].tolist()
-    cpu_texts = texts[:64]
-    labels = ["negative", "positive", "very negative", "very positive"]
-    failures = []
+    table, failures = [], []
 
-    def make(**kw):
-        return ZeroShotClassifier(progress=False, use_caching=False, **kw).fit(None, labels)
+    # 1-2: exactness against a float64 oracle.
+    cpu = models.get_model(device="cpu", dtype="float32")
+    model64 = cpu.model.to(torch.float64)
+    probe = texts[:6]
+    for dtype, tolerance in (("float32", 1e-3), ("bfloat16", 0.25)):
+        clf = ZeroShotClassifier(device="cuda", dtype=dtype, probas_sum_to_1=False,
+                                 use_caching=False, progress=False).fit(None, LABELS)
+        got = np.log(clf.predict_proba(probe))
+        ref = np.array(oracle_logprobs(model64, cpu.tokenizer, clf, probe))
+        err = float(np.abs(got - ref).max())
+        table.append((f"max |dlogp| vs float64, {dtype}", f"{err:.2e}"))
+        if err > tolerance:
+            failures.append(f"{dtype} log-probabilities off by {err:.2e}")
+    cpu.model.to(torch.float32)
 
-    cpu = make(device="cpu", dtype="float32")
-    gpu32 = make(device="cuda", dtype="float32")
-    gpu_auto = make(device="cuda")
-    print(f"auto dtype on cuda: {gpu_auto.loaded_.dtype}")
+    f32 = ZeroShotClassifier(device="cuda", dtype="float32", use_caching=False,
+                             progress=False).fit(None, LABELS)
+    bf16 = ZeroShotClassifier(device="cuda", dtype="bfloat16", use_caching=False,
+                              progress=False).fit(None, LABELS)
+    p32, p16 = f32.predict_proba(texts), bf16.predict_proba(texts)
+    agree = float((p32.argmax(1) == p16.argmax(1)).mean())
+    table.append(("bf16 vs fp32 prediction agreement", f"{agree:.3f}"))
+    if agree < 0.95:
+        failures.append("bfloat16 predictions drift from float32")
 
-    p_cpu, t_cpu = timed(cpu.predict_proba, cpu_texts)
-    p_gpu32, _ = timed(gpu32.predict_proba, cpu_texts)
-    diff = np.abs(p_cpu - p_gpu32).max()
-    print(f"[1] cpu vs cuda float32 max |dp| = {diff:.2e}")
-    if diff > 1e-3:
-        failures.append("cuda float32 differs from cpu")
+    # 3: against skorch on the same GPU and weights.
+    gpu = models.get_model(device="cuda", dtype="float32")
+    subset = texts[:64]
+    for name, labels in (("zero-shot 2 labels", ["negative", "positive"]),
+                         ("zero-shot 4 labels", LABELS)):
+        ours = ZeroShotClassifier(model=gpu.model, tokenizer=gpu.tokenizer,
+                                  prompt=DEFAULT_PROMPT_ZERO_SHOT, use_chat_template=False,
+                                  use_caching=False, progress=False).fit(None, labels)
+        theirs = SkorchZeroShot(model=gpu.model, tokenizer=gpu.tokenizer,
+                                prompt=DEFAULT_PROMPT_ZERO_SHOT).fit(None, labels)
+        p_theirs, t_theirs = timed(theirs.predict_proba, subset)
+        p_ours, t_ours = timed(ours.predict_proba, subset)
+        diff = float(np.abs(p_ours - p_theirs).max())
+        table.append((f"{name}: skorch / nbllm time", f"{t_theirs / t_ours:.1f}x, "
+                      f"max |dp| {diff:.1e}"))
+        if diff > 1e-3:
+            failures.append(f"{name}: probabilities differ from skorch by {diff:.1e}")
 
-    p32, t32 = timed(gpu32.predict_proba, texts)
-    pbf, tbf = timed(gpu_auto.predict_proba, texts)
-    agree = (p32.argmax(1) == pbf.argmax(1)).mean()
-    print(f"[2] bf16 vs fp32 agreement {agree:.3f}, max |dp| {np.abs(p32 - pbf).max():.3f}")
-    if agree < 0.95 or np.abs(p32 - pbf).max() > 0.05:
-        failures.append("bfloat16 drifts from float32")
+    # 4: batch-size sweep (bf16, the cuda default).
+    for batch_size in (8, 16, 32, 64, 128, 256, "auto"):
+        result_cache.clear()
+        clf = ZeroShotClassifier(device="cuda", batch_size=batch_size, use_caching=False,
+                                 progress=False).fit(None, LABELS)
+        _, seconds = timed(clf.predict_proba, texts)
+        table.append((f"batch_size={batch_size}", f"{len(texts) / seconds:.0f} tweets/s"))
 
-    raw = ZeroShotClassifier(device="cuda", dtype="float32", probas_sum_to_1=False,
-                             use_caching=False, progress=False).fit(None, labels)
-    got = np.log(raw.predict_proba(texts[:4]))
-    model, tok = raw.model_, raw.tokenizer_
-    worst = 0.0
-    for row, text in zip(got, texts[:4]):
-        ids = tok(raw.get_prompt(text), add_special_tokens=False)["input_ids"]
-        for value, label_ids in zip(row, raw.label_ids_):
-            full = torch.tensor([ids + label_ids], device="cuda")
-            with torch.no_grad():
-                lp = model(full).logits[0].float().log_softmax(-1)
-            ref = sum(lp[len(ids) - 1 + i, t].item() for i, t in enumerate(label_ids))
-            worst = max(worst, abs(ref - value))
-    print(f"[3] engine vs full forward on cuda: max |dlogp| = {worst:.2e}")
-    if worst > 1e-3:
-        failures.append("engine differs from full forward on cuda")
-
-    cached = ZeroShotClassifier(device="cuda", progress=False).fit(None, labels)
-    _, t_first = timed(cached.predict_proba, texts)
-    _, t_again = timed(cached.predict_proba, texts)
-    print(f"[4] cpu fp32 {len(cpu_texts) / t_cpu:.0f} tweets/s | cuda fp32 "
-          f"{len(texts) / t32:.0f} | cuda bf16 {len(texts) / tbf:.0f} | "
-          f"cached rerun {t_first / max(t_again, 1e-9):.0f}x faster")
+    width = max(len(k) for k, _ in table)
+    print("\n" + "\n".join(f"{k:<{width}}  {v}" for k, v in table))
     if failures:
         sys.exit("FAILED: " + "; ".join(failures))
     print("all GPU checks passed")
