@@ -100,10 +100,12 @@ def test_plan_batches_empty():
 
 
 def test_plan_batches_auto_splits_on_token_budget():
-    # 1000 prompt + 10 trie tokens per row: two rows fit 2048, three do not.
-    assert plan_batches([1000, 1000, 1000], 10, 0, 10, "cpu", "auto") == [
+    # 500 prompt + 10 trie tokens per row: two rows fit 1024, three do not.
+    assert plan_batches([500, 500, 500], 10, 0, 10, "cpu", "auto") == [
         [0, 1], [2]
     ]
+    assert plan_batches([500, 500, 500], 10, 0, 10, "cpu", "auto",
+                        token_budget=2048) == [[0, 1, 2]]
     # The CUDA budget is larger, so the same work is one batch there.
     assert plan_batches([1000, 1000, 1000], 10, 0, 10, "cuda", "auto") == [
         [0, 1, 2]
