@@ -355,12 +355,7 @@ class Panel(widgets.VBox):
         options = [f"--labels {_labels_option(labels)}"]
         if model:
             options.append(f"--model {quote_option(model)}")
-        if self.device.value != "auto":
-            options.append(f"--device {self.device.value}")
-        if self.raw.value:
-            options.append("--raw")
-        if self.threshold.value:
-            options.append(f"--threshold {self.threshold.value:g}")
+        options += [magic for magic, _ in self._option_pairs()]
         setup = ""
         if self.prompt.value != DEFAULTS[self.mode.value]:
             setup = f"nbllm_prompt = {self.prompt.value!r}\n\n"
@@ -381,17 +376,25 @@ class Panel(widgets.VBox):
         python = self._python_code(labels, model, few)
         return magic, python
 
+    def _option_pairs(self):
+        """The options that differ from their defaults, as (magic option,
+        estimator keyword) pairs, so both kinds of code say the same."""
+        pairs = []
+        if self.device.value != "auto":
+            pairs.append((f"--device {self.device.value}", f"device={self.device.value!r}"))
+        if self.raw.value:
+            pairs.append(("--raw", "probas_sum_to_1=False"))
+        if self.threshold.value:
+            value = f"{self.threshold.value:g}"
+            pairs.append((f"--threshold {value}", f"threshold_low_prob={value}"))
+        return pairs
+
     def _python_code(self, labels, model, few):
         cls = "FewShotClassifier" if few else "ZeroShotClassifier"
         args = [repr(model)] if model else []
         if self.prompt.value != DEFAULTS[self.mode.value]:
             args.append(f"prompt={self.prompt.value!r}")
-        if self.device.value != "auto":
-            args.append(f"device={self.device.value!r}")
-        if self.raw.value:
-            args.append("probas_sum_to_1=False")
-        if self.threshold.value:
-            args.append(f"threshold_low_prob={self.threshold.value:g}")
+        args += [python for _, python in self._option_pairs()]
         if self.policy.value != "ignore":
             args.append(f"error_low_prob={self.policy.value!r}")
         if few:
