@@ -10,14 +10,22 @@ import math
 import numbers
 import os
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import models
+from .calibration import (
+    CALIBRATIONS,
+    CONTENT_FREE_TEXTS,
+    calibrate,
+    content_free_reference,
+    softmax_rows,  # noqa: F401  (re-exported: api and older callers import it here)
+)
 from .cache import disk_cache, result_cache, result_key
+from .examples import SELECTIONS, PerTextRenderer, SimilarExamples, draw_examples
 from .exceptions import LowProbabilityError
 from .prompts import (
     DEFAULT_PROMPT_FEW_SHOT,
@@ -27,6 +35,8 @@ from .prompts import (
     PromptRenderer,
     check_template,
     format_examples,
+    label_token_ids,
+    trailing_space,
 )
 
 ERROR_LOW_PROB_VALUES = ("ignore", "raise", "warn", "return_none")
@@ -67,15 +77,6 @@ def _check_texts(X):
             for x in texts
         ]
     return texts
-
-
-def softmax_rows(logprobs):
-    """Normalise log-probabilities row-wise.
-
-    Done in log space: exact, and stable when the probabilities are tiny.
-    """
-    shifted = np.exp(logprobs - logprobs.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
@@ -134,6 +135,24 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"cache_dir must be a folder path or None; got {self.cache_dir!r}"
             )
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(
+                "calibration must be None, 'content_free' or 'batch'; "
+                f"got {self.calibration!r}"
+            )
+        if self.calibration is not None and not self.probas_sum_to_1:
+            raise ValueError(
+                f"calibration={self.calibration!r} gives normalised probabilities; "
+                "it cannot be combined with probas_sum_to_1=False"
+            )
+        if self.label_map is not None and not (
+            isinstance(self.label_map, Mapping)
+            and all(isinstance(w, str) and w.strip() for w in self.label_map.values())
+        ):
+            raise ValueError(
+                "label_map must be a dict from class to the non-empty word the model "
+                f"scores, e.g. {{'pos': 'positive'}}; got {self.label_map!r}"
+            )
         if self.prompt is not None and not isinstance(self.prompt, str):
             raise ValueError(
                 f"prompt must be a string or None; got {type(self.prompt).__name__}"
@@ -149,7 +168,7 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         y = np.asarray(y)
         if len(y) == 0:
             raise ValueError("y must contain at least one label; got an empty list")
-        if not isinstance(y[0], str):
+        if not isinstance(y[0], str) and self.label_map is None:
             warnings.warn(
                 "y should contain the name of the labels as strings, e.g. "
                 "'positive' and 'negative', don't pass label-encoded targets"
@@ -160,20 +179,37 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             self.loaded_ = models.get_model(self.model_name, self.device, self.dtype)
         self.model_ = self.loaded_.model
         self.tokenizer_ = self.loaded_.tokenizer
-        self._set_classes(y)
         self.prompt_ = self._default_prompt if self.prompt is None else self.prompt
         check_template(self.prompt_, self._placeholders)
         self.use_chat_template_ = self._resolve_chat_template()
         self.disk_cache_ = disk_cache(self.cache_dir) if self.use_caching else None
         self.n_cache_hits_ = 0
         self.n_cache_misses_ = 0
+        self._set_classes(y)
         return y
 
     def _set_classes(self, labels):
         """Set ``classes_`` and their token ids (used by fit and by callers that
         widen a few-shot label set beyond the labels of the examples)."""
         self.classes_ = np.unique(labels)
-        self.label_ids_ = [self._label_ids(c) for c in self.classes_]
+        words = [self._word(c) for c in self.classes_]
+        if len(set(words)) < len(words):
+            repeated = sorted({w for w in words if words.count(w) > 1})
+            raise ValueError(
+                "label_map maps several classes to the same word: "
+                + ", ".join(repr(w) for w in repeated)
+            )
+        self.label_ids_ = [self._label_ids(w) for w in words]
+        self.calibration_reference_ = None
+        if self.calibration == "content_free":
+            self.calibration_reference_ = content_free_reference(
+                self.calibration_logprobs())
+
+    def _word(self, label):
+        """The text the model scores for a class (``label_map`` or the class)."""
+        if self.label_map is not None and label in self.label_map:
+            return self.label_map[label]
+        return str(label)
 
     def _label_ids(self, label):
         text = str(label)
@@ -181,10 +217,14 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"labels must be non-empty strings; got {text!r} in the classes"
             )
-        ids = self.tokenizer_(text, add_special_tokens=False)["input_ids"]
+        ids = label_token_ids(self.tokenizer_, text, self._label_prefix())
         if not ids:
             raise ValueError(f"label {text!r} tokenizes to no tokens")
-        return list(ids)
+        return ids
+
+    def _label_prefix(self):
+        """The spaces that end a raw prompt belong to the label (see prompts)."""
+        return "" if self.use_chat_template_ else trailing_space(self.prompt_)
 
     def _resolve_chat_template(self):
         has_template = bool(getattr(self.tokenizer_, "chat_template", None))
@@ -196,11 +236,15 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         return has_template if self.use_chat_template == "auto" else self.use_chat_template
 
     def _prompt_fields(self):
-        return {"labels": [str(c) for c in self.classes_.tolist()]}
+        return {"labels": [self._word(c) for c in self.classes_.tolist()]}
 
     def _renderer(self):
+        return self._prompt_renderer(self._prompt_fields())
+
+    def _prompt_renderer(self, fields):
         return PromptRenderer(
-            self.prompt_, self._prompt_fields(), self.tokenizer_, self.use_chat_template_
+            self.prompt_, fields, self.tokenizer_, self.use_chat_template_,
+            strip_end=len(self._label_prefix()),
         )
 
     @property
@@ -213,23 +257,25 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
     def get_prompt(self, text):
         """Return the exact prompt string the model sees for ``text``."""
         check_is_fitted(self, "loaded_")
-        return self._renderer().render(text)
+        return self._renderer().for_texts([text])[0].render(text)
 
-    def _encode(self, texts, renderer):
+    def _encode(self, texts, renderer, label_ids=None):
         """Token ids of each prompt, cutting texts that do not fit the context.
 
         The template and the labels are kept whole; only the sample's text is
         shortened (from the right), and a warning counts the cut samples.
         """
+        label_ids = self.label_ids_ if label_ids is None else label_ids
         special = not self.use_chat_template_
+        renderers = renderer.for_texts(texts)
         ids = self.tokenizer_(
-            [renderer.render(t) for t in texts], add_special_tokens=special
+            [r.render(t) for r, t in zip(renderers, texts)], add_special_tokens=special
         )["input_ids"]
-        limit = self.loaded_.context_length - max(len(i) for i in self.label_ids_)
+        limit = self.loaded_.context_length - max(len(i) for i in label_ids)
         cut = 0
         for i, row in enumerate(ids):
             if len(row) > limit:
-                ids[i] = self._truncate(texts[i], renderer, limit)
+                ids[i] = self._truncate(texts[i], renderers[i], limit)
                 cut += 1
         if cut:
             warnings.warn(
@@ -260,7 +306,7 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             keep = max(0, keep - max(4, len(ids) - limit))
 
     # ------------------------------------------------------------ scoring
-    def _label_logprobs(self, X, on_rows=None):
+    def _label_logprobs(self, X, on_rows=None, *, renderer=None, label_ids=None):
         """log P(label | prompt) for each sample and class, using the result cache.
 
         Parameters
@@ -270,11 +316,15 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             Called as ``on_rows(rows, logprobs)`` whenever results for some
             rows of X are ready (cached rows first, then per batch).  It may
             raise to stop the run; finished batches stay in the cache.
+        renderer, label_ids : optional
+            Another prompt or other continuations to score than the
+            estimator's own (the multi-label classifier asks per label).
         """
         check_is_fitted(self, "loaded_")
         texts = _check_texts(X)
-        out = np.empty((len(texts), len(self.classes_)), dtype=np.float64)
-        renderer = self._renderer()
+        renderer = self._renderer() if renderer is None else renderer
+        label_ids = self.label_ids_ if label_ids is None else label_ids
+        out = np.empty((len(texts), len(label_ids)), dtype=np.float64)
         special = not self.use_chat_template_
         head = self.tokenizer_(renderer.head(), add_special_tokens=special)["input_ids"]
         from .scoring import LabelScorer
@@ -291,16 +341,16 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
                     if on_rows is not None:
                         on_rows(rows, values)
 
-                self._score_chunk(texts[start:start + _CHUNK], renderer, head,
-                                  scorer, report, bar)
+                self._score_chunk(texts[start:start + _CHUNK], renderer, label_ids,
+                                  head, scorer, report, bar)
         finally:
             bar.close()
         return out
 
-    def _score_chunk(self, texts, renderer, head, scorer, report, bar):
+    def _score_chunk(self, texts, renderer, label_ids, head, scorer, report, bar):
         """Score one chunk; ``report(rows, logprobs)`` receives every row."""
-        ids = self._encode(texts, renderer)
-        keys = [result_key(self.loaded_.fingerprint, row, self.label_ids_) for row in ids]
+        ids = self._encode(texts, renderer, label_ids)
+        keys = [result_key(self.loaded_.fingerprint, row, label_ids) for row in ids]
         found = (result_cache.get_many(keys, disk=self.disk_cache_) if self.use_caching
                  else [None] * len(keys))
         rows_of = {}  # key -> rows with that prompt; duplicates are scored once
@@ -326,7 +376,7 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
                    np.repeat(values, counts, axis=0))
 
         scorer.score(
-            [ids[rows_of[k][0]] for k in todo], self.label_ids_, self.batch_size, head,
+            [ids[rows_of[k][0]] for k in todo], label_ids, self.batch_size, head,
             on_batch=on_batch, progress=lambda n_batches, n: bar.start(n_batches),
         )
 
@@ -373,14 +423,30 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             If a row's total label probability is zero, or below
             ``threshold_low_prob`` with ``error_low_prob='raise'``.
         """
-        probas, logprobs, _ = self._raw_probas(X)
-        return probas if not self.probas_sum_to_1 else softmax_rows(logprobs)
+        _, logprobs, _ = self._raw_probas(X)
+        return self.probas_from_logprobs(logprobs)
+
+    def probas_from_logprobs(self, logprobs):
+        """Turn label log-probabilities into this estimator's probabilities:
+        exact (``probas_sum_to_1=False``) or normalised and calibrated."""
+        if not self.probas_sum_to_1:
+            return np.exp(logprobs)
+        return calibrate(logprobs, self.calibration, self.calibration_reference_)
+
+    def calibration_logprobs(self):
+        """Label log-probabilities of the content-free texts ("N/A", "", "[MASK]").
+
+        Their normalised mean is what ``calibration='content_free'`` divides by;
+        it shows how biased the prompt is before seeing any text.
+        """
+        check_is_fitted(self, "loaded_")
+        return self._label_logprobs(list(CONTENT_FREE_TEXTS))
 
     def predict(self, X):
         """The most probable class per sample (None for low-probability rows
         when ``error_low_prob='return_none'``)."""
-        probas, _, low = self._raw_probas(X)
-        y_pred = self.classes_[probas.argmax(axis=1)]
+        _, logprobs, low = self._raw_probas(X)
+        y_pred = self.classes_[self.probas_from_logprobs(logprobs).argmax(axis=1)]
         if self.error_low_prob == "return_none":
             y_pred = y_pred.astype(object)
             y_pred[low] = None
@@ -512,6 +578,16 @@ _COMMON_DOC = """
         Prompts per forward pass; 'auto' fills a per-device token budget.
     progress : {{'auto', True, False}}, default='auto'
         Show a tqdm progress bar ('auto': on runs of four batches or more).
+    calibration : {{None, 'content_free', 'batch'}}, default=None
+        Correct the prompt's bias towards some labels (see
+        :mod:`nbllm.calibration`): divide by the label probabilities for
+        content-free texts, or by the mean over the samples of one predict
+        call (predictions then depend on the call's other samples).  Needs
+        ``probas_sum_to_1=True``.
+    label_map : dict or None, default=None
+        Maps a class (as in ``y``) to the word the model scores and the prompt
+        shows, e.g. ``{{'pos': 'positive'}}``; classes not in the map are used
+        as they are.  ``classes_`` and predictions keep the codes.
     cache_dir : str, path or None, default=None
         Keep results in ``<cache_dir>/results.sqlite`` too, so reruns in new
         processes are instant and interrupted jobs resume.  None uses
@@ -562,6 +638,8 @@ class ZeroShotClassifier(_LLMClassifierBase):
         batch_size="auto",
         progress="auto",
         cache_dir=None,
+        calibration=None,
+        label_map=None,
     ):
         self.model_name = model_name
         self.model = model
@@ -577,6 +655,8 @@ class ZeroShotClassifier(_LLMClassifierBase):
         self.batch_size = batch_size
         self.progress = progress
         self.cache_dir = cache_dir
+        self.calibration = calibration
+        self.label_map = label_map
 
     def fit(self, X, y, **fit_params):
         """Load the model and take the classes from ``y`` (no training happens).
@@ -605,15 +685,21 @@ class FewShotClassifier(_LLMClassifierBase):
         + _COMMON_DOC.format(placeholders="``{text}``, ``{labels}`` and ``{examples}``",
                              default="``DEFAULT_PROMPT_FEW_SHOT``")
         + """    max_samples : int, default=5
-        Number of examples in the prompt.  They are drawn from the fit data so
-        that every label appears where possible.
+        Number of examples in the prompt.
+    example_selection : {'stratified', 'random', 'similar'}, default='stratified'
+        'stratified' draws the examples once so that every label appears
+        where possible; 'random' draws them once at random; 'similar' picks,
+        for each text, the nearest fit texts by TF-IDF cosine (taking the
+        classes in turn).  'similar' gives better examples but loses the
+        shared prompt prefix, so scoring costs more (see the README).
     random_state : int, RandomState or None, default=None
         Makes the draw of examples deterministic.
 
     Attributes
     ----------
-    examples_ : list of (text, label)
-        The examples in the prompt, in prompt order.
+    examples_ : list of (text, label) or None
+        The examples in the prompt, in prompt order; None with 'similar'
+        (see :meth:`examples_for`).
     """
     )
 
@@ -637,7 +723,10 @@ class FewShotClassifier(_LLMClassifierBase):
         batch_size="auto",
         progress="auto",
         cache_dir=None,
+        calibration=None,
+        label_map=None,
         max_samples=5,
+        example_selection="stratified",
         random_state=None,
     ):
         # Only stores the arguments, as scikit-learn requires.
@@ -647,8 +736,10 @@ class FewShotClassifier(_LLMClassifierBase):
             error_low_prob=error_low_prob, threshold_low_prob=threshold_low_prob,
             use_caching=use_caching, use_chat_template=use_chat_template,
             batch_size=batch_size, progress=progress, cache_dir=cache_dir,
+            calibration=calibration, label_map=label_map,
         )
         self.max_samples = max_samples
+        self.example_selection = example_selection
         self.random_state = random_state
 
     def fit(self, X, y, **fit_params):
@@ -681,33 +772,43 @@ class FewShotClassifier(_LLMClassifierBase):
             raise ValueError(
                 f"max_samples must be a positive integer; got {self.max_samples!r}"
             )
+        if self.example_selection not in SELECTIONS:
+            raise ValueError(
+                "example_selection must be 'stratified', 'random' or 'similar'; "
+                f"got {self.example_selection!r}"
+            )
         y = self._fit_common(y)
-        self.examples_ = self._draw_examples(texts, y)
+        if self.example_selection == "similar":
+            self.examples_ = None
+            self.selector_ = SimilarExamples(texts, y, self.max_samples)
+        else:
+            chosen = draw_examples(y, self.max_samples, self.example_selection,
+                                   self.random_state)
+            self.examples_ = [(texts[i], y[i]) for i in chosen]
         return self
 
-    def _draw_examples(self, texts, y):
-        """Pick examples so that each label appears once before any repeats."""
-        n = min(self.max_samples, len(y))
-        rng = check_random_state(self.random_state)
-        order = rng.permutation(len(y))
-        chosen, seen = [], set()
-        for i in order:  # one per label first, in random order
-            if len(chosen) == n:
-                break
-            if y[i] not in seen:
-                seen.add(y[i])
-                chosen.append(i)
-        taken = set(chosen)
-        for i in order:  # then fill up with the rest
-            if len(chosen) == n:
-                break
-            if i not in taken:
-                chosen.append(i)
-        # Shuffle so the prompt does not list the labels in a fixed pattern.
-        chosen = [chosen[j] for j in rng.permutation(len(chosen))]
-        return [(texts[i], y[i]) for i in chosen]
+    def examples_for(self, X):
+        """The (text, label) examples in the prompt of each text of X."""
+        check_is_fitted(self, "loaded_")
+        texts = _check_texts(X)
+        if self.examples_ is not None:
+            return [list(self.examples_) for _ in texts]
+        return self._renderer().examples_for(texts)
+
+    def _format_examples(self, pairs):
+        return format_examples([(text, self._word(label)) for text, label in pairs])
+
+    def _renderer(self):
+        if self.examples_ is not None:
+            return super()._renderer()
+        fields = super()._prompt_fields()
+        return PerTextRenderer(
+            self.selector_,
+            lambda block: self._prompt_renderer(dict(fields, examples=block)),
+            self._format_examples,
+        )
 
     def _prompt_fields(self):
         fields = super()._prompt_fields()
-        fields["examples"] = format_examples(self.examples_)
+        fields["examples"] = self._format_examples(self.examples_ or [])
         return fields

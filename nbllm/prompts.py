@@ -90,6 +90,34 @@ def format_examples(examples, example_format=EXAMPLE_FORMAT):
     )
 
 
+def trailing_space(template):
+    """The spaces at the very end of a template ('' if none).
+
+    A raw prompt such as ``"...Sentiment: "`` means "the label follows after a
+    space".  Tokenizers fold that space into the label's first token
+    (``" positive"``), so nbllm scores the label with its leading space and
+    drops the space from the prompt: the tokens are those of the joint string.
+    """
+    return template[len(template.rstrip(" ")):]
+
+
+def label_token_ids(tokenizer, label, prefix=""):
+    """Token ids of ``prefix + label`` as they appear after other text.
+
+    A bare ``" positive"`` can tokenize differently at the start of a string
+    (SentencePiece adds its own word marker), so the label is tokenized after
+    an anchor word and the anchor's tokens are removed.
+    """
+    encode = lambda s: list(tokenizer(s, add_special_tokens=False)["input_ids"])
+    if not prefix:
+        return encode(label)
+    anchor = encode("x")
+    joint = encode("x" + prefix + label)
+    if joint[:len(anchor)] == anchor and len(joint) > len(anchor):
+        return joint[len(anchor):]
+    return encode(prefix + label)
+
+
 class _LenientFormatter(Formatter):
     """Renders unknown and positional placeholders as written, e.g. ``{}``.
 
@@ -115,15 +143,20 @@ class PromptRenderer:
     use_chat : bool
         Send the rendered prompt as a user message with the assistant
         generation prompt appended.
+    strip_end : int
+        Characters to drop from the end of the rendered template: its
+        trailing spaces, which are scored as part of the labels
+        (:func:`trailing_space`).
     """
 
-    def __init__(self, template, fields, tokenizer=None, use_chat=False):
+    def __init__(self, template, fields, tokenizer=None, use_chat=False, strip_end=0):
         self.tokenizer = tokenizer
         self.use_chat = use_chat
         values = dict(fields, text=_SENTINEL)
         # Format once with a sentinel, then split: sample texts are inserted
         # by concatenation and are never parsed as format strings.
-        self.pieces = _LenientFormatter().format(template, **values).split(_SENTINEL)
+        filled = _LenientFormatter().format(template, **values)
+        self.pieces = filled[:len(filled) - strip_end].split(_SENTINEL)
         self.chat_pieces = None
         if use_chat:
             # Rendering the chat template (Jinja) per text is slow on big jobs;
@@ -133,6 +166,11 @@ class PromptRenderer:
             probe = " probe {text} \n"
             if probe.join(pieces) == self._chat(self.user_message(probe)):
                 self.chat_pieces = pieces
+
+    def for_texts(self, texts):
+        """The renderer of each text: this one for all (few-shot with
+        per-text examples returns a different one per text)."""
+        return [self] * len(texts)
 
     def user_message(self, text):
         """The template filled with ``text`` (before any chat template)."""

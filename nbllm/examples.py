@@ -1,0 +1,139 @@
+"""Choosing the few-shot examples that go into a prompt.
+
+``'stratified'`` and ``'random'`` pick one set of examples at fit time, shared
+by every prompt (so the prompt prefix, examples included, is computed once
+and reused from the KV cache).  ``'similar'`` picks, for each text, the
+training examples nearest to it by TF-IDF cosine similarity: better examples,
+but every prompt differs from the examples on, so only the part of the
+template before ``{examples}`` is shared.
+"""
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+SELECTIONS = ("stratified", "random", "similar")
+_MARK = "\x00nbllm-examples\x00"
+
+
+def draw_stratified(labels, n, rng):
+    """Indices of ``n`` examples, each label once before any label repeats."""
+    order = rng.permutation(len(labels))
+    chosen, seen = [], set()
+    for i in order:  # one per label first, in random order
+        if len(chosen) == n:
+            break
+        if labels[i] not in seen:
+            seen.add(labels[i])
+            chosen.append(i)
+    taken = set(chosen)
+    chosen += [i for i in order if i not in taken][:n - len(chosen)]
+    # Shuffle so the prompt does not list the labels in a fixed pattern.
+    return [chosen[j] for j in rng.permutation(len(chosen))]
+
+
+def draw_examples(labels, n, selection, random_state):
+    """Fixed example indices for 'stratified' or 'random' selection."""
+    rng = check_random_state(random_state)
+    n = min(n, len(labels))
+    if selection == "random":
+        return [int(i) for i in rng.choice(len(labels), size=n, replace=False)]
+    return [int(i) for i in draw_stratified(labels, n, rng)]
+
+
+class SimilarExamples:
+    """Nearest training examples per query, by TF-IDF cosine similarity.
+
+    The ``n`` examples are taken from the classes in turn (nearest of each
+    class first, like scikit-llm's dynamic few-shot), so that a query whose
+    neighbours all share one label still shows the model every label.  In
+    the prompt they are ordered from least to most similar: the closest
+    example sits right before the query.
+
+    Parameters
+    ----------
+    texts, labels : sequences
+        The training pool.
+    n : int
+        Examples per query.
+    """
+
+    def __init__(self, texts, labels, n):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.texts, self.labels = list(texts), np.asarray(labels, dtype=object)
+        self.n = min(n, len(self.texts))
+        self.vectorizer = TfidfVectorizer(sublinear_tf=True)
+        try:
+            self.matrix = self.vectorizer.fit_transform(self.texts)
+        except ValueError:  # every text empty or stop words: no vocabulary
+            self.vectorizer, self.matrix = None, None
+        self.by_class = [np.flatnonzero(self.labels == c) for c in _unique(self.labels)]
+
+    def nearest(self, queries):
+        """A tuple of pool indices for each query."""
+        if self.vectorizer is None:
+            sims = np.zeros((len(queries), len(self.texts)))
+        else:
+            # TF-IDF rows are L2-normalised, so the dot product is the cosine.
+            sims = (self.vectorizer.transform(queries) @ self.matrix.T).toarray()
+        out = []
+        for row in sims:
+            # Stable sorts: ties keep pool order, so selection is deterministic.
+            ranked = [members[np.argsort(-row[members], kind="stable")]
+                      for members in self.by_class]
+            picked = []
+            for depth in range(max(len(r) for r in ranked)):
+                for members in ranked:
+                    if depth < len(members) and len(picked) < self.n:
+                        picked.append(int(members[depth]))
+            picked.sort(key=lambda i: (row[i], -i))
+            out.append(tuple(picked))
+        return out
+
+
+def _unique(values):
+    seen = []
+    for v in values:
+        if v not in seen:
+            seen.append(v)
+    return seen
+
+
+class PerTextRenderer:
+    """Renders each text with its own examples (``'similar'`` selection).
+
+    Parameters
+    ----------
+    selector : SimilarExamples
+    make_renderer : callable
+        ``make_renderer(examples_text)`` returns a PromptRenderer with that
+        ``{examples}`` block.
+    format_pairs : callable
+        Writes (text, label) pairs as an examples block.
+    """
+
+    def __init__(self, selector, make_renderer, format_pairs):
+        self.selector, self.make_renderer = selector, make_renderer
+        self.format_pairs = format_pairs
+        self._renderers = {}
+
+    def examples_for(self, texts):
+        """The (text, label) examples shown with each text."""
+        return [[(self.selector.texts[i], self.selector.labels[i]) for i in picked]
+                for picked in self.selector.nearest(list(texts))]
+
+    def for_texts(self, texts):
+        out = []
+        for picked in self.selector.nearest(list(texts)):
+            if picked not in self._renderers:
+                pairs = [(self.selector.texts[i], self.selector.labels[i]) for i in picked]
+                self._renderers[picked] = self.make_renderer(self.format_pairs(pairs))
+            out.append(self._renderers[picked])
+        return out
+
+    def render(self, text):
+        return self.for_texts([text])[0].render(text)
+
+    def head(self):
+        """The prompt before the examples: all that prompts share."""
+        return self.make_renderer(_MARK).head().split(_MARK)[0]
