@@ -75,8 +75,15 @@ def check_labels(labels):
 def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
                     max_samples=5, raw=False, threshold=0.0, device=None,
                     batch_size="auto", progress="auto", random_state=0,
-                    text_col="text", label_col="label", cache_dir=None):
-    """A fitted ZeroShotClassifier, or FewShotClassifier when ``examples`` are given."""
+                    text_col="text", label_col="label", cache_dir=None,
+                    calibration=None, label_map=None, example_selection="stratified",
+                    multi_label=False, use_chat_template="auto"):
+    """A fitted estimator for the options.
+
+    ZeroShotClassifier; FewShotClassifier when ``examples`` are given;
+    MultiLabelZeroShotClassifier with ``multi_label=True`` (``threshold`` is
+    then the probability from which a label applies, default 0.5).
+    """
     from .estimators import FewShotClassifier, ZeroShotClassifier
 
     common = dict(
@@ -85,11 +92,28 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
         device=device or settings["device"],
         dtype=settings["dtype"],
         threshold_low_prob=threshold,
+        use_chat_template=use_chat_template,
         batch_size=batch_size,
         progress=progress,
         cache_dir=cache_dir if cache_dir is not None else settings["cache_dir"],
     )
     model = model if model is not None else settings["model"]
+    if multi_label:
+        from .multilabel import MultiLabelZeroShotClassifier
+
+        if examples is not None:
+            raise ValueError("multi_label=True is zero-shot; it takes no examples")
+        if raw or calibration is not None:
+            raise ValueError(
+                "multi_label=True gives each label its own yes/no probability; "
+                "raw and calibration do not apply"
+            )
+        for key in ("probas_sum_to_1", "threshold_low_prob"):
+            common.pop(key)
+        return MultiLabelZeroShotClassifier(
+            model, threshold=threshold or 0.5, label_map=label_map, **common
+        ).fit(None, [[label] for label in check_labels(labels)])
+    common.update(calibration=calibration, label_map=label_map)
     if examples is None:
         return ZeroShotClassifier(model, **common).fit(None, check_labels(labels))
     texts, ex_labels = normalize_examples(examples, text_col, label_col)
@@ -101,7 +125,7 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
                 f"examples use label(s) not in labels: {', '.join(map(repr, unknown))}"
             )
     clf = FewShotClassifier(model, max_samples=max_samples, random_state=random_state,
-                            **common)
+                            example_selection=example_selection, **common)
     clf.fit(texts, ex_labels)
     if labels is not None and len(clf.classes_) < len(labels):
         # Labels without examples must still be predictable.
@@ -138,8 +162,6 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
     **options
         Passed to :func:`build_estimator` (model, prompt, examples, ...).
     """
-    from .estimators import softmax_rows
-
     clf = estimator if estimator is not None else build_estimator(labels, **options)
     texts = list(texts)
     keep = list(range(len(texts)))
@@ -174,7 +196,8 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
     if done.any():
         clf._apply_low_prob_policy(np.exp(logprobs[done]), logprobs[done])
     probas = np.full_like(logprobs, np.nan)
-    probas[done] = np.exp(logprobs[done]) if raw else softmax_rows(logprobs[done])
+    probas[done] = clf.probas_from_logprobs(logprobs[done])
+    multi = getattr(clf, "threshold", None) if _is_multi_label(clf) else None
     result = ClassificationResult(
         ["" if is_missing(t) else t for t in texts],
         clf.classes_, probas, np.exp(logprobs).sum(axis=1), raw=raw,
@@ -182,6 +205,7 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
         previews=[preview(clf, texts[i]) for i in keep[:previews]] if not stopped else [],
         index=index,
         hide_low=clf.error_low_prob == "return_none",
+        multi_label_threshold=multi,
     )
     result.stopped = stopped
     result.pending = pending
@@ -189,14 +213,28 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
     return result
 
 
+def _is_multi_label(clf):
+    from .multilabel import MultiLabelZeroShotClassifier
+
+    return isinstance(clf, MultiLabelZeroShotClassifier)
+
+
+def _preview_probas(clf, logprobs):
+    if getattr(clf, "calibration", None) == "batch":
+        # A batch of one carries no batch statistics: show the plain ones.
+        from .calibration import softmax_rows
+
+        return softmax_rows(logprobs)
+    return clf.probas_from_logprobs(logprobs[None])[0]
+
+
 def preview(clf, text, max_new_tokens=24):
     """A :class:`GenerationPreview` for one text with a fitted estimator."""
-    from .estimators import softmax_rows
-
     prompt = clf.get_prompt(text)
     n_tokens = len(clf._encode([str(text)], clf._renderer())[0])
     logprobs = clf._label_logprobs([text])[0]
     return GenerationPreview(
         text, prompt, n_tokens, clf.generate(text, max_new_tokens=max_new_tokens),
-        clf.classes_, softmax_rows(logprobs), float(np.exp(logprobs).sum()),
+        clf.classes_, _preview_probas(clf, logprobs),
+        float(np.exp(logprobs).sum()),
     )

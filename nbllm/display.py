@@ -71,10 +71,13 @@ class ClassificationResult:
         Row labels for :attr:`frame` (e.g. a DataFrame's index).
     hide_low : bool
         Predict None for flagged rows (``error_low_prob='return_none'``).
+    multi_label_threshold : float or None
+        Multi-label results: each column is that label's own probability and
+        a row's labels are those at or above this threshold.
     """
 
     def __init__(self, texts, classes, probas, label_mass, raw=False, threshold=0.0,
-                 previews=(), index=None, hide_low=False):
+                 previews=(), index=None, hide_low=False, multi_label_threshold=None):
         self.texts = list(texts)
         self.classes = [str(c) for c in classes]
         self.probas = np.asarray(probas, dtype=np.float64)
@@ -84,6 +87,7 @@ class ClassificationResult:
         self.previews = list(previews)
         self.index = index
         self.hide_low = hide_low
+        self.multi_label_threshold = multi_label_threshold
         # Set by nbllm.api.classify when a run is stopped before the end.
         self.stopped = False
         self.pending = np.zeros(len(self.texts), dtype=bool)
@@ -95,6 +99,10 @@ class ClassificationResult:
     def labels(self):
         """Predicted label per row (None for skipped rows, and for low rows
         with ``hide_low``)."""
+        if self.multi_label_threshold is not None:
+            return [None if np.isnan(row).any() else
+                    [c for c, p in zip(self.classes, row) if p >= self.multi_label_threshold]
+                    for row in self.probas]
         hidden = self.low if self.hide_low else np.zeros(len(self), dtype=bool)
         return [
             None if np.isnan(row).any() or hide else self.classes[int(np.argmax(row))]
@@ -104,6 +112,8 @@ class ClassificationResult:
     @property
     def low(self):
         """True for rows whose label mass is under the threshold."""
+        if self.multi_label_threshold is not None:
+            return np.zeros(len(self), dtype=bool)
         with np.errstate(invalid="ignore"):
             return self.label_mass < self.threshold
 
@@ -119,15 +129,27 @@ class ClassificationResult:
             data["label_mass"] = self.label_mass
         return pd.DataFrame(data, index=self.index)
 
+    def _chosen(self, label):
+        """Column indices of a row's predicted label(s)."""
+        if label is None:
+            return set()
+        picked = label if self.multi_label_threshold is not None else [label]
+        return {self.classes.index(c) for c in picked}
+
+    def _label_text(self, label):
+        if label is None:
+            return ""
+        return ", ".join(label) if self.multi_label_threshold is not None else label
+
     def _repr_html_(self):
         head = "".join(f"<th>{esc(c)}</th>" for c in self.classes)
         mass_head = "<th>label mass</th>" if self.raw else ""
         rows = []
         labels, low = self.labels, self.low
         for i in range(min(len(self), MAX_HTML_ROWS)):
-            best = -1 if labels[i] is None else self.classes.index(labels[i])
+            chosen = self._chosen(labels[i])
             cells = "".join(
-                _proba_cell(p, j == best) for j, p in enumerate(self.probas[i])
+                _proba_cell(p, j in chosen) for j, p in enumerate(self.probas[i])
             )
             mass = f"<td>{self.label_mass[i]:.3g}</td>" if self.raw else ""
             flag = ' <span class="nbllm-flag" title="label mass below threshold">' \
@@ -136,7 +158,7 @@ class ClassificationResult:
             text = self.texts[i]
             rows.append(
                 f"<tr{row_cls}><td>{i}</td><td title=\"{esc(text)}\">{esc(shorten(text))}"
-                f"</td><td class=\"nbllm-pred\">{esc(labels[i] or '')}{flag}</td>"
+                f"</td><td class=\"nbllm-pred\">{esc(self._label_text(labels[i]))}{flag}</td>"
                 f"{cells}{mass}</tr>"
             )
         more = len(self) - MAX_HTML_ROWS
@@ -147,7 +169,9 @@ class ClassificationResult:
         caption = ("stopped early: " if self.stopped else "") + \
             f"{len(self)} text(s), {len(self.classes)} labels" + (
             ", raw label probabilities" if self.raw else ""
-        ) + (f", {int(low.sum())} under the threshold {self.threshold:g}" if low.any() else "")
+        ) + (f", {int(low.sum())} under the threshold {self.threshold:g}" if low.any() else "") + (
+            f", multi-label (each label scored alone; threshold "
+            f"{self.multi_label_threshold:g})" if self.multi_label_threshold is not None else "")
         previews = "".join(p._repr_html_() for p in self.previews)
         return (
             f"{_STYLE}<div class=\"nbllm-result\"><table class=\"nbllm-table\">"
@@ -167,7 +191,7 @@ class ClassificationResult:
             probs = " ".join(f"{p:.3f}" for p in self.probas[i])
             flag = "  LOW" if low[i] else ""
             lines.append(
-                f"{i:>4}  {(labels[i] or '-'):<{width}}  [{probs}]  "
+                f"{i:>4}  {(self._label_text(labels[i]) or '-'):<{width}}  [{probs}]  "
                 f"{shorten(self.texts[i], 50)}{flag}"
             )
         if len(self) > 20:

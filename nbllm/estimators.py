@@ -306,7 +306,8 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             keep = max(0, keep - max(4, len(ids) - limit))
 
     # ------------------------------------------------------------ scoring
-    def _label_logprobs(self, X, on_rows=None, *, renderer=None, label_ids=None):
+    def _label_logprobs(self, X, on_rows=None, *, renderer=None, label_ids=None,
+                        progress=None):
         """log P(label | prompt) for each sample and class, using the result cache.
 
         Parameters
@@ -319,6 +320,8 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         renderer, label_ids : optional
             Another prompt or other continuations to score than the
             estimator's own (the multi-label classifier asks per label).
+        progress : optional
+            Overrides ``self.progress`` for this call.
         """
         check_is_fitted(self, "loaded_")
         texts = _check_texts(X)
@@ -330,7 +333,7 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         from .scoring import LabelScorer
 
         scorer = LabelScorer(self.loaded_)
-        bar = _ProgressBar(self.progress, len(texts))
+        bar = _ProgressBar(self.progress if progress is None else progress, len(texts))
         try:
             for start in range(0, len(texts), _CHUNK):
 

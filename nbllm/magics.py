@@ -77,6 +77,10 @@ def _common_arguments(func):
                  help="flag rows whose label mass is below this"),
         argument("--preview", type=int, default=0, metavar="N",
                  help="show generation previews for the first N texts"),
+        argument("--calibration", choices=["content_free", "batch"],
+                 help="correct the prompt's label bias"),
+        argument("--label-map", metavar="VAR",
+                 help="variable holding a dict: class -> word the model scores"),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -151,6 +155,10 @@ class NbllmMagics(Magics):
         )
 
     def _run(self, args, texts, index, **options):
+        if args.label_map is not None:
+            options["label_map"] = self._variable(args.label_map, "--label-map")
+        if args.calibration is not None:
+            options["calibration"] = args.calibration
         try:
             result = api.classify(
                 texts, parse_labels(args.labels),
@@ -166,6 +174,9 @@ class NbllmMagics(Magics):
 
     @magic_arguments()
     @_common_arguments
+    @argument("--multi-label", action="store_true",
+              help="ask about each label alone; a text can get several or none "
+                   "(--threshold defaults to 0.5)")
     @line_cell_magic
     def zeroshot(self, line, cell=""):
         """Classify one text per line of the cell, zero-shot.
@@ -184,6 +195,8 @@ class NbllmMagics(Magics):
         if args.labels is None:
             raise UsageError("%%zeroshot needs --labels, e.g. --labels negative,positive")
         texts, index = self._texts(args, cell)
+        if args.multi_label:
+            return self._run(args, texts, index, multi_label=True)
         return self._run(args, texts, index)
 
     @magic_arguments()
@@ -192,6 +205,8 @@ class NbllmMagics(Magics):
     @argument("-k", "--max-samples", type=int, default=5, help="examples in the prompt")
     @argument("--text-col", default="text", help="text column of --examples")
     @argument("--label-col", default="label", help="label column of --examples")
+    @argument("--selection", choices=["stratified", "random", "similar"],
+              default="stratified", help="how examples are picked for each prompt")
     @line_cell_magic
     def fewshot(self, line, cell=""):
         """Classify texts with a few labelled examples in the prompt.
@@ -226,7 +241,7 @@ class NbllmMagics(Magics):
         texts, index = self._texts(args, body)
         return self._run(args, texts, index, examples=examples,
                          max_samples=args.max_samples, text_col=args.text_col,
-                         label_col=args.label_col)
+                         label_col=args.label_col, example_selection=args.selection)
 
     @line_magic
     def nbllm(self, line):

@@ -1,0 +1,213 @@
+"""Multi-label zero-shot classification: one yes/no question per label.
+
+Each label is judged on its own: the prompt asks whether the label applies,
+and the label's probability is P(yes) / (P(yes) + P(no)) with both answers'
+capitalisations summed.  Labels do not compete, so a text can have several
+or none.
+"""
+
+import numbers
+
+import numpy as np
+from sklearn.preprocessing import MultiLabelBinarizer
+from sklearn.utils.validation import check_is_fitted
+
+from .estimators import _COMMON_DOC, _LLMClassifierBase, _check_texts, _ProgressBar
+from .prompts import template_placeholders
+
+DEFAULT_PROMPT_MULTI_LABEL = (
+    "Does the category \"{label}\" apply to the following text? "
+    "Answer yes or no.\n\nText: {text}"
+)
+YES = ("Yes", "yes")
+NO = ("No", "no")
+# Texts scored per step: every label is asked about a step's texts before the
+# next step, so results (and progress) arrive row by row and an interrupted
+# run keeps whole rows in the cache.
+_STEP = 256
+
+
+def _label_sets(y):
+    """y as a list of label lists; a flat list of strings is one label each."""
+    if y is None:
+        raise ValueError("y cannot be None, as it is used to infer the existing classes")
+    rows = list(y)
+    if not rows:
+        raise ValueError("y must contain at least one label; got an empty list")
+    return [[r] if isinstance(r, str) else list(r) for r in rows]
+
+
+class MultiLabelZeroShotClassifier(_LLMClassifierBase):
+    __doc__ = (
+        """Multi-label zero-shot classification: an independent yes/no question
+    per label.
+
+    ``predict`` returns the indicator matrix that scikit-learn's multi-label
+    metrics take (columns follow ``classes_``); ``predict_labels`` returns
+    label lists.
+    """
+        + _COMMON_DOC.split("    probas_sum_to_1")[0].format(
+            placeholders="``{text}`` and ``{label}`` (one label; ``{labels}``, all "
+                         "of them, is optional)",
+            default="``DEFAULT_PROMPT_MULTI_LABEL``")
+        + """    threshold : float in [0, 1], default=0.5
+        A label is predicted when its probability is at least this.
+    device, dtype, use_caching, use_chat_template, batch_size, progress,
+    cache_dir, label_map :
+        As in :class:`ZeroShotClassifier`.
+
+    Attributes
+    ----------
+    classes_ : ndarray of str
+        All labels seen in ``y``, sorted.
+    label_ids_ : list of list of int
+        Token ids of the answers (yes, Yes, no, No).
+    """
+    )
+
+    _default_prompt = DEFAULT_PROMPT_MULTI_LABEL
+    # Single-label options that do not apply here; the shared checks read them.
+    probas_sum_to_1 = True
+    error_low_prob = "ignore"
+    threshold_low_prob = 0.0
+    calibration = None
+
+    def __init__(
+        self,
+        model_name=None,
+        *,
+        model=None,
+        tokenizer=None,
+        prompt=None,
+        threshold=0.5,
+        device="auto",
+        dtype="auto",
+        use_caching=True,
+        use_chat_template="auto",
+        batch_size="auto",
+        progress="auto",
+        cache_dir=None,
+        label_map=None,
+    ):
+        self.model_name = model_name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.prompt = prompt
+        self.threshold = threshold
+        self.device = device
+        self.dtype = dtype
+        self.use_caching = use_caching
+        self.use_chat_template = use_chat_template
+        self.batch_size = batch_size
+        self.progress = progress
+        self.cache_dir = cache_dir
+        self.label_map = label_map
+
+    @property
+    def _placeholders(self):
+        found = template_placeholders(self.prompt or self._default_prompt)
+        return ("label", "text") + (("labels",) if "labels" in found else ())
+
+    def fit(self, X, y, **fit_params):
+        """Load the model and take the classes from ``y`` (no training happens).
+
+        Parameters
+        ----------
+        X : ignored, may be None
+        y : list of label lists, or list of str
+            The labels of each sample (``[["sports", "politics"], []]``); a
+            flat list of strings gives one label per sample.
+
+        Returns
+        -------
+        self
+        """
+        if not (isinstance(self.threshold, numbers.Real) and 0 <= self.threshold <= 1):
+            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold!r}")
+        sets = _label_sets(y)
+        labels = sorted({str(label) for row in sets for label in row})
+        if not labels:
+            raise ValueError("y holds no labels; give at least one label")
+        self._fit_common(labels)
+        return self
+
+    def _set_classes(self, labels):
+        super()._set_classes(labels)  # checks the labels and label_map
+        self.label_ids_ = [self._label_ids(a) for a in YES + NO]
+
+    def _renderer_for(self, label):
+        fields = {"label": self._word(label),
+                  "labels": [self._word(c) for c in self.classes_]}
+        return self._prompt_renderer(fields)
+
+    def _renderer(self):
+        # get_prompt and generate show the question about the first label.
+        return self._renderer_for(self.classes_[0])
+
+    def _label_logprobs(self, X, on_rows=None, **kwargs):
+        """log P(yes) - log P(no) per sample and label (the log-odds).
+
+        ``on_rows(rows, log_odds)`` is called as each step of texts finishes.
+        """
+        if kwargs:  # the shared scoring path, with a renderer of its own
+            return super()._label_logprobs(X, on_rows, **kwargs)
+        check_is_fitted(self, "loaded_")
+        texts = _check_texts(X)
+        out = np.empty((len(texts), len(self.classes_)))
+        renderers = [self._renderer_for(c) for c in self.classes_]
+        bar = _ProgressBar(self.progress, len(texts))
+        # One bar for the whole run, shown from 64 questions on with 'auto'.
+        bar.start(len(texts) * len(renderers) // 16)
+        try:
+            for start in range(0, len(texts), _STEP):
+                step = texts[start:start + _STEP]
+                for j, renderer in enumerate(renderers):
+                    answers = super()._label_logprobs(step, renderer=renderer,
+                                                      progress=False)
+                    out[start:start + len(step), j] = (
+                        np.logaddexp(answers[:, 0], answers[:, 1])
+                        - np.logaddexp(answers[:, 2], answers[:, 3]))
+                bar.update(len(step))
+                if on_rows is not None:
+                    rows = np.arange(start, start + len(step))
+                    on_rows(rows, out[rows])
+        finally:
+            bar.close()
+        return out
+
+    def _apply_low_prob_policy(self, probas, logprobs):
+        # Each label is its own yes/no question; there is no label mass.
+        return probas, logprobs, np.zeros(len(logprobs), dtype=bool)
+
+    def probas_from_logprobs(self, logprobs):
+        """Probability that each label applies, from the log-odds."""
+        return 1.0 / (1.0 + np.exp(-logprobs))
+
+    def get_prompt(self, text, label=None):
+        """The exact prompt the model sees for ``text`` and one label
+        (the first class when ``label`` is None)."""
+        check_is_fitted(self, "loaded_")
+        label = self.classes_[0] if label is None else label
+        return self._renderer_for(label).render(text)
+
+    def predict_proba(self, X):
+        """Probability that each label applies, shape (n_samples, n_classes);
+        rows need not sum to 1."""
+        return self.probas_from_logprobs(self._label_logprobs(X))
+
+    def predict(self, X):
+        """Indicator matrix (n_samples, n_classes) of int: 1 where the label applies."""
+        return (self.predict_proba(X) >= self.threshold).astype(int)
+
+    def predict_labels(self, X):
+        """The labels that apply, as one list per sample."""
+        return [[str(c) for c in self.classes_[row.astype(bool)]] for row in self.predict(X)]
+
+    def score(self, X, y, sample_weight=None):
+        """Subset accuracy; ``y`` may be label lists or an indicator matrix."""
+        from sklearn.metrics import accuracy_score
+
+        if not hasattr(y, "shape") or np.asarray(y).dtype == object:
+            y = MultiLabelBinarizer(classes=list(self.classes_)).fit_transform(
+                _label_sets(y))
+        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
