@@ -25,7 +25,13 @@ from .calibration import (
     softmax_rows,  # noqa: F401  (re-exported: api and older callers import it here)
 )
 from .cache import disk_cache, result_cache, result_key
-from .examples import SELECTIONS, PerTextRenderer, SimilarExamples, draw_examples
+from .examples import (
+    PLACEMENTS,
+    SELECTIONS,
+    PerTextRenderer,
+    SimilarExamples,
+    draw_examples,
+)
 from .exceptions import LowProbabilityError
 from .prompts import (
     DEFAULT_PROMPT_FEW_SHOT,
@@ -37,6 +43,7 @@ from .prompts import (
     format_examples,
     label_token_ids,
     trailing_space,
+    without_examples,
 )
 
 ERROR_LOW_PROB_VALUES = ("ignore", "raise", "warn", "return_none")
@@ -695,6 +702,10 @@ class FewShotClassifier(_LLMClassifierBase):
         for each text, the nearest fit texts by TF-IDF cosine (taking the
         classes in turn).  'similar' gives better examples but loses the
         shared prompt prefix, so scoring costs more (see the README).
+    example_placement : {'prompt', 'turns'}, default='prompt'
+        'prompt' writes the examples into ``{examples}``; 'turns' (chat
+        models only) asks the template's question about each example in an
+        earlier user turn, answered by an assistant turn with its label.
     random_state : int, RandomState or None, default=None
         Makes the draw of examples deterministic.
 
@@ -730,6 +741,7 @@ class FewShotClassifier(_LLMClassifierBase):
         label_map=None,
         max_samples=5,
         example_selection="stratified",
+        example_placement="prompt",
         random_state=None,
     ):
         # Only stores the arguments, as scikit-learn requires.
@@ -743,6 +755,7 @@ class FewShotClassifier(_LLMClassifierBase):
         )
         self.max_samples = max_samples
         self.example_selection = example_selection
+        self.example_placement = example_placement
         self.random_state = random_state
 
     def fit(self, X, y, **fit_params):
@@ -775,12 +788,23 @@ class FewShotClassifier(_LLMClassifierBase):
             raise ValueError(
                 f"max_samples must be a positive integer; got {self.max_samples!r}"
             )
+        if self.example_placement not in PLACEMENTS:
+            raise ValueError(
+                "example_placement must be 'prompt' or 'turns'; "
+                f"got {self.example_placement!r}"
+            )
         if self.example_selection not in SELECTIONS:
             raise ValueError(
                 "example_selection must be 'stratified', 'random' or 'similar'; "
                 f"got {self.example_selection!r}"
             )
         y = self._fit_common(y)
+        if self.example_placement == "turns" and not self.use_chat_template_:
+            raise ValueError(
+                "example_placement='turns' writes the examples as chat turns and "
+                "needs a chat template; use example_placement='prompt' or "
+                "use_chat_template=True/'auto' with a chat model"
+            )
         if self.example_selection == "similar":
             self.examples_ = None
             self.selector_ = SimilarExamples(texts, y, self.max_samples)
@@ -798,20 +822,23 @@ class FewShotClassifier(_LLMClassifierBase):
             return [list(self.examples_) for _ in texts]
         return self._renderer().examples_for(texts)
 
-    def _format_examples(self, pairs):
-        return format_examples([(text, self._word(label)) for text, label in pairs])
-
     def _renderer(self):
         if self.examples_ is not None:
-            return super()._renderer()
-        fields = super()._prompt_fields()
-        return PerTextRenderer(
-            self.selector_,
-            lambda block: self._prompt_renderer(dict(fields, examples=block)),
-            self._format_examples,
-        )
+            return self._renderer_with(self.examples_)
+        return PerTextRenderer(self.selector_, self._renderer_with)
 
-    def _prompt_fields(self):
-        fields = super()._prompt_fields()
-        fields["examples"] = self._format_examples(self.examples_ or [])
-        return fields
+    def _renderer_with(self, pairs):
+        """The prompt renderer that shows these (text, label) examples."""
+        fields = self._prompt_fields()
+        if self.example_placement == "prompt":
+            fields["examples"] = format_examples(
+                [(text, self._word(label)) for text, label in pairs])
+            return self._prompt_renderer(fields)
+        # 'turns': each example is the same question, asked and answered in
+        # earlier chat turns; the template is used without its {examples}.
+        template = without_examples(self.prompt_)
+        history = [(PromptRenderer(template, fields).user_message(text), self._word(label))
+                   for text, label in pairs]
+        return PromptRenderer(template, fields, self.tokenizer_, True, history=history)
+
+

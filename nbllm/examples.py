@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 SELECTIONS = ("stratified", "random", "similar")
-_MARK = "\x00nbllm-examples\x00"
+PLACEMENTS = ("prompt", "turns")
 
 
 def draw_stratified(labels, n, rng):
@@ -106,15 +106,16 @@ class PerTextRenderer:
     ----------
     selector : SimilarExamples
     make_renderer : callable
-        ``make_renderer(examples_text)`` returns a PromptRenderer with that
-        ``{examples}`` block.
-    format_pairs : callable
-        Writes (text, label) pairs as an examples block.
+        ``make_renderer(pairs)`` returns a PromptRenderer showing those
+        (text, label) examples.
     """
 
-    def __init__(self, selector, make_renderer, format_pairs):
+    # Renderers kept for reuse; beyond this many the memo starts afresh, so a
+    # 100k-row job does not hold one renderer per row.
+    MAX_RENDERERS = 4096
+
+    def __init__(self, selector, make_renderer):
         self.selector, self.make_renderer = selector, make_renderer
-        self.format_pairs = format_pairs
         self._renderers = {}
 
     def examples_for(self, texts):
@@ -126,8 +127,10 @@ class PerTextRenderer:
         out = []
         for picked in self.selector.nearest(list(texts)):
             if picked not in self._renderers:
+                if len(self._renderers) >= self.MAX_RENDERERS:
+                    self._renderers.clear()
                 pairs = [(self.selector.texts[i], self.selector.labels[i]) for i in picked]
-                self._renderers[picked] = self.make_renderer(self.format_pairs(pairs))
+                self._renderers[picked] = self.make_renderer(pairs)
             out.append(self._renderers[picked])
         return out
 
@@ -135,5 +138,6 @@ class PerTextRenderer:
         return self.for_texts([text])[0].render(text)
 
     def head(self):
-        """The prompt before the examples: all that prompts share."""
-        return self.make_renderer(_MARK).head().split(_MARK)[0]
+        """A prompt without examples; the scorer shares only the part of it
+        that every prompt starts with (the text before the examples)."""
+        return self.make_renderer([]).head()

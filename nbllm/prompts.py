@@ -90,6 +90,14 @@ def format_examples(examples, example_format=EXAMPLE_FORMAT):
     )
 
 
+def without_examples(template):
+    """The few-shot template with ``{examples}`` removed and the blank lines
+    around it closed up (for examples given as chat turns instead)."""
+    import re
+
+    return re.sub(r"\n{3,}", "\n\n", template.replace("{examples}", "")).strip("\n")
+
+
 def trailing_space(template):
     """The spaces at the very end of a template ('' if none).
 
@@ -147,11 +155,16 @@ class PromptRenderer:
         Characters to drop from the end of the rendered template: its
         trailing spaces, which are scored as part of the labels
         (:func:`trailing_space`).
+    history : list of (str, str)
+        Earlier (user, assistant) chat turns, e.g. few-shot examples written
+        as questions already answered; needs ``use_chat``.
     """
 
-    def __init__(self, template, fields, tokenizer=None, use_chat=False, strip_end=0):
+    def __init__(self, template, fields, tokenizer=None, use_chat=False, strip_end=0,
+                 history=()):
         self.tokenizer = tokenizer
         self.use_chat = use_chat
+        self.history = list(history)
         values = dict(fields, text=_SENTINEL)
         # Format once with a sentinel, then split: sample texts are inserted
         # by concatenation and are never parsed as format strings.
@@ -184,8 +197,11 @@ class PromptRenderer:
         return self._chat(message) if self.use_chat else message
 
     def _chat(self, message):
+        turns = [{"role": role, "content": content}
+                 for user, assistant in self.history
+                 for role, content in (("user", user), ("assistant", assistant))]
         return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": message}],
+            turns + [{"role": "user", "content": message}],
             tokenize=False,
             add_generation_prompt=True,
         )

@@ -1,0 +1,142 @@
+"""Prediction quality on held-out real tweets: nbllm's settings against peers.
+
+Run::
+
+    HF_HUB_OFFLINE=1 python benchmarks/eval_quality.py [-n 400] [--shots-n 200]
+
+Test tweets come from the corpus' *eval* half (balanced, annotator confidence
+>= 0.9), which was never used to choose prompts; labelled training tweets
+(few-shot examples, the supervised baseline) come from the *dev* half.  For
+the two-class task (negative / positive) and the three-class task (with
+neutral) it prints accuracy, macro-F1, log-loss and expected calibration
+error (ECE) for:
+
+- nbllm's zero-shot default, with each calibration;
+- few-shot with 1, 3, 5 and 8 examples and each example selection, from a
+  pool of 50 labelled tweets (on ``--shots-n`` test tweets, as it is slower);
+- skorch.llm's zero-shot defaults on the same model;
+- TF-IDF + logistic regression trained on the same 50 tweets, and on 500.
+"""
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+SHOTS = (1, 3, 5, 8)
+SELECTIONS = ("stratified", "random", "similar")
+TASKS = {"2-class": ("negative", "positive"),
+         "3-class": ("negative", "neutral", "positive")}
+
+
+def tfidf_baseline(train, test, classes):
+    """TF-IDF + logistic regression probabilities, columns in ``classes`` order."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    pipe = make_pipeline(TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2)),
+                         LogisticRegression(max_iter=1000))
+    pipe.fit(train["text"], train["label"])
+    order = [list(pipe.classes_).index(c) for c in classes]
+    return pipe.predict_proba(test["text"])[:, order]
+
+
+def run_task(labels, n, shots_n, skip_skorch=False):
+    """Rows of (method, n test tweets, metrics dict, seconds) for one task."""
+    from nbllm import FewShotClassifier, ZeroShotClassifier
+    from nbllm.calibration import calibrate
+    from nbllm.data import load_tweets
+    from nbllm.evaluation import evaluate
+
+    test = load_tweets(n, labels=labels, split="eval", random_state=0)
+    pool = load_tweets(50, labels=labels, split="dev", random_state=2)
+    big = load_tweets(500, labels=labels, split="dev", random_state=3)
+    classes = list(labels)
+    rows = []
+
+    def add(name, y, proba, seconds):
+        rows.append((name, len(y), evaluate(y, proba, classes), seconds))
+        m = rows[-1][2]
+        print(f"  {name:<44} acc={m['accuracy']:.3f} f1={m['macro_f1']:.3f} "
+              f"logloss={m['log_loss']:.3f} ece={m['ece']:.3f} ({seconds:.0f} s)", flush=True)
+
+    t = time.perf_counter()
+    clf = ZeroShotClassifier(progress=False).fit(None, classes)
+    logprobs = clf._label_logprobs(test["text"].tolist())
+    seconds = time.perf_counter() - t
+    for mode in (None, "content_free", "batch"):
+        clf.set_params(calibration=mode).fit(None, classes)
+        add(f"nbllm zero-shot default, calibration={mode}", test["label"],
+            clf.probas_from_logprobs(logprobs), seconds)
+
+    sub = test.head(shots_n)
+    for selection in SELECTIONS:
+        for k in SHOTS:
+            t = time.perf_counter()
+            few = FewShotClassifier(max_samples=k, example_selection=selection,
+                                    random_state=0, progress=False)
+            few.fit(pool["text"], pool["label"])
+            proba = few.predict_proba(sub["text"])
+            add(f"nbllm few-shot k={k}, {selection}", sub["label"], proba,
+                time.perf_counter() - t)
+            if k == 5 and selection == "stratified":
+                few_logprobs = few._label_logprobs(sub["text"].tolist())
+                for mode in ("content_free", "batch"):
+                    few.set_params(calibration=mode).fit(pool["text"], pool["label"])
+                    add(f"nbllm few-shot k=5, stratified, calibration={mode}",
+                        sub["label"], calibrate(few_logprobs, mode,
+                                                few.calibration_reference_), 0)
+
+    if not skip_skorch:
+        from skorch.llm import ZeroShotClassifier as SkorchZeroShot
+
+        from nbllm.models import get_model
+
+        loaded = get_model()
+        t = time.perf_counter()
+        theirs = SkorchZeroShot(model=loaded.model, tokenizer=loaded.tokenizer)
+        proba = theirs.fit(None, classes).predict_proba(test["text"].tolist())
+        order = [list(theirs.classes_).index(c) for c in classes]
+        add("skorch.llm zero-shot defaults", test["label"], proba[:, order],
+            time.perf_counter() - t)
+
+    for name, train in (("TF-IDF + logistic regression, 50 labelled", pool),
+                        ("TF-IDF + logistic regression, 500 labelled", big)):
+        t = time.perf_counter()
+        add(name, test["label"], tfidf_baseline(train, test, classes),
+            time.perf_counter() - t)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=400, help="test tweets per task")
+    parser.add_argument("--shots-n", type=int, default=200,
+                        help="test tweets for the few-shot sweep")
+    parser.add_argument("--tasks", default="2-class,3-class")
+    parser.add_argument("--skip-skorch", action="store_true")
+    parser.add_argument("--json", default=None, help="also write the rows here")
+    args = parser.parse_args()
+
+    everything = {}
+    for task in args.tasks.split(","):
+        print(f"\n{task}: {', '.join(TASKS[task])}", flush=True)
+        everything[task] = run_task(TASKS[task], args.n, args.shots_n, args.skip_skorch)
+    print()
+    for task, rows in everything.items():
+        print(f"\n### {task}\n")
+        print("| method | test tweets | accuracy | macro-F1 | log-loss | ECE |")
+        print("|---|---|---|---|---|---|")
+        for name, n, m, _ in rows:
+            print(f"| {name} | {n} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | "
+                  f"{m['log_loss']:.3f} | {m['ece']:.3f} |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(everything, fh, indent=1)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
