@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 CANDIDATES = {
-    # name: (template, use_chat_template)
+    # name: (template, use_chat_template).  Round 1.
     "chat: text, categories, question": (
         "Text: {text}\nCategories: {labels}\nWhat is the category of the text?", True),
     "chat: sentiment question": (
@@ -37,6 +37,20 @@ CANDIDATES = {
         "Categories: {labels}\n\nText: {text}\nCategory: ", False),
     "raw: question answer + space": (
         "Text: {text}\nQuestion: Is this text {labels}?\nAnswer: ", False),
+    # Round 2: task-agnostic wordings (the default must not name the task).
+    "raw: labels last, Category: + space": (
+        "Text: {text}\nCategories: {labels}\nCategory: ", False),
+    "raw: The text is + space": (
+        "Text: {text}\nOptions: {labels}\nThe text is ", False),
+    "raw: Label: + space": (
+        "Labels: {labels}\n\nText: {text}\nLabel: ", False),
+    "raw: Answer: + space": (
+        "Classify the text as one of {labels}.\n\nText: {text}\nAnswer: ", False),
+    "raw: classify, The text is + space": (
+        "Classify the text as one of {labels}.\n\nText: {text}\nThe text is ", False),
+    "chat: one-word answer": (
+        "Text: {text}\n\nWhich of {labels} describes this text best? "
+        "Answer with one word.", True),
 }
 
 
@@ -58,19 +72,21 @@ def metrics(logprobs, y, classes):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=300)
-    parser.add_argument("--only", default="", help="substring of candidate names")
+    parser.add_argument("--only", default="", help="comma-separated substrings of candidate names")
+    parser.add_argument("--tasks", default="2,3", help="2 and/or 3 classes")
     args = parser.parse_args()
 
     from nbllm import ZeroShotClassifier
     from nbllm.calibration import calibrate, content_free_reference
     from nbllm.data import load_tweets
 
-    for labels in (("negative", "positive"), ("negative", "neutral", "positive")):
+    tasks = {"2": ("negative", "positive"), "3": ("negative", "neutral", "positive")}
+    for labels in (tasks[t] for t in args.tasks.split(",")):
         df = load_tweets(args.n, labels=labels, split="dev", random_state=1)
         y = df["label"].to_numpy()
         print(f"\n{len(labels)} classes, {len(df)} dev tweets")
         for name, (prompt, chat) in CANDIDATES.items():
-            if args.only not in name:
+            if not any(part in name for part in args.only.split(",")):
                 continue
             t = time.perf_counter()
             clf = ZeroShotClassifier(prompt=prompt, use_chat_template=chat,

@@ -16,6 +16,7 @@ _LAZY = {
     "Panel": "widgets",
     "ZeroShotClassifier": "estimators",
     "FewShotClassifier": "estimators",
+    "MultiLabelZeroShotClassifier": "multilabel",
     "get_model": "models",
     "result_cache": "cache",
 }
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_PROMPT_ZERO_SHOT",
     "FewShotClassifier",
     "LowProbabilityError",
+    "MultiLabelZeroShotClassifier",
     "Panel",
     "ZeroShotClassifier",
     "get_model",

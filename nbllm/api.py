@@ -73,7 +73,7 @@ def check_labels(labels):
 
 
 def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
-                    max_samples=5, raw=False, threshold=0.0, device=None,
+                    max_samples=5, raw=False, threshold=None, device=None,
                     batch_size="auto", progress="auto", random_state=0,
                     text_col="text", label_col="label", cache_dir=None,
                     calibration=None, label_map=None, example_selection="stratified",
@@ -81,8 +81,9 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
     """A fitted estimator for the options.
 
     ZeroShotClassifier; FewShotClassifier when ``examples`` are given;
-    MultiLabelZeroShotClassifier with ``multi_label=True`` (``threshold`` is
-    then the probability from which a label applies, default 0.5).
+    MultiLabelZeroShotClassifier with ``multi_label=True``.  ``threshold``
+    is the low-probability threshold (default 0), or with ``multi_label``
+    the probability from which a label applies (default 0.5).
     """
     from .estimators import FewShotClassifier, ZeroShotClassifier
 
@@ -91,7 +92,7 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
         probas_sum_to_1=not raw,
         device=device or settings["device"],
         dtype=settings["dtype"],
-        threshold_low_prob=threshold,
+        threshold_low_prob=0.0 if threshold is None else threshold,
         use_chat_template=use_chat_template,
         batch_size=batch_size,
         progress=progress,
@@ -111,7 +112,8 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
         for key in ("probas_sum_to_1", "threshold_low_prob"):
             common.pop(key)
         return MultiLabelZeroShotClassifier(
-            model, threshold=threshold or 0.5, label_map=label_map, **common
+            model, threshold=0.5 if threshold is None else threshold,
+            label_map=label_map, **common
         ).fit(None, [[label] for label in check_labels(labels)])
     common.update(calibration=calibration, label_map=label_map)
     if examples is None:

@@ -207,10 +207,8 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
                 + ", ".join(repr(w) for w in repeated)
             )
         self.label_ids_ = [self._label_ids(w) for w in words]
-        self.calibration_reference_ = None
-        if self.calibration == "content_free":
-            self.calibration_reference_ = content_free_reference(
-                self.calibration_logprobs())
+        # Depends on the classes, prompt and examples: computed on first use.
+        self._reference = None
 
     def _word(self, label):
         """The text the model scores for a class (``label_map`` or the class)."""
@@ -442,6 +440,17 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         if not self.probas_sum_to_1:
             return np.exp(logprobs)
         return calibrate(logprobs, self.calibration, self.calibration_reference_)
+
+    @property
+    def calibration_reference_(self):
+        """Log of the mean normalised label distribution for content-free
+        texts: what ``calibration='content_free'`` divides by (None otherwise)."""
+        check_is_fitted(self, "loaded_")
+        if self.calibration != "content_free":
+            return None
+        if self._reference is None:
+            self._reference = content_free_reference(self.calibration_logprobs())
+        return self._reference
 
     def calibration_logprobs(self):
         """Label log-probabilities of the content-free texts ("N/A", "", "[MASK]").

@@ -44,7 +44,8 @@ class SimilarExamples:
     """Nearest training examples per query, by TF-IDF cosine similarity.
 
     The ``n`` examples are taken from the classes in turn (nearest of each
-    class first, like scikit-llm's dynamic few-shot), so that a query whose
+    class first, like scikit-llm's dynamic few-shot; the class with the
+    nearest example leads), so that a query whose
     neighbours all share one label still shows the model every label.  In
     the prompt they are ordered from least to most similar: the closest
     example sits right before the query.
@@ -81,6 +82,9 @@ class SimilarExamples:
             # Stable sorts: ties keep pool order, so selection is deterministic.
             ranked = [members[np.argsort(-row[members], kind="stable")]
                       for members in self.by_class]
+            # Classes in order of their nearest member, so that with fewer
+            # examples than classes the query's likely class is not left out.
+            ranked.sort(key=lambda members: -row[members[0]])
             picked = []
             for depth in range(max(len(r) for r in ranked)):
                 for members in ranked:

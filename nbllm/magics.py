@@ -73,8 +73,10 @@ def _common_arguments(func):
         argument("-o", "--out", help="store the result in this variable"),
         argument("--device", help="auto, cpu, cuda or cuda:N"),
         argument("--raw", action="store_true", help="raw probabilities (no normalising)"),
-        argument("--threshold", type=float, default=0.0,
-                 help="flag rows whose label mass is below this"),
+        argument("--threshold", type=float, default=None,
+                 help="flag rows whose label mass is below this (default 0); with "
+                      "--multi-label, the probability from which a label applies "
+                      "(default 0.5)"),
         argument("--preview", type=int, default=0, metavar="N",
                  help="show generation previews for the first N texts"),
         argument("--calibration", choices=["content_free", "batch"],

@@ -37,6 +37,19 @@ def _label_sets(y):
     return [[r] if isinstance(r, str) else list(r) for r in rows]
 
 
+def _is_indicator(y, n_classes):
+    """Whether y is a 0/1 matrix with one column per class (else label lists).
+
+    Integer label lists that happen to look like such a matrix are read as
+    the matrix."""
+    try:
+        array = np.asarray(y)
+    except ValueError:  # ragged lists
+        return False
+    return (array.ndim == 2 and array.shape[1] == n_classes
+            and array.dtype.kind in "biu" and np.isin(array, (0, 1)).all())
+
+
 class MultiLabelZeroShotClassifier(_LLMClassifierBase):
     __doc__ = (
         """Multi-label zero-shot classification: an independent yes/no question
@@ -125,7 +138,8 @@ class MultiLabelZeroShotClassifier(_LLMClassifierBase):
         if not (isinstance(self.threshold, numbers.Real) and 0 <= self.threshold <= 1):
             raise ValueError(f"threshold must be between 0 and 1, got {self.threshold!r}")
         sets = _label_sets(y)
-        labels = sorted({str(label) for row in sets for label in row})
+        # Labels keep their type, so that label_map keys such as 0 still match.
+        labels = sorted({label for row in sets for label in row}, key=str)
         if not labels:
             raise ValueError("y holds no labels; give at least one label")
         self._fit_common(labels)
@@ -207,7 +221,7 @@ class MultiLabelZeroShotClassifier(_LLMClassifierBase):
         """Subset accuracy; ``y`` may be label lists or an indicator matrix."""
         from sklearn.metrics import accuracy_score
 
-        if not hasattr(y, "shape") or np.asarray(y).dtype == object:
+        if not _is_indicator(y, len(self.classes_)):
             y = MultiLabelBinarizer(classes=list(self.classes_)).fit_transform(
                 _label_sets(y))
         return accuracy_score(y, self.predict(X), sample_weight=sample_weight)

@@ -255,12 +255,6 @@ def test_calibration_param_check(mode):
         zero_shot(calibration=mode).fit(None, LABELS)
 
 
-@pytest.mark.xfail(
-    reason="BUG nbllm/estimators.py:204-206: _set_classes computes the content-free "
-           "reference inside _fit_common, before FewShotClassifier.fit (line 783-790) "
-           "sets examples_/selector_, so _renderer() raises AttributeError on a first "
-           "fit (and uses the previous fit's examples on a refit)",
-    raises=AttributeError, strict=True)
 @pytest.mark.parametrize("selection", ["stratified", "similar"])
 def test_few_shot_content_free_calibration(selection):
     clf = few_shot(calibration="content_free", example_selection=selection,
@@ -630,11 +624,6 @@ def test_multi_label_predict_threshold_labels_and_score():
     assert high.predict_labels(ML_TEXTS) == [[], [], [], []]
 
 
-@pytest.mark.xfail(
-    reason="BUG nbllm/multilabel.py:210: score() treats any y without .shape as label "
-           "lists, so a list-of-lists indicator matrix is read as labels 0/1 "
-           "(MultiLabelBinarizer warns 'unknown class(es) [0, 1] will be ignored')",
-    strict=True)
 def test_multi_label_score_on_a_nested_list_indicator_matrix():
     probas = multi_label().fit(None, ML_Y).predict_proba(ML_TEXTS)
     clf = multi_label(threshold=float(np.median(probas))).fit(None, ML_Y)
@@ -689,11 +678,6 @@ def test_multi_label_label_map_shows_the_words():
                                rtol=1e-12)
 
 
-@pytest.mark.xfail(
-    reason="BUG nbllm/multilabel.py:128: fit turns every label into str before "
-           "_fit_common, so label_map keys that are not str (e.g. int codes) are "
-           "never found by _word and the map is silently ignored",
-    strict=True)
 def test_multi_label_label_map_with_integer_codes():
     clf = multi_label(label_map={0: "sports", 1: "science"}).fit(None, [[0], [1, 0]])
     assert clf.get_prompt("hi", clf.classes_[0]) == chat(
@@ -741,7 +725,8 @@ def test_accessor_batch_calibration(df, tiny_folder):
 
 
 def test_accessor_label_map(df, tiny_folder):
-    out = df.llm.classify("text", ["p", "n"], model=tiny_folder, label_map={"p": "positive", "n": "negative"})
+    out = df.llm.classify("text", ["p", "n"], model=tiny_folder,
+                          label_map={"p": "positive", "n": "negative"})
     direct = ZeroShotClassifier(tiny_folder, use_caching=False, progress=False).fit(
         None, ["positive", "negative"])
     assert list(out.columns) == ["label", "proba_n", "proba_p"]
@@ -865,11 +850,6 @@ def test_magic_fewshot_selection_similar(ip, tiny_folder):
     assert default.estimator.example_selection == "stratified"
 
 
-@pytest.mark.xfail(
-    reason="BUG nbllm/estimators.py:204-206 (see test_few_shot_content_free_calibration): "
-           "%%fewshot --calibration content_free raises AttributeError, which the magic "
-           "does not turn into a UsageError",
-    raises=AttributeError, strict=True)
 def test_magic_fewshot_calibration_content_free(ip, tiny_folder):
     result = ip.run_cell_magic("fewshot", f"--model {tiny_folder} --calibration content_free",
                                "positive: good\nnegative: bad\n---\nI love it.")
