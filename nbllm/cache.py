@@ -7,16 +7,32 @@ share it.  An optional SQLite file under a cache folder keeps results across
 processes: reruns are instant and an interrupted job resumes where it stopped.
 """
 
+import contextlib
 import hashlib
 import os
 import sqlite3
+import stat
 import threading
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 DISK_CACHE_FILE = "results.sqlite"
 _SQL_CHUNK = 500  # keys per SELECT, below SQLite's variable limit
+_BUSY_TIMEOUT = 60.0  # seconds to wait for another process's write lock
+_OPEN_TRIES = 3  # a damaged file is moved aside at most this often per open
+_CREATE = (
+    "CREATE TABLE IF NOT EXISTS results "
+    "(key BLOB PRIMARY KEY, logprobs BLOB NOT NULL, digest BLOB NOT NULL)"
+)
+# PRAGMA table_info as (name, type, notnull, pk): anything else is not our file.
+_COLUMNS = [("key", "BLOB", 0, 1), ("logprobs", "BLOB", 1, 0), ("digest", "BLOB", 1, 0)]
+_CORRUPT_CODES = {11: "database disk image is malformed",  # SQLITE_CORRUPT
+                  26: "file is not a database"}  # SQLITE_NOTADB
+_BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+_SIDE_FILES = ("-wal", "-shm")
 
 
 def result_key(fingerprint, prompt_ids, label_ids):
@@ -87,64 +103,299 @@ class ResultCache:
 class DiskCache:
     """Results in an SQLite file (WAL mode), shared by processes on one disk.
 
-    Values are the raw float64 log-probabilities, not pickles.  Each
-    :meth:`put_many` is one transaction, so a batch is either stored whole or
-    not at all, and an interrupted job keeps every batch it finished.
+    Values are the raw float64 log-probabilities, not pickles, each with a
+    short digest of key and value, so that a torn or foreign row reads as a
+    miss instead of a wrong result.  Each :meth:`put_many` is one
+    transaction, so a batch is either stored whole or not at all, and an
+    interrupted or killed job keeps every batch it finished.
+
+    A damaged file (truncated, overwritten, not SQLite, or another layout) is
+    moved aside to ``results.sqlite.corrupt-<time>`` with a warning, and an
+    empty cache takes its place; this happens when the file is opened and
+    whenever SQLite reports corruption later.  A new folder is created 0700
+    and the files 0600.
 
     SQLite's WAL mode is safe for several processes on a local disk; on a
     network file system its locking is not reliable, so give each machine its
     own folder there.
+
+    Parameters
+    ----------
+    path : str or Path
+        The SQLite file; its folder is created if needed.
     """
 
     def __init__(self, path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        # Autocommit mode: transactions are opened explicitly in put_many.
-        self._conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None,
-                                     check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS results (key BLOB PRIMARY KEY, logprobs BLOB NOT NULL)"
-        )
+        _private_folder(self.path.parent)
+        self._conn, self._file = self._open()
 
     def __len__(self):
-        with self._lock:
-            return self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        return self._run(lambda conn: conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])
 
     def get_many(self, keys):
-        """Return {key: array} for the keys that are stored."""
-        found = {}
-        with self._lock:
-            for start in range(0, len(keys), _SQL_CHUNK):
-                chunk = keys[start:start + _SQL_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
-                    f"SELECT key, logprobs FROM results WHERE key IN ({marks})", chunk
-                )
-                for key, blob in rows:
-                    found[bytes(key)] = np.frombuffer(blob, dtype=np.float64).copy()
-        return found
+        """Return {key: array} for the keys that are stored intact."""
+        return self._run(lambda conn: _select(conn, keys))
 
     def put_many(self, keys, values):
         """Store a batch atomically."""
-        rows = [(k, np.asarray(v, dtype=np.float64).tobytes()) for k, v in zip(keys, values)]
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    "INSERT OR REPLACE INTO results (key, logprobs) VALUES (?, ?)", rows
-                )
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        rows = []
+        for key, value in zip(keys, values):
+            blob = np.asarray(value, dtype=np.float64).tobytes()
+            rows.append((bytes(key), blob, _digest(key, blob)))
+        self._run(lambda conn: _insert(conn, rows))
 
     def clear(self):
         """Delete every stored result."""
+        self._run(lambda conn: conn.execute("DELETE FROM results"))
+
+    def close(self):
+        """Close the connection (the object is unusable afterwards)."""
         with self._lock:
-            self._conn.execute("DELETE FROM results")
+            self._conn.close()
+
+    # ---------------------------------------------------------- internals
+    def _run(self, op):
+        """``op(connection)`` under the lock, rebuilding a damaged file once."""
+        with self._lock:
+            try:
+                return _retry_busy(lambda: op(self._conn))
+            except sqlite3.DatabaseError as exc:
+                reason = _damage(exc)
+                if reason is None:
+                    raise
+                self._conn.close()
+                self._move_aside(self._file, reason)
+                self._conn, self._file = self._open()
+                return _retry_busy(lambda: op(self._conn))
+
+    def _open(self):
+        """Connect and check the file; return (connection, file identity)."""
+        for _ in range(_OPEN_TRIES):
+            _private_file(self.path)
+            seen = _file_id(self.path)
+            # Autocommit mode: transactions are opened explicitly in _insert.
+            conn = sqlite3.connect(str(self.path), timeout=_BUSY_TIMEOUT,
+                                   isolation_level=None, check_same_thread=False)
+            try:
+                _retry_busy(lambda: _prepare(conn))
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                reason = _damage(exc)
+                if reason is None:
+                    raise
+                self._move_aside(seen, reason)
+                continue
+            except BaseException:
+                conn.close()
+                raise
+            for suffix in _SIDE_FILES:  # left by an older version, maybe wider
+                _chmod_own(f"{self.path}{suffix}", 0o600)
+            return conn, seen
+        raise sqlite3.DatabaseError(
+            f"the result cache {self.path} was damaged again after being rebuilt "
+            f"{_OPEN_TRIES} times; is another program writing to it?"
+        )
+
+    def _move_aside(self, seen, reason):
+        """Rename the damaged file (and its -wal/-shm) and warn.
+
+        ``seen`` identifies the file found damaged: when another process has
+        already replaced it, the new file is left alone.
+        """
+        with _folder_lock(self.path.parent):
+            if seen is None or _file_id(self.path) != seen:
+                return
+            aside = _aside_name(self.path)
+            for suffix in ("",) + _SIDE_FILES:
+                try:
+                    os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+                except FileNotFoundError:
+                    pass
+        warnings.warn(
+            f"The result cache {self.path} is damaged ({reason}); moved it to "
+            f"{aside} and started an empty one.",
+            UserWarning, stacklevel=4,
+        )
+
+
+def _prepare(conn):
+    """Set WAL mode, create the table and check the file, raising if damaged."""
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: a killed process loses nothing committed; only a
+    # power cut may drop the last transactions, never corrupting the file.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(_CREATE)
+    # quick_check reads every page once per process and folder (about
+    # 0.1 s per 100k rows), and catches truncation that a lookup of a few
+    # keys might only hit later, or never.
+    if [row[0] for row in conn.execute("PRAGMA quick_check")] != ["ok"]:
+        raise _Damaged("it fails SQLite's integrity check")
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+              if not name.startswith("sqlite_")}
+    columns = [(r[1], r[2], r[3], r[5]) for r in conn.execute("PRAGMA table_info(results)")]
+    if tables != {"results"} or columns != _COLUMNS:
+        raise _Damaged("it holds other tables or columns than nbllm's results")
+
+
+def _select(conn, keys):
+    """{key: array} for the stored keys whose row checks out."""
+    found = {}
+    for start in range(0, len(keys), _SQL_CHUNK):
+        chunk = [bytes(k) for k in keys[start:start + _SQL_CHUNK]]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT key, logprobs, digest FROM results WHERE key IN ({marks})", chunk
+        )
+        for key, blob, digest in rows:
+            # A torn or foreign row is a miss: it is recomputed and replaced.
+            if blob and len(blob) % 8 == 0 and digest == _digest(key, blob):
+                found[bytes(key)] = np.frombuffer(blob, dtype=np.float64).copy()
+    return found
+
+
+def _insert(conn, rows):
+    """Insert or replace rows in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(
+            "INSERT OR REPLACE INTO results (key, logprobs, digest) VALUES (?, ?, ?)", rows
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _digest(key, blob):
+    """8 bytes that tie a value to its key: not a MAC, a check for damage."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(len(key).to_bytes(4, "little"))
+    h.update(bytes(key))
+    h.update(bytes(blob))
+    return h.digest()
+
+
+class _Damaged(sqlite3.DatabaseError):
+    """A readable SQLite file that is not an intact nbllm result cache."""
+
+
+def _damage(exc):
+    """Why ``exc`` means the file is damaged, or None for other errors."""
+    if isinstance(exc, _Damaged):
+        return str(exc)
+    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return _CORRUPT_CODES.get(code & 0xFF)
+    message = str(exc)
+    return next((m for m in _CORRUPT_CODES.values() if m in message), None)
+
+
+def _retry_busy(op):
+    """Run ``op()``, retrying while another process holds the database.
+
+    The connection's busy timeout covers most waits, but SQLite skips the
+    busy handler in a few cases (e.g. while another connection recovers the
+    WAL after a crash), so "database is locked" is retried here as well.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT
+    delay = 0.005
+    while True:
+        try:
+            return op()
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            busy = (code & 0xFF in _BUSY_CODES) if code is not None else (
+                "locked" in str(exc) or "busy" in str(exc))
+            if not busy or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(2 * delay, 0.25)
+
+
+def _file_id(path):
+    """(device, inode) of a file, or None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _aside_name(path):
+    """``<name>.corrupt-<time>``, with a counter when that is taken."""
+    stem = f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside, n = path.with_name(stem), 1
+    while any(os.path.lexists(f"{aside}{s}") for s in ("",) + _SIDE_FILES):
+        n += 1
+        aside = path.with_name(f"{stem}-{n}")
+    return aside
+
+
+@contextlib.contextmanager
+def _folder_lock(folder):
+    """Hold an exclusive lock on the folder, so that only one process moves
+    a damaged file aside; without flock (Windows, some network file systems)
+    the inode check in :meth:`DiskCache._move_aside` still narrows the race."""
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _private_folder(folder):
+    """Create ``folder`` and its missing parents with mode 0700.
+
+    A folder that exists already keeps its mode.  It was chosen by the user
+    (a project folder, a team's shared cache, the working directory), and
+    tightening it could break other programs.  The cache files in it are
+    0600 anyway, so other users can neither read nor change results; if
+    they can write the folder itself they can only delete or replace the
+    file, which is detected as damage or, at worst, gives wrong labels:
+    nothing from the cache is ever unpickled or executed.
+    """
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:  # another process made it just now
+            continue
+        _chmod_own(path, 0o700)  # mkdir's mode is reduced by the umask
+
+
+def _private_file(path):
+    """Create the database file as 0600 before SQLite does: SQLite gives its
+    -wal and -shm files the database file's mode, so they are 0600 too."""
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
+    _chmod_own(path, 0o600)
+
+
+def _chmod_own(path, mode):
+    """Set ``mode`` on a file this user owns; leave other users' files alone."""
+    if os.name != "posix":
+        return
+    try:
+        st = os.stat(path)
+        if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != mode:
+            os.chmod(path, mode)
+    except (FileNotFoundError, PermissionError):
+        pass
 
 
 _disk_caches = {}

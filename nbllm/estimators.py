@@ -47,6 +47,7 @@ from .prompts import (
 )
 
 ERROR_LOW_PROB_VALUES = ("ignore", "raise", "warn", "return_none")
+TRUNCATIONS = ("right", "left", "middle", "error")
 # Prompts are tokenized and scored this many at a time, so a 100k-row job
 # never holds every prompt's token ids at once.
 _CHUNK = 2048
@@ -91,6 +92,8 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
 
     _placeholders = ZERO_SHOT_PLACEHOLDERS
     _default_prompt = DEFAULT_PROMPT_ZERO_SHOT
+    # Labels share one normalised distribution (not so for multi-label).
+    _labels_compete = True
 
     # ------------------------------------------------------------------ fit
     def _check_params(self):
@@ -152,6 +155,11 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
                 f"calibration={self.calibration!r} gives normalised probabilities; "
                 "it cannot be combined with probas_sum_to_1=False"
             )
+        if self.truncation not in TRUNCATIONS:
+            raise ValueError(
+                "truncation must be 'right', 'left', 'middle' or 'error'; "
+                f"got {self.truncation!r}"
+            )
         if self.label_map is not None and not (
             isinstance(self.label_map, Mapping)
             and all(isinstance(w, str) and w.strip() for w in self.label_map.values())
@@ -207,6 +215,12 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
                 + ", ".join(repr(w) for w in repeated)
             )
         self.label_ids_ = [self._label_ids(w) for w in words]
+        if len(words) == 1 and self.probas_sum_to_1 and self._labels_compete:
+            warnings.warn(
+                f"Only one label ({words[0]!r}): normalised over the labels, its "
+                "probability is always 1; use probas_sum_to_1=False for the "
+                "model's own probability, or add labels"
+            )
         # Depends on the classes, prompt and examples: computed on first use.
         self._reference = None
 
@@ -264,11 +278,13 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "loaded_")
         return self._renderer().for_texts([text])[0].render(text)
 
-    def _encode(self, texts, renderer, label_ids=None):
+    def _encode(self, texts, renderer, label_ids=None, offset=0):
         """Token ids of each prompt, cutting texts that do not fit the context.
 
         The template and the labels are kept whole; only the sample's text is
-        shortened (from the right), and a warning counts the cut samples.
+        shortened, as ``truncation`` says, and a warning counts the cut
+        samples.  ``offset`` is the position of ``texts[0]`` in the caller's
+        input, for error messages.
         """
         label_ids = self.label_ids_ if label_ids is None else label_ids
         special = not self.use_chat_template_
@@ -276,17 +292,27 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         ids = self.tokenizer_(
             [r.render(t) for r, t in zip(renderers, texts)], add_special_tokens=special
         )["input_ids"]
-        limit = self.loaded_.context_length - max(len(i) for i in label_ids)
-        cut = 0
-        for i, row in enumerate(ids):
-            if len(row) > limit:
-                ids[i] = self._truncate(texts[i], renderers[i], limit)
-                cut += 1
-        if cut:
+        context = self.loaded_.context_length
+        limit = context - max(len(i) for i in label_ids)
+        too_long = [i for i, row in enumerate(ids) if len(row) > limit]
+        if too_long and self.truncation == "error":
+            first = too_long[0]
+            raise ValueError(
+                f"{len(too_long)} sample(s) do not fit the model's context of {context} "
+                f"tokens; the first, at position {offset + first}, needs "
+                f"{len(ids[first])} prompt tokens plus "
+                f"{context - limit} for the longest label.  Shorten the texts or "
+                "use truncation='right', 'left' or 'middle'"
+            )
+        for i in too_long:
+            ids[i] = self._truncate(texts[i], renderers[i], limit)
+        if too_long:
+            where = {"right": "at the end", "left": "at the start",
+                     "middle": "in the middle"}[self.truncation]
             warnings.warn(
-                f"{cut} sample(s) did not fit the model's context of "
-                f"{self.loaded_.context_length} tokens; their text was cut at the "
-                "end so that the prompt template and the labels fit"
+                f"{len(too_long)} sample(s) did not fit the model's context of "
+                f"{context} tokens; their text was cut {where} so that the prompt "
+                "template and the labels fit"
             )
         return [list(r) for r in ids]
 
@@ -304,11 +330,24 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         text_ids = self.tokenizer_(text, add_special_tokens=False)["input_ids"]
         keep = max(0, limit - base - 1)
         while True:
-            ids = encode(renderer.render(self.tokenizer_.decode(text_ids[:keep])))
+            ids = encode(renderer.render(self._cut(text_ids, keep)))
             if len(ids) <= limit or keep == 0:
                 return ids
             # Re-tokenizing at the cut can merge differently; step back and retry.
             keep = max(0, keep - max(4, len(ids) - limit))
+
+    def _cut(self, text_ids, keep):
+        """The text of ``keep`` of its tokens, taken as ``truncation`` says."""
+        decode = self.tokenizer_.decode
+        if self.truncation == "right":
+            return decode(text_ids[:keep])
+        if self.truncation == "left":
+            return decode(text_ids[len(text_ids) - keep:]) if keep else ""
+        # 'middle': keep both ends, marked where the text was cut.
+        head = max(0, (keep - 1) // 2)
+        tail = max(0, keep - 1 - head)
+        return (decode(text_ids[:head]) + "\u2026"
+                + (decode(text_ids[len(text_ids) - tail:]) if tail else ""))
 
     # ------------------------------------------------------------ scoring
     def _label_logprobs(self, X, on_rows=None, *, renderer=None, label_ids=None,
@@ -350,14 +389,15 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
                         on_rows(rows, values)
 
                 self._score_chunk(texts[start:start + _CHUNK], renderer, label_ids,
-                                  head, scorer, report, bar)
+                                  head, scorer, report, bar, start)
         finally:
             bar.close()
         return out
 
-    def _score_chunk(self, texts, renderer, label_ids, head, scorer, report, bar):
+    def _score_chunk(self, texts, renderer, label_ids, head, scorer, report, bar,
+                     offset=0):
         """Score one chunk; ``report(rows, logprobs)`` receives every row."""
-        ids = self._encode(texts, renderer, label_ids)
+        ids = self._encode(texts, renderer, label_ids, offset)
         keys = [result_key(self.loaded_.fingerprint, row, label_ids) for row in ids]
         found = (result_cache.get_many(keys, disk=self.disk_cache_) if self.use_caching
                  else [None] * len(keys))
@@ -607,6 +647,11 @@ _COMMON_DOC = """
         Maps a class (as in ``y``) to the word the model scores and the prompt
         shows, e.g. ``{{'pos': 'positive'}}``; classes not in the map are used
         as they are.  ``classes_`` and predictions keep the codes.
+    truncation : {{'right', 'left', 'middle', 'error'}}, default='right'
+        A text too long for the model's context is cut at its end ('right'),
+        its start ('left') or in its middle ('middle', marked with an
+        ellipsis), keeping the template and labels whole, with a warning that
+        counts the cut texts; 'error' raises instead.
     cache_dir : str, path or None, default=None
         Keep results in ``<cache_dir>/results.sqlite`` too, so reruns in new
         processes are instant and interrupted jobs resume.  None uses
@@ -659,6 +704,7 @@ class ZeroShotClassifier(_LLMClassifierBase):
         cache_dir=None,
         calibration=None,
         label_map=None,
+        truncation="right",
     ):
         self.model_name = model_name
         self.model = model
@@ -676,6 +722,7 @@ class ZeroShotClassifier(_LLMClassifierBase):
         self.cache_dir = cache_dir
         self.calibration = calibration
         self.label_map = label_map
+        self.truncation = truncation
 
     def fit(self, X, y, **fit_params):
         """Load the model and take the classes from ``y`` (no training happens).
@@ -748,6 +795,7 @@ class FewShotClassifier(_LLMClassifierBase):
         cache_dir=None,
         calibration=None,
         label_map=None,
+        truncation="right",
         max_samples=5,
         example_selection="stratified",
         example_placement="prompt",
@@ -760,7 +808,7 @@ class FewShotClassifier(_LLMClassifierBase):
             error_low_prob=error_low_prob, threshold_low_prob=threshold_low_prob,
             use_caching=use_caching, use_chat_template=use_chat_template,
             batch_size=batch_size, progress=progress, cache_dir=cache_dir,
-            calibration=calibration, label_map=label_map,
+            calibration=calibration, label_map=label_map, truncation=truncation,
         )
         self.max_samples = max_samples
         self.example_selection = example_selection

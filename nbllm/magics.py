@@ -81,6 +81,8 @@ def _common_arguments(func):
                  help="show generation previews for the first N texts"),
         argument("--calibration", choices=["content_free", "batch"],
                  help="correct the prompt's label bias"),
+        argument("--truncation", choices=["right", "left", "middle", "error"],
+                 help="how texts longer than the context are cut (default right)"),
         argument("--label-map", metavar="VAR",
                  help="variable holding a dict: class -> word the model scores"),
     ]
@@ -161,6 +163,8 @@ class NbllmMagics(Magics):
             options["label_map"] = self._variable(args.label_map, "--label-map")
         if args.calibration is not None:
             options["calibration"] = args.calibration
+        if args.truncation is not None:
+            options["truncation"] = args.truncation
         try:
             result = api.classify(
                 texts, parse_labels(args.labels),

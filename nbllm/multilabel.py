@@ -66,7 +66,7 @@ class MultiLabelZeroShotClassifier(_LLMClassifierBase):
         + """    threshold : float in [0, 1], default=0.5
         A label is predicted when its probability is at least this.
     device, dtype, use_caching, use_chat_template, batch_size, progress,
-    cache_dir, label_map :
+    cache_dir, label_map, truncation :
         As in :class:`ZeroShotClassifier`.
 
     Attributes
@@ -84,6 +84,7 @@ class MultiLabelZeroShotClassifier(_LLMClassifierBase):
     error_low_prob = "ignore"
     threshold_low_prob = 0.0
     calibration = None
+    _labels_compete = False
 
     def __init__(
         self,
@@ -101,6 +102,7 @@ class MultiLabelZeroShotClassifier(_LLMClassifierBase):
         progress="auto",
         cache_dir=None,
         label_map=None,
+        truncation="right",
     ):
         self.model_name = model_name
         self.model = model
@@ -115,6 +117,7 @@ class MultiLabelZeroShotClassifier(_LLMClassifierBase):
         self.progress = progress
         self.cache_dir = cache_dir
         self.label_map = label_map
+        self.truncation = truncation
 
     @property
     def _placeholders(self):

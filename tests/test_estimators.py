@@ -798,13 +798,15 @@ def test_get_params_and_set_params():
         "model_name", "model", "tokenizer", "prompt", "probas_sum_to_1", "device",
         "dtype", "error_low_prob", "threshold_low_prob", "use_caching",
         "use_chat_template", "batch_size", "progress", "cache_dir", "calibration",
+        "truncation",
         "label_map",
     }
     assert params["prompt"] == "{text} {labels}"
     assert params["model"] is get_tiny_model()
     assert clf.set_params(prompt="x {text} {labels}", batch_size=4) is clf
     assert (clf.prompt, clf.batch_size) == ("x {text} {labels}", 4)
-    assert set(few_shot().get_params()) == set(params) | {"max_samples", "random_state", "example_selection"}
+    assert set(few_shot().get_params()) == set(params) | {
+        "max_samples", "random_state", "example_selection", "example_placement"}
 
 
 def test_clone_keeps_the_model_object():
