@@ -60,3 +60,11 @@ def load_ipython_extension(ipython):
 # The accessor module imports only pandas; registering it here makes
 # ``df.llm`` available after a plain ``import nbllm``.
 from . import accessor as _accessor  # noqa: E402,F401
+
+# ``ddf.llm`` for Dask: importing dask.dataframe takes seconds, so nbllm does
+# not do it; when the user already has, the Dask accessor is attached too
+# (otherwise ``import nbllm.scaleout`` attaches it).
+import sys as _sys  # noqa: E402
+
+if "dask.dataframe" in _sys.modules:
+    from . import scaleout as _scaleout  # noqa: F401
