@@ -45,10 +45,14 @@ def template_placeholders(template):
         If the template is not a valid format string (e.g. a lone ``{``).
     """
     try:
-        return {
+        names = {
             name for _, name, _, _ in Formatter().parse(template) if name is not None
         }
-    except ValueError as exc:
+        # Parsing alone misses some errors (mixing '{}' with '{0}', bad
+        # format specs); a trial render finds them before any text is scored.
+        _LenientFormatter().format(template, **{n: "" for n in names if n})
+        return names
+    except (ValueError, IndexError, KeyError, AttributeError) as exc:
         raise ValueError(
             f"The prompt is not a valid template ({exc}); write literal braces "
             "as '{{' and '}}'"
