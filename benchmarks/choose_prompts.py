@@ -51,6 +51,28 @@ CANDIDATES = {
     "chat: one-word answer": (
         "Text: {text}\n\nWhich of {labels} describes this text best? "
         "Answer with one word.", True),
+    # Round 3: around the best task-agnostic one ("Label: ").
+    "raw: possible labels, Label: + space": (
+        "Possible labels: {labels}\n\nText: {text}\nLabel: ", False),
+    "raw: labels after text, Label: + space": (
+        "Text: {text}\nLabels: {labels}\nLabel: ", False),
+    "raw: instruction, Label: + space": (
+        "Give the text one of these labels: {labels}\n\nText: {text}\nLabel: ", False),
+    "chat: labels, text, Label: + space": (
+        "Labels: {labels}\n\nText: {text}\nLabel: ", True),
+}
+
+# Few-shot: where the examples go (dev pool disjoint from the dev test sample).
+FEW_SHOT = {
+    "raw: examples in the prompt": (
+        "Labels: {labels}\n\n{examples}\n\nText: {text}\nLabel: ", False, "prompt"),
+    "chat: examples in the prompt": (
+        "Labels: {labels}\n\n{examples}\n\nText: {text}\nLabel: ", True, "prompt"),
+    "chat: examples as earlier turns": (
+        "Labels: {labels}\n\n{examples}\n\nText: {text}\nLabel: ", True, "turns"),
+    "chat: examples as turns, question": (
+        "Text: {text}\nLabels: {labels}\n{examples}\nWhat is the label of the text?",
+        True, "turns"),
 }
 
 
@@ -74,6 +96,7 @@ def main():
     parser.add_argument("-n", type=int, default=300)
     parser.add_argument("--only", default="", help="comma-separated substrings of candidate names")
     parser.add_argument("--tasks", default="2,3", help="2 and/or 3 classes")
+    parser.add_argument("--few-shot", action="store_true", help="also few-shot placements")
     args = parser.parse_args()
 
     from nbllm import ZeroShotClassifier
@@ -98,6 +121,29 @@ def main():
                 clf.classes_[calibrate(logprobs, "content_free", cf).argmax(1)] == y))
             print(f"{name:40s} " + "  ".join(f"{k}={v:.3f}" for k, v in m.items())
                   + f"  ({time.perf_counter() - t:.0f} s)", flush=True)
+        if args.few_shot:
+            few_shot(args, labels, df, metrics)
+
+
+def few_shot(args, labels, df, metrics):
+    """Accuracy with 5 examples placed in the prompt or as chat turns."""
+    import pandas as pd
+
+    from nbllm import FewShotClassifier
+    from nbllm.data import load_tweets
+
+    pool = load_tweets(None, labels=labels, split="dev")
+    pool = pool[~pool["text"].isin(df["text"])]
+    pool = pd.concat([g.sample(25, random_state=2) for _, g in pool.groupby("label")])
+    y = df["label"].to_numpy()
+    for name, (prompt, chat, placement) in FEW_SHOT.items():
+        t = time.perf_counter()
+        clf = FewShotClassifier(prompt=prompt, use_chat_template=chat, max_samples=5,
+                                example_placement=placement, random_state=0,
+                                progress=False).fit(pool["text"], pool["label"])
+        m = metrics(clf._label_logprobs(df["text"].tolist()), y, clf.classes_)
+        print(f"few-shot {name:31s} " + "  ".join(f"{k}={v:.3f}" for k, v in m.items())
+              + f"  ({time.perf_counter() - t:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,21 +9,36 @@ A model spec is one of
 
 GGUF files are de-quantized by transformers on load, which is slow; the
 converted weights are written once as safetensors under the cache folder and
-later loads read those.  Every load goes through :func:`get_model`, which keeps
-one :class:`LoadedModel` per (spec, device, dtype), so estimators, their sklearn
-clones and repeated notebook cells share the same weights.
+later loads read those.  A conversion is written to a temporary folder, made
+user-only (0700 folders, 0600 files), marked complete by a file written last,
+and renamed into place; a converted folder that is incomplete or holds pickle
+files is deleted and converted again.  Every load goes through
+:func:`get_model`, which keeps one :class:`LoadedModel` per (spec, device,
+dtype), so estimators, their sklearn clones and repeated notebook cells share
+the same weights.  A load that fails raises one error naming the spec and
+leaves nothing behind: no registry entry, no half-written folder.
+
+Code shipped with a model (``trust_remote_code``) runs only when the caller
+asks for it.
 
 This module imports torch and transformers lazily so that ``import nbllm``
 stays cheap.
 """
 
+import contextlib
 import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
 import threading
+import time
+import traceback
+import uuid
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +53,14 @@ EMBEDDED_MODELS = {
     ),
 }
 VALID_DTYPES = ("auto", "float32", "float16", "bfloat16")
+# Written last into a converted model folder; see _seal.
+COMPLETE_MARKER = "nbllm-complete.json"
+# Weight formats that torch reads by unpickling.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+# A conversion's temporary folder this old is a leftover, whatever its process.
+STALE_SECONDS = 24 * 3600
+# What a Hugging Face model id can look like; any other spec must be a path.
+_HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*(/[A-Za-z0-9_][\w.-]*)?")
 
 _lock = threading.RLock()
 _registry = {}
@@ -161,76 +184,437 @@ def _converted_folder(gguf_path):
     return cache_dir() / "converted" / f"{gguf_path.stem}-{digest}"
 
 
-def _convert_gguf(gguf_path, target):
-    """De-quantize a GGUF file once and save it as a safetensors model folder."""
+# ------------------------------------------------- the converted-model cache
+
+
+def _private_mkdir(path):
+    """Create a folder, and any missing parents, readable by the user only (0700).
+
+    Folders that already exist keep their mode: a user may share a cache on
+    purpose.
+    """
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+
+
+def _seal(folder):
+    """Make a freshly written model folder user-only and mark it complete.
+
+    The marker lists every file with its size and is written last, so a
+    folder without it, or whose files differ from it, is an interrupted or
+    damaged conversion.
+    """
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        path.chmod(0o600 if path.is_file() else 0o700)
+        if path.is_file():
+            files[path.relative_to(folder).as_posix()] = path.stat().st_size
+    fd = os.open(folder / COMPLETE_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as marker:
+        json.dump({"format": 1, "files": files}, marker)
+
+
+def _read_marker(folder):
+    """The ``{file: size}`` table of a converted folder's completeness marker.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder or its marker is missing.
+    ValueError
+        If the marker is not a table of sizes.
+    """
+    files = json.loads((folder / COMPLETE_MARKER).read_text()).get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(size, int) for size in files.values()
+    ):
+        raise ValueError("not a table of file sizes")
+    return files
+
+
+def _incomplete(folder):
+    """Why a converted model folder cannot be used, or None when it is complete."""
+    try:
+        files = _read_marker(folder)
+    except FileNotFoundError:
+        if not folder.exists():
+            return "missing"
+        return (
+            f"it has no {COMPLETE_MARKER}: the conversion was interrupted or "
+            "made by an older nbllm"
+        )
+    except (OSError, ValueError, AttributeError):
+        return f"its {COMPLETE_MARKER} is unreadable"
+    for name, size in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size} bytes instead of {size}"
+    if "config.json" not in files or not any(n.endswith(".safetensors") for n in files):
+        return "it has no config.json or no safetensors weights"
+    # Torch unpickles these formats, which can run code; nothing in nbllm's
+    # cache may be one, whoever put it there.
+    pickles = sorted(p.name for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        return f"it holds {pickles[0]}, a pickle file, which nbllm never loads"
+    return None
+
+
+def _discard(folder):
+    """Move a damaged converted folder aside, then delete it."""
+    aside = folder.with_name(f".broken-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        # A rename is atomic: other processes see the old folder or none.
+        os.replace(folder, aside)
+    except FileNotFoundError:
+        return  # another process removed it first
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _is_stale(path):
+    """Whether a ``.tmp-<pid>-*`` or ``.broken-<pid>-*`` folder is left over.
+
+    It is when its process is gone, or when it is older than STALE_SECONDS.
+    """
+    try:
+        age = time.time() - path.stat().st_mtime
+    except OSError:
+        return False
+    if age > STALE_SECONDS:
+        return True
+    pid = path.name.split("-")[1]
+    # On Windows os.kill(pid, 0) would terminate the process: rely on age there.
+    if os.name != "posix" or not pid.isdigit() or int(pid) <= 0:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        pass  # it exists but belongs to another user
+    return False
+
+
+def _remove_leftovers(parent):
+    """Delete temporary folders of conversions killed before they could clean up."""
+    for path in [*parent.glob(".tmp-*"), *parent.glob(".broken-*")]:
+        if _is_stale(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# ---------------------------------------------------------- GGUF conversion
+
+
+def _brief(exc):
+    """``'Type: message'`` of an exception, shortened for one-line error messages."""
+    kind = type(exc)
+    name = kind.__qualname__
+    if kind.__module__ != "builtins":
+        name = f"{kind.__module__}.{name}"
+    # Whole message on one line: some put the useful part after a colon.
+    text = " ".join(str(exc).split())
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"{name}: {text}" if text else name
+
+
+def _check_gguf_magic(spec, path):
+    """Reject a file that is not GGUF before transformers parses it.
+
+    Raises
+    ------
+    ValueError
+        If the file does not start with the GGUF magic bytes.
+    """
+    with open(path, "rb") as file:
+        head = file.read(4)
+    if head != b"GGUF":
+        raise ValueError(
+            f"Could not load model {spec!r}: {path} is not a GGUF file "
+            "(it does not start with the GGUF magic bytes)"
+        )
+
+
+def _dequantize(gguf_path):
+    """Read a GGUF file with transformers; return the float32 (model, tokenizer)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf_path.parent), gguf_path.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    tokenizer = AutoTokenizer.from_pretrained(
+        folder, gguf_file=name, trust_remote_code=False
+    )
     model = AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=name, dtype=torch.float32
+        folder, gguf_file=name, dtype=torch.float32, trust_remote_code=False
     )
     # The weights are plain float tensors after loading; only the GGUF
     # quantizer marker stops save_pretrained, so drop it.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Write to a temporary folder and rename, so an interrupted conversion or
-    # a concurrent process never leaves a half-written model behind.
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    return model, tokenizer
+
+
+def _read_gguf(spec, gguf_path):
+    """:func:`_dequantize`, with any failure to read the file as one clear error.
+
+    Raises
+    ------
+    ValueError
+        If transformers cannot read or convert the file.
+    """
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        return _dequantize(gguf_path)
+    except (ImportError, MemoryError):
+        raise  # a missing package or memory is not the file's fault
+    except Exception as exc:
+        reason = _brief(exc)
+    raise ValueError(
+        f"Could not load model {spec!r}: the GGUF file {gguf_path} could not be "
+        "read or converted, so it is probably truncated or damaged, or of an "
+        f"architecture that transformers does not support ({reason})"
+    )
+
+
+def _write_converted(model, tokenizer, target):
+    """Save a model folder to ``target`` atomically, user-only, marked complete."""
+    _private_mkdir(target.parent)
+    _remove_leftovers(target.parent)
+    # Write to a temporary folder (mkdtemp makes it 0700) and rename, so an
+    # interrupted conversion or a concurrent process never leaves a
+    # half-written model behind.
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=target.parent))
+    try:
+        with _quiet_progress():
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        _seal(tmp)
         try:
             os.replace(tmp, target)
         except OSError:
-            if not target.is_dir():  # another process may have won the race
+            if _incomplete(target) is not None:  # another process may have won the race
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _converted(spec, gguf_path):
+    """Return the complete converted folder of a GGUF file, converting it if needed."""
+    target = _converted_folder(gguf_path)
+    problem = _incomplete(target)
+    if problem is None:
+        return target
+    if problem != "missing":
+        warnings.warn(
+            f"The converted copy of {gguf_path.name} in {target} is incomplete "
+            f"({problem}); it is deleted and converted again.",
+            UserWarning,
+            stacklevel=2,
+        )
+        _discard(target)
+    _check_gguf_magic(spec, gguf_path)
+    _write_converted(*_read_gguf(spec, gguf_path), target)
+    return target
+
+
+# ------------------------------------------------------------- loading
+
+
+def _not_found(spec, reason):
+    """The message for a spec that names no model nbllm can find."""
+    return (
+        f"Could not load model {spec!r}: it is neither an embedded alias "
+        f"({', '.join(EMBEDDED_MODELS)}), a .gguf file, a local model folder, "
+        f"nor a model id in the local Hugging Face cache ({reason})"
+    )
+
+
+def _not_causal(spec, reason):
+    """The message for a model that cannot score next tokens."""
+    return (
+        f"Could not load model {spec!r}: it is not a causal (decoder-only) "
+        f"language model ({reason}); nbllm scores labels by next-token "
+        "probabilities and needs a model such as SmolLM2, Llama, Qwen or Mistral"
+    )
+
+
 def _model_folder(spec):
-    """Return (folder or hub id, loaded-from-gguf?) for a spec, converting GGUF first."""
+    """Return (folder or hub id, converted from GGUF?) for a spec, converting first.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a ``.gguf`` path does not exist.
+    ValueError
+        If a spec that can only be a path is not a folder, or a GGUF file is
+        not readable.
+    """
     if spec in EMBEDDED_MODELS:
-        gguf = embedded_model_path(spec)
-    elif str(spec).lower().endswith(".gguf"):
+        return str(_converted(spec, embedded_model_path(spec))), True
+    if spec.lower().endswith(".gguf"):
         gguf = Path(spec).expanduser()
         if not gguf.is_file():
             raise FileNotFoundError(f"GGUF model file not found: {spec}")
-    else:
-        return str(spec)
-    target = _converted_folder(gguf)
-    if not (target / "config.json").is_file():
-        _convert_gguf(gguf, target)
-    return str(target)
+        return str(_converted(spec, gguf)), True
+    folder = Path(spec).expanduser()
+    if folder.is_dir():
+        return str(folder), False
+    if _HUB_ID.fullmatch(spec):
+        return spec, False  # _read_config says whether it is cached
+    raise ValueError(_not_found(spec, f"there is no folder at {folder.absolute()}"))
 
 
-def _load(spec, device, dtype):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _hub_failure(exc):
+    """Why a hub id could not be loaded, for :func:`_not_found`."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "downloads are off because HF_HUB_OFFLINE is set"
+    return f"downloading it failed: {_brief(exc)}"
+
+
+def _read_config(spec, folder, trust_remote_code):
+    """Load a model's config, turning each way it can fail into one clear error.
+
+    Raises
+    ------
+    ValueError
+        If the model is not found, needs remote code that is not trusted, or
+        its config cannot be read.
+    """
+    from transformers import AutoConfig
+
+    local = Path(folder).is_dir()
+    if local and not (Path(folder) / "config.json").is_file():
+        raise ValueError(
+            f"Could not load model {spec!r}: the folder {folder} has no "
+            "config.json, so it is not a Hugging Face model folder"
+        )
+    try:
+        return AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        if "trust_remote_code" in str(exc):
+            message = (
+                f"Could not load model {spec!r}: it needs Python code shipped "
+                "with the model, and nbllm runs such code only when you pass "
+                "trust_remote_code=True (do so only for a model whose code you trust)"
+            )
+        elif not local and isinstance(exc, OSError):
+            message = _not_found(spec, _hub_failure(exc))
+        else:
+            message = (
+                f"Could not load model {spec!r}: its config.json could not be "
+                f"read ({_brief(exc)})"
+            )
+    raise ValueError(message)
+
+
+def _require_causal_lm(spec, config):
+    """Raise unless transformers has a causal-LM class for this config.
+
+    Raises
+    ------
+    ValueError
+        For encoder-decoder or encoder-only architectures such as T5.
+    """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    custom = "AutoModelForCausalLM" in (getattr(config, "auto_map", None) or {})
+    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or custom:
+        return
+    reason = f"transformers has no causal-LM class for {config.model_type!r} models"
+    raise ValueError(_not_causal(spec, reason))
+
+
+def _attends_ahead(model):
+    """Whether a later token changes the model's prediction at an earlier position.
+
+    Encoders such as BERT load as causal LMs (``BertLMHeadModel``) yet attend
+    both ways, so their label scores would be meaningless.  Two forward passes
+    over two tokens cost next to nothing.
+    """
+    import torch
+
+    param = next(model.parameters())
+
+    def first_logits(second_token):
+        ids = torch.tensor([[0, second_token]], device=param.device)
+        return model(input_ids=ids).logits[0, 0].float()
+
+    with torch.no_grad():
+        one, other = first_logits(1), first_logits(2)
+    # A causal model gives the same numbers for the same first token; allow for
+    # rounding in half precision.
+    tolerance = 1e-4 if param.dtype == torch.float32 else 1e-2
+    scale = max(one.abs().max().item(), 1e-6)
+    return (one - other).abs().max().item() > tolerance * scale
+
+
+def _from_pretrained(spec, what, auto_class, folder, **kwargs):
+    """``auto_class.from_pretrained`` with failures as one clear error.
+
+    Raises
+    ------
+    ValueError
+        If transformers cannot load the ``what`` ('tokenizer', 'weights').
+    """
+    try:
+        return auto_class.from_pretrained(folder, **kwargs)
+    except (ImportError, MemoryError):
+        raise  # a missing optional package says itself what to install
+    except Exception as exc:
+        reason = _brief(exc)
+    raise ValueError(f"Could not load the {what} of model {spec!r} ({reason})")
+
+
+@contextlib.contextmanager
+def _quiet_progress():
+    """Hide transformers' per-tensor progress bars.
+
+    They would clutter every notebook cell that first touches a model;
+    loading takes seconds.
+    """
     from transformers.utils import logging as hf_logging
 
-    folder = _model_folder(spec)
-    # transformers' per-tensor progress bars would clutter every notebook
-    # cell that first touches a model; loading takes seconds.
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-    except OSError as exc:
-        raise ValueError(
-            f"Could not load model {spec!r}: it is neither an embedded alias "
-            f"({', '.join(EMBEDDED_MODELS)}), a .gguf file, a local model folder, "
-            f"nor a model id in the local Hugging Face cache ({exc})"
-        ) from exc
+        yield
     finally:
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def _load(spec, device, dtype, trust_remote_code=False):
+    """Load (model, tokenizer) for a spec onto a device, or raise one clear error."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, converted = _model_folder(spec)
+    config = _read_config(spec, folder, trust_remote_code)
+    _require_causal_lm(spec, config)
+    with _quiet_progress():
+        tokenizer = _from_pretrained(
+            spec, "tokenizer", AutoTokenizer, folder,
+            trust_remote_code=trust_remote_code,
+        )
+        model = _from_pretrained(
+            spec, "weights", AutoModelForCausalLM, folder,
+            config=config, dtype=dtype, trust_remote_code=trust_remote_code,
+            # nbllm's own cache holds safetensors only: never unpickle from it.
+            use_safetensors=True if converted else None,
+        )
     model.to(device)
     model.eval()
+    if _attends_ahead(model):
+        raise ValueError(_not_causal(
+            spec, "its prediction at a position depends on later tokens, as in "
+            "encoders such as BERT"
+        ))
     return model, tokenizer
 
 
@@ -268,7 +652,40 @@ def fingerprint(model, tokenizer):
     return h.hexdigest()[:32]
 
 
-def get_model(spec=None, device="auto", dtype="auto"):
+def _new_entry(spec, device, dtype, trust_remote_code):
+    """Load a model from disk into a new :class:`LoadedModel`."""
+    # Passed only when set, so wrappers of the three-argument _load (the
+    # notebook tests' guard) keep working.
+    extra = {"trust_remote_code": True} if trust_remote_code else {}
+    model, tokenizer = _load(spec, device, dtype, **extra)
+    return LoadedModel(
+        spec=spec,
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        dtype=dtype,
+        fingerprint=fingerprint(model, tokenizer),
+        context_length=context_length(model, tokenizer),
+    )
+
+
+def _drop_frames(exc, outer):
+    """Clear the locals of the finished frames behind a failed load.
+
+    A notebook keeps the last exception (``sys.last_value``) and with it every
+    frame of its traceback; without this, half-loaded weights would stay in
+    (GPU) memory until the next error.  The walk along the exception chain
+    stops at ``outer``, the caller's own exception (when get_model was called
+    while handling one), whose frames are not nbllm's to clear.
+    """
+    seen = set()
+    while exc is not None and exc is not outer and id(exc) not in seen:
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
+
+
+def get_model(spec=None, device="auto", dtype="auto", trust_remote_code=False):
     """Return the shared :class:`LoadedModel` for a spec, loading it at most once.
 
     Parameters
@@ -280,30 +697,48 @@ def get_model(spec=None, device="auto", dtype="auto"):
         ``'auto'``, ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
     dtype : str
         ``'auto'``, ``'float32'``, ``'float16'`` or ``'bfloat16'``.
+    trust_remote_code : bool
+        Whether to run Python code shipped with the model (transformers'
+        ``trust_remote_code``).  Off by default: such code can do anything.
 
     Returns
     -------
     LoadedModel
+
+    Raises
+    ------
+    ValueError
+        If the spec names no model nbllm can find or read, or a model that
+        is not a causal LM, or one that needs remote code while
+        ``trust_remote_code`` is False.
+    FileNotFoundError
+        If a ``.gguf`` path does not exist.
+    ImportError
+        If the package of an embedded model, or one the model needs, is missing.
     """
     spec = DEFAULT_MODEL if spec is None else str(spec)
     if not spec.strip():
         raise ValueError("model_name must be a non-empty string or None")
+    if not isinstance(trust_remote_code, bool):
+        raise ValueError(
+            f"trust_remote_code must be True or False; got {trust_remote_code!r}"
+        )
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     key = (spec, str(torch_device), str(torch_dtype))
+    if trust_remote_code:
+        # Separate entries: a model built by its own code is never handed to
+        # a caller who did not allow that code.
+        key += ("trust_remote_code",)
     with _lock:
         entry = _registry.get(key)
         if entry is None:
-            model, tokenizer = _load(spec, torch_device, torch_dtype)
-            entry = LoadedModel(
-                spec=spec,
-                model=model,
-                tokenizer=tokenizer,
-                device=torch_device,
-                dtype=torch_dtype,
-                fingerprint=fingerprint(model, tokenizer),
-                context_length=context_length(model, tokenizer),
-            )
+            outer = sys.exc_info()[1]
+            try:
+                entry = _new_entry(spec, torch_device, torch_dtype, trust_remote_code)
+            except BaseException as exc:
+                _drop_frames(exc, outer)
+                raise
             _registry[key] = entry
             load_counts[spec] = load_counts.get(spec, 0) + 1
         return entry

