@@ -77,7 +77,8 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
                     batch_size="auto", progress="auto", random_state=0,
                     text_col="text", label_col="label", cache_dir=None,
                     calibration=None, label_map=None, example_selection="stratified",
-                    multi_label=False, use_chat_template="auto", truncation="right"):
+                    multi_label=False, use_chat_template="auto", truncation="right",
+                    trust_remote_code=False):
     """A fitted estimator for the options.
 
     ZeroShotClassifier; FewShotClassifier when ``examples`` are given;
@@ -95,6 +96,7 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
         threshold_low_prob=0.0 if threshold is None else threshold,
         use_chat_template=use_chat_template,
         truncation=truncation,
+        trust_remote_code=trust_remote_code,
         batch_size=batch_size,
         progress=progress,
         cache_dir=cache_dir if cache_dir is not None else settings["cache_dir"],

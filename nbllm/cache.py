@@ -132,7 +132,8 @@ class DiskCache:
         self._conn, self._file = self._open()
 
     def __len__(self):
-        return self._run(lambda conn: conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+        count = "SELECT COUNT(*) FROM results"
+        return self._run(lambda conn: conn.execute(count).fetchone()[0])
 
     def get_many(self, keys):
         """Return {key: array} for the keys that are stored intact."""
@@ -190,7 +191,9 @@ class DiskCache:
             except BaseException:
                 conn.close()
                 raise
-            for suffix in _SIDE_FILES:  # left by an older version, maybe wider
+            # Only now that the file is known to be ours: tighten what an
+            # older version may have left wider.
+            for suffix in ("",) + _SIDE_FILES:
                 _chmod_own(f"{self.path}{suffix}", 0o600)
             return conn, seen
         raise sqlite3.DatabaseError(
@@ -216,27 +219,32 @@ class DiskCache:
         warnings.warn(
             f"The result cache {self.path} is damaged ({reason}); moved it to "
             f"{aside} and started an empty one.",
-            UserWarning, stacklevel=4,
+            UserWarning, stacklevel=2,
         )
 
 
 def _prepare(conn):
-    """Set WAL mode, create the table and check the file, raising if damaged."""
+    """Check the file, then set WAL mode and create the table.
+
+    The checks come first and only read, so that a file which is not ours
+    (another program's database that happens to have this name) is moved
+    aside exactly as it was found.
+    """
+    # quick_check reads every page, once per process and folder (0.07 s for
+    # 200k rows), and catches truncation that a lookup of a few keys might
+    # only hit later, or never.
+    if [row[0] for row in conn.execute("PRAGMA quick_check")] != ["ok"]:
+        raise _Damaged("it fails SQLite's integrity check")
+    names = conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+    tables = {name for (name,) in names if not name.startswith("sqlite_")}
+    columns = [(r[1], r[2], r[3], r[5]) for r in conn.execute("PRAGMA table_info(results)")]
+    if tables and (tables != {"results"} or columns != _COLUMNS):
+        raise _Damaged("it holds other tables or columns than nbllm's results")
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode: a killed process loses nothing committed; only a
     # power cut may drop the last transactions, never corrupting the file.
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(_CREATE)
-    # quick_check reads every page once per process and folder (about
-    # 0.1 s per 100k rows), and catches truncation that a lookup of a few
-    # keys might only hit later, or never.
-    if [row[0] for row in conn.execute("PRAGMA quick_check")] != ["ok"]:
-        raise _Damaged("it fails SQLite's integrity check")
-    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-              if not name.startswith("sqlite_")}
-    columns = [(r[1], r[2], r[3], r[5]) for r in conn.execute("PRAGMA table_info(results)")]
-    if tables != {"results"} or columns != _COLUMNS:
-        raise _Damaged("it holds other tables or columns than nbllm's results")
 
 
 def _select(conn, keys):
@@ -380,10 +388,20 @@ def _private_folder(folder):
 
 
 def _private_file(path):
-    """Create the database file as 0600 before SQLite does: SQLite gives its
-    -wal and -shm files the database file's mode, so they are 0600 too."""
-    os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
-    _chmod_own(path, 0o600)
+    """Create the database file as 0600 unless it exists.
+
+    SQLite gives its -wal and -shm files the database file's mode, so they
+    are 0600 too.  fchmod sets the mode exactly, whatever the umask.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _chmod_own(path, mode):

@@ -191,7 +191,8 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         if self.model is not None:
             self.loaded_ = models.wrap_model(self.model, self.tokenizer)
         else:
-            self.loaded_ = models.get_model(self.model_name, self.device, self.dtype)
+            self.loaded_ = models.get_model(self.model_name, self.device, self.dtype,
+                                            trust_remote_code=self.trust_remote_code)
         self.model_ = self.loaded_.model
         self.tokenizer_ = self.loaded_.tokenizer
         self.prompt_ = self._default_prompt if self.prompt is None else self.prompt
@@ -652,6 +653,9 @@ _COMMON_DOC = """
         its start ('left') or in its middle ('middle', marked with an
         ellipsis), keeping the template and labels whole, with a warning that
         counts the cut texts; 'error' raises instead.
+    trust_remote_code : bool, default=False
+        Let transformers run Python code shipped with a Hub model.  Only set
+        it for models whose code you trust.
     cache_dir : str, path or None, default=None
         Keep results in ``<cache_dir>/results.sqlite`` too, so reruns in new
         processes are instant and interrupted jobs resume.  None uses
@@ -705,6 +709,7 @@ class ZeroShotClassifier(_LLMClassifierBase):
         calibration=None,
         label_map=None,
         truncation="right",
+        trust_remote_code=False,
     ):
         self.model_name = model_name
         self.model = model
@@ -723,6 +728,7 @@ class ZeroShotClassifier(_LLMClassifierBase):
         self.calibration = calibration
         self.label_map = label_map
         self.truncation = truncation
+        self.trust_remote_code = trust_remote_code
 
     def fit(self, X, y, **fit_params):
         """Load the model and take the classes from ``y`` (no training happens).
@@ -796,6 +802,7 @@ class FewShotClassifier(_LLMClassifierBase):
         calibration=None,
         label_map=None,
         truncation="right",
+        trust_remote_code=False,
         max_samples=5,
         example_selection="stratified",
         example_placement="prompt",
@@ -809,6 +816,7 @@ class FewShotClassifier(_LLMClassifierBase):
             use_caching=use_caching, use_chat_template=use_chat_template,
             batch_size=batch_size, progress=progress, cache_dir=cache_dir,
             calibration=calibration, label_map=label_map, truncation=truncation,
+            trust_remote_code=trust_remote_code,
         )
         self.max_samples = max_samples
         self.example_selection = example_selection

@@ -66,7 +66,7 @@ class MultiLabelZeroShotClassifier(_LLMClassifierBase):
         + """    threshold : float in [0, 1], default=0.5
         A label is predicted when its probability is at least this.
     device, dtype, use_caching, use_chat_template, batch_size, progress,
-    cache_dir, label_map, truncation :
+    cache_dir, label_map, truncation, trust_remote_code :
         As in :class:`ZeroShotClassifier`.
 
     Attributes
@@ -103,6 +103,7 @@ class MultiLabelZeroShotClassifier(_LLMClassifierBase):
         cache_dir=None,
         label_map=None,
         truncation="right",
+        trust_remote_code=False,
     ):
         self.model_name = model_name
         self.model = model
@@ -118,6 +119,7 @@ class MultiLabelZeroShotClassifier(_LLMClassifierBase):
         self.cache_dir = cache_dir
         self.label_map = label_map
         self.truncation = truncation
+        self.trust_remote_code = trust_remote_code
 
     @property
     def _placeholders(self):

@@ -17,6 +17,7 @@ The engine computes this exactly, for many prompts and all labels at once:
 """
 
 import inspect
+import threading
 
 from .trie import LabelTrie
 
@@ -27,6 +28,7 @@ from .trie import LabelTrie
 _TOKEN_BUDGET = {"cpu": 1024, "cuda": 65536}
 _LOGIT_BUDGET = {"cpu": 2**26, "cuda": 2**29}
 _MAX_ROWS = {"cpu": 64, "cuda": 512}
+_PREFIX_LOCK = threading.Lock()
 _PREFIX_CACHE_SIZE = 4
 
 
@@ -229,7 +231,11 @@ class LabelScorer:
 
         if not prefix:
             return None
-        cached = self.prefix_caches.pop(prefix, None)
+        # Two threads of one kernel may share the model's prefix LRU; the
+        # lock keeps its bookkeeping consistent (the cached tensors are only
+        # read, never changed, by the scoring passes).
+        with _PREFIX_LOCK:
+            cached = self.prefix_caches.pop(prefix, None)
         if cached is None:
             ids = torch.tensor([prefix], device=self.device)
             with torch.inference_mode():
@@ -237,9 +243,10 @@ class LabelScorer:
             past = out["cache"] if "cache" in out else out["past_key_values"]
             cached = _cache_tensors(past)
             self.forward_passes += 1
-        self.prefix_caches[prefix] = cached  # most recently used goes last
-        while len(self.prefix_caches) > _PREFIX_CACHE_SIZE:
-            self.prefix_caches.pop(next(iter(self.prefix_caches)))
+        with _PREFIX_LOCK:
+            self.prefix_caches[prefix] = cached  # most recently used goes last
+            while len(self.prefix_caches) > _PREFIX_CACHE_SIZE:
+                self.prefix_caches.pop(next(iter(self.prefix_caches)))
         return cached
 
     def _score_batch(self, suffixes, prefix_len, prefix_kv, tree):

@@ -798,7 +798,7 @@ def test_get_params_and_set_params():
         "model_name", "model", "tokenizer", "prompt", "probas_sum_to_1", "device",
         "dtype", "error_low_prob", "threshold_low_prob", "use_caching",
         "use_chat_template", "batch_size", "progress", "cache_dir", "calibration",
-        "truncation",
+        "truncation", "trust_remote_code",
         "label_map",
     }
     assert params["prompt"] == "{text} {labels}"

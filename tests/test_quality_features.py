@@ -653,7 +653,7 @@ def test_multi_label_get_params_and_clone():
     assert set(clf.get_params()) == {
         "model_name", "model", "tokenizer", "prompt", "threshold", "device", "dtype",
         "use_caching", "use_chat_template", "batch_size", "progress", "cache_dir",
-        "label_map", "truncation",
+        "label_map", "truncation", "trust_remote_code",
     }
     fitted = clf.fit(None, ML_Y)
     twin = clone(fitted)

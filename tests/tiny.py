@@ -183,9 +183,9 @@ def notebook_state(monkeypatch):
 
     real = models._load
 
-    def guarded(spec, device, dtype):
+    def guarded(spec, device, dtype, **kwargs):
         assert spec != models.DEFAULT_MODEL, "a test tried to load the embedded model"
-        return real(spec, device, dtype)
+        return real(spec, device, dtype, **kwargs)
 
     monkeypatch.setattr(models, "_load", guarded)
     reset()
