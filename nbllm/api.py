@@ -18,8 +18,9 @@ settings = {"model": None, "device": "auto", "dtype": "auto", "cache_dir": None}
 
 
 def is_missing(value):
-    """None or a float NaN (pandas' missing markers for object columns)."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    """None, a float NaN, pandas.NA or NaT: pandas' missing markers."""
+    return (value is None or (isinstance(value, float) and math.isnan(value))
+            or type(value).__name__ in ("NAType", "NaTType"))
 
 
 def normalize_examples(examples, text_col="text", label_col="label"):
@@ -194,7 +195,8 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
     stopped = False
     if keep:
         try:
-            clf._label_logprobs([texts[i] for i in keep], on_rows=collect)
+            clf._label_logprobs([texts[i] for i in keep], on_rows=collect,
+                                positions=keep)
         except _Stopped:
             stopped = True
     done = ~np.isnan(logprobs).any(axis=1)

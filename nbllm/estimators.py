@@ -55,6 +55,12 @@ _CHUNK = 2048
 _PROGRESS_MIN_BATCHES = 4
 
 
+def is_missing(value):
+    """None, a float NaN, pandas.NA or NaT: pandas' missing markers."""
+    return (value is None or (isinstance(value, float) and math.isnan(value))
+            or type(value).__name__ in ("NAType", "NaTType"))
+
+
 def _check_texts(X):
     """Return X as a list of str, or raise a ValueError that says what is wrong."""
     if isinstance(X, (str, bytes)):
@@ -65,10 +71,7 @@ def _check_texts(X):
     if X is None:
         raise ValueError("X must be a list-like of texts, got None")
     texts = list(X.ravel()) if isinstance(X, np.ndarray) else list(X)
-    bad = [
-        i for i, x in enumerate(texts)
-        if x is None or (isinstance(x, float) and math.isnan(x))
-    ]
+    bad = [i for i, x in enumerate(texts) if is_missing(x)]
     if bad:
         shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
         raise ValueError(
@@ -279,13 +282,13 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "loaded_")
         return self._renderer().for_texts([text])[0].render(text)
 
-    def _encode(self, texts, renderer, label_ids=None, offset=0):
+    def _encode(self, texts, renderer, label_ids=None, positions=None):
         """Token ids of each prompt, cutting texts that do not fit the context.
 
         The template and the labels are kept whole; only the sample's text is
         shortened, as ``truncation`` says, and a warning counts the cut
-        samples.  ``offset`` is the position of ``texts[0]`` in the caller's
-        input, for error messages.
+        samples.  ``positions`` are the texts' positions in the caller's
+        input, for error messages (default 0, 1, ...).
         """
         label_ids = self.label_ids_ if label_ids is None else label_ids
         special = not self.use_chat_template_
@@ -300,7 +303,8 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             first = too_long[0]
             raise ValueError(
                 f"{len(too_long)} sample(s) do not fit the model's context of {context} "
-                f"tokens; the first, at position {offset + first}, needs "
+                f"tokens; the first, at position "
+                f"{first if positions is None else positions[first]}, needs "
                 f"{len(ids[first])} prompt tokens plus "
                 f"{context - limit} for the longest label.  Shorten the texts or "
                 "use truncation='right', 'left' or 'middle'"
@@ -352,7 +356,7 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------ scoring
     def _label_logprobs(self, X, on_rows=None, *, renderer=None, label_ids=None,
-                        progress=None):
+                        progress=None, positions=None):
         """log P(label | prompt) for each sample and class, using the result cache.
 
         Parameters
@@ -367,6 +371,8 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             estimator's own (the multi-label classifier asks per label).
         progress : optional
             Overrides ``self.progress`` for this call.
+        positions : sequence of int, optional
+            Where each text of X sits in the caller's data (error messages).
         """
         check_is_fitted(self, "loaded_")
         texts = _check_texts(X)
@@ -389,16 +395,18 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
                     if on_rows is not None:
                         on_rows(rows, values)
 
+                where = (range(len(texts)) if positions is None else positions)
                 self._score_chunk(texts[start:start + _CHUNK], renderer, label_ids,
-                                  head, scorer, report, bar, start)
+                                  head, scorer, report, bar,
+                                  where[start:start + _CHUNK])
         finally:
             bar.close()
         return out
 
     def _score_chunk(self, texts, renderer, label_ids, head, scorer, report, bar,
-                     offset=0):
+                     positions=None):
         """Score one chunk; ``report(rows, logprobs)`` receives every row."""
-        ids = self._encode(texts, renderer, label_ids, offset)
+        ids = self._encode(texts, renderer, label_ids, positions)
         keys = [result_key(self.loaded_.fingerprint, row, label_ids) for row in ids]
         found = (result_cache.get_many(keys, disk=self.disk_cache_) if self.use_caching
                  else [None] * len(keys))

@@ -163,13 +163,13 @@ class MultiLabelZeroShotClassifier(_LLMClassifierBase):
         # get_prompt and generate show the question about the first label.
         return self._renderer_for(self.classes_[0])
 
-    def _label_logprobs(self, X, on_rows=None, **kwargs):
+    def _label_logprobs(self, X, on_rows=None, positions=None, **kwargs):
         """log P(yes) - log P(no) per sample and label (the log-odds).
 
         ``on_rows(rows, log_odds)`` is called as each step of texts finishes.
         """
         if kwargs:  # the shared scoring path, with a renderer of its own
-            return super()._label_logprobs(X, on_rows, **kwargs)
+            return super()._label_logprobs(X, on_rows, positions=positions, **kwargs)
         check_is_fitted(self, "loaded_")
         texts = _check_texts(X)
         out = np.empty((len(texts), len(self.classes_)))
@@ -181,8 +181,10 @@ class MultiLabelZeroShotClassifier(_LLMClassifierBase):
             for start in range(0, len(texts), _STEP):
                 step = texts[start:start + _STEP]
                 for j, renderer in enumerate(renderers):
-                    answers = super()._label_logprobs(step, renderer=renderer,
-                                                      progress=False)
+                    answers = super()._label_logprobs(
+                        step, renderer=renderer, progress=False,
+                        positions=None if positions is None
+                        else positions[start:start + _STEP])
                     out[start:start + len(step), j] = (
                         np.logaddexp(answers[:, 0], answers[:, 1])
                         - np.logaddexp(answers[:, 2], answers[:, 3]))

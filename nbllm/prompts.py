@@ -9,6 +9,8 @@ The sample text itself is never run through ``str.format``: a tweet that
 contains ``{labels}`` or a stray brace is inserted verbatim.
 """
 
+import re
+import uuid
 import warnings
 from string import Formatter
 
@@ -33,7 +35,9 @@ EXAMPLE_SEPARATOR = "\n\n"
 
 ZERO_SHOT_PLACEHOLDERS = ("labels", "text")
 FEW_SHOT_PLACEHOLDERS = ("examples", "labels", "text")
-_SENTINEL = "\x00nbllm-text\x00"
+# Marks where the text goes while a template is filled; random per process so
+# that no text or example can contain it.
+_SENTINEL = f"\x00nbllm-text-{uuid.uuid4().hex}\x00"
 
 
 def template_placeholders(template):
@@ -45,18 +49,26 @@ def template_placeholders(template):
         If the template is not a valid format string (e.g. a lone ``{``).
     """
     try:
-        names = {
-            name for _, name, _, _ in Formatter().parse(template) if name is not None
-        }
+        parsed = [(name, spec, conv) for _, name, spec, conv
+                  in Formatter().parse(template) if name is not None]
+        names = {name for name, _, _ in parsed}
         # Parsing alone misses some errors (mixing '{}' with '{0}', bad
         # format specs); a trial render finds them before any text is scored.
         _LenientFormatter().format(template, **{n: "" for n in names if n})
-        return names
-    except (ValueError, IndexError, KeyError, AttributeError) as exc:
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
         raise ValueError(
             f"The prompt is not a valid template ({exc}); write literal braces "
             "as '{{' and '}}'"
         ) from None
+    for name, spec, conv in parsed:
+        # The text is inserted as is, never formatted (see the module doc).
+        if name == "text" and (spec or conv):
+            raise ValueError(
+                "The prompt formats the text ('{text" + (f"!{conv}" if conv else "")
+                + (f":{spec}" if spec else "") + "}'); write plain {text}: the "
+                "text is inserted exactly as given"
+            )
+    return names
 
 
 def check_template(template, expected):
@@ -135,6 +147,13 @@ class _LenientFormatter(Formatter):
 
     The user was already warned about them by :func:`check_template`.
     """
+
+    def get_field(self, field_name, args, kwargs):
+        first = re.split(r"[.\[]", field_name, maxsplit=1)[0]
+        if first and not first.isdigit() and first not in kwargs:
+            # An unknown field, indexed or not ('{foo[x]}'): keep it whole.
+            return "{" + field_name + "}", first
+        return super().get_field(field_name, args, kwargs)
 
     def get_value(self, key, args, kwargs):
         if isinstance(key, str) and key in kwargs:

@@ -20,39 +20,99 @@ from . import api
 
 # Options that name things on the client that workers cannot share.
 _NOT_SHIPPABLE = ("estimator",)
+# Session settings (``%nbllm model|cache_dir ...``) that workers do not see;
+# they are filled in on the client when the call leaves them out.  The device
+# is not: each worker picks its own (e.g. one GPU per worker).
+_SESSION_OPTIONS = ("model", "cache_dir")
 
 
 def output_classes(labels, examples=None, text_col="text", label_col="label",
                    multi_label=False):
-    """The classes (output column order) a run will have, without a model."""
-    names = set(api.check_labels(labels)) if labels is not None else set()
-    if examples is not None and not multi_label:
-        _, ex_labels = api.normalize_examples(examples, text_col, label_col)
-        names |= {str(y) for y in ex_labels}
-    if not names:
-        raise ValueError("labels are required (or examples with labels)")
-    # Estimators order classes with np.unique, i.e. sorted.
-    return [str(c) for c in np.unique(sorted(names))]
+    """The classes (output column order) a run will have, without a model.
+
+    Mirrors :func:`nbllm.api.build_estimator`: estimators order classes with
+    ``np.unique`` of the labels they are fitted on, so integer example labels
+    keep their numeric order.
+
+    Raises
+    ------
+    ValueError
+        With the pandas accessor's messages, for missing or bad labels and for
+        examples whose labels are not in ``labels``.
+    """
+    if examples is None or multi_label:
+        # multi_label with examples is rejected by build_estimator on the worker.
+        return [str(c) for c in np.unique(api.check_labels(labels))]
+    _, ex_labels = api.normalize_examples(examples, text_col, label_col)
+    classes = np.unique(ex_labels)
+    if labels is not None:
+        labels = api.check_labels(labels)
+        unknown = sorted({str(y) for y in ex_labels} - set(labels))
+        if unknown:
+            raise ValueError(
+                f"examples use label(s) not in labels: {', '.join(map(repr, unknown))}"
+            )
+        if len(classes) < len(labels):
+            classes = np.unique(labels)
+    return [str(c) for c in classes]
 
 
-def output_meta(classes, proba=True, raw=False):
-    """An empty frame with the columns and dtypes the accessor returns."""
-    columns = {"label": pd.Series(dtype=object)}
+def output_meta(classes, proba=True, raw=False, multi_label=False, index=None):
+    """An empty frame with the columns and dtypes the accessor returns.
+
+    ``label`` holds strings (pandas' default string dtype) or, with
+    ``multi_label``, lists (object).  ``index`` (empty) sets the index dtype.
+    """
+    label_dtype = object if multi_label else pd.Series(["label"]).dtype
+    columns = {"label": pd.Series(dtype=label_dtype)}
     if proba:
         for c in classes:
             columns[f"proba_{c}"] = pd.Series(dtype="float64")
     if raw:
         columns["label_mass"] = pd.Series(dtype="float64")
-    return pd.DataFrame(columns)
+    meta = pd.DataFrame(columns)
+    return meta if index is None else meta.set_axis(index[:0])
+
+
+def _missing_as_none(texts):
+    """The texts with every missing value (None, NaN, pd.NA) as None.
+
+    Dask stores text columns as Arrow strings, whose missing value is
+    ``pd.NA``; the pandas accessor skips only None and NaN.
+    """
+    missing = texts.isna()
+    if not missing.any():
+        return texts
+    return texts.astype(object).where(~missing, None)
 
 
 def classify_partition(partition, column, labels, options):
-    """Classify one pandas partition on a worker (the map_partitions function)."""
+    """Classify one pandas partition on a worker (the map_partitions function).
+
+    Parameters
+    ----------
+    partition : pandas.DataFrame
+    column : str
+        The text column.
+    labels : list of str or None
+    options : dict
+        The pandas accessor's options, plus ``_meta`` (the output frame's
+        meta, whose dtypes every partition's result is given).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The pandas accessor's result on the partition's index.
+    """
+    meta = options["_meta"]
     if len(partition) == 0:
-        return output_meta(options["_classes"], options.get("proba", True),
-                           options.get("raw", False))
-    options = {k: v for k, v in options.items() if k != "_classes"}
-    return partition.llm.classify(column, labels, **options)
+        return meta.set_axis(partition.index)
+    options = {k: v for k, v in options.items() if k != "_meta"}
+    frame = pd.DataFrame({column: _missing_as_none(partition[column])},
+                         index=partition.index)
+    out = frame.llm.classify(column, labels, **options)
+    # An all-missing partition would otherwise give an object label column.
+    return out.astype(meta.dtypes.to_dict())
 
 
 class DaskLLMAccessor:
@@ -67,6 +127,8 @@ class DaskLLMAccessor:
 
         Takes the pandas accessor's arguments (``model`` must be a spec the
         workers can load, e.g. ``'smollm2-135m'`` or a path they all see).
+        The session's ``%nbllm model`` and ``cache_dir`` apply when the call
+        leaves them out; the device is each worker's own.
 
         Returns
         -------
@@ -86,13 +148,15 @@ class DaskLLMAccessor:
                 f"column {column!r} not found; columns are "
                 f"{', '.join(map(repr, self._obj.columns))}"
             )
+        for name in _SESSION_OPTIONS:
+            if options.get(name) is None and api.settings[name] is not None:
+                options[name] = api.settings[name]
+        multi_label = options.get("multi_label", False)
         classes = output_classes(labels, options.get("examples"),
                                  options.get("text_col", "text"),
-                                 options.get("label_col", "label"),
-                                 options.get("multi_label", False))
-        meta = output_meta(classes, proba, raw)
-        shipped = dict(options, proba=proba, raw=raw, progress=progress,
-                       _classes=classes)
+                                 options.get("label_col", "label"), multi_label)
+        meta = output_meta(classes, proba, raw, multi_label, self._obj._meta.index)
+        shipped = dict(options, proba=proba, raw=raw, progress=progress, _meta=meta)
         return self._obj.map_partitions(
             classify_partition, column, labels, shipped, meta=meta,
         )
