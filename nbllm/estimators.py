@@ -256,7 +256,12 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
                 "use_chat_template=True, but the tokenizer has no chat template; "
                 "use 'auto' or False"
             )
-        return has_template if self.use_chat_template == "auto" else self.use_chat_template
+        if self.use_chat_template == "auto":
+            # A template that ends with a space ("Label: ") is a completion
+            # prompt: the label continues it directly, which a chat turn
+            # would break.  Other templates are instructions for a chat model.
+            return has_template and not trailing_space(self.prompt_)
+        return self.use_chat_template
 
     def _prompt_fields(self):
         return {"labels": [self._word(c) for c in self.classes_.tolist()]}
@@ -640,8 +645,10 @@ _COMMON_DOC = """
     use_caching : bool, default=True
         Reuse results for prompts seen before (same model, prompt and labels).
     use_chat_template : {{'auto', True, False}}, default='auto'
-        Send the prompt as a user chat message when the tokenizer has a chat
-        template ('auto'), always (True) or never (False).
+        Send the prompt as a user chat message (True) or raw (False).  'auto'
+        sends completion prompts, those that end with a space such as the
+        defaults' "Label: ", raw, and other prompts as a chat message when
+        the tokenizer has a chat template.
     batch_size : int or 'auto', default='auto'
         Prompts per forward pass; 'auto' fills a per-device token budget.
     progress : {{'auto', True, False}}, default='auto'
