@@ -43,7 +43,8 @@ def tfidf_baseline(train, test, classes):
     return pipe.predict_proba(test["text"])[:, order]
 
 
-def run_task(labels, n, shots_n, skip_skorch=False):
+def run_task(labels, n, shots_n, skip_skorch=False, selections=SELECTIONS,
+             only_few_shot=False):
     """Rows of (method, n test tweets, metrics dict, seconds) for one task."""
     from nbllm import FewShotClassifier, ZeroShotClassifier
     from nbllm.calibration import calibrate
@@ -66,13 +67,13 @@ def run_task(labels, n, shots_n, skip_skorch=False):
     clf = ZeroShotClassifier(progress=False).fit(None, classes)
     logprobs = clf._label_logprobs(test["text"].tolist())
     seconds = time.perf_counter() - t
-    for mode in (None, "content_free", "batch"):
+    for mode in () if only_few_shot else (None, "content_free", "batch"):
         clf.set_params(calibration=mode).fit(None, classes)
         add(f"nbllm zero-shot default, calibration={mode}", test["label"],
             clf.probas_from_logprobs(logprobs), seconds)
 
     sub = test.head(shots_n)
-    for selection in SELECTIONS:
+    for selection in selections:
         for k in SHOTS:
             t = time.perf_counter()
             few = FewShotClassifier(max_samples=k, example_selection=selection,
@@ -89,6 +90,8 @@ def run_task(labels, n, shots_n, skip_skorch=False):
                         sub["label"], calibrate(few_logprobs, mode,
                                                 few.calibration_reference_), 0)
 
+    if only_few_shot:
+        return rows
     if not skip_skorch:
         from skorch.llm import ZeroShotClassifier as SkorchZeroShot
 
@@ -118,12 +121,15 @@ def main():
     parser.add_argument("--tasks", default="2-class,3-class")
     parser.add_argument("--skip-skorch", action="store_true")
     parser.add_argument("--json", default=None, help="also write the rows here")
+    parser.add_argument("--selections", default=",".join(SELECTIONS))
+    parser.add_argument("--only-few-shot", action="store_true")
     args = parser.parse_args()
 
     everything = {}
     for task in args.tasks.split(","):
         print(f"\n{task}: {', '.join(TASKS[task])}", flush=True)
-        everything[task] = run_task(TASKS[task], args.n, args.shots_n, args.skip_skorch)
+        everything[task] = run_task(TASKS[task], args.n, args.shots_n, args.skip_skorch,
+                                    args.selections.split(","), args.only_few_shot)
     print()
     for task, rows in everything.items():
         print(f"\n### {task}\n")

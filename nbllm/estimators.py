@@ -241,7 +241,9 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
                 f"labels must be non-empty strings; got {text!r} in the classes"
             )
         ids = label_token_ids(self.tokenizer_, text, self._label_prefix())
-        if not ids:
+        # A label whose own tokens are none (e.g. only characters the
+        # tokenizer drops) would be scored as the bare prefix space.
+        if not ids or not self.tokenizer_(text, add_special_tokens=False)["input_ids"]:
             raise ValueError(f"label {text!r} tokenizes to no tokens")
         return ids
 

@@ -16,17 +16,21 @@ PLACEMENTS = ("prompt", "turns")
 
 
 def draw_stratified(labels, n, rng):
-    """Indices of ``n`` examples, each label once before any label repeats."""
-    order = rng.permutation(len(labels))
-    chosen, seen = [], set()
-    for i in order:  # one per label first, in random order
-        if len(chosen) == n:
-            break
-        if labels[i] not in seen:
-            seen.add(labels[i])
-            chosen.append(i)
-    taken = set(chosen)
-    chosen += [i for i in order if i not in taken][:n - len(chosen)]
+    """Indices of ``n`` examples with the labels as balanced as the data allows.
+
+    Labels take turns (in random order), each giving a random example of its
+    own, so no label outnumbers another by more than one: small models copy
+    the majority label of their examples.
+    """
+    by_label = {}
+    for i in rng.permutation(len(labels)):
+        by_label.setdefault(labels[i], []).append(int(i))
+    queues = [by_label[key] for key in rng.permutation(list(by_label))]
+    chosen = []
+    while len(chosen) < n and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < n:
+                chosen.append(queue.pop())
     # Shuffle so the prompt does not list the labels in a fixed pattern.
     return [chosen[j] for j in rng.permutation(len(chosen))]
 

@@ -369,7 +369,8 @@ def _read_gguf(spec, gguf_path):
         If transformers cannot read or convert the file.
     """
     try:
-        return _dequantize(gguf_path)
+        with _quiet_progress():
+            return _dequantize(gguf_path)
     except (ImportError, MemoryError):
         raise  # a missing package or memory is not the file's fault
     except Exception as exc:

@@ -104,7 +104,7 @@ def small(kind, **kwargs):
     kwargs.setdefault("use_chat_template", False)
     kwargs.setdefault("prompt", SHORT_FEW_PROMPT if kind == "few" else SHORT_PROMPT)
     if kind == "few":
-        kwargs.setdefault("max_samples", 2)
+        kwargs.setdefault("max_samples", 1)
     if kind == "multi":
         kwargs["prompt"] = kwargs["prompt"].replace("{labels}", "{label}")
     return fitted(kind, max_positions=SMALL_CONTEXT, **kwargs)
@@ -311,7 +311,8 @@ def test_magic_input_converts_non_strings(ip, tiny_folder):
 BLANKS = ["", " ", "\n\t  \n"]
 
 
-@pytest.mark.parametrize("chat", ["auto", False])
+# True: the default prompt, which 'auto' sends raw, through the chat template too.
+@pytest.mark.parametrize("chat", [True, False])
 def test_empty_and_whitespace_texts_are_scored_like_any_text(chat):
     clf = zero(probas_sum_to_1=False, use_chat_template=chat).fit(None, LABELS)
     probas, messages = messages_of(clf.predict_proba, BLANKS)
@@ -347,7 +348,7 @@ UNUSUAL = [
 ]
 
 
-@pytest.mark.parametrize("chat", ["auto", False])
+@pytest.mark.parametrize("chat", [True, False])
 def test_unusual_characters_are_scored_verbatim(chat):
     clf = zero(probas_sum_to_1=False, use_chat_template=chat).fit(None, LABELS)
     head, tail = clf.get_prompt("TEXT").split("TEXT")
@@ -379,7 +380,7 @@ def test_braces_in_few_shot_texts_and_examples_are_verbatim():
         ["{text} good", "{labels} bad", "{ great", "awful }"], FEW_Y)
     head, tail = clf.get_prompt("TEXT").split("TEXT")
     for text in ["{text} good", "{labels} bad", "{ great", "awful }"]:
-        assert f"Text: {text}\nCategory: " in head
+        assert f"Text: {text}\nLabel: " in head
     for text in BRACES:
         assert clf.get_prompt(text) == head + text + tail
     np.testing.assert_allclose(clf.predict_proba(BRACES), oracle(clf, BRACES),
@@ -407,7 +408,7 @@ def test_braces_in_magic_cells_are_verbatim(ip, tiny_folder):
 def test_example_text_holding_the_text_sentinel_is_verbatim():
     odd = "x\x00nbllm-text\x00y"
     clf = few(max_samples=2).fit([odd, "bad film"], ["pos", "neg"])
-    assert f"Text: {odd}\nCategory: pos" in clf.get_prompt("SAMPLE")
+    assert f"Text: {odd}\nLabel: pos" in clf.get_prompt("SAMPLE")
 
 
 # ============================================================ long texts

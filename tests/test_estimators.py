@@ -40,6 +40,10 @@ TEXTS = [
 ]
 FEW_X = ["good movie", "bad film", "okay show", "great", "awful", "fine"]
 FEW_Y = ["pos", "neg", "neu", "pos", "neg", "neu"]
+# An instruction prompt (the former default): it does not end with a space, so
+# use_chat_template='auto' sends it as a chat message when the tokenizer has a
+# chat template.  The defaults end with "Label: " and are sent raw.
+CHAT_PROMPT = "Text: {text}\nCategories: {labels}\nWhat is the category of the text?"
 
 
 @pytest.fixture(autouse=True)
@@ -62,6 +66,14 @@ def few_shot(**kwargs):
     kwargs.setdefault("progress", False)
     kwargs.setdefault("random_state", 0)
     return FewShotClassifier(**kwargs)
+
+
+def spaced_ids(tok, label):
+    """Token ids of " " + label as they follow other text (after an anchor)."""
+    anchor = tok("x", add_special_tokens=False)["input_ids"]
+    joint = tok("x " + label, add_special_tokens=False)["input_ids"]
+    assert joint[:len(anchor)] == anchor
+    return joint[len(anchor):]
 
 
 def prompt_ids(clf, text):
@@ -99,9 +111,8 @@ def spy_score(monkeypatch):
 def test_fit_sets_classes_and_label_ids(tiny_tok):
     clf = zero_shot().fit(None, LABELS)
     assert clf.classes_.tolist() == CLASSES
-    assert clf.label_ids_ == [
-        tiny_tok(c, add_special_tokens=False)["input_ids"] for c in CLASSES
-    ]
+    # The default prompt ends with "Label: ": its space is scored with the labels.
+    assert clf.label_ids_ == [spaced_ids(tiny_tok, c) for c in CLASSES]
     assert clf.prompt_ == DEFAULT_PROMPT_ZERO_SHOT
     assert clf.model_ is get_tiny_model()
     assert clf.tokenizer_ is tiny_tok
@@ -125,16 +136,15 @@ def test_integer_labels_warn_and_are_scored_as_text():
         "and 'negative', don't pass label-encoded targets"
     )):
         clf = zero_shot().fit(None, [0, 1, 1])
-    assert clf.label_ids_ == [
-        get_tiny_tokenizer()(s, add_special_tokens=False)["input_ids"] for s in "01"
-    ]
+    assert clf.label_ids_ == [spaced_ids(get_tiny_tokenizer(), s) for s in "01"]
     assert clf.predict(["x"])[0] in (0, 1)
 
 
 # ------------------------------------------------------- exact probabilities
 
 
-@pytest.mark.parametrize("chat", ["auto", False])
+# True: the default prompt, which 'auto' sends raw, through the chat template too.
+@pytest.mark.parametrize("chat", [True, False])
 @pytest.mark.parametrize("batch_size", [1, "auto"])
 def test_raw_probas_equal_the_oracle(chat, batch_size):
     clf = zero_shot(
@@ -174,16 +184,64 @@ def test_empty_input_gives_empty_output():
 
 
 def test_chat_template_auto_wraps_the_prompt():
-    clf = zero_shot().fit(None, LABELS)
+    clf = zero_shot(prompt=CHAT_PROMPT).fit(None, LABELS)
     assert clf.use_chat_template_ is True
-    message = DEFAULT_PROMPT_ZERO_SHOT.format(labels=LABELS_TEXT, text="hi")
+    message = CHAT_PROMPT.format(labels=LABELS_TEXT, text="hi")
     assert clf.get_prompt("hi") == (
         f"<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n"
     )
 
 
+def test_chat_template_auto_sends_the_default_prompts_raw(tiny_tok):
+    # The defaults are completion prompts ("...Label: "): raw even with a chat
+    # tokenizer; a prompt that does not end with a space is wrapped.
+    assert tiny_tok.chat_template
+    assert DEFAULT_PROMPT_ZERO_SHOT.endswith("Label: ")
+    assert DEFAULT_PROMPT_FEW_SHOT.endswith("Label: ")
+    zero = zero_shot().fit(None, LABELS)
+    assert zero.use_chat_template == "auto"
+    assert zero.use_chat_template_ is False
+    assert zero.get_prompt("hi") == f"Labels: {LABELS_TEXT}\n\nText: hi\nLabel:"
+    few = few_shot(max_samples=3).fit(FEW_X, FEW_Y)
+    assert few.use_chat_template_ is False
+    assert few.get_prompt("hi") + " " == DEFAULT_PROMPT_FEW_SHOT.format(
+        labels="['neg', 'neu', 'pos']", examples=format_examples(few.examples_),
+        text="hi")
+    for prompt in (CHAT_PROMPT, "Labels: {labels}\n\nText: {text}\nLabel:",
+                   DEFAULT_PROMPT_ZERO_SHOT + "\n"):
+        clf = zero_shot(prompt=prompt).fit(None, LABELS)
+        assert clf.use_chat_template_ is True, prompt
+        message = prompt.format(labels=LABELS_TEXT, text="hi")
+        assert clf.get_prompt("hi") == (
+            f"<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n"
+        )
+
+
+def test_default_prompt_scores_the_labels_with_their_leading_space(tiny_tok):
+    clf = zero_shot(probas_sum_to_1=False).fit(None, LABELS)
+    anchor = tiny_tok("x", add_special_tokens=False)["input_ids"]
+    assert clf.label_ids_ == [
+        tiny_tok("x " + c, add_special_tokens=False)["input_ids"][len(anchor):]
+        for c in CLASSES
+    ]
+    assert clf.label_ids_ != [tiny_tok(c, add_special_tokens=False)["input_ids"]
+                              for c in CLASSES]
+    for text in TEXTS:
+        # The model sees the prompt without its final space, then " <label>":
+        # the tokens of the prompt and label written out in full.
+        prompt = clf.get_prompt(text)
+        assert prompt + " " == DEFAULT_PROMPT_ZERO_SHOT.format(labels=LABELS_TEXT,
+                                                               text=text)
+        p_ids = tiny_tok(prompt)["input_ids"]
+        for c, ids in zip(CLASSES, clf.label_ids_):
+            assert tiny_tok(prompt + " " + c)["input_ids"] == p_ids + ids
+    np.testing.assert_allclose(
+        clf.predict_proba(TEXTS), oracle_probas(clf, TEXTS), rtol=1e-5, atol=0
+    )
+
+
 def test_chat_template_false_gives_the_raw_prompt():
-    clf = zero_shot(use_chat_template=False).fit(None, LABELS)
+    clf = zero_shot(prompt=CHAT_PROMPT, use_chat_template=False).fit(None, LABELS)
     assert clf.use_chat_template_ is False
     assert clf.get_prompt("hi") == (
         f"Text: hi\nCategories: {LABELS_TEXT}\nWhat is the category of the text?"
@@ -191,9 +249,13 @@ def test_chat_template_false_gives_the_raw_prompt():
 
 
 def test_chat_template_auto_without_template_is_raw():
-    clf = zero_shot(tokenizer=get_tiny_tokenizer(chat=False)).fit(None, LABELS)
+    tok = get_tiny_tokenizer(chat=False)
+    clf = zero_shot(prompt=CHAT_PROMPT, tokenizer=tok).fit(None, LABELS)
     assert clf.use_chat_template_ is False
-    assert clf.get_prompt("hi") == DEFAULT_PROMPT_ZERO_SHOT.format(
+    assert clf.get_prompt("hi") == CHAT_PROMPT.format(labels=LABELS_TEXT, text="hi")
+    default = zero_shot(tokenizer=tok).fit(None, LABELS)
+    assert default.use_chat_template_ is False
+    assert default.get_prompt("hi") + " " == DEFAULT_PROMPT_ZERO_SHOT.format(
         labels=LABELS_TEXT, text="hi"
     )
 
@@ -202,7 +264,8 @@ def test_raw_prompt_adds_special_tokens_and_chat_prompt_does_not(spy_score):
     tok = get_tiny_tokenizer()
     raw = zero_shot(use_chat_template=False).fit(None, LABELS)
     raw.predict_proba(["hi"])
-    chat = zero_shot().fit(None, LABELS)
+    chat = zero_shot(prompt=CHAT_PROMPT).fit(None, LABELS)
+    assert chat.use_chat_template_ is True
     chat.predict_proba(["hi"])
     assert spy_score[0][0][0] == tok.bos_token_id  # added by the tokenizer
     assert spy_score[0] == [tok(raw.get_prompt("hi"))["input_ids"]]
@@ -214,9 +277,7 @@ def test_raw_prompt_adds_special_tokens_and_chat_prompt_does_not(spy_score):
 @pytest.mark.parametrize("text", ["{labels}", "{text}", "{", "}{0}", "a {{b}} c"])
 def test_texts_with_braces_are_inserted_verbatim(text):
     clf = zero_shot(use_chat_template=False, probas_sum_to_1=False).fit(None, LABELS)
-    assert clf.get_prompt(text) == (
-        f"Text: {text}\nCategories: {LABELS_TEXT}\nWhat is the category of the text?"
-    )
+    assert clf.get_prompt(text) == f"Labels: {LABELS_TEXT}\n\nText: {text}\nLabel:"
     np.testing.assert_allclose(
         clf.predict_proba([text]), oracle_probas(clf, [text]), rtol=1e-5, atol=0
     )
@@ -653,13 +714,14 @@ def test_few_shot_is_deterministic_for_a_seed():
 
 def test_few_shot_examples_are_in_the_prompt():
     clf = few_shot(max_samples=3, use_chat_template=False).fit(FEW_X, FEW_Y)
-    assert clf.get_prompt("new text") == DEFAULT_PROMPT_FEW_SHOT.format(
+    # The final space of "Label: " is scored with the labels (" pos").
+    assert clf.get_prompt("new text") + " " == DEFAULT_PROMPT_FEW_SHOT.format(
         labels="['neg', 'neu', 'pos']",
         examples=format_examples(clf.examples_),
         text="new text",
     )
     for text, label in clf.examples_:
-        assert f"Text: {text}\nCategory: {label}" in clf.get_prompt("x")
+        assert f"Text: {text}\nLabel: {label}\n\n" in clf.get_prompt("x")
 
 
 def test_few_shot_raw_probas_equal_the_oracle():

@@ -6,6 +6,7 @@ a set of prefixes for the trie, and one plain forward pass per (prompt, label)
 on the tiny model for scoring.
 """
 
+import re
 import string
 import warnings
 from collections import defaultdict
@@ -48,10 +49,16 @@ class _Keep(dict):
 
 def format_oracle(template, text, labels):
     """What the template means, by plain str.format (which never re-reads the
-    values it inserts)."""
-    positional = template.replace("{}", "\x01").replace("{0}", "\x02")
-    out = positional.format_map(_Keep(text=text, labels=labels))
-    return out.replace("\x01", "{}").replace("\x02", "{}")
+    values it inserts).
+
+    Positional fields ('{}', '{0}') are kept as '{}': they are renamed to a
+    keyword that renders as '{}', reading the template left to right so that
+    escaped braces ('{{}}' is a literal '{}') are left alone.
+    """
+    positional = re.sub(r"\{\{|\}\}|\{0?\}",
+                        lambda m: "{_positional_}" if m.group() in ("{}", "{0}")
+                        else m.group(), template)
+    return positional.format_map(_Keep(text=text, labels=labels, _positional_="{}"))
 
 
 @FAST

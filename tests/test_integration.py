@@ -13,12 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from nbllm import FewShotClassifier, ZeroShotClassifier, models
+from nbllm import DEFAULT_PROMPT_ZERO_SHOT, FewShotClassifier, ZeroShotClassifier, models
 
 pytestmark = pytest.mark.slow
 
 SKORCH_DEFAULT_PROMPT = pytest.importorskip("skorch.llm.prompts").DEFAULT_PROMPT_ZERO_SHOT
 REAL = dict(model_name="smollm2-135m", device="cpu", dtype="float32", progress=False)
+# An instruction prompt (the former default); it does not end with a space, so
+# use_chat_template='auto' sends it through the chat template.
+CHAT_PROMPT = "Text: {text}\nCategories: {labels}\nWhat is the category of the text?"
 
 
 def full_forward_logprob(model, prompt_ids, label_ids):
@@ -107,15 +110,32 @@ def test_engine_equals_full_forward_pass(real_model, real_tweets):
     got = np.log(clf.predict_proba(texts))
     for row, text in zip(got, texts):
         prompt_ids = real_model.tokenizer(
-            clf.get_prompt(text), add_special_tokens=False
+            clf.get_prompt(text), add_special_tokens=not clf.use_chat_template_
         )["input_ids"]
         expected = [full_forward_logprob(real_model.model, prompt_ids, ids)
                     for ids in clf.label_ids_]
         np.testing.assert_allclose(row, expected, atol=1e-4)
 
 
-def test_chat_template_is_used_by_default(real_model):
+def test_default_prompt_is_sent_raw_with_spaced_labels(real_model):
+    # The default ends with "Label: ": a completion prompt, sent without the
+    # chat template; its final space is scored as part of each label.
+    tok = real_model.tokenizer
+    assert tok.chat_template
     clf = ZeroShotClassifier(**REAL).fit(None, ["negative", "positive"])
+    assert clf.use_chat_template_ is False
+    prompt = clf.get_prompt("I love it")
+    assert prompt + " " == DEFAULT_PROMPT_ZERO_SHOT.format(
+        labels="['negative', 'positive']", text="I love it")
+    assert prompt == "Labels: ['negative', 'positive']\n\nText: I love it\nLabel:"
+    p_ids = tok(prompt)["input_ids"]
+    for label, ids in zip(["negative", "positive"], clf.label_ids_):
+        assert tok(prompt + " " + label)["input_ids"] == p_ids + ids
+        assert ids != tok(label, add_special_tokens=False)["input_ids"]
+
+
+def test_chat_template_wraps_an_instruction_prompt(real_model):
+    clf = ZeroShotClassifier(**REAL, prompt=CHAT_PROMPT).fit(None, ["negative", "positive"])
     prompt = clf.get_prompt("I love it")
     assert clf.use_chat_template_ is True
     assert prompt.startswith("<|im_start|>system\n")
@@ -150,8 +170,9 @@ def test_few_shot_on_real_tweets(real_model, real_tweets):
     np.testing.assert_allclose(probas.sum(1), 1.0, atol=1e-9)
     raw = clf.set_params(probas_sum_to_1=False).predict_proba(texts[:2])
     for row, text in zip(raw, texts[:2]):
-        prompt_ids = real_model.tokenizer(clf.get_prompt(text),
-                                          add_special_tokens=False)["input_ids"]
+        prompt_ids = real_model.tokenizer(
+            clf.get_prompt(text), add_special_tokens=not clf.use_chat_template_
+        )["input_ids"]
         expected = [full_forward_logprob(real_model.model, prompt_ids, ids)
                     for ids in clf.label_ids_]
         np.testing.assert_allclose(np.log(row), expected, atol=1e-4)

@@ -33,3 +33,28 @@ def test_quickstart_runs_and_shows_tables(real_model, tmp_path, monkeypatch):
     printed = "".join(o.get("text", "") for c in code for o in outputs_of(c)
                       if o.get("output_type") == "stream")
     assert "300 tweets in" in printed and "few-shot accuracy" in printed
+
+
+EVALUATION = NOTEBOOK.with_name("evaluation.ipynb")
+
+
+def test_evaluation_notebook_runs_and_renders_its_plots(real_model, tmp_path, monkeypatch):
+    from nbllm.notebook import execute_notebook
+
+    monkeypatch.setenv("NBLLM_CACHE_DIR", real_model.cache_dir)
+    # A small sample keeps it to a minute or two; the kernel inherits the env.
+    monkeypatch.setenv("NBLLM_EVAL_N", "40")
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    nb, written = execute_notebook(EVALUATION, tmp_path, timeout=600)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    errors = [o for c in code for o in outputs_of(c) if o.get("output_type") == "error"]
+    assert errors == []
+    images = [o for c in code for o in outputs_of(c) if "image/png" in o.get("data", {})]
+    # Reliability, confusion + histogram, accuracy against shots.
+    assert len(images) >= 3
+    tables = [o["data"]["text/html"] for c in code for o in outputs_of(c)
+              if "text/html" in o.get("data", {})]
+    metrics = [t for t in tables if "ece" in t and "log_loss" in t]
+    assert len(metrics) >= 2  # zero-shot calibrations, then with the baselines
+    assert "TF-IDF + LR, 500 labelled" in metrics[-1]
+    assert "zero-shot, calibration=content_free" in metrics[0]

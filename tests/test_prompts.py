@@ -130,7 +130,7 @@ def test_chat_renderer_inserts_jinja_syntax_verbatim():
 
 def test_format_examples_default_format():
     assert format_examples([("good film", "pos"), ("bad film", "neg")]) == (
-        "Text: good film\nCategory: pos\n\nText: bad film\nCategory: neg"
+        "Text: good film\nLabel: pos\n\nText: bad film\nLabel: neg"
     )
 
 
@@ -142,5 +142,5 @@ def test_format_examples_empty_and_custom_format():
 def test_format_examples_inserts_example_text_verbatim():
     # An example text that contains "{label}" must not get the label put in.
     assert format_examples([("I like {label} and {text}", "pos")]) == (
-        "Text: I like {label} and {text}\nCategory: pos"
+        "Text: I like {label} and {text}\nLabel: pos"
     )

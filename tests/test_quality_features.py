@@ -85,6 +85,12 @@ def ids_of(text, special=False):
     return get_tiny_tokenizer()(text, add_special_tokens=special)["input_ids"]
 
 
+def spaced_ids(label):
+    """Token ids of " " + label after other text: how the default prompts,
+    which end with "Label: ", score a label."""
+    return ids_of("x " + label)[len(ids_of("x")):]
+
+
 def np_softmax(a):
     e = np.exp(a - a.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
@@ -190,11 +196,14 @@ def test_estimator_content_free_calibration_follows_the_formula():
     assert content_free.shape == (3, 3)
     np.testing.assert_allclose(content_free, plain._label_logprobs(list(CONTENT_FREE_TEXTS)),
                                rtol=1e-12, atol=0)
-    # "N/A" against the oracle on its exact prompt.
+    # "N/A" against the oracle on its exact prompt (the default is sent raw).
+    assert clf.use_chat_template_ is False
     np.testing.assert_allclose(
-        content_free[0], oracle_row(clf.get_prompt("N/A"), clf.label_ids_, False),
+        content_free[0], oracle_row(clf.get_prompt("N/A"), clf.label_ids_, True),
         rtol=1e-5, atol=0)
-    texts = SENTENCES[:12] + TEXTS
+    # All the sentences: with the default prompt, calibration changes the
+    # argmax of one of them ("The package arrived damaged and incomplete.").
+    texts = SENTENCES + TEXTS
     logprobs = clf._label_logprobs(texts)  # unnormalised
     cf_mean = np.mean(np_softmax(content_free), axis=0)
     np.testing.assert_allclose(clf.calibration_reference_, np.log(cf_mean), rtol=1e-12)
@@ -275,11 +284,13 @@ def test_label_map_keeps_codes_and_scores_the_words():
     clf = zero_shot(label_map=WORDS).fit(None, ["pos", "neg", "pos"])
     direct = zero_shot().fit(None, ["positive", "negative"])
     assert clf.classes_.tolist() == ["neg", "pos"]
-    assert clf.label_ids_ == [ids_of("negative"), ids_of("positive")]
+    assert clf.label_ids_ == [spaced_ids("negative"), spaced_ids("positive")]
     assert clf.label_ids_ == direct.label_ids_
     message = DEFAULT_PROMPT_ZERO_SHOT.format(labels="['negative', 'positive']",
                                               text="hi")
-    assert clf.get_prompt("hi") == chat(message) == direct.get_prompt("hi")
+    # The default prompt is sent raw; its final space is scored with the labels.
+    assert clf.get_prompt("hi") + " " == message
+    assert clf.get_prompt("hi") == direct.get_prompt("hi")
     np.testing.assert_allclose(clf.predict_proba(TEXTS), direct.predict_proba(TEXTS),
                                rtol=1e-12, atol=0)
     assert clf.predict(TEXTS).tolist() == [
@@ -291,9 +302,8 @@ def test_label_map_words_follow_the_class_order():
     clf = zero_shot(label_map={"a": "positive", "b": "negative"},
                     probas_sum_to_1=False, use_chat_template=False).fit(None, ["b", "a"])
     assert clf.classes_.tolist() == ["a", "b"]
-    assert clf.label_ids_ == [ids_of("positive"), ids_of("negative")]
-    assert clf.get_prompt("x") == (
-        "Text: x\nCategories: ['positive', 'negative']\nWhat is the category of the text?")
+    assert clf.label_ids_ == [spaced_ids("positive"), spaced_ids("negative")]
+    assert clf.get_prompt("x") == "Labels: ['positive', 'negative']\n\nText: x\nLabel:"
     expected = np.exp([oracle_row(clf.get_prompt(t), clf.label_ids_, True) for t in TEXTS])
     np.testing.assert_allclose(clf.predict_proba(TEXTS), expected, rtol=1e-5, atol=0)
 
@@ -301,7 +311,7 @@ def test_label_map_words_follow_the_class_order():
 def test_label_map_partial_leaves_other_classes_as_they_are():
     clf = zero_shot(label_map={"pos": "positive"}).fit(None, ["pos", "neutral"])
     assert clf.classes_.tolist() == ["neutral", "pos"]
-    assert clf.label_ids_ == [ids_of("neutral"), ids_of("positive")]
+    assert clf.label_ids_ == [spaced_ids("neutral"), spaced_ids("positive")]
     assert "['neutral', 'positive']" in clf.get_prompt("x")
 
 
@@ -350,12 +360,12 @@ def test_label_map_words_in_few_shot_examples():
     assert clf.classes_.tolist() == ["neg", "neu", "pos"]
     assert sorted(y for _, y in clf.examples_) == ["neg", "neu", "pos"]  # codes kept
     words = [(t, label_map[y]) for t, y in clf.examples_]
-    assert clf.get_prompt("new") == DEFAULT_PROMPT_FEW_SHOT.format(
+    assert clf.get_prompt("new") + " " == DEFAULT_PROMPT_FEW_SHOT.format(
         labels="['negative', 'neutral', 'positive']", examples=format_examples(words),
         text="new")
     for text, word in words:
-        assert f"Text: {text}\nCategory: {word}\n" in clf.get_prompt("new") + "\n"
-    assert "Category: pos\n" not in clf.get_prompt("new")
+        assert f"Text: {text}\nLabel: {word}\n" in clf.get_prompt("new") + "\n"
+    assert "Label: pos\n" not in clf.get_prompt("new")
 
 
 # ========================================================== example_selection
@@ -436,12 +446,17 @@ def test_similar_selection_prompts_and_probabilities_per_text():
     texts = QUERIES + ["birds and stocks"]
     per_text = clf.examples_for(texts)
     assert per_text[0] != per_text[1]
+    # The default prompt is sent raw, its final space scored with the labels.
+    assert clf.use_chat_template_ is False
+    label_ids = [spaced_ids("animal"), spaced_ids("finance")]
+    assert clf.label_ids_ == label_ids
     expected = []
     for text, examples in zip(texts, per_text):
         message = DEFAULT_PROMPT_FEW_SHOT.format(
             labels="['animal', 'finance']", examples=format_examples(examples), text=text)
-        assert clf.get_prompt(text) == chat(message)
-        expected.append(np.exp(oracle_row(chat(message), clf.label_ids_, False)))
+        assert message.endswith("Label: ")
+        assert clf.get_prompt(text) == message[:-1]
+        expected.append(np.exp(oracle_row(message[:-1], label_ids, True)))
     expected = np.array(expected)
     np.testing.assert_allclose(raw.predict_proba(texts), expected, rtol=1e-5, atol=0)
     np.testing.assert_allclose(clf.predict_proba(texts),
@@ -512,7 +527,9 @@ def test_raw_prompt_with_trailing_space_scores_the_joint_string():
 
 
 def test_chat_prompt_with_trailing_space_is_unaffected():
-    clf = zero_shot(prompt=RAW_PROMPT, probas_sum_to_1=False).fit(None, LABELS)
+    # 'auto' sends a prompt ending with a space raw; True still wraps it.
+    clf = zero_shot(prompt=RAW_PROMPT, probas_sum_to_1=False,
+                    use_chat_template=True).fit(None, LABELS)
     assert clf.use_chat_template_ is True
     assert clf._label_prefix() == ""
     assert clf.label_ids_ == [ids_of(label) for label in CLASSES]
