@@ -77,7 +77,7 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
                     max_samples=5, raw=False, threshold=None, device=None,
                     batch_size="auto", progress="auto", random_state=0,
                     text_col="text", label_col="label", cache_dir=None,
-                    calibration=None, label_map=None, example_selection="stratified",
+                    calibration=None, label_map=None, example_selection="similar",
                     multi_label=False, use_chat_template="auto", truncation="right",
                     trust_remote_code=False):
     """A fitted estimator for the options.

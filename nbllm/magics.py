@@ -212,7 +212,7 @@ class NbllmMagics(Magics):
     @argument("--text-col", default="text", help="text column of --examples")
     @argument("--label-col", default="label", help="label column of --examples")
     @argument("--selection", choices=["stratified", "random", "similar"],
-              default="stratified", help="how examples are picked for each prompt")
+              default="similar", help="how examples are picked for each prompt")
     @line_cell_magic
     def fewshot(self, line, cell=""):
         """Classify texts with a few labelled examples in the prompt.

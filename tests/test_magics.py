@@ -323,8 +323,8 @@ def test_fewshot_examples_dataframe(ip, tiny_folder):
     ip.user_ns["ex_df"] = pd.DataFrame(EXAMPLES, columns=["text", "label"])
     result = ip.run_cell_magic("fewshot", f"--examples ex_df --model {tiny_folder}", CELL)
     clf = few(tiny_folder, EXAMPLES)
-    assert result.estimator.examples_ == clf.examples_
-    assert len(clf.examples_) == 4
+    assert result.estimator.examples_for(TEXTS) == clf.examples_for(TEXTS)
+    assert all(len(shown) == 4 for shown in clf.examples_for(TEXTS))
     assert_matches(result, clf, TEXTS)
     assert result.estimator.get_prompt(TEXTS[0]) == clf.get_prompt(TEXTS[0])
 
@@ -351,8 +351,9 @@ def test_fewshot_max_samples(ip, tiny_folder):
                                               f"--model {tiny_folder}", CELL)
         clf = few(tiny_folder, EXAMPLES, max_samples=2)
         assert result.estimator.max_samples == 2
-        assert len(result.estimator.examples_) == 2
-        assert result.estimator.examples_ == clf.examples_
+        shown = result.estimator.examples_for(TEXTS)
+        assert all(len(pairs) == 2 for pairs in shown)
+        assert shown == clf.examples_for(TEXTS)
         assert_matches(result, clf, TEXTS)
 
 
@@ -372,8 +373,8 @@ def test_fewshot_inline_examples(ip, tiny_folder):
     result = ip.run_cell_magic("fewshot", f"--model {tiny_folder}", cell)
     clf = few(tiny_folder, pairs)
     assert result.classes == ["a:b", "negative", "positive"]
-    assert sorted(result.estimator.examples_) == sorted(pairs)
-    assert result.estimator.examples_ == clf.examples_
+    assert sorted(result.estimator.examples_for(TEXTS)[0]) == sorted(pairs)
+    assert result.estimator.examples_for(TEXTS) == clf.examples_for(TEXTS)
     assert_matches(result, clf, TEXTS)
 
 
