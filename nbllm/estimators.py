@@ -9,6 +9,7 @@ state ends in ``_``.
 import math
 import numbers
 import os
+import re
 import warnings
 from collections.abc import Mapping
 
@@ -87,6 +88,29 @@ def _check_texts(X):
             x.decode("utf-8", errors="replace") if isinstance(x, bytes) else str(x)
             for x in texts
         ]
+    return _repair_unicode(texts)
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _repair_unicode(texts):
+    """Replace lone surrogates (text that is not valid Unicode, e.g. from a
+    broken decode) with U+FFFD, which tokenizers reject otherwise."""
+    bad = []
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            bad.append(i)
+    if bad:
+        warnings.warn(
+            f"{len(bad)} text(s) contain invalid Unicode (lone surrogates); those "
+            "characters were replaced with U+FFFD"
+        )
+        texts = list(texts)
+        for i in bad:
+            texts[i] = _SURROGATES.sub("\ufffd", texts[i])
     return texts
 
 
@@ -287,6 +311,7 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
     def get_prompt(self, text):
         """Return the exact prompt string the model sees for ``text``."""
         check_is_fitted(self, "loaded_")
+        text = _repair_unicode([text])[0] if isinstance(text, str) else text
         return self._renderer().for_texts([text])[0].render(text)
 
     def _encode(self, texts, renderer, label_ids=None, positions=None):

@@ -1050,3 +1050,12 @@ def test_interrupt_in_the_panel_keeps_it_usable_and_the_finished_rows(tiny_folde
                                from_folder(tiny_folder).predict_proba(INTERRUPT_TEXTS),
                                rtol=0, atol=1e-9)
     assert_idle(panel)
+
+
+def test_lone_surrogates_are_replaced_with_a_warning():
+    # Found by the fuzzer: tokenizers raise a TypeError on such strings.
+    clf = fitted("zero")
+    probas, messages = messages_of(clf.predict_proba, ["ok \ud800 fine", "plain"])
+    assert messages == ["1 text(s) contain invalid Unicode (lone surrogates); those "
+                        "characters were replaced with U+FFFD"]
+    np.testing.assert_allclose(probas[0], clf.predict_proba(["ok \ufffd fine"])[0], rtol=1e-6)

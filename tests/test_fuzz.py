@@ -36,7 +36,9 @@ TEMPLATE_PARTS = st.lists(
 
 LABEL_WORDS = st.text(alphabet=string.ascii_letters + " éü-", min_size=0, max_size=12)
 
-FAST = settings(max_examples=60, deadline=None,
+# Derandomized, so CI runs the same examples every time (a random run found
+# the lone-surrogate bug; tests/test_bad_input.py keeps that case).
+FAST = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -118,7 +120,8 @@ def test_trie_rejects_an_empty_label(label_ids):
 LABEL_SETS = st.lists(LABEL_WORDS, min_size=1, max_size=4)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(labels=LABEL_SETS, texts=st.lists(TEXTS, min_size=1, max_size=3),
        template=st.sampled_from([None, "{text} -> {labels}:", "Labels: {labels}\n{text}\nLabel: "]),
        chat=st.booleans())
