@@ -162,9 +162,13 @@ def test_few_shot_on_real_tweets(real_model, real_tweets):
     train = load_tweets(30, split="dev", random_state=5)
     clf = FewShotClassifier(**REAL, max_samples=4, random_state=0)
     clf.fit(train["text"], train["label"])
-    assert sorted({label for _, label in clf.examples_}) == ["negative", "positive"]
+    # The default 'similar' selection: each text gets its own 4 examples,
+    # taken from both labels in turn.
+    shown = clf.examples_for(["what a day"])[0]
+    assert len(shown) == 4
+    assert sorted({label for _, label in shown}) == ["negative", "positive"]
     prompt = clf.get_prompt("what a day")
-    assert all(text in prompt for text, _ in clf.examples_)
+    assert all(text in prompt for text, _ in shown)
     texts = real_tweets["text"].tolist()[:10]
     probas = clf.predict_proba(texts)
     np.testing.assert_allclose(probas.sum(1), 1.0, atol=1e-9)
