@@ -6,21 +6,15 @@ process-wide registry and results from the shared cache, so calling it again
 with other labels or another prompt never reloads weights.
 """
 
-import math
 import warnings
 
 import numpy as np
 
 from .display import ClassificationResult, GenerationPreview
+from .prompts import is_missing
 
 # Session defaults, set by ``%nbllm model|device ...``.
 settings = {"model": None, "device": "auto", "dtype": "auto", "cache_dir": None}
-
-
-def is_missing(value):
-    """None, a float NaN, pandas.NA or NaT: pandas' missing markers."""
-    return (value is None or (isinstance(value, float) and math.isnan(value))
-            or type(value).__name__ in ("NAType", "NaTType"))
 
 
 def normalize_examples(examples, text_col="text", label_col="label"):

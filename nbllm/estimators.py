@@ -6,7 +6,6 @@ arguments, ``fit`` validates them and loads the (shared) model, and fitted
 state ends in ``_``.
 """
 
-import math
 import numbers
 import os
 import re
@@ -23,7 +22,6 @@ from .calibration import (
     CONTENT_FREE_TEXTS,
     calibrate,
     content_free_reference,
-    softmax_rows,  # noqa: F401  (re-exported: api and older callers import it here)
 )
 from .cache import disk_cache, result_cache, result_key
 from .examples import (
@@ -42,6 +40,7 @@ from .prompts import (
     PromptRenderer,
     check_template,
     format_examples,
+    is_missing,
     label_token_ids,
     trailing_space,
     without_examples,
@@ -54,12 +53,6 @@ TRUNCATIONS = ("right", "left", "middle", "error")
 _CHUNK = 2048
 # Progress bars appear from this many batches on ('auto').
 _PROGRESS_MIN_BATCHES = 4
-
-
-def is_missing(value):
-    """None, a float NaN, pandas.NA or NaT: pandas' missing markers."""
-    return (value is None or (isinstance(value, float) and math.isnan(value))
-            or type(value).__name__ in ("NAType", "NaTType"))
 
 
 def _check_texts(X):

@@ -9,6 +9,7 @@ The sample text itself is never run through ``str.format``: a tweet that
 contains ``{labels}`` or a stray brace is inserted verbatim.
 """
 
+import math
 import re
 import uuid
 import warnings
@@ -99,11 +100,15 @@ def format_examples(examples, example_format=EXAMPLE_FORMAT):
     )
 
 
+def is_missing(value):
+    """None, a float NaN, pandas.NA or NaT: pandas' missing markers for texts."""
+    return (value is None or (isinstance(value, float) and math.isnan(value))
+            or type(value).__name__ in ("NAType", "NaTType"))
+
+
 def without_examples(template):
     """The few-shot template with ``{examples}`` removed and the blank lines
     around it closed up (for examples given as chat turns instead)."""
-    import re
-
     return re.sub(r"\n{3,}", "\n\n", template.replace("{examples}", "")).strip("\n")
 
 

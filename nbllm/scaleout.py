@@ -74,18 +74,6 @@ def output_meta(classes, proba=True, raw=False, multi_label=False, index=None):
     return meta if index is None else meta.set_axis(index[:0])
 
 
-def _missing_as_none(texts):
-    """The texts with every missing value (None, NaN, pd.NA) as None.
-
-    Dask stores text columns as Arrow strings, whose missing value is
-    ``pd.NA``; the pandas accessor skips only None and NaN.
-    """
-    missing = texts.isna()
-    if not missing.any():
-        return texts
-    return texts.astype(object).where(~missing, None)
-
-
 def classify_partition(partition, column, labels, options):
     """Classify one pandas partition on a worker (the map_partitions function).
 
@@ -108,9 +96,7 @@ def classify_partition(partition, column, labels, options):
     if len(partition) == 0:
         return meta.set_axis(partition.index)
     options = {k: v for k, v in options.items() if k != "_meta"}
-    frame = pd.DataFrame({column: _missing_as_none(partition[column])},
-                         index=partition.index)
-    out = frame.llm.classify(column, labels, **options)
+    out = partition.llm.classify(column, labels, **options)
     # An all-missing partition would otherwise give an object label column.
     return out.astype(meta.dtypes.to_dict())
 
