@@ -406,7 +406,7 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         out = np.empty((len(texts), len(label_ids)), dtype=np.float64)
         special = not self.use_chat_template_
         head = self.tokenizer_(renderer.head(), add_special_tokens=special)["input_ids"]
-        from .scoring import LabelScorer
+        from .engine.scorer import LabelScorer
 
         scorer = LabelScorer(self.loaded_)
         bar = _ProgressBar(self.progress if progress is None else progress, len(texts))

@@ -23,7 +23,8 @@ import pytest
 from IPython.core.error import UsageError
 
 import nbllm  # noqa: F401  (registers the df.llm accessor)
-from nbllm import api, estimators, multilabel, scoring
+from nbllm import api, estimators, multilabel
+from nbllm.engine import scorer as scoring
 from nbllm.cache import result_cache
 from nbllm.display import ClassificationResult, GenerationPreview
 from nbllm.estimators import FewShotClassifier, ZeroShotClassifier, _LLMClassifierBase

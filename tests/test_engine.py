@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from nbllm import scoring
+from nbllm.engine import tree_mask as scoring
 from nbllm.models import LoadedModel
-from nbllm.scoring import LabelScorer, common_prefix_length, plan_batches
-from nbllm.trie import LabelTrie
+from nbllm.engine.tree_mask import TreeMaskBackend, common_prefix_length, plan_batches
+from nbllm.engine.trie import LabelTrie
 from tiny import (  # noqa: F401  (fixtures)
     get_tiny_model,
     get_tiny_tokenizer,
@@ -127,7 +127,7 @@ def test_plan_batches_auto_gives_an_oversized_sample_its_own_batch():
     assert plan_batches([5000, 10], 1, 0, 10, "cpu", "auto") == [[0], [1]]
 
 
-# ------------------------------------------------------------ LabelScorer
+# ------------------------------------------------------------ TreeMaskBackend
 
 TEMPLATE_HEAD = "Text:"
 TEXTS = [
@@ -181,27 +181,27 @@ def test_prompts_have_very_different_lengths():
 def test_score_matches_oracle(batch_size, hint):
     prefix_hint = {"none": None, "head": _head_ids(), "mismatch": [5, 6, 7, 8]}[hint]
     prompts = _prompts()
-    out = LabelScorer(_loaded()).score(prompts, LABELS, batch_size, prefix_hint)
+    out = TreeMaskBackend(_loaded()).score(prompts, LABELS, batch_size, prefix_hint)
     _assert_matches_oracle(out, prompts)
 
 
 def test_score_single_token_labels_only():
     prompts = _prompts()
     labels = [[387], [339], [397]]
-    out = LabelScorer(_loaded()).score(prompts, labels, 2, _head_ids())
+    out = TreeMaskBackend(_loaded()).score(prompts, labels, 2, _head_ids())
     _assert_matches_oracle(out, prompts, labels)
 
 
 def test_score_label_prefix_of_another_differs_by_the_extra_token():
     prompts = _prompts()[:1]
-    out = LabelScorer(_loaded()).score(prompts, [[286, 299], [286, 299, 5]])
+    out = TreeMaskBackend(_loaded()).score(prompts, [[286, 299], [286, 299, 5]])
     _assert_matches_oracle(out, prompts, [[286, 299], [286, 299, 5]])
     assert out[0, 1] < out[0, 0]
 
 
 def test_score_identical_prompts():
     prompts = _prompts([TEXTS[0]] * 3)
-    out = LabelScorer(_loaded()).score(prompts, LABELS, 2, _head_ids())
+    out = TreeMaskBackend(_loaded()).score(prompts, LABELS, 2, _head_ids())
     _assert_matches_oracle(out, prompts)
     np.testing.assert_array_equal(out[0], out[1])
     np.testing.assert_array_equal(out[0], out[2])
@@ -209,14 +209,14 @@ def test_score_identical_prompts():
 
 def test_score_single_prompt():
     prompts = _prompts([TEXTS[1]])
-    out = LabelScorer(_loaded()).score(prompts, LABELS)
+    out = TreeMaskBackend(_loaded()).score(prompts, LABELS)
     _assert_matches_oracle(out, prompts)
 
 
 def test_score_one_token_prompt_has_no_prefix():
     prompts = [[0], [0, 5, 6]]
     loaded = _loaded()
-    out = LabelScorer(loaded).score(prompts, LABELS, 2)
+    out = TreeMaskBackend(loaded).score(prompts, LABELS, 2)
     _assert_matches_oracle(out, prompts)
     assert loaded.state["prefix_kv"] == {}
 
@@ -225,32 +225,32 @@ def test_score_prompts_sharing_no_prefix():
     tok = get_tiny_tokenizer()
     prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in TEXTS]
     assert len({p[0] for p in prompts}) > 1
-    out = LabelScorer(_loaded()).score(prompts, LABELS, 2, _head_ids())
+    out = TreeMaskBackend(_loaded()).score(prompts, LABELS, 2, _head_ids())
     _assert_matches_oracle(out, prompts)
 
 
 def test_score_results_follow_input_order_not_batch_order():
     prompts = _prompts()
-    scorer = LabelScorer(_loaded())
+    scorer = TreeMaskBackend(_loaded())
     forward = scorer.score(prompts, LABELS, 1)
     backward = scorer.score(prompts[::-1], LABELS, 1)
     np.testing.assert_allclose(backward, forward[::-1], rtol=0, atol=1e-5)
 
 
 def test_score_no_prompts():
-    out = LabelScorer(_loaded()).score([], LABELS)
+    out = TreeMaskBackend(_loaded()).score([], LABELS)
     assert out.shape == (0, len(LABELS))
 
 
 def test_score_empty_label_raises():
     with pytest.raises(ValueError, match="every label must have at least one token"):
-        LabelScorer(_loaded()).score(_prompts(), [[5], []])
+        TreeMaskBackend(_loaded()).score(_prompts(), [[5], []])
 
 
 def test_on_batch_receives_every_index_once():
     prompts = _prompts()
     seen = []
-    out = LabelScorer(_loaded()).score(
+    out = TreeMaskBackend(_loaded()).score(
         prompts, LABELS, 3, on_batch=lambda idx, v: seen.append((list(idx), v))
     )
     assert sorted(i for idx, _ in seen for i in idx) == [0, 1, 2, 3]
@@ -269,7 +269,7 @@ def test_exception_in_on_batch_stops_after_delivered_batches():
         if len(delivered) == 2:
             raise KeyboardInterrupt
 
-    scorer = LabelScorer(_loaded())
+    scorer = TreeMaskBackend(_loaded())
     with pytest.raises(KeyboardInterrupt):
         scorer.score(_prompts(), LABELS, 1, on_batch=on_batch)
     assert len(delivered) == 2
@@ -291,7 +291,7 @@ class _Bar:
 
 def test_progress_factory_gets_batch_and_prompt_counts():
     calls = []
-    LabelScorer(_loaded()).score(
+    TreeMaskBackend(_loaded()).score(
         _prompts(), LABELS, 3, progress=lambda b, n: _Bar(calls, b, n)
     )
     assert calls == [("new", 2, 4), ("update", 3), ("update", 1), ("close",)]
@@ -304,7 +304,7 @@ def test_progress_bar_is_closed_on_interrupt():
         raise RuntimeError("stop")
 
     with pytest.raises(RuntimeError, match="^stop$"):
-        LabelScorer(_loaded()).score(
+        TreeMaskBackend(_loaded()).score(
             _prompts(), LABELS, 1, on_batch=stop,
             progress=lambda b, n: _Bar(calls, b, n),
         )
@@ -312,7 +312,7 @@ def test_progress_bar_is_closed_on_interrupt():
 
 
 def test_progress_factory_may_return_none():
-    out = LabelScorer(_loaded()).score(_prompts(), LABELS, 2, progress=lambda b, n: None)
+    out = TreeMaskBackend(_loaded()).score(_prompts(), LABELS, 2, progress=lambda b, n: None)
     assert out.shape == (4, len(LABELS))
 
 
@@ -322,12 +322,12 @@ def test_progress_factory_may_return_none():
 def test_prefix_kv_is_cached_and_reused_across_calls():
     loaded = _loaded()
     prompts, head = _prompts(), _head_ids()
-    first = LabelScorer(loaded)
+    first = TreeMaskBackend(loaded)
     out1 = first.score(prompts, LABELS, 2, head)
     assert list(loaded.state["prefix_kv"]) == [tuple(head)]
     assert first.forward_passes == 1 + 2  # the prefix, then two batches
 
-    second = LabelScorer(loaded)
+    second = TreeMaskBackend(loaded)
     out2 = second.score(prompts, LABELS, 2, head)
     assert second.forward_passes == 2  # batches only: the prefix was reused
     np.testing.assert_array_equal(out1, out2)
@@ -336,7 +336,7 @@ def test_prefix_kv_is_cached_and_reused_across_calls():
 def test_prefix_kv_without_hint_uses_all_shared_tokens():
     loaded = _loaded()
     prompts = _prompts(["I love it.", "I love you."])
-    LabelScorer(loaded).score(prompts, LABELS)
+    TreeMaskBackend(loaded).score(prompts, LABELS)
     shared = common_prefix_length(prompts[0], prompts[1])
     assert list(loaded.state["prefix_kv"]) == [tuple(prompts[0][:shared])]
 
@@ -344,13 +344,13 @@ def test_prefix_kv_without_hint_uses_all_shared_tokens():
 def test_prefix_kv_for_identical_prompts_leaves_one_token_each():
     loaded = _loaded()
     prompts = _prompts([TEXTS[0]] * 2)
-    LabelScorer(loaded).score(prompts, LABELS)
+    TreeMaskBackend(loaded).score(prompts, LABELS)
     assert list(loaded.state["prefix_kv"]) == [tuple(prompts[0][:-1])]
 
 
 def test_prefix_kv_keeps_the_most_recent_entries():
     loaded = _loaded()
-    scorer = LabelScorer(loaded)
+    scorer = TreeMaskBackend(loaded)
     tok = get_tiny_tokenizer()
     heads = [f"Text {i}:" for i in range(scoring._PREFIX_CACHE_SIZE + 1)]
     for head in heads:
@@ -361,7 +361,7 @@ def test_prefix_kv_keeps_the_most_recent_entries():
 
 def test_prefix_kv_is_shared_by_scorers_on_the_same_model():
     loaded = _loaded()
-    assert LabelScorer(loaded).prefix_caches is LabelScorer(loaded).prefix_caches
+    assert TreeMaskBackend(loaded).prefix_caches is TreeMaskBackend(loaded).prefix_caches
 
 
 def test_out_of_memory_halves_the_batch_and_retries(monkeypatch):
@@ -373,8 +373,8 @@ def test_out_of_memory_halves_the_batch_and_retries(monkeypatch):
     loaded = wrap_model(tiny_model, tiny_tok)
     prompts = [tiny_tok(f"The movie number {i} was great")["input_ids"] for i in range(8)]
     labels = [tiny_tok(w, add_special_tokens=False)["input_ids"] for w in ("good", "bad")]
-    expected = LabelScorer(loaded).score(prompts, labels, batch_size=1)
-    real = LabelScorer._score_batch
+    expected = TreeMaskBackend(loaded).score(prompts, labels, batch_size=1)
+    real = TreeMaskBackend._score_batch
     sizes = []
 
     def small_device(self, suffixes, *args):
@@ -383,8 +383,8 @@ def test_out_of_memory_halves_the_batch_and_retries(monkeypatch):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
         return real(self, suffixes, *args)
 
-    monkeypatch.setattr(LabelScorer, "_score_batch", small_device)
-    scorer = LabelScorer(loaded)
+    monkeypatch.setattr(TreeMaskBackend, "_score_batch", small_device)
+    scorer = TreeMaskBackend(loaded)
     seen = []
     got = scorer.score(prompts, labels, batch_size=8,
                        on_batch=lambda idx, v: seen.extend(idx))
@@ -400,7 +400,7 @@ def test_other_runtime_errors_are_not_retried(monkeypatch):
     def broken(self, *args):
         raise RuntimeError("shape mismatch")
 
-    monkeypatch.setattr(LabelScorer, "_score_batch", broken)
+    monkeypatch.setattr(TreeMaskBackend, "_score_batch", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        LabelScorer(wrap_model(get_tiny_model(), get_tiny_tokenizer())).score(
+        TreeMaskBackend(wrap_model(get_tiny_model(), get_tiny_tokenizer())).score(
             [[1, 2, 3], [1, 2, 4]], [[5]], batch_size=2)

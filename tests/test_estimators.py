@@ -11,9 +11,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
 import nbllm
-from nbllm import (
-    DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT, estimators, models, scoring,
-)
+from nbllm import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT, estimators, models
+from nbllm.engine import scorer as scoring
 from nbllm.cache import result_cache
 from nbllm.estimators import FewShotClassifier, ZeroShotClassifier
 from nbllm.exceptions import LowProbabilityError

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from nbllm import ZeroShotClassifier
 from nbllm.prompts import PromptRenderer, template_placeholders
-from nbllm.trie import LabelTrie
+from nbllm.engine.trie import LabelTrie
 
 from tiny import get_tiny_model, get_tiny_tokenizer, oracle_matrix
 

@@ -14,7 +14,8 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import nbllm  # noqa: F401  (registers the df.llm accessor)
-from nbllm import api, models, scoring
+from nbllm import api, models
+from nbllm.engine import scorer as scoring
 from nbllm.cache import result_cache
 from nbllm.display import ClassificationResult
 from nbllm.prompts import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT

@@ -22,6 +22,11 @@ class LabelTrie:
     internal : list of int
         Nodes with children, i.e. the nodes whose next-token distribution is
         needed.
+    leaves : list of int
+        Nodes without children: the ends of the labels no other label extends.
+    leaf_of_label : list of int
+        Per label: the position in ``leaves`` of a leaf whose path starts with
+        the label's path, so scoring the leaves' paths scores every label.
     """
 
     def __init__(self, label_ids):
@@ -43,6 +48,17 @@ class LabelTrie:
             self.paths.append(path)
         has_child = {parent for parent in self.parents if parent >= 0}
         self.internal = sorted(has_child)
+        self.leaves = [n for n in range(len(self.tokens)) if n not in has_child]
+        first_child = {}
+        for node, parent in enumerate(self.parents):
+            first_child.setdefault(parent, node)
+        slot = {leaf: i for i, leaf in enumerate(self.leaves)}
+        self.leaf_of_label = []
+        for path in self.paths:
+            node = path[-1]
+            while node in has_child:
+                node = first_child[node]
+            self.leaf_of_label.append(slot[node])
 
     def __len__(self):
         return len(self.tokens)
@@ -50,6 +66,10 @@ class LabelTrie:
     @property
     def max_depth(self):
         return max(self.depths)
+
+    def path_tokens(self, node):
+        """The token ids from the root to ``node``, inclusive."""
+        return [self.tokens[n] for n in self.ancestors_or_self(node)]
 
     def ancestors_or_self(self, node):
         """Node ids on the path from the root to ``node``, inclusive."""

@@ -1,4 +1,4 @@
-"""Exact label log-likelihoods under a causal LM, batched.
+"""The fast backend: every label of a prompt in one forward pass, by a tree mask.
 
 For a prompt ``p`` and a label with tokens ``t_1..t_k``::
 
@@ -13,18 +13,26 @@ The engine computes this exactly, for many prompts and all labels at once:
   of the label trie.  A 4D attention mask makes each trie node see the prompt
   and its own trie ancestors only, so one forward pass scores every label;
 * rows are left-padded, so the positions whose logits are needed are the same
-  in every row, and the LM head only runs there (``logits_to_keep``).
+  in every row, and the LM head only runs there (``logits_to_keep``);
+* layers with a sliding window get a mask with the same window, measured in
+  positions (a dict of masks keyed by layer type where the model mixes
+  sliding and full layers; see :mod:`nbllm.engine.attention`).
+
+Models whose attention a mask cannot reproduce (ALiBi, chunked or linear
+attention) never reach this backend; :mod:`nbllm.engine.scorer` routes them to
+the exact one, and checks this backend once per model before trusting it.
 """
 
 import inspect
 import threading
 
+from .attention import attention_layout
 from .trie import LabelTrie
 
 # Default work per batch on each device type, in new tokens per forward pass
 # and in float32 logits.  On 2 CPU cores about 1k tokens per pass measured a few
 # percent faster than 2k and more (cache effects); on CUDA the token budget is
-# sized from free memory (LabelScorer._token_budget), this is its floor.
+# sized from free memory (TreeMaskBackend._token_budget), this is its floor.
 _TOKEN_BUDGET = {"cpu": 1024, "cuda": 65536}
 _LOGIT_BUDGET = {"cpu": 2**26, "cuda": 2**29}
 _MAX_ROWS = {"cpu": 64, "cuda": 512}
@@ -83,21 +91,34 @@ def plan_batches(lengths, trie_size, n_internal, vocab_size, device_type, batch_
     return batches
 
 
-class LabelScorer:
-    """Scores label token sequences after prompts on one loaded model.
+class TreeMaskBackend:
+    """Scores label token sequences after prompts with one tree-masked pass.
 
     Parameters
     ----------
     loaded : nbllm.models.LoadedModel
         The model to score with; its ``state`` dict holds the prefix KV caches
         so that every estimator on the same model shares them.
+    prefix_caches : dict or None
+        Another LRU for the prefix KV caches (the self-check uses its own, so
+        that its probe prompts never evict a user's prefix).
+
+    Raises
+    ------
+    nbllm.engine.attention.UnsupportedAttention
+        If a tree mask cannot reproduce the model's attention.
     """
 
-    def __init__(self, loaded):
+    name = "tree-mask"
+
+    def __init__(self, loaded, prefix_caches=None):
         self.loaded = loaded
         self.model = loaded.model
         self.device = loaded.device
-        self.prefix_caches = loaded.state.setdefault("prefix_kv", {})
+        self.layout = attention_layout(self.model.config)
+        if prefix_caches is None:
+            prefix_caches = loaded.state.setdefault("prefix_kv", {})
+        self.prefix_caches = prefix_caches
         self.forward_passes = 0
         self.oom_retries = 0
         self.row_cap = None  # set after an out-of-memory error
@@ -237,9 +258,15 @@ class LabelScorer:
         with _PREFIX_LOCK:
             cached = self.prefix_caches.pop(prefix, None)
         if cached is None:
+            from transformers import DynamicCache
+
             ids = torch.tensor([prefix], device=self.device)
             with torch.inference_mode():
-                out = self.model(input_ids=ids, use_cache=True)
+                # A cache without the config keeps every key: a config-built
+                # one drops keys outside sliding windows, which the tree
+                # mask handles itself, per position.
+                out = self.model(input_ids=ids, use_cache=True,
+                                 **{self._cache_kwarg: DynamicCache()})
             past = out["cache"] if "cache" in out else out["past_key_values"]
             cached = _cache_tensors(past)
             self.forward_passes += 1
@@ -286,19 +313,21 @@ class LabelScorer:
         allowed = torch.cat(
             [prefix_visible[:, :, None].expand(rows, width, prefix_len), allowed], 2
         )
-        dtype = self.loaded.dtype
-        mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
-        mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+        key_positions = torch.cat([
+            torch.arange(prefix_len, device=device)[None, :].expand(rows, prefix_len),
+            positions,
+        ], 1)
+        mask = self._masks(allowed, positions, key_positions)
 
         keep = torch.cat([
             torch.tensor([longest - 1], device=device), longest + tree.internal
         ])
         logits = self.model(
             input_ids=input_ids,
-            attention_mask=mask[:, None, :, :],
+            attention_mask=mask,
             position_ids=positions,
             use_cache=prefix_kv is not None,
-            **{self._cache_kwarg: _expand_cache(prefix_kv, rows, self.model.config)},
+            **{self._cache_kwarg: _expand_cache(prefix_kv, rows)},
             logits_to_keep=keep,
         ).logits
         self.forward_passes += 1
@@ -306,6 +335,31 @@ class LabelScorer:
         # Node n's token is predicted at its parent's slot (slot 0: the prompt).
         node_logprobs = logprobs[:, tree.parent_slots, tree.tokens]
         return node_logprobs @ tree.path_matrix
+
+
+    def _masks(self, allowed, positions, key_positions):
+        """Additive 4D masks from ``allowed``, one per attention window.
+
+        Returns one tensor, or a dict keyed by layer type for models that
+        declare ``layer_types``.  A sliding window of ``w`` lets a query at
+        position ``q`` see keys at positions ``k`` with ``q - k < w``, as in
+        transformers' own masks.
+        """
+        import torch
+
+        dtype = self.loaded.dtype
+        by_window = {}
+        for window in set(self.layout.windows.values()):
+            seen = allowed
+            if window is not None:
+                distance = positions[:, :, None] - key_positions[:, None, :]
+                seen = allowed & (distance < window)
+            mask = torch.zeros(seen.shape, dtype=dtype, device=seen.device)
+            mask.masked_fill_(~seen, torch.finfo(dtype).min)
+            by_window[window] = mask[:, None, :, :]
+        if not self.layout.per_type:
+            return next(iter(by_window.values()))
+        return {kind: by_window[w] for kind, w in self.layout.windows.items()}
 
 
 def _is_out_of_memory(exc):
@@ -347,21 +401,19 @@ def _cache_tensors(past):
     return [(k, v) for k, v in past]
 
 
-def _expand_cache(prefix_kv, rows, config):
+def _expand_cache(prefix_kv, rows):
     """A fresh cache holding the prefix for ``rows`` rows.
 
     ``expand`` makes no copy; the model's own update concatenates the new
     tokens onto it, and the shared prefix tensors stay untouched for the next
-    batch.
+    batch.  It is built without the model's config, so that sliding-window
+    layers keep every key (the tree mask applies the windows).
     """
     if prefix_kv is None:
         return None
     from transformers import DynamicCache
 
-    try:
-        cache = DynamicCache(config=config)
-    except TypeError:
-        cache = DynamicCache()
+    cache = DynamicCache()
     for layer, (keys, values) in enumerate(prefix_kv):
         cache.update(
             keys.expand(rows, *keys.shape[1:]),

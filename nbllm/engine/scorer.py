@@ -1,0 +1,169 @@
+"""The engine's entry point: one scorer that picks the exact backend per model.
+
+* encoder-decoder models go to :class:`~nbllm.engine.seq2seq.Seq2SeqBackend`;
+* decoder-only models go to :class:`~nbllm.engine.tree_mask.TreeMaskBackend`,
+  unless their attention cannot be reproduced by a mask (ALiBi, chunked or
+  linear attention), which go to :class:`~nbllm.engine.exact.ExactBackend`.
+
+Whatever is chosen is checked once per loaded model by the probe in
+:mod:`~nbllm.engine.selfcheck`.  A backend that disagrees with the plain path
+(or fails) is dropped with one warning for the next one down: the padded
+exact backend, then the pad-free one, which is the plain path itself.  A new
+architecture is slow, never wrong.  The decision is kept in the model's
+``state`` (shared by every estimator on it) and shown by ``%nbllm`` and the
+loaded model's repr.
+"""
+
+import threading
+import warnings
+
+from .attention import UnsupportedAttention, attention_layout
+from .exact import ExactBackend
+from .seq2seq import Seq2SeqBackend, decoder_start_id
+from .tree_mask import TreeMaskBackend
+
+_LOCK = threading.RLock()
+
+
+class BackendChoice:
+    """Which backend a model uses, and why.
+
+    Attributes
+    ----------
+    name : str
+        'tree-mask', 'encoder-decoder', 'exact' or 'exact (unpadded)'.
+    reason : str
+        A few words for ``%nbllm`` and the repr.
+    probe : nbllm.engine.selfcheck.ProbeResult or None
+        The self-check of the chosen backend (None for the plain path).
+    """
+
+    def __init__(self, factory, name, reason, probe=None):
+        self.factory, self.name, self.reason, self.probe = factory, name, reason, probe
+
+    def make(self, loaded):
+        return self.factory(loaded)
+
+    def __repr__(self):
+        return f"BackendChoice({self.name!r}, {self.reason!r})"
+
+
+def _candidates(loaded):
+    """(factory, name, reason) from fastest to plainest, for this model."""
+    model = loaded.model
+    if getattr(model.config, "is_encoder_decoder", False):
+        decoder_start_id(model)  # a clear error before any probe
+        return [
+            (Seq2SeqBackend, "encoder-decoder", "encoder once per text, labels as "
+             "decoder rows"),
+            (lambda m: Seq2SeqBackend(m, pad_free=True), "encoder-decoder (unpadded)",
+             "the padded encoder-decoder path failed the self-check"),
+        ]
+    plain = [
+        (lambda m: ExactBackend(m, pad_free=True), "exact (unpadded)",
+         "the padded exact path failed the self-check"),
+    ]
+    try:
+        attention_layout(model.config)
+    except UnsupportedAttention as exc:
+        return [(ExactBackend, "exact", f"a tree mask cannot reproduce its attention: "
+                 f"{exc}")] + plain
+    return [
+        (TreeMaskBackend, "tree-mask",
+         "all labels in one pass, checked against the plain path"),
+        (ExactBackend, "exact", "the tree-mask path failed the self-check"),
+    ] + plain
+
+
+def _window(loaded):
+    try:
+        return attention_layout(loaded.model.config).largest_window
+    except UnsupportedAttention:
+        return None
+
+
+def choose_backend(loaded):
+    """Probe the candidates in order; return the first that matches the plain path."""
+    from .selfcheck import run_probe
+
+    model = loaded.model
+    start = (decoder_start_id(model)
+             if getattr(model.config, "is_encoder_decoder", False) else None)
+    candidates = _candidates(loaded)
+    for index, (factory, name, reason) in enumerate(candidates):
+        if index == len(candidates) - 1:
+            return BackendChoice(factory, name, reason)
+        backend = factory(loaded)
+        if isinstance(backend, TreeMaskBackend):
+            backend.prefix_caches = {}  # probe prompts must not evict a user's prefix
+        probe = run_probe(loaded, backend, _window(loaded), start)
+        if probe.passed:
+            return BackendChoice(factory, name, reason, probe)
+        warnings.warn(
+            f"nbllm's {name} scoring path is not exact for {type(model).__name__}: "
+            f"{probe.describe()}.  nbllm uses the slower "
+            f"{candidates[index + 1][1]} path for this model from now on.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
+def backend_choice(loaded):
+    """The model's :class:`BackendChoice`, probing on first use."""
+    with _LOCK:
+        choice = loaded.state.get("backend")
+        if choice is None:
+            choice = loaded.state["backend"] = choose_backend(loaded)
+        return choice
+
+
+class LabelScorer:
+    """Scores label token sequences after prompts on one loaded model.
+
+    Parameters
+    ----------
+    loaded : nbllm.models.LoadedModel
+
+    Attributes
+    ----------
+    backend : object
+        The backend doing the work; see :func:`backend_choice`.
+    """
+
+    def __init__(self, loaded):
+        self.loaded = loaded
+        self.choice = backend_choice(loaded)
+        self.backend = self.choice.make(loaded)
+
+    @property
+    def forward_passes(self):
+        return self.backend.forward_passes
+
+    def score(self, prompt_ids, label_ids, batch_size="auto", prefix_hint=None,
+              on_batch=None, progress=None):
+        """Return log P(label | prompt) for every prompt and label.
+
+        Parameters
+        ----------
+        prompt_ids : list of list of int
+            Token ids of each full prompt (special tokens included).
+        label_ids : list of list of int
+            Token ids of each label (no special tokens), each non-empty.
+        batch_size : int or 'auto'
+        prefix_hint : list of int or None
+            Token ids that most prompts start with (the template before the
+            text); the tree-mask backend computes their KV cache once.
+        on_batch : callable or None
+            Called as ``on_batch(indices, logprobs)`` after each batch with the
+            sample indices and a float64 array of shape (len(indices),
+            n_labels).  It may raise to stop the run.
+        progress : callable or None
+            Called as ``progress(n_batches, n_prompts)`` before the first
+            batch; may return an object with ``update(n)`` and ``close()``.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_prompts, n_labels), float64
+        """
+        return self.backend.score(prompt_ids, label_ids, batch_size, prefix_hint,
+                                  on_batch=on_batch, progress=progress)

@@ -1,0 +1,121 @@
+"""The self-check: a fast backend is trusted only after it matched the plain path.
+
+The first time a loaded model is scored, a small probe runs through the fast
+backend and through :func:`nbllm.engine.exact.plain_logprobs` (one ordinary
+forward pass per prompt + label).  The probe has what breaks a wrong fast
+path: two short prompts and one prompt longer than the widest sliding window
+the config declares (within the context), a shared prefix (so the prefix KV
+path runs), a second group whose shared prefix itself is longer than the
+window, and labels of one to three tokens sharing a first token.  Token ids
+are drawn at random (seeded) from the model's ordinary vocabulary.
+"""
+
+import math
+import random
+import time
+
+# Largest |difference| in log-probability accepted between two exact paths:
+# float32 paths agree to ~1e-5; half precision rounds every matmul.
+TOLERANCE = {"float32": 2e-3, "float64": 1e-6, "bfloat16": 0.15, "float16": 0.05}
+
+
+def tolerance_for(dtype):
+    """The accepted probe difference for a torch dtype."""
+    return TOLERANCE.get(str(dtype).replace("torch.", ""), 0.15)
+
+
+def probe_inputs(loaded, window=None, seed=0):
+    """The probe's prompt groups (each with its shared prefix) and labels.
+
+    Parameters
+    ----------
+    loaded : nbllm.models.LoadedModel
+    window : int or None
+        The widest sliding window of the model, if any.
+
+    Returns
+    -------
+    groups : list of (list of list of int, list of int)
+        Prompts and the prefix they share.
+    labels : list of list of int
+    """
+    tokenizer, config = loaded.tokenizer, loaded.model.config
+    vocab = min(len(tokenizer), getattr(config, "vocab_size", None) or len(tokenizer))
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    ordinary = [i for i in range(vocab) if i not in special] or list(range(vocab))
+    rng = random.Random(seed)
+
+    def pick(n):
+        return [rng.choice(ordinary) for _ in range(n)]
+
+    first, other = rng.sample(ordinary, 2) if len(ordinary) > 1 else (ordinary[0],) * 2
+    labels = [[first], [first, *pick(1)], [other, *pick(2)]]
+    room = loaded.context_length - 4  # the longest label, and a margin
+    shared = pick(4)
+    prompts = [shared + pick(2), shared + pick(5)]
+    tail = (window + 4) if window else 12
+    if len(shared) + tail <= room:
+        prompts.append(shared + pick(tail))
+    groups = [(prompts, shared)]
+    if window and window + 6 <= room:
+        long_prefix = pick(window + 2)
+        groups.append(([long_prefix + pick(1), long_prefix + pick(3)], long_prefix))
+    return groups, labels
+
+
+class ProbeResult:
+    """What the probe measured for one backend.
+
+    Attributes
+    ----------
+    difference : float
+        Largest |fast - plain| in log-probability (inf when the fast path
+        failed or gave NaN).
+    error : str or None
+        The fast path's exception, one line, when it raised.
+    seconds : float
+        Time taken by both paths.
+    """
+
+    def __init__(self, difference, error, seconds, tolerance):
+        self.difference, self.error, self.seconds = difference, error, seconds
+        self.tolerance = tolerance
+
+    @property
+    def passed(self):
+        return self.error is None and self.difference <= self.tolerance
+
+    def describe(self):
+        """One line for a warning: what went wrong."""
+        if self.error is not None:
+            return f"it failed ({self.error})"
+        return (f"its log-probabilities differ from a plain forward pass by up to "
+                f"{self.difference:.3g} (tolerance {self.tolerance:g})")
+
+
+def run_probe(loaded, backend, window=None, decoder_start=None):
+    """Score the probe with ``backend`` and with the plain path; compare.
+
+    Returns
+    -------
+    ProbeResult
+    """
+    import numpy as np
+
+    from .exact import plain_logprobs
+
+    started = time.perf_counter()
+    groups, labels = probe_inputs(loaded, window)
+    tolerance = tolerance_for(loaded.dtype)
+    worst, error = 0.0, None
+    for prompts, shared in groups:
+        expected = plain_logprobs(loaded.model, prompts, labels, decoder_start)
+        try:
+            got = backend.score(prompts, labels, prefix_hint=shared)
+        except Exception as exc:  # any failure of the fast path means: don't use it
+            error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+            worst = math.inf
+            break
+        gap = np.abs(got - expected)
+        worst = max(worst, math.inf if np.isnan(gap).any() else float(gap.max()))
+    return ProbeResult(worst, error, time.perf_counter() - started, tolerance)
