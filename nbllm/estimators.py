@@ -262,11 +262,23 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         # tokenizer drops) would be scored as the bare prefix space.
         if not ids or not self.tokenizer_(text, add_special_tokens=False)["input_ids"]:
             raise ValueError(f"label {text!r} tokenizes to no tokens")
+        eos = self.tokenizer_.eos_token_id
+        if self.model_.config.is_encoder_decoder and eos is not None:
+            # A decoder's answer is the whole label and then its end: scoring
+            # the end too (as skorch does) keeps a short label from winning
+            # just because a longer one starts with it.
+            ids = [*ids, eos]
         return ids
 
     def _label_prefix(self):
-        """The spaces that end a raw prompt belong to the label (see prompts)."""
-        return "" if self.use_chat_template_ else trailing_space(self.prompt_)
+        """The spaces that end a raw prompt belong to the label (see prompts).
+
+        Not so for an encoder-decoder model: its label starts the decoder's
+        own sequence instead of continuing the prompt.
+        """
+        if self.use_chat_template_ or self.model_.config.is_encoder_decoder:
+            return ""
+        return trailing_space(self.prompt_)
 
     def _resolve_chat_template(self):
         has_template = bool(getattr(self.tokenizer_, "chat_template", None))
@@ -566,7 +578,9 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
                 do_sample=False,
                 pad_token_id=pad,
             )
-        return tok.decode(out[0, len(ids):], skip_special_tokens=True)
+        # An encoder-decoder model returns the decoder's sequence only.
+        new = out[0] if self.model_.config.is_encoder_decoder else out[0, len(ids):]
+        return tok.decode(new, skip_special_tokens=True)
 
     def clear_model_cache(self):
         """Empty the result cache (shared by every estimator in the process)

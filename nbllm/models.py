@@ -85,10 +85,17 @@ class LoadedModel:
     # Engine state shared by every estimator on this model (prefix KV caches).
     state: dict = field(default_factory=dict)
 
+    @property
+    def scoring_path(self):
+        """The engine's scoring path for this model, once it has been chosen."""
+        choice = self.state.get("backend")
+        return None if choice is None else choice.name
+
     def __repr__(self):
+        path = self.scoring_path or "chosen on first use"
         return (
             f"LoadedModel(spec={self.spec!r}, device={str(self.device)!r}, "
-            f"dtype={str(self.dtype).replace('torch.', '')!r})"
+            f"dtype={str(self.dtype).replace('torch.', '')!r}, scoring={path!r})"
         )
 
 
@@ -438,9 +445,10 @@ def _not_found(spec, reason):
 def _not_causal(spec, reason):
     """The message for a model that cannot score next tokens."""
     return (
-        f"Could not load model {spec!r}: it is not a causal (decoder-only) "
-        f"language model ({reason}); nbllm scores labels by next-token "
-        "probabilities and needs a model such as SmolLM2, Llama, Qwen or Mistral"
+        f"Could not load model {spec!r}: it is neither a causal (decoder-only) "
+        f"nor an encoder-decoder language model ({reason}); nbllm scores labels "
+        "by next-token probabilities and needs a model such as SmolLM2, Llama, "
+        "Qwen, Mistral or flan-t5"
     )
 
 
@@ -515,20 +523,33 @@ def _read_config(spec, folder, trust_remote_code):
     raise ValueError(message)
 
 
-def _require_causal_lm(spec, config):
-    """Raise unless transformers has a causal-LM class for this config.
+def _auto_class(spec, config):
+    """The transformers auto class that loads this config as a language model.
 
     Raises
     ------
     ValueError
-        For encoder-decoder or encoder-only architectures such as T5.
+        For architectures with neither a causal-LM nor a seq2seq-LM class,
+        such as encoder-only ones.
     """
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+    )
 
-    custom = "AutoModelForCausalLM" in (getattr(config, "auto_map", None) or {})
-    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or custom:
-        return
-    reason = f"transformers has no causal-LM class for {config.model_type!r} models"
+    custom = getattr(config, "auto_map", None) or {}
+    if getattr(config, "is_encoder_decoder", False) and (
+        config.model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+        or "AutoModelForSeq2SeqLM" in custom
+    ):
+        return AutoModelForSeq2SeqLM
+    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or (
+        "AutoModelForCausalLM" in custom
+    ):
+        return AutoModelForCausalLM
+    reason = (f"transformers has neither a causal-LM nor a seq2seq-LM class for "
+              f"{config.model_type!r} models")
     raise ValueError(_not_causal(spec, reason))
 
 
@@ -593,25 +614,25 @@ def _quiet_progress():
 
 def _load(spec, device, dtype, trust_remote_code=False):
     """Load (model, tokenizer) for a spec onto a device, or raise one clear error."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     folder, converted = _model_folder(spec)
     config = _read_config(spec, folder, trust_remote_code)
-    _require_causal_lm(spec, config)
+    auto_class = _auto_class(spec, config)
     with _quiet_progress():
         tokenizer = _from_pretrained(
             spec, "tokenizer", AutoTokenizer, folder,
             trust_remote_code=trust_remote_code,
         )
         model = _from_pretrained(
-            spec, "weights", AutoModelForCausalLM, folder,
+            spec, "weights", auto_class, folder,
             config=config, dtype=dtype, trust_remote_code=trust_remote_code,
             # nbllm's own cache holds safetensors only: never unpickle from it.
             use_safetensors=True if converted else None,
         )
     model.to(device)
     model.eval()
-    if _attends_ahead(model):
+    if not model.config.is_encoder_decoder and _attends_ahead(model):
         raise ValueError(_not_causal(
             spec, "its prediction at a position depends on later tokens, as in "
             "encoders such as BERT"
@@ -745,15 +766,61 @@ def get_model(spec=None, device="auto", dtype="auto", trust_remote_code=False):
         return entry
 
 
+def check_model_objects(model, tokenizer):
+    """Raise one clear error unless ``model`` can score labels with ``tokenizer``.
+
+    Raises
+    ------
+    ValueError
+        If the model is not a causal or encoder-decoder language model (no
+        language-modelling head, or it attends to later tokens like BERT), or
+        the tokenizer has ids beyond the model's vocabulary (a larger,
+        padded vocabulary in the model is fine).
+    """
+    import torch
+
+    name = type(model).__name__
+    wanted = ("model must be a causal language model (as AutoModelForCausalLM loads) "
+              "or an encoder-decoder one (AutoModelForSeq2SeqLM)")
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+        raise ValueError(f"{wanted}; got a {name}, which is not a transformers model")
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        raise ValueError(f"{wanted}; {name} has no language-modelling head")
+    if not hasattr(tokenizer, "convert_ids_to_tokens") or not callable(tokenizer):
+        raise ValueError(
+            f"tokenizer must be a transformers tokenizer; got a {type(tokenizer).__name__}"
+        )
+    rows = getattr(getattr(head, "weight", None), "shape", [None])[0]
+    vocab = rows or getattr(model.config, "vocab_size", None)
+    if isinstance(vocab, int) and len(tokenizer) > vocab:
+        raise ValueError(
+            f"The tokenizer has {len(tokenizer)} tokens but {name}'s vocabulary has "
+            f"only {vocab}: they do not belong together; pass the tokenizer saved "
+            "with the model"
+        )
+    if not getattr(model.config, "is_encoder_decoder", False) and _attends_ahead(model):
+        raise ValueError(
+            f"{wanted}; {name}'s prediction at a position depends on later tokens, "
+            "as in encoders such as BERT"
+        )
+
+
 def wrap_model(model, tokenizer):
     """Return a :class:`LoadedModel` for user-supplied model and tokenizer objects.
 
     The model is used where it already is; its device and dtype are read from
     its parameters.
+
+    Raises
+    ------
+    ValueError
+        See :func:`check_model_objects`.
     """
     with _lock:
         entry = _object_entries.get(model)
         if entry is None or entry.tokenizer is not tokenizer:
+            check_model_objects(model, tokenizer)
             param = next(model.parameters())
             entry = LoadedModel(
                 spec=f"<{type(model).__name__} object>",
