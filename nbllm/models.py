@@ -818,7 +818,10 @@ def wrap_model(model, tokenizer):
         See :func:`check_model_objects`.
     """
     with _lock:
-        entry = _object_entries.get(model)
+        try:
+            entry = _object_entries.get(model)
+        except TypeError:  # not weak-referenceable, so not a model at all
+            entry = None
         if entry is None or entry.tokenizer is not tokenizer:
             check_model_objects(model, tokenizer)
             param = next(model.parameters())

@@ -92,7 +92,8 @@ def test_get_model_loads_a_folder_once(fresh_registry, tiny_folder):
     assert type(first.model).__name__ == "LlamaForCausalLM"
     assert not first.model.training
     assert repr(first) == (
-        f"LoadedModel(spec={tiny_folder!r}, device='cpu', dtype='float32')"
+        f"LoadedModel(spec={tiny_folder!r}, device='cpu', dtype='float32', "
+        "scoring='chosen on first use')"
     )
 
 

@@ -34,7 +34,7 @@ from tiny import (  # noqa: F401  (fixtures)
 OFFLINE = "downloads are off because HF_HUB_OFFLINE is set"
 NOT_CAUSAL_TAIL = (
     "; nbllm scores labels by next-token probabilities and needs a model such "
-    "as SmolLM2, Llama, Qwen or Mistral"
+    "as SmolLM2, Llama, Qwen, Mistral or flan-t5"
 )
 
 
@@ -204,16 +204,28 @@ def test_truncated_real_gguf(tmp_path, cache):
 # ---------------------------------------------------------- not a causal LM
 
 
-def test_encoder_decoder_config_is_not_a_causal_lm(tmp_path, cache):
+def test_encoder_decoder_folder_loads_as_seq2seq(tmp_path, cache):
+    """T5 folders used to be refused; they load as encoder-decoder models now."""
     folder = tmp_path / "t5"
-    transformers.T5Config(
-        vocab_size=400, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2
-    ).save_pretrained(folder)
+    config = transformers.T5Config(
+        vocab_size=400, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+        decoder_start_token_id=1, pad_token_id=1, eos_token_id=1,
+    )
+    transformers.T5ForConditionalGeneration(config).save_pretrained(folder)
+    get_tiny_tokenizer().save_pretrained(folder)
+    loaded = models.get_model(str(folder), device="cpu")
+    assert type(loaded.model).__name__ == "T5ForConditionalGeneration"
+
+
+def test_encoder_only_config_is_not_a_language_model(tmp_path, cache):
+    folder = tmp_path / "vit"
+    transformers.ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=32).save_pretrained(folder)
     get_tiny_tokenizer().save_pretrained(folder)
     msg = (
-        f"Could not load model {str(folder)!r}: it is not a causal (decoder-only) "
-        "language model (transformers has no causal-LM class for 't5' models)"
-        + NOT_CAUSAL_TAIL
+        f"Could not load model {str(folder)!r}: it is neither a causal (decoder-only) "
+        "nor an encoder-decoder language model (transformers has neither a causal-LM "
+        "nor a seq2seq-LM class for 'vit' models)" + NOT_CAUSAL_TAIL
     )
     with pytest.raises(ValueError, match=f"^{re.escape(msg)}$") as info:
         models.get_model(str(folder), device="cpu")
@@ -231,8 +243,9 @@ def test_bert_is_not_a_causal_lm(tmp_path, cache):
     transformers.BertModel(config).save_pretrained(folder)
     get_tiny_tokenizer().save_pretrained(folder)
     msg = (
-        f"Could not load model {str(folder)!r}: it is not a causal (decoder-only) "
-        "language model (its prediction at a position depends on later tokens, "
+        f"Could not load model {str(folder)!r}: it is neither a causal (decoder-only) "
+        "nor an encoder-decoder language model (its prediction at a position "
+        "depends on later tokens, "
         "as in encoders such as BERT)" + NOT_CAUSAL_TAIL
     )
     with pytest.raises(ValueError, match=f"^{re.escape(msg)}$") as info:

@@ -122,9 +122,7 @@ class TreeMaskBackend:
         self.forward_passes = 0
         self.oom_retries = 0
         self.row_cap = None  # set after an out-of-memory error
-        # transformers 5.x renamed ``past_key_values`` to ``cache``.
-        params = inspect.signature(self.model.forward).parameters
-        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        self._cache_kwarg = cache_kwarg(self.model)
 
     def score(self, prompt_ids, label_ids, batch_size="auto", prefix_hint=None,
               on_batch=None, progress=None):
@@ -360,6 +358,22 @@ class TreeMaskBackend:
         if not self.layout.per_type:
             return next(iter(by_window.values()))
         return {kind: by_window[w] for kind, w in self.layout.windows.items()}
+
+
+def cache_kwarg(model):
+    """The forward argument that takes a KV cache: transformers 5.x renamed
+    ``past_key_values`` to ``cache``.  The first class in the model's MRO that
+    names either decides, so a subclass with ``**kwargs`` is read right."""
+    for cls in type(model).__mro__:
+        forward = cls.__dict__.get("forward")
+        if forward is None:
+            continue
+        params = inspect.signature(forward).parameters
+        if "cache" in params:
+            return "cache"
+        if "past_key_values" in params:
+            return "past_key_values"
+    return "past_key_values"
 
 
 def _is_out_of_memory(exc):
