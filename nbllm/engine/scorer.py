@@ -117,6 +117,26 @@ def backend_choice(loaded):
         return choice
 
 
+def use_path(loaded, name):
+    """Make ``loaded`` use the named path from now on, without a probe.
+
+    For benchmarks and debugging: ``'tree-mask'``, ``'exact'``,
+    ``'exact (unpadded)'`` (decoder-only) or ``'encoder-decoder'``.
+
+    Raises
+    ------
+    ValueError
+        If the model has no path of that name.
+    """
+    names = {}
+    for factory, candidate, _ in _candidates(loaded):
+        names.setdefault(candidate, factory)
+    if name not in names:
+        raise ValueError(f"path must be one of {', '.join(names)}; got {name!r}")
+    with _LOCK:
+        loaded.state["backend"] = BackendChoice(names[name], name, "chosen by use_path")
+
+
 class LabelScorer:
     """Scores label token sequences after prompts on one loaded model.
 
