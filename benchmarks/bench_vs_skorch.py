@@ -43,15 +43,14 @@ def floor_seconds(loaded, clf, texts):
     trie tokens, with the shared prefix run once: the work nbllm cannot avoid."""
     import torch
 
-    from nbllm.engine.tree_mask import TreeMaskBackend
+    from nbllm.engine.prefix import shared_prefix_length
     from nbllm.engine.tree_mask import plan_batches
     from nbllm.engine.trie import LabelTrie
 
     renderer = clf._renderer()
     ids = clf._encode(texts, renderer)
     head = clf.tokenizer_(renderer.head(), add_special_tokens=False)["input_ids"]
-    scorer = TreeMaskBackend(loaded)
-    prefix_len = scorer._shared_prefix_length(ids, head)
+    prefix_len = shared_prefix_length(ids, head)
     trie = LabelTrie(clf.label_ids_)
     suffixes = [row[prefix_len:] + trie.tokens for row in ids]
     batches = plan_batches([len(s) for s in suffixes], 0, len(trie.internal),

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from nbllm.engine import tree_mask as scoring
 from nbllm.models import LoadedModel
-from nbllm.engine.tree_mask import TreeMaskBackend, common_prefix_length, plan_batches
+from nbllm.engine import prefix as prefix_module
+from nbllm.engine.prefix import common_prefix_length
+from nbllm.engine.tree_mask import TreeMaskBackend, plan_batches
 from nbllm.engine.trie import LabelTrie
 from tiny import (  # noqa: F401  (fixtures)
     get_tiny_model,
@@ -352,7 +353,7 @@ def test_prefix_kv_keeps_the_most_recent_entries():
     loaded = _loaded()
     scorer = TreeMaskBackend(loaded)
     tok = get_tiny_tokenizer()
-    heads = [f"Text {i}:" for i in range(scoring._PREFIX_CACHE_SIZE + 1)]
+    heads = [f"Text {i}:" for i in range(prefix_module.CACHE_SIZE + 1)]
     for head in heads:
         scorer.score([tok(head + " ok")["input_ids"]], LABELS, 1, tok(head)["input_ids"])
     kept = [tok(h)["input_ids"] for h in heads[1:]]

@@ -23,10 +23,8 @@ attention) never reach this backend; :mod:`nbllm.engine.scorer` routes them to
 the exact one, and checks this backend once per model before trusting it.
 """
 
-import inspect
-import threading
-
 from .attention import attention_layout
+from .prefix import PrefixCaches, cache_kwarg, expand_cache, shared_prefix_length
 from .trie import LabelTrie
 
 # Default work per batch on each device type, in new tokens per forward pass
@@ -36,19 +34,6 @@ from .trie import LabelTrie
 _TOKEN_BUDGET = {"cpu": 1024, "cuda": 65536}
 _LOGIT_BUDGET = {"cpu": 2**26, "cuda": 2**29}
 _MAX_ROWS = {"cpu": 64, "cuda": 512}
-_PREFIX_LOCK = threading.Lock()
-_PREFIX_CACHE_SIZE = 4
-
-
-def common_prefix_length(a, b):
-    """Length of the longest common prefix of two sequences."""
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
-
-
 def plan_batches(lengths, trie_size, n_internal, vocab_size, device_type, batch_size,
                  token_budget=None):
     """Group sample indices into batches, longest first, to keep padding small.
@@ -116,9 +101,8 @@ class TreeMaskBackend:
         self.model = loaded.model
         self.device = loaded.device
         self.layout = attention_layout(self.model.config)
-        if prefix_caches is None:
-            prefix_caches = loaded.state.setdefault("prefix_kv", {})
-        self.prefix_caches = prefix_caches
+        self.prefix_caches = (loaded.state.setdefault("prefix_kv", {})
+                              if prefix_caches is None else prefix_caches)
         self.forward_passes = 0
         self.oom_retries = 0
         self.row_cap = None  # set after an out-of-memory error
@@ -155,7 +139,7 @@ class TreeMaskBackend:
         out = np.empty((n, len(label_ids)), dtype=np.float64)
         if n == 0:
             return out
-        prefix_len = self._shared_prefix_length(prompt_ids, prefix_hint)
+        prefix_len = shared_prefix_length(prompt_ids, prefix_hint)
         prefix = tuple(prompt_ids[0][:prefix_len])
         prefix_kv = self._prefix_kv(prefix)
         suffixes = [ids[prefix_len:] for ids in prompt_ids]
@@ -230,49 +214,12 @@ class TreeMaskBackend:
         self.row_cap = max(1, len(indices) // 2)
         return self._score_with_backoff(indices, suffixes, prefix_len, prefix_kv, tree)
 
-    def _shared_prefix_length(self, prompt_ids, prefix_hint):
-        """Tokens shared by every prompt, leaving at least one token per prompt.
-
-        Each prompt needs one own token so that its last position predicts
-        the first label token.
-        """
-        reference = list(prefix_hint) if prefix_hint is not None else prompt_ids[0]
-        length = len(reference)
-        for ids in prompt_ids:
-            length = min(length, common_prefix_length(reference, ids), len(ids) - 1)
-            if length <= 0:
-                return 0
-        return length
-
     def _prefix_kv(self, prefix):
-        """The KV cache of the shared prefix, computed once and kept on the device."""
-        import torch
-
-        if not prefix:
-            return None
-        # Two threads of one kernel may share the model's prefix LRU; the
-        # lock keeps its bookkeeping consistent (the cached tensors are only
-        # read, never changed, by the scoring passes).
-        with _PREFIX_LOCK:
-            cached = self.prefix_caches.pop(prefix, None)
-        if cached is None:
-            from transformers import DynamicCache
-
-            ids = torch.tensor([prefix], device=self.device)
-            with torch.inference_mode():
-                # A cache without the config keeps every key: a config-built
-                # one drops keys outside sliding windows, which the tree
-                # mask handles itself, per position.
-                out = self.model(input_ids=ids, use_cache=True,
-                                 **{self._cache_kwarg: DynamicCache()})
-            past = out["cache"] if "cache" in out else out["past_key_values"]
-            cached = _cache_tensors(past)
-            self.forward_passes += 1
-        with _PREFIX_LOCK:
-            self.prefix_caches[prefix] = cached  # most recently used goes last
-            while len(self.prefix_caches) > _PREFIX_CACHE_SIZE:
-                self.prefix_caches.pop(next(iter(self.prefix_caches)))
-        return cached
+        """The shared prefix's KV cache (see :class:`~nbllm.engine.prefix.PrefixCaches`)."""
+        kv, computed = PrefixCaches(self.prefix_caches).get(self.model, prefix,
+                                                            self._cache_kwarg)
+        self.forward_passes += computed
+        return kv
 
     def _score_batch(self, suffixes, prefix_len, prefix_kv, tree):
         import torch
@@ -325,7 +272,7 @@ class TreeMaskBackend:
             attention_mask=mask,
             position_ids=positions,
             use_cache=prefix_kv is not None,
-            **{self._cache_kwarg: _expand_cache(prefix_kv, rows)},
+            **{self._cache_kwarg: expand_cache(prefix_kv, rows)},
             logits_to_keep=keep,
         ).logits
         self.forward_passes += 1
@@ -360,22 +307,6 @@ class TreeMaskBackend:
         return {kind: by_window[w] for kind, w in self.layout.windows.items()}
 
 
-def cache_kwarg(model):
-    """The forward argument that takes a KV cache: transformers 5.x renamed
-    ``past_key_values`` to ``cache``.  The first class in the model's MRO that
-    names either decides, so a subclass with ``**kwargs`` is read right."""
-    for cls in type(model).__mro__:
-        forward = cls.__dict__.get("forward")
-        if forward is None:
-            continue
-        params = inspect.signature(forward).parameters
-        if "cache" in params:
-            return "cache"
-        if "past_key_values" in params:
-            return "past_key_values"
-    return "past_key_values"
-
-
 def _is_out_of_memory(exc):
     import torch
 
@@ -404,34 +335,3 @@ class _TrieTensors:
         for label, path in enumerate(trie.paths):
             paths[path, label] = 1.0
         self.path_matrix = paths.to(device)
-
-
-def _cache_tensors(past):
-    """Per-layer (keys, values) of a transformers cache, across API versions."""
-    if hasattr(past, "layers"):
-        return [(layer.keys, layer.values) for layer in past.layers]
-    if hasattr(past, "key_cache"):
-        return list(zip(past.key_cache, past.value_cache))
-    return [(k, v) for k, v in past]
-
-
-def _expand_cache(prefix_kv, rows):
-    """A fresh cache holding the prefix for ``rows`` rows.
-
-    ``expand`` makes no copy; the model's own update concatenates the new
-    tokens onto it, and the shared prefix tensors stay untouched for the next
-    batch.  It is built without the model's config, so that sliding-window
-    layers keep every key (the tree mask applies the windows).
-    """
-    if prefix_kv is None:
-        return None
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    for layer, (keys, values) in enumerate(prefix_kv):
-        cache.update(
-            keys.expand(rows, *keys.shape[1:]),
-            values.expand(rows, *values.shape[1:]),
-            layer,
-        )
-    return cache

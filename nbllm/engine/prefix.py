@@ -1,0 +1,139 @@
+"""The shared prompt prefix: found once, its KV cache computed once and reused.
+
+Every prompt of a call starts with the same template text (few-shot examples
+included).  Its keys and values are computed in one forward pass, kept on the
+device in a small LRU in the loaded model's ``state`` (shared by every
+estimator on that model and by both decoder backends), and expanded, without
+a copy, to the rows of each batch.
+"""
+
+import inspect
+import threading
+
+_LOCK = threading.Lock()
+CACHE_SIZE = 4
+
+
+def common_prefix_length(a, b):
+    """Length of the longest common prefix of two sequences."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def shared_prefix_length(prompt_ids, prefix_hint):
+    """Tokens shared by every prompt, leaving at least one token per prompt.
+
+    Each prompt needs one own token so that its last position predicts the
+    first label token.  ``prefix_hint`` (the template before the text) is
+    where to look; only the part every prompt really has is used.
+    """
+    reference = list(prefix_hint) if prefix_hint is not None else prompt_ids[0]
+    length = len(reference)
+    for ids in prompt_ids:
+        length = min(length, common_prefix_length(reference, ids), len(ids) - 1)
+        if length <= 0:
+            return 0
+    return length
+
+
+def cache_kwarg(model):
+    """The forward argument that takes a KV cache.
+
+    transformers 5.x renamed ``past_key_values`` to ``cache``.  The first class
+    in the model's MRO that names either decides, so a subclass whose forward
+    takes ``**kwargs`` is read right.
+    """
+    for cls in type(model).__mro__:
+        forward = cls.__dict__.get("forward")
+        if forward is None:
+            continue
+        params = inspect.signature(forward).parameters
+        if "cache" in params:
+            return "cache"
+        if "past_key_values" in params:
+            return "past_key_values"
+    return "past_key_values"
+
+
+def cache_tensors(past):
+    """Per-layer (keys, values) of a transformers cache, across API versions."""
+    if hasattr(past, "layers"):
+        return [(layer.keys, layer.values) for layer in past.layers]
+    if hasattr(past, "key_cache"):
+        return list(zip(past.key_cache, past.value_cache))
+    return [(k, v) for k, v in past]
+
+
+def expand_cache(prefix_kv, rows):
+    """A fresh cache holding the prefix for ``rows`` rows.
+
+    ``expand`` makes no copy; the model's own update concatenates the new
+    tokens onto it, and the shared prefix tensors stay untouched for the next
+    batch.  It is built without the model's config, so sliding-window layers
+    keep every key: the tree mask applies windows itself, and for the exact
+    path the model masks by position from the full cache.
+    """
+    if prefix_kv is None:
+        return None
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    for layer, (keys, values) in enumerate(prefix_kv):
+        cache.update(
+            keys.expand(rows, *keys.shape[1:]),
+            values.expand(rows, *values.shape[1:]),
+            layer,
+        )
+    return cache
+
+
+class PrefixCaches:
+    """An LRU of prefix KV caches, keyed by the prefix's token ids.
+
+    Parameters
+    ----------
+    store : dict
+        The LRU's storage (insertion order is recency), usually the loaded
+        model's ``state["prefix_kv"]``.
+    """
+
+    def __init__(self, store):
+        self.store = store
+
+    def get(self, model, prefix, kwarg):
+        """The KV tensors of ``prefix`` under ``model``, computing them if needed.
+
+        Returns
+        -------
+        (list of (keys, values)) or None, int
+            The tensors (None for an empty prefix) and the number of forward
+            passes spent (0 or 1).
+        """
+        import torch
+        from transformers import DynamicCache
+
+        prefix = tuple(prefix)
+        if not prefix:
+            return None, 0
+        # Two threads of one kernel may share the model's prefix LRU; the
+        # lock keeps its bookkeeping consistent (the cached tensors are only
+        # read, never changed, by the scoring passes).
+        with _LOCK:
+            cached = self.store.pop(prefix, None)
+        passes = 0
+        if cached is None:
+            device = next(model.parameters()).device
+            ids = torch.tensor([prefix], device=device)
+            with torch.inference_mode():
+                # A cache without the config keeps every key (see expand_cache).
+                out = model(input_ids=ids, use_cache=True, **{kwarg: DynamicCache()})
+            past = out["cache"] if "cache" in out else out["past_key_values"]
+            cached, passes = cache_tensors(past), 1
+        with _LOCK:
+            self.store[prefix] = cached  # most recently used goes last
+            while len(self.store) > CACHE_SIZE:
+                self.store.pop(next(iter(self.store)))
+        return cached, passes
