@@ -163,6 +163,15 @@ class RefusesPadding(type(get_tiny_model())):
         return super().forward(*args, attention_mask=attention_mask, **kwargs)
 
 
+class IgnoresCache(type(get_tiny_model())):
+    """A model that drops any KV cache it is given (and the mask that spans it)."""
+
+    def forward(self, *args, attention_mask=None, **kwargs):
+        if kwargs.pop("cache", None) is not None and attention_mask is not None:
+            attention_mask = attention_mask[:, -kwargs["input_ids"].shape[1]:]
+        return super().forward(*args, attention_mask=attention_mask, **kwargs)
+
+
 def wrapped(cls):
     base = get_tiny_model()
     model = cls(base.config).eval()
@@ -201,11 +210,25 @@ def test_a_model_that_only_takes_plain_input_gets_the_unpadded_path():
         "exact path for this model from now on.",
         "nbllm's exact scoring path is not exact for RefusesPadding: it failed "
         "(RuntimeError: this model cannot take that mask).  nbllm uses the slower "
-        "exact (unpadded) path for this model from now on.",
+        "exact (no prefix cache) path for this model from now on.",
+        "nbllm's exact (no prefix cache) scoring path is not exact for RefusesPadding: "
+        "it failed (RuntimeError: this model cannot take that mask).  nbllm uses the "
+        "slower exact (unpadded) path for this model from now on.",
     ]
     assert scorer.choice.name == "exact (unpadded)"
     prefix, prompts = token_prompts(5, 3, [2, 11, 5])
     got = scorer.score(prompts, LABELS, batch_size=3)
+    np.testing.assert_allclose(got, oracle("llama", model, prompts, LABELS), atol=1e-4)
+
+
+def test_a_model_that_ignores_caches_is_scored_without_one():
+    model = wrapped(IgnoresCache)
+    loaded = models.wrap_model(model, get_tiny_tokenizer())
+    with pytest.warns(RuntimeWarning):
+        scorer = LabelScorer(loaded)
+    assert scorer.choice.name == "exact (no prefix cache)"
+    prefix, prompts = token_prompts(6, 8, [2, 13, 4])
+    got = scorer.score(prompts, LABELS, prefix_hint=prefix)
     np.testing.assert_allclose(got, oracle("llama", model, prompts, LABELS), atol=1e-4)
 
 
@@ -225,7 +248,7 @@ def test_probe_has_prompts_longer_than_the_window():
     groups, labels = probe_inputs(loaded, window=WINDOW)
     assert max(len(p) for prompts, _ in groups for p in prompts) > WINDOW
     assert any(len(shared) > WINDOW for _, shared in groups)
-    assert labels[0][0] == labels[1][0] and len({len(lab) for lab in labels}) == 3
+    assert labels[0][0] == labels[1][0] and len(labels[0]) != len(labels[1])
 
 
 # ---------------------------------------------------------- model= checks
@@ -293,3 +316,52 @@ def test_tokenizer_must_be_a_tokenizer():
     msg = "tokenizer must be a transformers tokenizer; got a dict"
     with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
         fit_with(get_tiny_model(), tokenizer={})
+
+
+# ------------------------------------------------------- every path, forced
+
+
+@pytest.mark.parametrize("family,path", [
+    ("llama", "tree-mask"), ("llama", "exact"), ("llama", "exact (no prefix cache)"),
+    ("llama", "exact (unpadded)"), ("mistral", "exact"), ("gemma3", "exact"),
+    ("bloom", "exact (unpadded)"), ("t5", "encoder-decoder"),
+    ("t5", "encoder-decoder (unpadded)"),
+])
+@pytest.mark.parametrize("batch_size", [1, 3, "auto"])
+def test_every_path_is_exact_and_reports_every_row(family, path, batch_size):
+    from nbllm.engine.scorer import use_path
+
+    model = copy.deepcopy(family_model(family, VOCAB))  # its own registry entry
+    loaded = models.wrap_model(model, get_tiny_tokenizer())
+    use_path(loaded, path)
+    scorer = LabelScorer(loaded)
+    assert scorer.choice.name == path
+    prefix, prompts = token_prompts(7, 6, [1, 3 * WINDOW, 5, 2, WINDOW])
+    seen = []
+    got = scorer.score(prompts, LABELS, batch_size=batch_size, prefix_hint=prefix,
+                       on_batch=lambda rows, values: seen.extend(rows))
+    assert sorted(seen) == list(range(len(prompts)))
+    np.testing.assert_allclose(got, oracle(family, model, prompts, LABELS), atol=1e-4)
+
+
+def test_use_path_names_the_choices():
+    from nbllm.engine.scorer import use_path
+
+    loaded = models.wrap_model(family_model("t5", VOCAB), get_tiny_tokenizer())
+    msg = ("path must be one of encoder-decoder, encoder-decoder (unpadded); "
+           "got 'tree-mask'")
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        use_path(loaded, "tree-mask")
+
+
+def test_exact_path_shares_rows_between_labels_with_one_stem():
+    """Single-token labels need one row per prompt: the plain path is not
+    slower than it must be."""
+    from nbllm.engine.exact import ExactBackend, LabelRows
+
+    rows = LabelRows([[5], [6], [7, 8], [7, 9], [10, 11, 12]], "cpu")
+    assert rows.stems == [[], [7], [10, 11]]
+    loaded = models.wrap_model(get_tiny_model(), get_tiny_tokenizer())
+    backend = ExactBackend(loaded, use_prefix=False)
+    backend.score([[3, 4, 5], [3, 4, 6, 7]], [[5], [6], [9]], batch_size="auto")
+    assert backend.forward_passes == 1

@@ -1,20 +1,21 @@
 """The plain backend: ordinary forward passes over prompt + label, batched as rows.
 
 Nothing here depends on how a model implements attention or positions: each
-row is one prompt followed by one label, right-padded, with the usual 2D
-padding mask and the model's own position ids.  Right padding never changes
-the logits of the real tokens in a causal model, so this is exact for any
-decoder-only model, ALiBi ones included.  ``pad_free=True`` goes one step
-further (rows of equal length only, no mask at all) for a model that would
-mishandle even padding.
+row is one prompt followed by a label's tokens, right-padded, with the usual
+2D padding mask and the model's own position ids.  Right padding never
+changes the logits of the real tokens in a causal model, so this is exact for
+any decoder-only model, ALiBi ones included.
 
-Labels that are a prefix of another label are read off the longer label's row
-(the trie's leaves), so shared label prefixes cost nothing extra.
-
-:func:`plain_logprobs` is the reference the self-check compares with: one
-forward pass per (prompt, label), nothing batched or shared.
+* Labels share rows: one row per distinct "stem" (a label's tokens but its
+  last), since the last token is read from the row's final distribution.  Two
+  single-token labels cost one row; "very negative" and "very positive" one.
+* ``use_prefix=True`` computes the shared template prefix once and passes it
+  as the model's own KV cache (the usual generation path).
+* ``pad_free=True`` is the plain path itself: rows of equal length only, no
+  mask, no cache.  The self-check compares every faster path with it.
 """
 
+from .prefix import PrefixCaches, cache_kwarg, expand_cache, shared_prefix_length
 from .trie import LabelTrie
 
 # Rows and tokens per forward pass, and float32 logits held at once.
@@ -50,7 +51,8 @@ def plan_groups(widths, rows_each, kept_each, vocab_size, device_type, batch_siz
         if batch_size == "auto":
             too_big = current and (
                 rows * widest > _TOKEN_BUDGET[kind]
-                or rows * (kept_each + widest - widths[i]) * vocab_size > _LOGIT_BUDGET[kind]
+                or rows * (kept_each + widest - widths[i]) * vocab_size
+                > _LOGIT_BUDGET[kind]
                 or rows > _MAX_ROWS[kind]
             )
         else:
@@ -64,120 +66,69 @@ def plan_groups(widths, rows_each, kept_each, vocab_size, device_type, batch_siz
     return groups
 
 
-def leaf_logprobs(logprobs, starts, leaf_tokens):
-    """Cumulative log-probabilities along each row's label tokens.
+class LabelRows:
+    """The labels as rows: distinct stems, and each label's tokens as tensors.
 
-    Parameters
+    Attributes
     ----------
-    logprobs : torch.Tensor of shape (rows, columns, vocab)
-    starts : torch.Tensor of shape (rows,)
-        The column whose distribution predicts each row's first label token.
-    leaf_tokens : torch.Tensor of shape (rows, depth)
-        Each row's label tokens, padded with any id.
-
-    Returns
-    -------
-    torch.Tensor of shape (rows, depth)
-        Entry ``j`` is log P(first j + 1 label tokens | prompt).
-    """
-    import torch
-
-    rows, depth = leaf_tokens.shape
-    cols = starts[:, None] + torch.arange(depth, device=starts.device)[None, :]
-    cols = cols.clamp(max=logprobs.shape[1] - 1)
-    picked = logprobs[torch.arange(rows, device=starts.device)[:, None], cols, leaf_tokens]
-    return picked.cumsum(dim=1)
-
-
-class RowBackend:
-    """Shared loop of the row backends: plan, score a group, report it.
-
-    Subclasses implement ``_score_group(prompts, trie)``, returning a float
-    tensor of shape (len(prompts), n_labels).
+    stems : list of list of int
+        The distinct label stems (all tokens but the last).
+    stem_of_label : torch.Tensor of shape (n_labels,)
+    tokens : torch.Tensor of shape (n_labels, depth)
+        Each label's tokens, padded with 0.
+    valid : torch.Tensor of shape (n_labels, depth)
+        Where ``tokens`` holds a real token.
     """
 
-    name = "rows"
-
-    def __init__(self, loaded, pad_free=False):
-        self.loaded = loaded
-        self.model = loaded.model
-        self.device = loaded.device
-        self.pad_free = pad_free
-        self.forward_passes = 0
-
-    def score(self, prompt_ids, label_ids, batch_size="auto", prefix_hint=None,
-              on_batch=None, progress=None):
-        """Return log P(label | prompt) for every prompt and label.
-
-        Same contract as :meth:`nbllm.engine.tree_mask.TreeMaskBackend.score`;
-        ``prefix_hint`` is not needed here.
-        """
-        import numpy as np
+    def __init__(self, label_ids, device):
         import torch
 
-        trie = LabelTrie(label_ids)
-        out = np.empty((len(prompt_ids), len(label_ids)), dtype=np.float64)
-        if not prompt_ids:
-            return out
-        depth = trie.max_depth
-        groups = plan_groups(
-            [self._width(p, depth) for p in prompt_ids], len(trie.leaves), depth,
-            getattr(self.model.config, "vocab_size", 32000), self.device.type,
-            1 if self.pad_free else batch_size,
-        )
-        bar = progress(len(groups), len(prompt_ids)) if progress is not None else None
-        try:
-            with torch.inference_mode():
-                for group in groups:
-                    values = self._score_group([prompt_ids[i] for i in group], trie)
-                    values = values.double().cpu().numpy()
-                    out[group] = values
-                    if on_batch is not None:
-                        on_batch(group, values)
-                    if bar is not None:
-                        bar.update(len(group))
-        finally:
-            if bar is not None:
-                bar.close()
-        return out
+        depth = LabelTrie(label_ids).max_depth  # also rejects empty labels
+        index = {}
+        for ids in label_ids:
+            index.setdefault(tuple(ids[:-1]), len(index))
+        self.stems = [list(stem) for stem in index]
+        self.stem_of_label = torch.tensor([index[tuple(ids[:-1])] for ids in label_ids],
+                                          device=device)
+        self.depth = depth
+        self.tokens = torch.tensor([list(ids) + [0] * (depth - len(ids)) for ids in label_ids],
+                                   device=device)
+        self.valid = torch.tensor([[j < len(ids) for j in range(depth)] for ids in label_ids],
+                                  device=device)
 
-    def _rows(self, n_prompts, trie):
-        """(prompt, leaf) per row, the leaves' tokens, and their lengths."""
-        leaves = [trie.path_tokens(leaf) for leaf in trie.leaves]
-        pairs = [(p, j) for p in range(n_prompts) for j in range(len(leaves))]
-        return pairs, leaves
+    def picked(self, logprobs, starts):
+        """Each row's log-probability of each label token, by position.
 
-    def _labels_from_rows(self, cums, n_prompts, trie):
-        """Per prompt and label: the cumulative log-probability at the label's end."""
-        import torch
+        Parameters
+        ----------
+        logprobs : torch.Tensor of shape (rows, columns, vocab)
+        starts : torch.Tensor of shape (rows,)
+            The column that predicts the first label token in each row.
 
-        n_leaves = len(trie.leaves)
-        rows = torch.tensor(trie.leaf_of_label, device=cums.device)
-        ends = torch.tensor([len(p) - 1 for p in trie.paths], device=cums.device)
-        base = torch.arange(n_prompts, device=cums.device)[:, None] * n_leaves
-        return cums[base + rows[None, :], ends[None, :]]
-
-    def _in_passes(self, rows, run):
-        """``run`` over the rows at once, or per length when ``pad_free``.
-
-        ``run(indices)`` returns per-row results; they come back in row order.
+        Returns
+        -------
+        torch.Tensor of shape (rows, n_labels, depth)
         """
         import torch
 
-        if not self.pad_free:
-            return run(list(range(len(rows))))
-        by_length = {}
-        for i, row in enumerate(rows):
-            by_length.setdefault(len(row), []).append(i)
-        parts, order = [], []
-        for indices in by_length.values():
-            parts.append(run(indices))
-            order.extend(indices)
-        merged = torch.cat(parts)
-        inverse = torch.empty(len(order), dtype=torch.long, device=merged.device)
-        inverse[torch.tensor(order, device=merged.device)] = torch.arange(
-            len(order), device=merged.device)
-        return merged[inverse]
+        rows = logprobs.shape[0]
+        cols = starts[:, None] + torch.arange(self.depth, device=starts.device)[None, :]
+        cols = cols.clamp(max=logprobs.shape[1] - 1)
+        at = logprobs[torch.arange(rows, device=starts.device)[:, None], cols]
+        # at: (rows, depth, vocab); pick each label's j-th token at depth j.
+        index = self.tokens.T[None, :, :].expand(rows, -1, -1)
+        return at.gather(2, index).transpose(1, 2)
+
+    def totals(self, picked, n_prompts):
+        """log P(label | prompt): sum each label's tokens along its own stem's row."""
+        import torch
+
+        n_stems = len(self.stems)
+        base = torch.arange(n_prompts, device=picked.device)[:, None] * n_stems
+        rows = base + self.stem_of_label[None, :]  # (n_prompts, n_labels)
+        labels = torch.arange(len(self.stem_of_label), device=picked.device)[None, :]
+        values = picked[rows, labels]  # (n_prompts, n_labels, depth)
+        return (values * self.valid[None, :, :]).sum(dim=2)
 
 
 def padded(rows, device, pad_id=0):
@@ -200,83 +151,148 @@ def accepts(model, name):
     return name in inspect.signature(model.forward).parameters
 
 
+class RowBackend:
+    """Shared loop of the row backends: plan, score a group, report it.
+
+    Subclasses implement ``_width(prompt, depth)`` and
+    ``_score_group(prompts, rows)``, returning a tensor of shape
+    (len(prompts), n_labels).
+    """
+
+    name = "rows"
+
+    def __init__(self, loaded, pad_free=False):
+        self.loaded = loaded
+        self.model = loaded.model
+        self.device = loaded.device
+        self.pad_free = pad_free
+        self.forward_passes = 0
+
+    def score(self, prompt_ids, label_ids, batch_size="auto", prefix_hint=None,
+              on_batch=None, progress=None):
+        """Return log P(label | prompt) for every prompt and label.
+
+        Same contract as :meth:`nbllm.engine.scorer.LabelScorer.score`.
+        """
+        import numpy as np
+        import torch
+
+        rows = LabelRows(label_ids, self.device)
+        out = np.empty((len(prompt_ids), len(label_ids)), dtype=np.float64)
+        if not prompt_ids:
+            return out
+        with torch.inference_mode():
+            prompts = self._prepare(prompt_ids, prefix_hint)
+            groups = plan_groups(
+                [self._width(p, rows.depth) for p in prompts], len(rows.stems), rows.depth,
+                getattr(self.model.config, "vocab_size", 32000), self.device.type,
+                batch_size,
+            )
+            bar = progress(len(groups), len(prompt_ids)) if progress is not None else None
+            try:
+                for group in groups:
+                    values = self._score_group([prompts[i] for i in group], rows)
+                    values = values.double().cpu().numpy()
+                    out[group] = values
+                    if on_batch is not None:
+                        on_batch(group, values)
+                    if bar is not None:
+                        bar.update(len(group))
+            finally:
+                if bar is not None:
+                    bar.close()
+        return out
+
+    def _prepare(self, prompt_ids, prefix_hint):
+        """The prompts as this backend scores them (the exact one cuts the prefix)."""
+        return prompt_ids
+
+    def _in_passes(self, rows, run):
+        """``run(indices)`` over all rows at once, or per row length when ``pad_free``.
+
+        Returns the per-row results in row order.
+        """
+        import torch
+
+        if not self.pad_free:
+            return run(list(range(len(rows))))
+        by_length = {}
+        for i, row in enumerate(rows):
+            by_length.setdefault(len(row), []).append(i)
+        parts, order = [], []
+        for indices in by_length.values():
+            parts.append(run(indices))
+            order.extend(indices)
+        merged = torch.cat(parts)
+        inverse = torch.empty(len(order), dtype=torch.long, device=merged.device)
+        inverse[torch.tensor(order, device=merged.device)] = torch.arange(
+            len(order), device=merged.device)
+        return merged[inverse]
+
+
 class ExactBackend(RowBackend):
-    """Decoder-only models: one row per (prompt, label), ordinary forward passes.
+    """Decoder-only models: ordinary forward passes, one row per (prompt, stem).
 
     Parameters
     ----------
     loaded : nbllm.models.LoadedModel
     pad_free : bool
-        Only rows of equal length share a pass, with no attention mask.
+        The plain path: rows of equal length only, no mask and no cache.
+    use_prefix : bool
+        Compute the shared prefix once and pass it as the model's KV cache
+        (ignored with ``pad_free``).
     """
 
     name = "exact"
 
+    def __init__(self, loaded, pad_free=False, use_prefix=True):
+        super().__init__(loaded, pad_free)
+        self.use_prefix = use_prefix and not pad_free
+        self.prefix_kv, self.prefix_len = None, 0
+        # The model's prefix LRU, shared with the tree-mask backend.
+        self.prefix_caches = loaded.state.setdefault("prefix_kv", {})
+
+    def _prepare(self, prompt_ids, prefix_hint):
+        if not self.use_prefix:
+            return prompt_ids
+        self.prefix_len = shared_prefix_length(prompt_ids, prefix_hint)
+        self.prefix_kv, passes = PrefixCaches(self.prefix_caches).get(
+            self.model, prompt_ids[0][:self.prefix_len], cache_kwarg(self.model))
+        self.forward_passes += passes
+        return [p[self.prefix_len:] for p in prompt_ids]
+
     def _width(self, prompt, depth):
         return len(prompt) + depth - 1
 
-    def _score_group(self, prompts, trie):
+    def _score_group(self, prompts, rows):
         import torch
 
-        pairs, leaves = self._rows(len(prompts), trie)
-        rows = [prompts[p] + leaves[j][:-1] for p, j in pairs]
+        pairs = [(p, s) for p in range(len(prompts)) for s in range(len(rows.stems))]
+        row_ids = [prompts[p] + rows.stems[s] for p, s in pairs]
         starts = [len(prompts[p]) - 1 for p, _ in pairs]
-        depth = trie.max_depth
-        tokens = torch.tensor([leaves[j] + [0] * (depth - len(leaves[j])) for _, j in pairs],
-                              device=self.device)
 
         def run(indices):
-            ids, mask = padded([rows[i] for i in indices], self.device)
+            ids, mask = padded([row_ids[i] for i in indices], self.device)
             first = min(starts[i] for i in indices)
             kept = torch.arange(first, ids.shape[1], device=self.device)
             extra = {}
-            if not self.pad_free:
-                extra["attention_mask"] = mask
-            if accepts(self.model, "logits_to_keep"):
-                extra["logits_to_keep"] = kept
-                logits = self.model(input_ids=ids, use_cache=False, **extra).logits
+            if self.prefix_kv is not None:
+                ones = torch.ones((len(indices), self.prefix_len), dtype=mask.dtype,
+                                  device=self.device)
+                extra["attention_mask"] = torch.cat([ones, mask], 1)
+                extra[cache_kwarg(self.model)] = expand_cache(self.prefix_kv, len(indices))
+                extra["use_cache"] = True
             else:
-                logits = self.model(input_ids=ids, use_cache=False, **extra).logits[:, kept]
+                extra["use_cache"] = False
+                if not self.pad_free:
+                    extra["attention_mask"] = mask
+            if accepts(self.model, "logits_to_keep"):
+                logits = self.model(input_ids=ids, logits_to_keep=kept, **extra).logits
+            else:
+                logits = self.model(input_ids=ids, **extra).logits[:, kept]
             self.forward_passes += 1
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             local = torch.tensor([starts[i] - first for i in indices], device=self.device)
-            return leaf_logprobs(logprobs, local, tokens[indices])
+            return rows.picked(logprobs, local)
 
-        cums = self._in_passes(rows, run)
-        return self._labels_from_rows(cums, len(prompts), trie)
-
-
-def plain_logprobs(model, prompt_ids, label_ids, decoder_start=None):
-    """log P(label | prompt) by one plain forward pass per (prompt, label).
-
-    No batching, padding, custom mask or cache: the reference every faster
-    path is checked against.  ``decoder_start`` marks an encoder-decoder
-    model, whose label is scored as the decoder's sequence after it.
-
-    Returns
-    -------
-    numpy.ndarray of shape (n_prompts, n_labels), float64
-    """
-    import numpy as np
-    import torch
-
-    device = next(model.parameters()).device
-    out = np.empty((len(prompt_ids), len(label_ids)), dtype=np.float64)
-    with torch.inference_mode():
-        for i, prompt in enumerate(prompt_ids):
-            for j, label in enumerate(label_ids):
-                if decoder_start is None:
-                    ids = torch.tensor([list(prompt) + list(label)], device=device)
-                    logits = model(input_ids=ids, use_cache=False).logits[0]
-                    first = len(prompt) - 1
-                else:
-                    logits = model(
-                        input_ids=torch.tensor([list(prompt)], device=device),
-                        decoder_input_ids=torch.tensor([[decoder_start, *label[:-1]]],
-                                                       device=device),
-                        use_cache=False,
-                    ).logits[0]
-                    first = 0
-                logprobs = torch.log_softmax(logits.double(), dim=-1)
-                out[i, j] = float(sum(logprobs[first + k, t] for k, t in enumerate(label)))
-    return out
+        return rows.totals(self._in_passes(row_ids, run), len(prompts))

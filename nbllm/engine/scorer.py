@@ -48,31 +48,48 @@ class BackendChoice:
         return f"BackendChoice({self.name!r}, {self.reason!r})"
 
 
+def _unpadded_exact(loaded):
+    return ExactBackend(loaded, pad_free=True)
+
+
+def _exact_without_cache(loaded):
+    return ExactBackend(loaded, use_prefix=False)
+
+
+def _unpadded_seq2seq(loaded):
+    return Seq2SeqBackend(loaded, pad_free=True)
+
+
 def _candidates(loaded):
-    """(factory, name, reason) from fastest to plainest, for this model."""
+    """(factory, name, reason) from fastest to plainest, for this model.
+
+    The last one is the plain path, trusted without a probe.
+    """
     model = loaded.model
     if getattr(model.config, "is_encoder_decoder", False):
         decoder_start_id(model)  # a clear error before any probe
         return [
-            (Seq2SeqBackend, "encoder-decoder", "encoder once per text, labels as "
-             "decoder rows"),
-            (lambda m: Seq2SeqBackend(m, pad_free=True), "encoder-decoder (unpadded)",
+            (Seq2SeqBackend, "encoder-decoder",
+             "encoder once per text, labels as decoder rows"),
+            (_unpadded_seq2seq, "encoder-decoder (unpadded)",
              "the padded encoder-decoder path failed the self-check"),
         ]
-    plain = [
-        (lambda m: ExactBackend(m, pad_free=True), "exact (unpadded)",
+    fallbacks = [
+        (_exact_without_cache, "exact (no prefix cache)",
+         "the exact path with a prefix cache failed the self-check"),
+        (_unpadded_exact, "exact (unpadded)",
          "the padded exact path failed the self-check"),
     ]
     try:
         attention_layout(model.config)
     except UnsupportedAttention as exc:
-        return [(ExactBackend, "exact", f"a tree mask cannot reproduce its attention: "
-                 f"{exc}")] + plain
+        return [(ExactBackend, "exact",
+                 f"a tree mask cannot reproduce its attention: {exc}")] + fallbacks
     return [
         (TreeMaskBackend, "tree-mask",
          "all labels in one pass, checked against the plain path"),
         (ExactBackend, "exact", "the tree-mask path failed the self-check"),
-    ] + plain
+    ] + fallbacks
 
 
 def _window(loaded):
@@ -87,16 +104,15 @@ def choose_backend(loaded):
     from .selfcheck import run_probe
 
     model = loaded.model
-    start = (decoder_start_id(model)
-             if getattr(model.config, "is_encoder_decoder", False) else None)
     candidates = _candidates(loaded)
+    plain = candidates[-1][0](loaded)
     for index, (factory, name, reason) in enumerate(candidates):
         if index == len(candidates) - 1:
             return BackendChoice(factory, name, reason)
         backend = factory(loaded)
-        if isinstance(backend, TreeMaskBackend):
+        if hasattr(backend, "prefix_caches"):
             backend.prefix_caches = {}  # probe prompts must not evict a user's prefix
-        probe = run_probe(loaded, backend, _window(loaded), start)
+        probe = run_probe(loaded, backend, plain, _window(loaded))
         if probe.passed:
             return BackendChoice(factory, name, reason, probe)
         warnings.warn(

@@ -1,13 +1,16 @@
 """The self-check: a fast backend is trusted only after it matched the plain path.
 
 The first time a loaded model is scored, a small probe runs through the fast
-backend and through :func:`nbllm.engine.exact.plain_logprobs` (one ordinary
-forward pass per prompt + label).  The probe has what breaks a wrong fast
-path: two short prompts and one prompt longer than the widest sliding window
-the config declares (within the context), a shared prefix (so the prefix KV
-path runs), a second group whose shared prefix itself is longer than the
-window, and labels of one to three tokens sharing a first token.  Token ids
-are drawn at random (seeded) from the model's ordinary vocabulary.
+backend and through the plain path (ordinary forward passes over prompt +
+label: no padding, custom mask or cache; rows of equal length may share a
+pass, which changes nothing).  The probe has what breaks a wrong fast path:
+two short prompts of different lengths sharing a prefix (so the prefix KV
+path and padding run), labels of one and two tokens sharing a first token,
+and, when the config declares a sliding window, a prompt longer than the
+widest window and a second group whose shared prefix itself is longer (both
+within the context).  Token ids are drawn at random (seeded) from the model's
+ordinary vocabulary.  On a model without windows it costs four forward
+passes.
 """
 
 import math
@@ -49,13 +52,12 @@ def probe_inputs(loaded, window=None, seed=0):
         return [rng.choice(ordinary) for _ in range(n)]
 
     first, other = rng.sample(ordinary, 2) if len(ordinary) > 1 else (ordinary[0],) * 2
-    labels = [[first], [first, *pick(1)], [other, *pick(2)]]
+    labels = [[first], [first, *pick(1)], [other, *pick(1)]]
     room = loaded.context_length - 4  # the longest label, and a margin
     shared = pick(4)
-    prompts = [shared + pick(2), shared + pick(5)]
-    tail = (window + 4) if window else 12
-    if len(shared) + tail <= room:
-        prompts.append(shared + pick(tail))
+    prompts = [shared + pick(2), shared + pick(3)]
+    if window and len(shared) + window + 4 <= room:
+        prompts.append(shared + pick(window + 4))
     groups = [(prompts, shared)]
     if window and window + 6 <= room:
         long_prefix = pick(window + 2)
@@ -93,8 +95,8 @@ class ProbeResult:
                 f"{self.difference:.3g} (tolerance {self.tolerance:g})")
 
 
-def run_probe(loaded, backend, window=None, decoder_start=None):
-    """Score the probe with ``backend`` and with the plain path; compare.
+def run_probe(loaded, backend, plain, window=None):
+    """Score the probe with ``backend`` and with the ``plain`` one; compare.
 
     Returns
     -------
@@ -102,14 +104,12 @@ def run_probe(loaded, backend, window=None, decoder_start=None):
     """
     import numpy as np
 
-    from .exact import plain_logprobs
-
     started = time.perf_counter()
     groups, labels = probe_inputs(loaded, window)
     tolerance = tolerance_for(loaded.dtype)
     worst, error = 0.0, None
     for prompts, shared in groups:
-        expected = plain_logprobs(loaded.model, prompts, labels, decoder_start)
+        expected = plain.score(prompts, labels)
         try:
             got = backend.score(prompts, labels, prefix_hint=shared)
         except Exception as exc:  # any failure of the fast path means: don't use it

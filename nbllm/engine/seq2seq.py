@@ -5,15 +5,15 @@ For a prompt ``p`` and a label with tokens ``t_1..t_k``::
     log P(label | p) = sum_i log softmax(decoder logits after start, t_1..t_{i-1})[t_i]
 
 The encoder runs once per batch of prompts.  Each prompt's encoder output is
-then shared by one decoder row per trie leaf (a label that is a prefix of
-another is read off the longer one's row), right-padded: decoder attention is
-causal, so padding after a row's tokens never changes its logits.  The
-decoder starts from the model's ``decoder_start_token_id``, as ``generate``
-does; the label is not followed by an end-of-sequence token (the same rule as
-for decoder-only models).
+then shared by one decoder row per label stem (labels that differ only in
+their last token share a row), right-padded: decoder attention is causal, so
+padding after a row's tokens never changes its logits.  The decoder starts
+from the model's ``decoder_start_token_id``, as ``generate`` does.  The
+estimators end each label with the end-of-sequence token for these models
+(the decoder's answer is the whole label), as skorch does.
 """
 
-from .exact import RowBackend, leaf_logprobs, padded
+from .exact import RowBackend, padded
 
 
 def decoder_start_id(model):
@@ -42,7 +42,8 @@ class Seq2SeqBackend(RowBackend):
     ----------
     loaded : nbllm.models.LoadedModel
     pad_free : bool
-        One prompt per pass and decoder rows of equal length only.
+        The plain path: one prompt per pass, decoder rows of equal length
+        only, no masks.
     """
 
     name = "encoder-decoder"
@@ -50,12 +51,19 @@ class Seq2SeqBackend(RowBackend):
     def __init__(self, loaded, pad_free=False):
         super().__init__(loaded, pad_free)
         self.start = decoder_start_id(self.model)
-        self.pad_id = getattr(self.model.config, "pad_token_id", None) or 0
+        pad = getattr(self.model.config, "pad_token_id", None)
+        self.pad_id = pad if isinstance(pad, int) else 0
+
+    def score(self, prompt_ids, label_ids, batch_size="auto", prefix_hint=None,
+              on_batch=None, progress=None):
+        # Unpadded encoder inputs need one prompt per pass.
+        return super().score(prompt_ids, label_ids, 1 if self.pad_free else batch_size,
+                             prefix_hint, on_batch, progress)
 
     def _width(self, prompt, depth):
         return max(len(prompt), depth)
 
-    def _score_group(self, prompts, trie):
+    def _score_group(self, prompts, rows):
         import torch
         from transformers.modeling_outputs import BaseModelOutput
 
@@ -63,17 +71,14 @@ class Seq2SeqBackend(RowBackend):
         encoder_kwargs = {} if self.pad_free else {"attention_mask": enc_mask}
         hidden = self.model.get_encoder()(input_ids=enc_ids, **encoder_kwargs)[0]
         self.forward_passes += 1
-        pairs, leaves = self._rows(len(prompts), trie)
-        rows = [[self.start] + leaves[j][:-1] for _, j in pairs]
-        depth = trie.max_depth
-        tokens = torch.tensor([leaves[j] + [0] * (depth - len(leaves[j])) for _, j in pairs],
-                              device=self.device)
+        pairs = [(p, s) for p in range(len(prompts)) for s in range(len(rows.stems))]
+        dec_rows = [[self.start] + rows.stems[s] for _, s in pairs]
         owner = torch.tensor([p for p, _ in pairs], device=self.device)
 
         def run(indices):
-            dec_ids, dec_mask = padded([rows[i] for i in indices], self.device, self.pad_id)
-            index = torch.tensor(indices, device=self.device)
-            mine = owner[index]
+            dec_ids, dec_mask = padded([dec_rows[i] for i in indices], self.device,
+                                       self.pad_id)
+            mine = owner[torch.tensor(indices, device=self.device)]
             extra = {}
             if not self.pad_free:
                 extra = {"attention_mask": enc_mask[mine], "decoder_attention_mask": dec_mask}
@@ -84,7 +89,6 @@ class Seq2SeqBackend(RowBackend):
             self.forward_passes += 1
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             starts = torch.zeros(len(indices), dtype=torch.long, device=self.device)
-            return leaf_logprobs(logprobs, starts, tokens[index])
+            return rows.picked(logprobs, starts)
 
-        cums = self._in_passes(rows, run)
-        return self._labels_from_rows(cums, len(prompts), trie)
+        return rows.totals(self._in_passes(dec_rows, run), len(prompts))
