@@ -4,6 +4,10 @@
 
 On the embedded model and real tweets it:
 
+0. runs the self-check on CUDA (float32 and bfloat16: the embedded model must
+   keep the tree-mask path; the probe's time and difference are printed) and
+   scores tiny random Mistral (sliding window), Gemma 3, BLOOM and T5 models on
+   CUDA against the plain path on the CPU;
 1. checks nbllm's float32 and bfloat16 log-probabilities on CUDA against a
    float64 CPU oracle (a plain full forward pass) and reports the max error;
 2. checks that bf16 predictions agree with float32 on >= 95 % of tweets;
@@ -48,6 +52,49 @@ def oracle_logprobs(model64, tokenizer, clf, texts):
     return rows
 
 
+def check_paths(table, failures):
+    """Self-check on the embedded model, and tiny families against the CPU plain path."""
+    import copy
+
+    import numpy as np
+
+    from nbllm import models
+    from nbllm.engine.exact import ExactBackend
+    from nbllm.engine.scorer import LabelScorer, backend_choice
+    from nbllm.engine.seq2seq import Seq2SeqBackend
+
+    for dtype in ("float32", "bfloat16"):
+        loaded = models.get_model(device="cuda", dtype=dtype)
+        start = time.perf_counter()
+        choice = backend_choice(loaded)
+        seconds = time.perf_counter() - start
+        table.append((f"self-check, {dtype}", f"{choice.name}, {seconds * 1000:.0f} ms, "
+                      f"max |dlogp| {choice.probe.difference if choice.probe else 0:.1e}"))
+        if choice.name != "tree-mask":
+            failures.append(f"the embedded model fell back to {choice.name} in {dtype}")
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+    from families import family_model
+    from tiny import get_tiny_tokenizer
+
+    tok = get_tiny_tokenizer()
+    shared = [11, 12, 13, 14]
+    prompts = [shared + [5 + (i * 7 + j) % 300 for j in range(n)]
+               for i, n in enumerate((3, 40, 17))]
+    labels = [[40], [40, 41], [44, 45, 46]]
+    for name in ("mistral", "gemma3", "bloom", "t5"):
+        cpu_model = family_model(name, len(tok))
+        plain_cls = Seq2SeqBackend if cpu_model.config.is_encoder_decoder else ExactBackend
+        expected = plain_cls(models.wrap_model(cpu_model, tok), pad_free=True).score(
+            prompts, labels)
+        gpu_model = copy.deepcopy(cpu_model).to("cuda")
+        scorer = LabelScorer(models.wrap_model(gpu_model, tok))
+        got = scorer.score(prompts, labels, prefix_hint=shared)
+        err = float(np.abs(got - expected).max())
+        table.append((f"{name} on cuda ({scorer.choice.name})", f"max |dlogp| {err:.1e}"))
+        if err > 1e-3:
+            failures.append(f"{name} on cuda is off by {err:.1e}")
+
+
 def main():
     import numpy as np
     import torch
@@ -65,6 +112,9 @@ def main():
         sys.exit("no CUDA device: this script checks the GPU path")
     texts = load_tweets(args.n, split="eval")["text"].tolist()
     table, failures = [], []
+
+    # 0: the self-check and the other model families on CUDA.
+    check_paths(table, failures)
 
     # 1-2: exactness against a float64 oracle.
     cpu = models.get_model(device="cpu", dtype="float32")

@@ -186,3 +186,24 @@ def test_generate_returns_free_text(real_model):
     clf = ZeroShotClassifier(**REAL).fit(None, ["negative", "positive"])
     out = clf.generate("I absolutely love this airline!", max_new_tokens=8)
     assert isinstance(out, str) and out.strip()
+
+
+def test_real_model_passes_the_self_check_and_every_path_agrees(real_model, real_tweets):
+    """The embedded model keeps the fast path; the exact fallback gives the same
+    probabilities on real tweets (it is what untested architectures get)."""
+    from nbllm.engine.scorer import backend_choice, use_path
+
+    choice = backend_choice(real_model)
+    assert choice.name == "tree-mask" and choice.probe.passed
+    assert choice.probe.difference < 1e-4
+    assert "scoring='tree-mask'" in repr(real_model)
+    texts = real_tweets["text"].tolist()[:12]
+    labels = ["negative", "positive", "very positive"]
+    fast = ZeroShotClassifier(**REAL, use_caching=False).fit(None, labels)
+    expected = fast.predict_proba(texts)
+    try:
+        use_path(real_model, "exact")
+        exact = ZeroShotClassifier(**REAL, use_caching=False).fit(None, labels)
+        np.testing.assert_allclose(exact.predict_proba(texts), expected, atol=1e-4)
+    finally:
+        real_model.state["backend"] = choice
