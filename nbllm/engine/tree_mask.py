@@ -112,24 +112,7 @@ class TreeMaskBackend:
               on_batch=None, progress=None):
         """Return log P(label | prompt) for every prompt and label.
 
-        Parameters
-        ----------
-        prompt_ids : list of list of int
-            Token ids of each full prompt (special tokens included).
-        label_ids : list of list of int
-            Token ids of each label (no special tokens).
-        batch_size : int or 'auto'
-        prefix_hint : list of int or None
-            Token ids that most prompts start with (the template before the
-            text).  Only its part that every prompt really shares is used.
-        on_batch : callable or None
-            Called as ``on_batch(indices, logprobs)`` after each batch with the
-            sample indices and a float64 numpy array of shape
-            (len(indices), n_labels).  It may raise to stop the run.
-
-        Returns
-        -------
-        numpy.ndarray of shape (n_prompts, n_labels), float64
+        Same contract as :meth:`nbllm.engine.scorer.LabelScorer.score`.
         """
         import numpy as np
         import torch
