@@ -5,7 +5,12 @@ Heavy dependencies (torch, transformers, scikit-learn) load on first use, so
 """
 
 from .exceptions import LowProbabilityError
-from .prompts import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
+from .prompts import (
+    DEFAULT_EXAMPLE_TEMPLATE,
+    DEFAULT_PROMPT_FEW_SHOT,
+    DEFAULT_PROMPT_ZERO_SHOT,
+    SKORCH_EXAMPLE_TEMPLATE,
+)
 
 __version__ = "0.1.0"
 
@@ -25,12 +30,14 @@ __all__ = [
     "ClassificationResult",
     "GenerationPreview",
     "classify",
+    "DEFAULT_EXAMPLE_TEMPLATE",
     "DEFAULT_PROMPT_FEW_SHOT",
     "DEFAULT_PROMPT_ZERO_SHOT",
     "FewShotClassifier",
     "LowProbabilityError",
     "MultiLabelZeroShotClassifier",
     "Panel",
+    "SKORCH_EXAMPLE_TEMPLATE",
     "ZeroShotClassifier",
     "get_model",
     "result_cache",

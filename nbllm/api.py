@@ -73,16 +73,20 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
                     text_col="text", label_col="label", cache_dir=None,
                     calibration=None, label_map=None, example_selection="similar",
                     multi_label=False, use_chat_template="auto", truncation="right",
-                    trust_remote_code=False):
+                    trust_remote_code=False, example_template=None):
     """A fitted estimator for the options.
 
     ZeroShotClassifier; FewShotClassifier when ``examples`` are given;
     MultiLabelZeroShotClassifier with ``multi_label=True``.  ``threshold``
     is the low-probability threshold (default 0), or with ``multi_label``
     the probability from which a label applies (default 0.5).
+    ``example_template`` (few-shot only; None: the estimator's default) is how
+    one example is written, e.g. ``nbllm.SKORCH_EXAMPLE_TEMPLATE``.
     """
     from .estimators import FewShotClassifier, ZeroShotClassifier
 
+    if example_template is not None and examples is None:
+        raise ValueError("example_template is for few-shot; it needs examples")
     common = dict(
         prompt=prompt,
         probas_sum_to_1=not raw,
@@ -124,6 +128,8 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
             raise ValueError(
                 f"examples use label(s) not in labels: {', '.join(map(repr, unknown))}"
             )
+    if example_template is not None:
+        common["example_template"] = example_template
     clf = FewShotClassifier(model, max_samples=max_samples, random_state=random_state,
                             example_selection=example_selection, **common)
     clf.fit(texts, ex_labels)

@@ -29,15 +29,18 @@ from .examples import (
     SELECTIONS,
     PerTextRenderer,
     SimilarExamples,
-    draw_examples,
+    draw_random,
+    draw_stratified,
 )
 from .exceptions import LowProbabilityError
 from .prompts import (
+    DEFAULT_EXAMPLE_TEMPLATE,
     DEFAULT_PROMPT_FEW_SHOT,
     DEFAULT_PROMPT_ZERO_SHOT,
     FEW_SHOT_PLACEHOLDERS,
     ZERO_SHOT_PLACEHOLDERS,
     PromptRenderer,
+    check_example_template,
     check_template,
     format_examples,
     is_missing,
@@ -647,11 +650,13 @@ class _ProgressBar:
 
 
 class _Named:
+    """Shows a model object as its quoted class name, as skorch's repr does."""
+
     def __init__(self, name):
         self.name = name
 
     def __repr__(self):
-        return self.name
+        return repr(self.name)
 
 
 _COMMON_DOC = """
@@ -810,7 +815,9 @@ class FewShotClassifier(_LLMClassifierBase):
     example_selection : {'similar', 'stratified', 'random'}, default='similar'
         'similar' picks, for each text, the nearest fit texts by TF-IDF
         cosine (taking the classes in turn); 'stratified' draws one fixed set
-        with the labels balanced; 'random' draws one fixed set at random.
+        by :meth:`get_examples` (skorch's rule: every label once where
+        ``max_samples`` allows, the rest at random); 'random' draws one fixed
+        set at random.
         'similar' was clearly the most accurate with small models, which copy
         the labels of a fixed set of examples (README), but each text gets its
         own prompt, so the shared prefix is shorter and scoring costs more.
@@ -820,6 +827,13 @@ class FewShotClassifier(_LLMClassifierBase):
         earlier user turn, answered by an assistant turn with its label.
     random_state : int, RandomState or None, default=None
         Makes the draw of examples deterministic.
+    example_template : str, default=DEFAULT_EXAMPLE_TEMPLATE
+        How one example is written into ``{examples}``: a format string with
+        ``{text}`` and ``{label}`` (``"Text: {text}\\nLabel: {label}"``).
+        Examples are joined so that one blank line follows each: with a
+        newline between them when the template ends with a newline, two
+        otherwise.  ``nbllm.SKORCH_EXAMPLE_TEMPLATE`` writes skorch's block.
+        Not used with ``example_placement='turns'``.
 
     Attributes
     ----------
@@ -857,6 +871,7 @@ class FewShotClassifier(_LLMClassifierBase):
         example_selection="similar",
         example_placement="prompt",
         random_state=None,
+        example_template=DEFAULT_EXAMPLE_TEMPLATE,
     ):
         # Only stores the arguments, as scikit-learn requires.
         ZeroShotClassifier.__init__(
@@ -872,6 +887,7 @@ class FewShotClassifier(_LLMClassifierBase):
         self.example_selection = example_selection
         self.example_placement = example_placement
         self.random_state = random_state
+        self.example_template = example_template
 
     def fit(self, X, y, **fit_params):
         """Load the model, take the classes from ``y`` and draw the examples.
@@ -913,6 +929,7 @@ class FewShotClassifier(_LLMClassifierBase):
                 "example_selection must be 'stratified', 'random' or 'similar'; "
                 f"got {self.example_selection!r}"
             )
+        check_example_template(self.example_template)
         y = self._fit_common(y)
         if self.example_placement == "turns" and not self.use_chat_template_:
             raise ValueError(
@@ -923,11 +940,47 @@ class FewShotClassifier(_LLMClassifierBase):
         if self.example_selection == "similar":
             self.examples_ = None
             self.selector_ = SimilarExamples(texts, y, self.max_samples)
+        elif self.example_selection == "stratified":
+            self.examples_ = [tuple(pair) for pair in self.get_examples(texts, y,
+                                                                        self.max_samples)]
         else:
-            chosen = draw_examples(y, self.max_samples, self.example_selection,
-                                   self.random_state)
+            chosen = draw_random(len(y), self.max_samples, self.random_state)
             self.examples_ = [(texts[i], y[i]) for i in chosen]
         return self
+
+    def get_examples(self, X, y, n_samples):
+        """Up to ``n_samples`` (text, label) pairs of the fit data, skorch's way.
+
+        Every label is represented where ``n_samples`` allows, the rest are
+        drawn at random, and the one-per-label examples come last; the same
+        ``random_state`` gives the same pairs.  Fewer pairs come back when X
+        has fewer rows.  With ``example_selection='stratified'``, ``fit``
+        calls this method, so a subclass that overrides it chooses the
+        examples (skorch's extension point); ``'similar'`` and ``'random'``
+        do not use it.  :meth:`examples_for` shows the examples each text
+        gets.
+
+        Parameters
+        ----------
+        X : list-like
+            Texts (any values; they are returned as given).
+        y : list-like
+            Their labels.
+        n_samples : int
+
+        Returns
+        -------
+        list of (text, label)
+        """
+        texts = X if isinstance(X, np.ndarray) else list(X)
+        labels = y if isinstance(y, np.ndarray) else list(y)
+        if len(texts) != len(labels):
+            raise ValueError(
+                "X and y don't have the same number of samples, found "
+                f"{len(texts)} and {len(labels)} samples, respectively"
+            )
+        chosen = draw_stratified(texts, labels, n_samples, self.random_state)
+        return [(texts[i], labels[i]) for i in chosen]
 
     def examples_for(self, X):
         """The (text, label) examples in the prompt of each text of X."""
@@ -947,7 +1000,8 @@ class FewShotClassifier(_LLMClassifierBase):
         fields = self._prompt_fields()
         if self.example_placement == "prompt":
             fields["examples"] = format_examples(
-                [(text, self._word(label)) for text, label in pairs])
+                [(text, self._word(label)) for text, label in pairs],
+                self.example_template)
             return self._prompt_renderer(fields)
         # 'turns': each example is the same question, asked and answered in
         # earlier chat turns; the template is used without its {examples}.

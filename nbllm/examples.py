@@ -1,6 +1,7 @@
 """Choosing the few-shot examples that go into a prompt.
 
-``'stratified'`` and ``'random'`` pick one set of examples at fit time, shared
+``'stratified'`` (skorch's rule, through ``FewShotClassifier.get_examples``)
+and ``'random'`` pick one set of examples at fit time, shared
 by every prompt (so the prompt prefix, examples included, is computed once
 and reused from the KV cache).  ``'similar'`` picks, for each text, the
 training examples nearest to it by TF-IDF cosine similarity: better examples,
@@ -15,33 +16,42 @@ SELECTIONS = ("stratified", "random", "similar")
 PLACEMENTS = ("prompt", "turns")
 
 
-def draw_stratified(labels, n, rng):
-    """Indices of ``n`` examples with the labels as balanced as the data allows.
+def draw_stratified(texts, labels, n, random_state):
+    """Indices of up to ``n`` examples with every label represented, skorch's way.
 
-    Labels take turns (in random order), each giving a random example of its
-    own, so no label outnumbers another by more than one: small models copy
-    the majority label of their examples.
+    skorch.llm's ``get_examples`` rule, so that the same data and
+    ``random_state`` give the same examples in the same order: walk one
+    random permutation, first taking one example of each label not yet seen
+    (until every label is in or ``n`` are taken), then filling up with other
+    examples whose text was not taken yet; return them reversed, so the
+    one-per-label examples come last, nearest the text.
     """
-    by_label = {}
-    for i in rng.permutation(len(labels)):
-        by_label.setdefault(labels[i], []).append(int(i))
-    queues = [by_label[key] for key in rng.permutation(list(by_label))]
-    chosen = []
-    while len(chosen) < n and any(queues):
-        for queue in queues:
-            if queue and len(chosen) < n:
-                chosen.append(queue.pop())
-    # Shuffle so the prompt does not list the labels in a fixed pattern.
-    return [chosen[j] for j in rng.permutation(len(chosen))]
-
-
-def draw_examples(labels, n, selection, random_state):
-    """Fixed example indices for 'stratified' or 'random' selection."""
     rng = check_random_state(random_state)
-    n = min(n, len(labels))
-    if selection == "random":
-        return [int(i) for i in rng.choice(len(labels), size=n, replace=False)]
-    return [int(i) for i in draw_stratified(labels, n, rng)]
+    order = rng.permutation(np.arange(len(labels)))
+    n_labels = len(_unique(labels))
+    chosen, seen_texts, seen_labels = [], set(), set()
+    for i in order:
+        if labels[i] not in seen_labels:
+            chosen.append(int(i))
+            seen_texts.add(str(texts[i]))
+            seen_labels.add(labels[i])
+        if len(seen_labels) == n_labels or len(chosen) == n:
+            break
+    if len(chosen) == n:
+        return chosen
+    for i in order:
+        if str(texts[i]) in seen_texts:
+            continue
+        chosen.append(int(i))
+        if len(chosen) == n:
+            break
+    return chosen[::-1]
+
+
+def draw_random(n_examples, n, random_state):
+    """Indices of ``min(n, n_examples)`` examples drawn without replacement."""
+    rng = check_random_state(random_state)
+    return [int(i) for i in rng.choice(n_examples, size=min(n, n_examples), replace=False)]
 
 
 class SimilarExamples:

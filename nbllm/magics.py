@@ -112,15 +112,15 @@ class NbllmMagics(Magics):
             raise UsageError(f"{option}: no variable named {name!r}")
         return self.shell.user_ns[name]
 
-    def _prompt(self, value):
+    def _prompt(self, value, option="--prompt"):
         if value is None:
             return None
         # A bare identifier names a variable; anything else is the template.
         if value.isidentifier():
-            prompt = self._variable(value, "--prompt")
+            prompt = self._variable(value, option)
             if not isinstance(prompt, str):
                 raise UsageError(
-                    f"--prompt: variable {value!r} must hold a str; got "
+                    f"{option}: variable {value!r} must hold a str; got "
                     f"{type(prompt).__name__}"
                 )
             return prompt
@@ -213,6 +213,9 @@ class NbllmMagics(Magics):
     @argument("--label-col", default="label", help="label column of --examples")
     @argument("--selection", choices=["stratified", "random", "similar"],
               default="similar", help="how examples are picked for each prompt")
+    @argument("--example-template",
+              help="how one example is written: a variable or a quoted template "
+                   "with {text} and {label} (e.g. nbllm.SKORCH_EXAMPLE_TEMPLATE)")
     @line_cell_magic
     def fewshot(self, line, cell=""):
         """Classify texts with a few labelled examples in the prompt.
@@ -245,9 +248,14 @@ class NbllmMagics(Magics):
         if args.max_samples < 1:
             raise UsageError(f"--max-samples must be at least 1; got {args.max_samples}")
         texts, index = self._texts(args, body)
+        template = {}
+        if args.example_template is not None:
+            template["example_template"] = self._prompt(args.example_template,
+                                                        "--example-template")
         return self._run(args, texts, index, examples=examples,
                          max_samples=args.max_samples, text_col=args.text_col,
-                         label_col=args.label_col, example_selection=args.selection)
+                         label_col=args.label_col, example_selection=args.selection,
+                         **template)
 
     @line_magic
     def nbllm(self, line):

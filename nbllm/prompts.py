@@ -23,9 +23,13 @@ DEFAULT_PROMPT_ZERO_SHOT = "Labels: {labels}\n\nText: {text}\nLabel: "
 
 DEFAULT_PROMPT_FEW_SHOT = "Labels: {labels}\n\n{examples}\n\nText: {text}\nLabel: "
 
-# How one few-shot example is written into ``{examples}``.
-EXAMPLE_FORMAT = "Text: {text}\nLabel: {label}"
-EXAMPLE_SEPARATOR = "\n\n"
+# How one few-shot example is written into ``{examples}`` (``example_template``).
+DEFAULT_EXAMPLE_TEMPLATE = "Text: {text}\nLabel: {label}"
+# skorch.llm's own example block: the text between triple-backtick fences,
+# then its answer.  With skorch's few-shot prompt it reproduces skorch's
+# prompt character for character.
+SKORCH_EXAMPLE_TEMPLATE = "```\n{text}\n```\n\nYour response:\n{label}\n"
+EXAMPLE_PLACEHOLDERS = ("label", "text")
 
 ZERO_SHOT_PLACEHOLDERS = ("labels", "text")
 FEW_SHOT_PLACEHOLDERS = ("examples", "labels", "text")
@@ -90,12 +94,52 @@ def check_template(template, expected):
     warnings.warn(msg, stacklevel=3)
 
 
-def format_examples(examples, example_format=EXAMPLE_FORMAT):
-    """Write few-shot (text, label) pairs as one block of text."""
+def example_separator(example_template):
+    """What goes between two examples: one blank line after each.
+
+    A template that ends with a newline (like skorch's) needs one more
+    newline; any other needs two.
+    """
+    return "\n" if example_template.endswith("\n") else "\n\n"
+
+
+def check_example_template(example_template):
+    """Raise unless ``example_template`` is a format string with exactly
+    ``{text}`` and ``{label}``.
+
+    Raises
+    ------
+    ValueError
+        Naming what is missing or extra, or what is not a valid template.
+    """
+    if not isinstance(example_template, str):
+        raise ValueError(
+            "example_template must be a string with {text} and {label}; got "
+            f"{type(example_template).__name__}"
+        )
+    found = template_placeholders(example_template)
+    missing = sorted(set(EXAMPLE_PLACEHOLDERS) - found)
+    extra = sorted(found - set(EXAMPLE_PLACEHOLDERS))
+    if missing or extra:
+        problems = ([f"missing {', '.join('{' + n + '}' for n in missing)}"] if missing
+                    else []) + ([f"unknown {', '.join('{' + n + '}' for n in extra)}"]
+                                if extra else [])
+        raise ValueError(
+            f"example_template must contain {{text}} and {{label}} and no other "
+            f"placeholders; {' and '.join(problems)} in {example_template!r}"
+        )
+
+
+def format_examples(examples, example_template=DEFAULT_EXAMPLE_TEMPLATE):
+    """Write few-shot (text, label) pairs as one block of text.
+
+    Each pair fills ``example_template``; the filled examples are joined with
+    :func:`example_separator`, so one blank line follows each.
+    """
     # str.format never re-reads the values it inserts, so an example text
     # that contains "{label}" stays as written.
-    return EXAMPLE_SEPARATOR.join(
-        example_format.format(text=str(text), label=str(label))
+    return example_separator(example_template).join(
+        example_template.format(text=str(text), label=str(label))
         for text, label in examples
     )
 

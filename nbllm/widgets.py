@@ -17,6 +17,7 @@ import ipywidgets as widgets
 from . import api
 from .display import esc
 from .prompts import (
+    DEFAULT_EXAMPLE_TEMPLATE,
     DEFAULT_PROMPT_FEW_SHOT,
     DEFAULT_PROMPT_ZERO_SHOT,
     FEW_SHOT_PLACEHOLDERS,
@@ -130,8 +131,12 @@ class Panel(widgets.VBox):
         )
         self.max_samples = widgets.BoundedIntText(value=5, min=1, max=100,
                                                   description="max samples")
+        self.example_template = widgets.Textarea(
+            value=DEFAULT_EXAMPLE_TEMPLATE, description="example as",
+            layout=widgets.Layout(width="95%", height="50px"),
+        )
         self.examples_box = widgets.VBox([self.examples, widgets.HBox(
-            [self.examples_var, self.max_samples])])
+            [self.examples_var, self.max_samples]), self.example_template])
         self.texts = widgets.Textarea(
             placeholder="one text per line", description="texts",
             layout=widgets.Layout(width="95%", height="110px"),
@@ -247,6 +252,12 @@ class Panel(widgets.VBox):
             raise ValueError("few-shot needs examples: 'label: text' lines or a variable")
         return pairs
 
+    def _template_option(self):
+        """``example_template=`` when few-shot uses a template of its own."""
+        if self.mode.value != FEW or self.example_template.value == DEFAULT_EXAMPLE_TEMPLATE:
+            return {}
+        return {"example_template": self.example_template.value}
+
     def _example_labels(self):
         examples = self._examples()
         if hasattr(examples, "columns"):
@@ -261,6 +272,7 @@ class Panel(widgets.VBox):
             prompt=self.prompt.value, examples=self._examples(),
             max_samples=self.max_samples.value, raw=self.raw.value,
             threshold=self.threshold.value, device=self.device.value, progress=False,
+            **self._template_option(),
         )
         return clf.set_params(error_low_prob=self.policy.value)
 
@@ -363,6 +375,9 @@ class Panel(widgets.VBox):
         texts = "\n".join(self._text_list())
         if few:
             options.append(f"--max-samples {self.max_samples.value}")
+            if self._template_option():
+                setup += f"nbllm_example_template = {self.example_template.value!r}\n\n"
+                options.append("--example-template nbllm_example_template")
             if self.examples_var.value.strip():
                 options.append(f"--examples {self.examples_var.value.strip()}")
                 body = texts
@@ -399,6 +414,8 @@ class Panel(widgets.VBox):
             args.append(f"error_low_prob={self.policy.value!r}")
         if few:
             args += [f"max_samples={self.max_samples.value}", "random_state=0"]
+            if self._template_option():
+                args.append(f"example_template={self.example_template.value!r}")
         lines = [f"from nbllm import {cls}", "", f"clf = {cls}({', '.join(args)})"]
         if few:
             source = self.examples_var.value.strip()

@@ -869,7 +869,8 @@ def test_get_params_and_set_params():
     assert clf.set_params(prompt="x {text} {labels}", batch_size=4) is clf
     assert (clf.prompt, clf.batch_size) == ("x {text} {labels}", 4)
     assert set(few_shot().get_params()) == set(params) | {
-        "max_samples", "random_state", "example_selection", "example_placement"}
+        "max_samples", "random_state", "example_selection", "example_placement",
+        "example_template"}
 
 
 def test_clone_keeps_the_model_object():

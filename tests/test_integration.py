@@ -207,3 +207,27 @@ def test_real_model_passes_the_self_check_and_every_path_agrees(real_model, real
         np.testing.assert_allclose(exact.predict_proba(texts), expected, atol=1e-4)
     finally:
         real_model.state["backend"] = choice
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+@pytest.mark.parametrize("max_samples", [1, 4])
+def test_few_shot_parity_with_skorch(real_model, real_tweets, seed, max_samples):
+    """skorch's few-shot prompt, character for character, and its probabilities,
+    with max_samples below and above the number of labels."""
+    import nbllm
+    from skorch.llm import FewShotClassifier as SkorchFewShot
+    from skorch.llm.prompts import DEFAULT_PROMPT_FEW_SHOT
+
+    train = real_tweets.iloc[:30]
+    X, y = train["text"].tolist(), train["label"].tolist()
+    texts = real_tweets["text"].tolist()[30:40]
+    theirs = SkorchFewShot(model=real_model.model, tokenizer=real_model.tokenizer,
+                           max_samples=max_samples, random_state=seed).fit(X, y)
+    ours = FewShotClassifier(**REAL, prompt=DEFAULT_PROMPT_FEW_SHOT,
+                             example_template=nbllm.SKORCH_EXAMPLE_TEMPLATE,
+                             example_selection="stratified", use_chat_template=False,
+                             max_samples=max_samples, random_state=seed).fit(X, y)
+    assert ours.get_examples(X, y, max_samples) == theirs.get_examples(X, y, max_samples)
+    assert all(ours.get_prompt(t) == theirs.get_prompt(t) for t in texts)
+    np.testing.assert_allclose(ours.predict_proba(texts), theirs.predict_proba(texts),
+                               atol=1e-4, rtol=0)

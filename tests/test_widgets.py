@@ -771,3 +771,36 @@ def test_nbllm_panel_magic_returns_a_panel(ip, tiny_folder):
     panel = ip.run_line_magic("nbllm", "panel")
     assert isinstance(panel, Panel)
     assert panel.model.value == tiny_folder
+
+
+def test_few_shot_example_template_reaches_the_estimator_and_the_code(panel, tiny_folder,
+                                                                     ip):
+    from nbllm import FewShotClassifier
+
+    panel.mode.value = FEW
+    panel.examples.value = "positive: I love it\nnegative: I hate it"
+    panel.example_template.value = "{label} <- {text}"
+    panel.classify_button.click()
+    expected = FewShotClassifier(tiny_folder, device="cpu", random_state=0,
+                                 example_template="{label} <- {text}").fit(
+        ["I love it", "I hate it"], ["positive", "negative"])
+    np.testing.assert_allclose(panel.last_result.probas, expected.predict_proba(TEXTS),
+                               atol=1e-9)
+    magic, python = panel.as_code()
+    assert magic.startswith("nbllm_example_template = '{label} <- {text}'\n\n%%fewshot ")
+    assert "--example-template nbllm_example_template" in magic
+    assert "example_template='{label} <- {text}'" in python
+    # The generated cells run and give the panel's probabilities.
+    setup, cell = magic.split("\n\n", 1)
+    ip.run_cell(setup)
+    line, body = cell.split("\n", 1)
+    result = ip.run_cell_magic("fewshot", line[len("%%fewshot "):], body)
+    np.testing.assert_allclose(result.probas, panel.last_result.probas, atol=1e-9)
+
+
+def test_default_example_template_adds_no_code(panel):
+    panel.mode.value = FEW
+    panel.examples.value = "positive: I love it\nnegative: I hate it"
+    magic, python = panel.as_code()
+    assert "example" not in magic.split("\n")[0].replace("--examples", "")
+    assert "example_template" not in python

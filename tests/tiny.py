@@ -210,3 +210,25 @@ def ip(shell):
     yield shell
     for name in set(shell.user_ns) - before:
         del shell.user_ns[name]
+
+
+@functools.lru_cache(maxsize=None)
+def get_plain_tokenizer(eos_after=False):
+    """The tiny tokenizer without BOS, ending every text with EOS if asked.
+
+    skorch tokenizes labels with special tokens, so comparisons with skorch
+    need a tokenizer that adds none before a text (as SmolLM2's does), and
+    one that ends texts with EOS for T5-like models.
+    """
+    import copy
+
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    raw = copy.deepcopy(get_tiny_tokenizer(chat=False).backend_tokenizer)
+    end = f" {EOS}" if eos_after else ""
+    raw.post_processor = processors.TemplateProcessing(
+        single="$A" + end, pair="$A $B" + end,
+        special_tokens=[(EOS, 1)] if eos_after else [])
+    return PreTrainedTokenizerFast(tokenizer_object=raw, bos_token=BOS, eos_token=EOS,
+                                   pad_token=EOS)
