@@ -129,15 +129,17 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
                 "or a model & tokenizer, but not both."
             )
         if (self.model is None) != (self.tokenizer is None):
+            # skorch's sentence first, so code matching skorch's message works.
             raise ValueError(
-                f"{name} needs both model and tokenizer when one of them is "
-                "passed; got only the "
+                f"{name} needs to be initialized with either a model name, "
+                "or a model & tokenizer, but not both. It needs both model and "
+                "tokenizer when one of them is passed; got only the "
                 + ("model" if self.model is not None else "tokenizer")
             )
         if self.error_low_prob not in ERROR_LOW_PROB_VALUES:
             raise ValueError(
                 "error_low_prob must be one of "
-                f"{', '.join(ERROR_LOW_PROB_VALUES)}; got {self.error_low_prob!r} "
+                f"{', '.join(ERROR_LOW_PROB_VALUES)}; got {self.error_low_prob} "
                 "instead"
             )
         if not isinstance(self.threshold_low_prob, numbers.Real) or not (

@@ -405,13 +405,17 @@ PARAM_ERRORS = [
      "ZeroShotClassifier needs to be initialized with either a model name, or a "
      "model & tokenizer, but not both."),
     (dict(tokenizer=None),
-     "ZeroShotClassifier needs both model and tokenizer when one of them is "
+     "ZeroShotClassifier needs to be initialized with either a model name, or a "
+     "model & tokenizer, but not both. It needs both model and tokenizer when one "
+     "of them is "
      "passed; got only the model"),
     (dict(model=None),
-     "ZeroShotClassifier needs both model and tokenizer when one of them is "
+     "ZeroShotClassifier needs to be initialized with either a model name, or a "
+     "model & tokenizer, but not both. It needs both model and tokenizer when one "
+     "of them is "
      "passed; got only the tokenizer"),
     (dict(error_low_prob="bad"),
-     "error_low_prob must be one of ignore, raise, warn, return_none; got 'bad' "
+     "error_low_prob must be one of ignore, raise, warn, return_none; got bad "
      "instead"),
     (dict(threshold_low_prob=1.5),
      "threshold_low_prob must be between 0 and 1, got 1.5 instead"),
