@@ -11,8 +11,8 @@ export HF_HUB_OFFLINE := 1
 .PHONY: demo test install clean chromium
 
 demo: $(VENV)/.installed
-	$(PY) -m nbllm.demo
-	cd notebooks && ../$(PY) -m nbllm.notebook quickstart.ipynb
+	$(PY) -m nbllm.tools.demo
+	cd notebooks && ../$(PY) -m nbllm.tools.run_notebook quickstart.ipynb
 
 test: $(VENV)/.installed chromium
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -35,7 +35,7 @@ def warm_up(texts):
     """Load the model in this worker and classify a few texts (run as a task)."""
     import pandas as pd
 
-    from nbllm.cache import result_cache
+    from nbllm.engine.result_cache import result_cache
 
     pd.DataFrame({"text": texts}).llm.classify("text", LABELS, progress=False)
     result_cache.clear()
@@ -45,14 +45,14 @@ def worker_state():
     """This worker's model loads and torch thread count (run by ``client.run``)."""
     import torch
 
-    from nbllm import models
+    from nbllm.engine import models
 
     return dict(models.load_counts), torch.get_num_threads()
 
 
 def clear_result_cache():
     """Empty this worker's in-memory result cache (run by ``client.run``)."""
-    from nbllm.cache import result_cache
+    from nbllm.engine.result_cache import result_cache
 
     result_cache.clear()
 
@@ -87,7 +87,7 @@ def timed_run(client, tweets, partitions):
     """
     import dask.dataframe as dd
 
-    import nbllm.scaleout  # noqa: F401  (attaches ddf.llm)
+    import nbllm.notebook.dask_accessor  # noqa: F401  (attaches ddf.llm)
 
     client.run(clear_result_cache)
     with tempfile.TemporaryDirectory(prefix="bench-dask-") as cache:
@@ -123,7 +123,7 @@ def bench_pandas(tweets, warm_texts, repeats):
     """Best-of-``repeats`` time of ``df.llm.classify`` in this process."""
     import pandas as pd
 
-    from nbllm.cache import result_cache
+    from nbllm.engine.result_cache import result_cache
 
     pd.DataFrame({"text": warm_texts}).llm.classify("text", LABELS, progress=False)
     times = []
@@ -163,7 +163,7 @@ def main():
 
     import torch
 
-    from nbllm.data import load_tweets
+    from nbllm.tools.tweets import load_tweets
 
     tweets = load_tweets(args.n, split="eval")[["text"]]
     warm_texts = load_tweets(WARM_UP_TWEETS, split="dev")["text"].tolist()

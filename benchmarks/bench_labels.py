@@ -22,7 +22,7 @@ NOUNS = ["furniture", "shoes", "clothing", "lighting", "storage", "electronics",
 CHILD = """
 import re, sys, time
 from nbllm import ZeroShotClassifier
-from nbllm.data import load_tweets
+from nbllm.tools.tweets import load_tweets
 labels = sys.argv[2].split("|")
 texts = load_tweets(int(sys.argv[1]), split="eval", random_state=5)["text"].tolist()
 clf = ZeroShotClassifier(progress=False, use_caching=False).fit(None, labels)

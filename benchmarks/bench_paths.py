@@ -44,9 +44,10 @@ def main():
     from skorch.llm import ZeroShotClassifier as SkorchZeroShot
     from skorch.llm.prompts import DEFAULT_PROMPT_ZERO_SHOT
 
-    from nbllm import ZeroShotClassifier, models
-    from nbllm.cache import result_cache
-    from nbllm.data import load_tweets
+    from nbllm import ZeroShotClassifier
+    from nbllm.engine import models
+    from nbllm.engine.result_cache import result_cache
+    from nbllm.tools.tweets import load_tweets
     from nbllm.engine.scorer import use_path
 
     parser = argparse.ArgumentParser()

@@ -75,7 +75,7 @@ def load_times():
     # torch and transformers are imported before the clock starts: the import
     # costs the same either way and is not part of loading the model.
     code = ("import time, torch, transformers, transformers.models.llama; "
-            "from nbllm.models import get_model; t = time.perf_counter(); "
+            "from nbllm.engine.models import get_model; t = time.perf_counter(); "
             "get_model(device='cpu', dtype='float32'); print(time.perf_counter() - t)")
     folder = tempfile.mkdtemp(prefix="nbllm-bench-")
     env = dict(os.environ, NBLLM_CACHE_DIR=folder)
@@ -91,8 +91,8 @@ def scale_rows(counts, labels):
     code = """
 import re, sys, time
 import nbllm
-from nbllm.data import load_tweets
-from nbllm.models import get_model
+from nbllm.tools.tweets import load_tweets
+from nbllm.engine.models import get_model
 get_model()
 df = load_tweets(None, labels=('negative', 'positive'), min_confidence=0.0)
 df = df.sample(n=min(int(sys.argv[1]), len(df)), random_state=0)
@@ -114,9 +114,10 @@ def main():
     from skorch.llm import ZeroShotClassifier as SkorchZeroShot
     from skorch.llm.prompts import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
 
-    from nbllm import ZeroShotClassifier, models
-    from nbllm.cache import result_cache
-    from nbllm.data import load_tweets
+    from nbllm import ZeroShotClassifier
+    from nbllm.engine import models
+    from nbllm.engine.result_cache import result_cache
+    from nbllm.tools.tweets import load_tweets
 
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=128)

@@ -80,7 +80,7 @@ def metrics(logprobs, y, classes):
     """Accuracy for each calibration, and AUC for two classes."""
     from sklearn.metrics import roc_auc_score
 
-    from nbllm.calibration import calibrate
+    from nbllm.estimators.calibration import calibrate
 
     out = {}
     for mode in (None, "batch"):
@@ -100,8 +100,8 @@ def main():
     args = parser.parse_args()
 
     from nbllm import ZeroShotClassifier
-    from nbllm.calibration import calibrate, content_free_reference
-    from nbllm.data import load_tweets
+    from nbllm.estimators.calibration import calibrate, content_free_reference
+    from nbllm.tools.tweets import load_tweets
 
     tasks = {"2": ("negative", "positive"), "3": ("negative", "neutral", "positive")}
     for labels in (tasks[t] for t in args.tasks.split(",")):
@@ -130,7 +130,7 @@ def few_shot(args, labels, df, metrics):
     import pandas as pd
 
     from nbllm import FewShotClassifier
-    from nbllm.data import load_tweets
+    from nbllm.tools.tweets import load_tweets
 
     pool = load_tweets(None, labels=labels, split="dev")
     pool = pool[~pool["text"].isin(df["text"])]

@@ -47,8 +47,8 @@ def run_task(labels, n, shots_n, skip_skorch=False, selections=SELECTIONS,
              only_few_shot=False):
     """Rows of (method, n test tweets, metrics dict, seconds) for one task."""
     from nbllm import FewShotClassifier, ZeroShotClassifier
-    from nbllm.calibration import calibrate
-    from nbllm.data import load_tweets
+    from nbllm.estimators.calibration import calibrate
+    from nbllm.tools.tweets import load_tweets
     from nbllm.evaluation import evaluate
 
     test = load_tweets(n, labels=labels, split="eval", random_state=0)
@@ -95,7 +95,7 @@ def run_task(labels, n, shots_n, skip_skorch=False, selections=SELECTIONS,
     if not skip_skorch:
         from skorch.llm import ZeroShotClassifier as SkorchZeroShot
 
-        from nbllm.models import get_model
+        from nbllm.engine.models import get_model
 
         loaded = get_model()
         t = time.perf_counter()

@@ -58,7 +58,7 @@ def check_paths(table, failures):
 
     import numpy as np
 
-    from nbllm import models
+    from nbllm.engine import models
     from nbllm.engine.exact import ExactBackend
     from nbllm.engine.scorer import LabelScorer, backend_choice
     from nbllm.engine.seq2seq import Seq2SeqBackend
@@ -101,9 +101,10 @@ def main():
     from skorch.llm import ZeroShotClassifier as SkorchZeroShot
     from skorch.llm.prompts import DEFAULT_PROMPT_ZERO_SHOT
 
-    from nbllm import ZeroShotClassifier, models
-    from nbllm.cache import result_cache
-    from nbllm.data import load_tweets
+    from nbllm import ZeroShotClassifier
+    from nbllm.engine import models
+    from nbllm.engine.result_cache import result_cache
+    from nbllm.tools.tweets import load_tweets
 
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=256)

@@ -5,7 +5,7 @@ Heavy dependencies (torch, transformers, scikit-learn) load on first use, so
 """
 
 from .exceptions import LowProbabilityError
-from .prompts import (
+from .engine.prompts import (
     DEFAULT_EXAMPLE_TEMPLATE,
     DEFAULT_PROMPT_FEW_SHOT,
     DEFAULT_PROMPT_ZERO_SHOT,
@@ -15,15 +15,15 @@ from .prompts import (
 __version__ = "0.1.0"
 
 _LAZY = {
-    "ClassificationResult": "display",
-    "GenerationPreview": "display",
-    "classify": "api",
-    "Panel": "widgets",
+    "ClassificationResult": "notebook.display",
+    "GenerationPreview": "notebook.display",
+    "classify": "notebook.classify",
+    "Panel": "notebook.panel",
     "ZeroShotClassifier": "estimators",
     "FewShotClassifier": "estimators",
-    "MultiLabelZeroShotClassifier": "multilabel",
-    "get_model": "models",
-    "result_cache": "cache",
+    "MultiLabelZeroShotClassifier": "estimators",
+    "get_model": "engine.models",
+    "result_cache": "engine.result_cache",
 }
 
 __all__ = [
@@ -59,19 +59,19 @@ def __dir__():
 
 def load_ipython_extension(ipython):
     """``%load_ext nbllm``: register the magics and the pandas accessor."""
-    from .magics import NbllmMagics
+    from .notebook.magics import NbllmMagics
 
     ipython.register_magics(NbllmMagics)
 
 
 # The accessor module imports only pandas; registering it here makes
 # ``df.llm`` available after a plain ``import nbllm``.
-from . import accessor as _accessor  # noqa: E402,F401
+from .notebook import pandas_accessor as _accessor  # noqa: E402,F401
 
 # ``ddf.llm`` for Dask: importing dask.dataframe takes seconds, so nbllm does
 # not do it; when the user already has, the Dask accessor is attached too
-# (otherwise ``import nbllm.scaleout`` attaches it).
+# (otherwise ``import nbllm.notebook.dask_accessor`` attaches it).
 import sys as _sys  # noqa: E402
 
 if "dask.dataframe" in _sys.modules:
-    from . import scaleout as _scaleout  # noqa: F401
+    from .notebook import dask_accessor as _dask_accessor  # noqa: F401

@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from nbllm import FewShotClassifier, ZeroShotClassifier
-from nbllm.data import load_tweets
+from nbllm.tools.tweets import load_tweets
 from nbllm.evaluation import (evaluate, plot_confusion, plot_probability_histogram,
                               plot_reliability)
 

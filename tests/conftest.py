@@ -22,7 +22,7 @@ def real_model(tmp_path_factory):
     tests that start kernels pass it on as NBLLM_CACHE_DIR.  The variable is
     not left set, so no other test gets a disk result cache by accident.
     """
-    from nbllm import models
+    from nbllm.engine import models
 
     cache = os.environ.get("NBLLM_TEST_CACHE_DIR") or str(tmp_path_factory.mktemp("nbllm-cache"))
     old = os.environ.get("NBLLM_CACHE_DIR")
@@ -43,7 +43,7 @@ def real_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def real_tweets():
     """80 real, high-agreement tweets, balanced positive / negative."""
-    from nbllm.data import load_tweets
+    from nbllm.tools.tweets import load_tweets
 
     return load_tweets(80, labels=("negative", "positive"), min_confidence=0.9,
                        split="eval", random_state=3)

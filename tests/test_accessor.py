@@ -14,9 +14,11 @@ import pandas.testing as pdt
 import pytest
 
 import nbllm
-from nbllm import api, models
-from nbllm.accessor import DataFrameLLMAccessor, SeriesLLMAccessor
-from nbllm.display import GenerationPreview
+from nbllm.engine import models
+from nbllm.notebook import classify as api
+from nbllm.notebook import session
+from nbllm.notebook.pandas_accessor import DataFrameLLMAccessor, SeriesLLMAccessor
+from nbllm.notebook.display import GenerationPreview
 from nbllm.estimators import FewShotClassifier, ZeroShotClassifier
 from tiny import (  # noqa: F401  (fixtures)
     ip, notebook_state, one_torch_thread, shell, tiny_folder,

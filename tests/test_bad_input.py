@@ -23,13 +23,17 @@ import pytest
 from IPython.core.error import UsageError
 
 import nbllm  # noqa: F401  (registers the df.llm accessor)
-from nbllm import api, estimators, multilabel
+from nbllm.estimators import base as estimators
+from nbllm.estimators import multi_label as multilabel
+from nbllm.notebook import classify as api
+from nbllm.notebook import session
 from nbllm.engine import scorer as scoring
-from nbllm.cache import result_cache
-from nbllm.display import ClassificationResult, GenerationPreview
-from nbllm.estimators import FewShotClassifier, ZeroShotClassifier, _LLMClassifierBase
-from nbllm.multilabel import MultiLabelZeroShotClassifier
-from nbllm.widgets import Panel
+from nbllm.engine.result_cache import result_cache
+from nbllm.notebook.display import ClassificationResult, GenerationPreview
+from nbllm.estimators import FewShotClassifier, ZeroShotClassifier
+from nbllm.estimators.base import _LLMClassifierBase
+from nbllm.estimators.multi_label import MultiLabelZeroShotClassifier
+from nbllm.notebook.panel import Panel
 from tiny import (  # noqa: F401  (fixtures)
     SENTENCES,
     get_tiny_model,
@@ -833,7 +837,9 @@ def test_cell_lines_that_look_like_code_are_only_classified(ip, tiny_folder, tmp
     assert not any(m.exists() for m in marks)
 
 
-@pytest.mark.parametrize("module", ["magics", "widgets", "api", "accessor", "prompts"])
+@pytest.mark.parametrize("module", ["notebook.magics", "notebook.panel", "notebook.classify",
+                                    "notebook.pandas_accessor", "notebook.inline_examples",
+                                    "engine.prompts"])
 def test_cell_and_widget_content_never_reaches_eval_or_exec(module):
     """The magics (and the panel, the API and prompt rendering behind them)
     hold no eval/exec/compile call nor IPython's code runners."""
@@ -929,7 +935,7 @@ def test_result_tables_and_status_escape_payloads(ip, tiny_folder):
     assert isinstance(result, ClassificationResult)
     assert_escaped(result._repr_html_())
     status = ip.run_line_magic("nbllm", f"model '{SCRIPT}'")
-    assert api.settings["model"] == SCRIPT
+    assert session.settings["model"] == SCRIPT
     assert_escaped(status._repr_html_())
 
 

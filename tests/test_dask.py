@@ -22,9 +22,11 @@ import pytest
 
 import dask.dataframe as dd
 
-from nbllm import api, models
-from nbllm.cache import result_cache
-from nbllm.scaleout import DaskLLMAccessor
+from nbllm.engine import models
+from nbllm.notebook import classify as api
+from nbllm.notebook import session
+from nbllm.engine.result_cache import result_cache
+from nbllm.notebook.dask_accessor import DaskLLMAccessor
 from tiny import one_torch_thread, save_tiny  # noqa: F401  (fixture)
 
 LABELS = ["positive", "negative"]
@@ -67,11 +69,11 @@ def tiny(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def fresh_session():
     """Default session settings and an empty in-memory result cache."""
-    defaults = dict(api.settings)
+    defaults = dict(session.settings)
     result_cache.clear()
     yield
-    api.settings.clear()
-    api.settings.update(defaults)
+    session.settings.clear()
+    session.settings.update(defaults)
     result_cache.clear()
 
 
@@ -199,10 +201,10 @@ def test_an_all_empty_frame_gives_an_empty_result_without_loading(frame, tiny):
 
 # ------------------------------------------------------------ session settings
 def test_session_model_and_cache_dir_are_shipped_with_the_graph(frame, tiny, tmp_path):
-    api.settings.update(model=tiny, cache_dir=str(tmp_path))
+    session.settings.update(model=tiny, cache_dir=str(tmp_path))
     lazy = dd.from_pandas(frame, npartitions=2).llm.classify("text", LABELS)
     # Workers do not see the client's settings: change them before computing.
-    api.settings.update(model=str(tmp_path / "no-such-model"), cache_dir=None)
+    session.settings.update(model=str(tmp_path / "no-such-model"), cache_dir=None)
     computed = lazy.compute(scheduler="sync")
     assert (tmp_path / "results.sqlite").is_file()
     result_cache.clear()
@@ -259,7 +261,7 @@ def test_importing_dask_then_nbllm_attaches_ddf_llm():
         import dask.dataframe as dd
         import pandas as pd
         import nbllm
-        from nbllm.scaleout import DaskLLMAccessor
+        from nbllm.notebook.dask_accessor import DaskLLMAccessor
         ddf = dd.from_pandas(pd.DataFrame({"text": ["x"]}), npartitions=1)
         assert isinstance(ddf.llm, DaskLLMAccessor), type(ddf.llm)
     """)
@@ -274,8 +276,8 @@ def test_importing_nbllm_scaleout_attaches_ddf_llm():
         import pandas as pd
         ddf = dd.from_pandas(pd.DataFrame({"text": ["x"]}), npartitions=1)
         assert not hasattr(ddf, "llm")
-        import nbllm.scaleout
-        assert isinstance(ddf.llm, nbllm.scaleout.DaskLLMAccessor), type(ddf.llm)
+        import nbllm.notebook.dask_accessor
+        assert isinstance(ddf.llm, nbllm.notebook.dask_accessor.DaskLLMAccessor), type(ddf.llm)
     """)
 
 
@@ -296,18 +298,18 @@ N_FAILURE_PARTITIONS = 4
 
 def clear_result_cache():
     """Empty this process's in-memory result cache (for ``client.run``)."""
-    importlib.import_module("nbllm.cache").result_cache.clear()
+    importlib.import_module("nbllm.engine.result_cache").result_cache.clear()
 
 
 def worker_load_counts():
     """This process's model loads, ``{spec: count}`` (for ``client.run``)."""
-    return dict(importlib.import_module("nbllm.models").load_counts)
+    return dict(importlib.import_module("nbllm.engine.models").load_counts)
 
 
 @pytest.fixture(scope="module")
 def tweets():
     """200 real tweets from the eval half of the corpus, in 8 partitions."""
-    from nbllm.data import load_tweets
+    from nbllm.tools.tweets import load_tweets
 
     frame = load_tweets(N_TWEETS, split="eval")[["text"]]
     return dd.from_pandas(frame, npartitions=N_PARTITIONS)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nbllm import ZeroShotClassifier
-from nbllm.cache import DISK_CACHE_FILE, DiskCache, disk_cache, result_cache
+from nbllm.engine.result_cache import DISK_CACHE_FILE, DiskCache, disk_cache, result_cache
 from tiny import notebook_state, one_torch_thread, tiny_folder  # noqa: F401  (fixtures)
 
 LABELS = ["negative", "positive"]

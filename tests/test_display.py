@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from IPython.core.formatters import DisplayFormatter
 
-from nbllm.display import (
+from nbllm.notebook.display import (
     MAX_HTML_ROWS,
     ClassificationResult,
     GenerationPreview,
@@ -330,6 +330,6 @@ def test_preview_stores_plain_values():
 
 
 def test_display_imports_no_torch():
-    code = ("import sys, nbllm.display; "
+    code = ("import sys, nbllm.notebook.display; "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

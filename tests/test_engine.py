@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nbllm.models import LoadedModel
+from nbllm.engine.models import LoadedModel
 from nbllm.engine import prefix as prefix_module
 from nbllm.engine.prefix import common_prefix_length
 from nbllm.engine.tree_mask import TreeMaskBackend, plan_batches
@@ -368,7 +368,7 @@ def test_prefix_kv_is_shared_by_scorers_on_the_same_model():
 def test_out_of_memory_halves_the_batch_and_retries(monkeypatch):
     import torch
 
-    from nbllm.models import wrap_model
+    from nbllm.engine.models import wrap_model
 
     tiny_model, tiny_tok = get_tiny_model(), get_tiny_tokenizer()
     loaded = wrap_model(tiny_model, tiny_tok)
@@ -396,7 +396,7 @@ def test_out_of_memory_halves_the_batch_and_retries(monkeypatch):
 
 
 def test_other_runtime_errors_are_not_retried(monkeypatch):
-    from nbllm.models import wrap_model
+    from nbllm.engine.models import wrap_model
 
     def broken(self, *args):
         raise RuntimeError("shape mismatch")

@@ -11,12 +11,14 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
 import nbllm
-from nbllm import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT, estimators, models
+from nbllm import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
+from nbllm.engine import models
+from nbllm.estimators import base as estimators
 from nbllm.engine import scorer as scoring
-from nbllm.cache import result_cache
+from nbllm.engine.result_cache import result_cache
 from nbllm.estimators import FewShotClassifier, ZeroShotClassifier
 from nbllm.exceptions import LowProbabilityError
-from nbllm.prompts import format_examples
+from nbllm.engine.prompts import format_examples
 from tiny import (  # noqa: F401  (fixtures)
     SENTENCES,
     get_tiny_model,
@@ -815,7 +817,7 @@ def test_generate_returns_the_greedy_continuation():
 
 
 def test_progress_bar_policies():
-    from nbllm.estimators import _ProgressBar
+    from nbllm.estimators.base import _ProgressBar
 
     off = _ProgressBar(False, 100)
     off.start(50)

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from families import FAMILIES, WINDOW, family_model
-from nbllm import ZeroShotClassifier, models
+from nbllm import ZeroShotClassifier
+from nbllm.engine import models
 from nbllm.engine import scorer as engine_scorer
 from nbllm.engine.scorer import LabelScorer
 from tiny import (  # noqa: F401  (fixtures)

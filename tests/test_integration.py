@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from nbllm import DEFAULT_PROMPT_ZERO_SHOT, FewShotClassifier, ZeroShotClassifier, models
+from nbllm import DEFAULT_PROMPT_ZERO_SHOT, FewShotClassifier, ZeroShotClassifier
+from nbllm.engine import models
 
 pytestmark = pytest.mark.slow
 
@@ -157,7 +158,7 @@ def test_default_zero_shot_ranks_real_tweets_better_than_chance(real_model, real
 
 
 def test_few_shot_on_real_tweets(real_model, real_tweets):
-    from nbllm.data import load_tweets
+    from nbllm.tools.tweets import load_tweets
 
     train = load_tweets(30, split="dev", random_state=5)
     clf = FewShotClassifier(**REAL, max_samples=4, random_state=0)

@@ -14,9 +14,11 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from nbllm import api, models
-from nbllm.cache import result_cache
-from nbllm.display import ClassificationResult, GenerationPreview
+from nbllm.engine import models
+from nbllm.notebook import classify as api
+from nbllm.notebook import session
+from nbllm.engine.result_cache import result_cache
+from nbllm.notebook.display import ClassificationResult, GenerationPreview
 from nbllm.estimators import FewShotClassifier, ZeroShotClassifier
 from tiny import (  # noqa: F401  (fixtures)
     ip, notebook_state, one_torch_thread, shell, tiny_folder,
@@ -414,7 +416,7 @@ def test_nbllm_status(ip):
 
 def test_nbllm_model_sets_the_session_default(ip, tiny_folder):
     status = ip.run_line_magic("nbllm", f"model {tiny_folder}")
-    assert api.settings["model"] == tiny_folder
+    assert session.settings["model"] == tiny_folder
     assert repr(status).splitlines()[0] == f"model: {tiny_folder}"
     result = ip.run_cell_magic("zeroshot", f"--labels {LABELS}", CELL)
     assert result.estimator.model_name == tiny_folder
@@ -423,12 +425,12 @@ def test_nbllm_model_sets_the_session_default(ip, tiny_folder):
     res = ip.run_cell(f"%%zeroshot --labels {LABELS}\n{CELL}")
     assert res.success, res.error_in_exec
     ip.run_line_magic("nbllm", "model default")
-    assert api.settings["model"] is None
+    assert session.settings["model"] is None
 
 
 def test_nbllm_device_cpu(ip, tiny_folder):
     status = ip.run_line_magic("nbllm", "device cpu")
-    assert api.settings["device"] == "cpu"
+    assert session.settings["device"] == "cpu"
     assert repr(status).splitlines()[1] == "device: cpu"
     result = ip.run_cell_magic("zeroshot", f"--labels {LABELS} --model {tiny_folder}", CELL)
     assert result.estimator.device == "cpu"
@@ -438,7 +440,7 @@ def test_nbllm_device_bogus(ip):
     with pytest.raises(UsageError, match=re.escape(
             "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got 'gpu0'")):
         ip.run_line_magic("nbllm", "device gpu0")
-    assert api.settings["device"] == "auto"
+    assert session.settings["device"] == "auto"
 
 
 def test_nbllm_cache_clear(ip, tiny_folder):
@@ -573,7 +575,7 @@ def test_unclosed_quote_in_options_is_a_usage_error(ip, tiny_folder):
 
 def test_nbllm_cache_dir_turns_on_the_disk_cache(ip, tiny_folder, tmp_path):
     ip.run_line_magic("nbllm", f"cache {tmp_path}")
-    assert api.settings["cache_dir"] == str(tmp_path)
+    assert session.settings["cache_dir"] == str(tmp_path)
     assert repr(ip.run_line_magic("nbllm", "")).splitlines()[5] == \
         f"disk result cache: {tmp_path}"
     result = ip.run_cell_magic("zeroshot", f"--labels {LABELS} --model {tiny_folder}", CELL)
@@ -581,4 +583,4 @@ def test_nbllm_cache_dir_turns_on_the_disk_cache(ip, tiny_folder, tmp_path):
     ip.run_line_magic("nbllm", "cache clear")
     assert len(result.estimator.disk_cache_) == 0
     ip.run_line_magic("nbllm", "cache off")
-    assert api.settings["cache_dir"] is None
+    assert session.settings["cache_dir"] is None

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from nbllm import models
+from nbllm.engine import models
 from tiny import (  # noqa: F401  (fixtures)
     get_tiny_model,
     get_tiny_tokenizer,

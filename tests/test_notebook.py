@@ -15,7 +15,7 @@ def outputs_of(cell):
 
 def test_quickstart_runs_and_shows_tables(real_model, tmp_path, monkeypatch):
     # The kernel inherits NBLLM_CACHE_DIR and loads the copy real_model converted.
-    from nbllm.notebook import execute_notebook
+    from nbllm.tools.run_notebook import execute_notebook
 
     monkeypatch.setenv("NBLLM_CACHE_DIR", real_model.cache_dir)
     nb, written = execute_notebook(NOTEBOOK, tmp_path, timeout=600)
@@ -39,7 +39,7 @@ EVALUATION = NOTEBOOK.with_name("evaluation.ipynb")
 
 
 def test_evaluation_notebook_runs_and_renders_its_plots(real_model, tmp_path, monkeypatch):
-    from nbllm.notebook import execute_notebook
+    from nbllm.tools.run_notebook import execute_notebook
 
     monkeypatch.setenv("NBLLM_CACHE_DIR", real_model.cache_dir)
     # A small sample keeps it to a minute or two; the kernel inherits the env.

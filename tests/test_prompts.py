@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 
-from nbllm.prompts import (
+from nbllm.engine.prompts import (
     DEFAULT_PROMPT_FEW_SHOT,
     DEFAULT_PROMPT_ZERO_SHOT,
     FEW_SHOT_PLACEHOLDERS,

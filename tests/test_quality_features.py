@@ -19,16 +19,16 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import f1_score
 
 from nbllm import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
-from nbllm.calibration import (
+from nbllm.estimators.calibration import (
     CONTENT_FREE_TEXTS,
     calibrate,
     content_free_reference,
     normalise_logprobs,
 )
-from nbllm.display import ClassificationResult
+from nbllm.notebook.display import ClassificationResult
 from nbllm.estimators import FewShotClassifier, ZeroShotClassifier
-from nbllm.multilabel import DEFAULT_PROMPT_MULTI_LABEL, MultiLabelZeroShotClassifier
-from nbllm.prompts import PromptRenderer, format_examples, label_token_ids, trailing_space
+from nbllm.estimators.multi_label import DEFAULT_PROMPT_MULTI_LABEL, MultiLabelZeroShotClassifier
+from nbllm.engine.prompts import PromptRenderer, format_examples, label_token_ids, trailing_space
 from tiny import (  # noqa: F401  (fixtures)
     SENTENCES,
     get_tiny_model,

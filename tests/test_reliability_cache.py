@@ -24,8 +24,9 @@ from threading import Barrier
 import numpy as np
 import pytest
 
-from nbllm import ZeroShotClassifier, cache
-from nbllm.cache import DISK_CACHE_FILE, DiskCache, result_cache
+from nbllm import ZeroShotClassifier
+from nbllm.engine import result_cache as cache
+from nbllm.engine.result_cache import DISK_CACHE_FILE, DiskCache, result_cache
 from tiny import notebook_state, one_torch_thread, tiny_folder  # noqa: F401  (fixtures)
 from tiny import get_tiny_model, get_tiny_tokenizer
 
@@ -436,7 +437,7 @@ def test_two_processes_write_one_cache_at_once(tiny_folder, tmp_path):
     script = """
         import os, sqlite3, time
         import numpy as np
-        from nbllm.cache import DiskCache
+        from nbllm.engine.result_cache import DiskCache
         source = sqlite3.connect({source!r})
         rows = source.execute("SELECT key, logprobs FROM results").fetchall()
         source.close()

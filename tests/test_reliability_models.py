@@ -23,7 +23,7 @@ import pytest
 import torch
 import transformers
 
-from nbllm import models
+from nbllm.engine import models
 from tiny import (  # noqa: F401  (fixtures)
     get_tiny_model,
     get_tiny_tokenizer,
@@ -80,7 +80,7 @@ def assert_one_clean_error(info):
     assert exc.__cause__ is None
     assert exc.__context__ is None or exc.__suppress_context__
     raised_in = Path(str(info.traceback[-1].path))
-    assert (raised_in.parent.name, raised_in.name) == ("nbllm", "models.py")
+    assert (raised_in.parent.name, raised_in.name) == ("engine", "models.py")
 
 
 def assert_nothing_left(cache):

@@ -14,12 +14,14 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import nbllm  # noqa: F401  (registers the df.llm accessor)
-from nbllm import api, models
+from nbllm.engine import models
+from nbllm.notebook import classify as api
+from nbllm.notebook import session
 from nbllm.engine import scorer as scoring
-from nbllm.cache import result_cache
-from nbllm.display import ClassificationResult
-from nbllm.prompts import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
-from nbllm.widgets import FEW, ZERO, Panel, validate_prompt
+from nbllm.engine.result_cache import result_cache
+from nbllm.notebook.display import ClassificationResult
+from nbllm.engine.prompts import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
+from nbllm.notebook.panel import FEW, ZERO, Panel, validate_prompt
 from tiny import (  # noqa: F401  (fixtures)
     ip, notebook_state, one_torch_thread, save_tiny, shell, tiny_folder,
 )
@@ -525,7 +527,7 @@ def test_few_shot_without_examples(panel):
     panel.examples.value = "positive: fine\nbroken line"
     panel.classify_button.click()
     assert error_line(panel) == (
-        "UsageError: example line 2 must look like 'label: text'; got 'broken line'")
+        "ValueError: example line 2 must look like 'label: text'; got 'broken line'")
     panel.examples.value = "positive: fine\nspam: nope"
     panel.classify_button.click()
     assert error_line(panel) == "ValueError: examples use label(s) not in labels: 'spam'"

@@ -2,7 +2,7 @@
 
 Shared by the fast unit tests.  Everything is built in memory in well under a
 second and cached per process; ``tiny_folder`` saves it to disk so that it can
-be loaded by path through ``nbllm.models.get_model``.
+be loaded by path through ``nbllm.engine.models.get_model``.
 """
 
 import os
@@ -174,11 +174,12 @@ def oracle_matrix(model, prompts, labels):
 @pytest.fixture(autouse=True)
 def notebook_state(monkeypatch):
     """Clean session settings and result cache; fail fast on the real model."""
-    from nbllm import api, models
-    from nbllm.cache import result_cache
+    from nbllm.engine import models
+    from nbllm.notebook import session
+    from nbllm.engine.result_cache import result_cache
 
     def reset():
-        api.settings.update(model=None, device="auto", dtype="auto", cache_dir=None)
+        session.settings.update(model=None, device="auto", dtype="auto", cache_dir=None)
         result_cache.clear()
 
     real = models._load

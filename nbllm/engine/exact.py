@@ -235,7 +235,7 @@ class ExactBackend(RowBackend):
 
     Parameters
     ----------
-    loaded : nbllm.models.LoadedModel
+    loaded : nbllm.engine.models.LoadedModel
     pad_free : bool
         The plain path: rows of equal length only, no mask and no cache.
     use_prefix : bool

@@ -158,7 +158,7 @@ class LabelScorer:
 
     Parameters
     ----------
-    loaded : nbllm.models.LoadedModel
+    loaded : nbllm.engine.models.LoadedModel
 
     Attributes
     ----------

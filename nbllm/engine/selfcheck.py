@@ -32,7 +32,7 @@ def probe_inputs(loaded, window=None, seed=0):
 
     Parameters
     ----------
-    loaded : nbllm.models.LoadedModel
+    loaded : nbllm.engine.models.LoadedModel
     window : int or None
         The widest sliding window of the model, if any.
 

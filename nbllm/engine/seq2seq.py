@@ -40,7 +40,7 @@ class Seq2SeqBackend(RowBackend):
 
     Parameters
     ----------
-    loaded : nbllm.models.LoadedModel
+    loaded : nbllm.engine.models.LoadedModel
     pad_free : bool
         The plain path: one prompt per pass, decoder rows of equal length
         only, no masks.

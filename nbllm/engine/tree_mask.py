@@ -81,7 +81,7 @@ class TreeMaskBackend:
 
     Parameters
     ----------
-    loaded : nbllm.models.LoadedModel
+    loaded : nbllm.engine.models.LoadedModel
         The model to score with; its ``state`` dict holds the prefix KV caches
         so that every estimator on the same model shares them.
     prefix_caches : dict or None

@@ -2,7 +2,7 @@
 
 Used by ``make demo`` (the quickstart notebook) and by the notebook tests::
 
-    python -m nbllm.notebook notebooks/quickstart.ipynb
+    python -m nbllm.tools.run_notebook notebooks/quickstart.ipynb
 """
 
 import argparse

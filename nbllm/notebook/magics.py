@@ -1,6 +1,6 @@
 """IPython magics: ``%%zeroshot``, ``%%fewshot`` and ``%nbllm``.
 
-A thin shell: parse the options, call :func:`nbllm.api.classify`, return the
+A thin shell: parse the options, call :func:`nbllm.notebook.classify.classify`, return the
 result object (so it renders inline and ``_`` holds it).  Bad options raise
 :class:`~IPython.core.error.UsageError`, which IPython shows as one line.
 """
@@ -13,10 +13,9 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from . import api
-
-INLINE_SEPARATOR = "---"
-
+from . import classify as api
+from .inline_examples import INLINE_SEPARATOR, parse_inline_examples
+from .session import settings
 
 def parse_labels(value):
     """Split ``a,b,"c, d"`` into labels; quotes protect commas."""
@@ -31,36 +30,6 @@ def parse_labels(value):
         return api.check_labels(labels)
     except ValueError as exc:
         raise UsageError(f"--labels: {exc}") from None
-
-
-def parse_inline_examples(block):
-    """Parse ``label: text`` lines into (text, label) pairs.
-
-    A label that contains ``:`` must be quoted: ``"a:b": some text``.
-    """
-    pairs = []
-    for number, line in enumerate(block.splitlines(), 1):
-        if not line.strip():
-            continue
-        stripped = line.strip()
-        if stripped[0] in "\"'":
-            quote = stripped[0]
-            end = stripped.find(quote, 1)
-            if end < 0 or stripped[end + 1:end + 2] != ":":
-                raise UsageError(
-                    f"example line {number}: unclosed quoted label in {line!r}"
-                )
-            label, text = stripped[1:end], stripped[end + 2:]
-        else:
-            label, sep, text = stripped.partition(":")
-            if not sep:
-                raise UsageError(
-                    f"example line {number} must look like 'label: text'; got {line!r}"
-                )
-        if not label.strip():
-            raise UsageError(f"example line {number} has an empty label: {line!r}")
-        pairs.append((text.strip(), label.strip()))
-    return pairs
 
 
 def _common_arguments(func):
@@ -241,7 +210,10 @@ class NbllmMagics(Magics):
                     "above a '---' line"
                 )
             cut = [l.strip() for l in lines].index(INLINE_SEPARATOR)
-            examples = parse_inline_examples("\n".join(lines[:cut]))
+            try:
+                examples = parse_inline_examples("\n".join(lines[:cut]))
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
             body = "\n".join(lines[cut + 1:])
             if not examples:
                 raise UsageError("no examples above the '---' line")
@@ -272,28 +244,28 @@ class NbllmMagics(Magics):
             return status()
         command, rest = words[0], words[1:]
         if command == "model" and len(rest) == 1:
-            api.settings["model"] = None if rest[0] in ("default", "none") else rest[0]
+            settings["model"] = None if rest[0] in ("default", "none") else rest[0]
         elif command == "device" and len(rest) == 1:
-            from .models import resolve_device
+            from ..engine.models import resolve_device
 
             try:
                 resolve_device(rest[0])
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
-            api.settings["device"] = rest[0]
+            settings["device"] = rest[0]
         elif command == "panel" and not rest:
-            from .widgets import Panel
+            from .panel import Panel
 
             return Panel()
         elif command == "cache" and rest == ["clear"]:
-            from .cache import disk_cache, result_cache
+            from ..engine.result_cache import disk_cache, result_cache
 
             result_cache.clear()
-            disk = disk_cache(api.settings["cache_dir"])
+            disk = disk_cache(settings["cache_dir"])
             if disk is not None:
                 disk.clear()
         elif command == "cache" and len(rest) == 1:
-            api.settings["cache_dir"] = None if rest[0] in ("none", "off") else rest[0]
+            settings["cache_dir"] = None if rest[0] in ("none", "off") else rest[0]
         else:
             raise UsageError(
                 f"%nbllm: unknown command {line.strip()!r}; use '%nbllm', "
@@ -321,18 +293,18 @@ class Status:
 
 def status():
     """A :class:`Status` with the current defaults and cache counters."""
-    from .cache import result_cache
-    from .models import DEFAULT_MODEL, cache_dir, loaded_models
+    from ..engine.models import DEFAULT_MODEL, cache_dir, loaded_models
+    from ..engine.result_cache import result_cache
 
     loaded = loaded_models()
     return Status([
-        ("model", api.settings["model"] or f"{DEFAULT_MODEL} (embedded default)"),
-        ("device", api.settings["device"]),
-        ("dtype", api.settings["dtype"]),
+        ("model", settings["model"] or f"{DEFAULT_MODEL} (embedded default)"),
+        ("device", settings["device"]),
+        ("dtype", settings["dtype"]),
         ("result cache", f"{len(result_cache)} entries, {result_cache.hits} hits, "
                          f"{result_cache.misses} misses"),
         ("cache folder", str(cache_dir())),
-        ("disk result cache", api.settings["cache_dir"] or
+        ("disk result cache", settings["cache_dir"] or
          ("$NBLLM_CACHE_DIR" if os.environ.get("NBLLM_CACHE_DIR") else "off")),
         ("loaded models", ", ".join(repr(m) for m in loaded) or "none"),
     ])

@@ -12,8 +12,8 @@ import numpy as np
 from sklearn.preprocessing import MultiLabelBinarizer
 from sklearn.utils.validation import check_is_fitted
 
-from .estimators import _COMMON_DOC, _LLMClassifierBase, _check_texts, _ProgressBar
-from .prompts import template_placeholders
+from ..engine.prompts import template_placeholders
+from .base import _COMMON_DOC, _check_texts, _LLMClassifierBase, _ProgressBar
 
 DEFAULT_PROMPT_MULTI_LABEL = (
     "Does the category \"{label}\" apply to the following text? "

@@ -1,6 +1,6 @@
 """An ipywidgets panel to shape a classifier by hand: model, labels, prompt, examples.
 
-The panel is a thin layer: it reads its widgets, calls :mod:`nbllm.api` (the
+The panel is a thin layer: it reads its widgets, calls :mod:`nbllm.notebook.classify` (the
 same functions the magics and the accessor use) and renders the result into
 its ``Output``.  Work runs in a background thread so that Stop can be
 clicked; every callback catches its exceptions and shows them as one line,
@@ -14,9 +14,11 @@ import traceback
 
 import ipywidgets as widgets
 
-from . import api
+from . import classify as api
+from .inline_examples import parse_inline_examples
+from .session import settings
 from .display import esc
-from .prompts import (
+from ..engine.prompts import (
     DEFAULT_EXAMPLE_TEMPLATE,
     DEFAULT_PROMPT_FEW_SHOT,
     DEFAULT_PROMPT_ZERO_SHOT,
@@ -101,16 +103,16 @@ class Panel(widgets.VBox):
         self.last_result = None
         self.last_error = None
         self.code = None
-        from .models import DEFAULT_MODEL, loaded_models
+        from ..engine.models import DEFAULT_MODEL, loaded_models
 
         specs = [DEFAULT_MODEL] + [m.spec for m in loaded_models() if m.spec != DEFAULT_MODEL]
         self.model = widgets.Combobox(
-            value=api.settings["model"] or DEFAULT_MODEL, options=specs,
+            value=settings["model"] or DEFAULT_MODEL, options=specs,
             description="model", ensure_option=False,
         )
         self.device = widgets.Dropdown(
-            options=["auto", "cpu", "cuda"], value=api.settings["device"]
-            if api.settings["device"] in ("auto", "cpu", "cuda") else "auto",
+            options=["auto", "cpu", "cuda"], value=settings["device"]
+            if settings["device"] in ("auto", "cpu", "cuda") else "auto",
             description="device",
         )
         self.mode = widgets.ToggleButtons(options=[ZERO, FEW], value=ZERO)
@@ -245,8 +247,6 @@ class Panel(widgets.VBox):
             if name not in namespace:
                 raise ValueError(f"examples: no variable named {name!r}")
             return namespace[name]
-        from .magics import parse_inline_examples
-
         pairs = parse_inline_examples(self.examples.value)
         if not pairs:
             raise ValueError("few-shot needs examples: 'label: text' lines or a variable")

@@ -2,12 +2,12 @@
 
 pandas builds a new accessor object on every attribute access, so
 ``__init__`` only keeps a reference; all work is delegated to
-:func:`nbllm.api.classify`, the same function the magics use.
+:func:`nbllm.notebook.classify.classify`, the same function the magics use.
 """
 
 import pandas as pd
 
-from . import api
+from . import classify as api
 
 
 def _output_frame(result, proba, raw):
@@ -79,8 +79,8 @@ class DataFrameLLMAccessor(_Base):
         )
 
     def panel(self, column, labels=None):
-        """An interactive :class:`nbllm.widgets.Panel` over ``column``."""
-        from .widgets import Panel
+        """An interactive :class:`nbllm.notebook.panel.Panel` over ``column``."""
+        from .panel import Panel
 
         self._column(column)
         return Panel(self._obj, column, labels)

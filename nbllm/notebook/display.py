@@ -88,7 +88,7 @@ class ClassificationResult:
         self.index = index
         self.hide_low = hide_low
         self.multi_label_threshold = multi_label_threshold
-        # Set by nbllm.api.classify when a run is stopped before the end.
+        # Set by nbllm.notebook.classify.classify when a run is stopped before the end.
         self.stopped = False
         self.pending = np.zeros(len(self.texts), dtype=bool)
 

@@ -1,6 +1,6 @@
 """The demo: zero-shot sentiment of real tweets with the embedded model.
 
-Run it with ``make demo`` (sets everything up) or ``python -m nbllm.demo``.
+Run it with ``make demo`` (sets everything up) or ``python -m nbllm.tools.demo``.
 """
 
 import argparse
@@ -24,8 +24,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from nbllm import ZeroShotClassifier, models
-    from nbllm.data import load_tweets
+    from nbllm import ZeroShotClassifier
+    from nbllm.engine import models
+    from nbllm.tools.tweets import load_tweets
 
     tweets = load_tweets(args.n, labels=("negative", "positive"),
                          min_confidence=0.9, split="eval", random_state=0)

@@ -1,9 +1,10 @@
-"""scikit-learn classifiers over the scoring engine.
+"""What every nbllm classifier shares: parameter checks, model loading,
+scoring through the engine, and the low-probability policy.
 
-``ZeroShotClassifier`` and ``FewShotClassifier`` follow skorch.llm's names and
-semantics, and scikit-learn's estimator contract: ``__init__`` only stores its
-arguments, ``fit`` validates them and loads the (shared) model, and fitted
-state ends in ``_``.
+The classifiers (:mod:`.zero_shot`, :mod:`.few_shot`, :mod:`.multi_label`)
+follow skorch.llm's names and semantics, and scikit-learn's estimator
+contract: ``__init__`` only stores its arguments, ``fit`` validates them and
+loads the (shared) model, and fitted state ends in ``_``.
 """
 
 import numbers
@@ -16,37 +17,23 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from . import models
+from ..engine import models
+from ..engine.prompts import (
+    DEFAULT_PROMPT_ZERO_SHOT,
+    ZERO_SHOT_PLACEHOLDERS,
+    PromptRenderer,
+    check_template,
+    is_missing,
+    label_token_ids,
+    trailing_space,
+)
+from ..engine.result_cache import disk_cache, result_cache, result_key
+from ..exceptions import LowProbabilityError
 from .calibration import (
     CALIBRATIONS,
     CONTENT_FREE_TEXTS,
     calibrate,
     content_free_reference,
-)
-from .cache import disk_cache, result_cache, result_key
-from .examples import (
-    PLACEMENTS,
-    SELECTIONS,
-    PerTextRenderer,
-    SimilarExamples,
-    draw_random,
-    draw_stratified,
-)
-from .exceptions import LowProbabilityError
-from .prompts import (
-    DEFAULT_EXAMPLE_TEMPLATE,
-    DEFAULT_PROMPT_FEW_SHOT,
-    DEFAULT_PROMPT_ZERO_SHOT,
-    FEW_SHOT_PLACEHOLDERS,
-    ZERO_SHOT_PLACEHOLDERS,
-    PromptRenderer,
-    check_example_template,
-    check_template,
-    format_examples,
-    is_missing,
-    label_token_ids,
-    trailing_space,
-    without_examples,
 )
 
 ERROR_LOW_PROB_VALUES = ("ignore", "raise", "warn", "return_none")
@@ -423,7 +410,7 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         out = np.empty((len(texts), len(label_ids)), dtype=np.float64)
         special = not self.use_chat_template_
         head = self.tokenizer_(renderer.head(), add_special_tokens=special)["input_ids"]
-        from .engine.scorer import LabelScorer
+        from ..engine.scorer import LabelScorer
 
         scorer = LabelScorer(self.loaded_)
         bar = _ProgressBar(self.progress if progress is None else progress, len(texts))
@@ -696,7 +683,7 @@ _COMMON_DOC = """
         Show a tqdm progress bar ('auto': on runs of four batches or more).
     calibration : {{None, 'content_free', 'batch'}}, default=None
         Correct the prompt's bias towards some labels (see
-        :mod:`nbllm.calibration`): divide by the label probabilities for
+        :mod:`nbllm.estimators.calibration`): divide by the label probabilities for
         content-free texts, or by the mean over the samples of one predict
         call (predictions then depend on the call's other samples).  Needs
         ``probas_sum_to_1=True``.
@@ -717,299 +704,3 @@ _COMMON_DOC = """
         processes are instant and interrupted jobs resume.  None uses
         ``$NBLLM_CACHE_DIR`` when it is set, else memory only.
 """
-
-
-class ZeroShotClassifier(_LLMClassifierBase):
-    __doc__ = (
-        """Zero-shot text classification by constrained label likelihood.
-
-    Every label string is scored under a causal LM after the prompt; the
-    predicted label is the most likely one, and the probabilities are exact.
-    """
-        + _COMMON_DOC.format(placeholders="``{text}`` and ``{labels}``",
-                             default="``DEFAULT_PROMPT_ZERO_SHOT``")
-        + """
-    Attributes
-    ----------
-    classes_ : ndarray of str
-    label_ids_ : list of list of int
-        Token ids of each class.
-    prompt_ : str
-    model_, tokenizer_ : the model in use
-    device_ : torch.device
-
-    Examples
-    --------
-    >>> clf = ZeroShotClassifier().fit(None, ["negative", "positive"])
-    >>> clf.predict_proba(["I love it"])  # doctest: +SKIP
-    """
-    )
-
-    def __init__(
-        self,
-        model_name=None,
-        *,
-        model=None,
-        tokenizer=None,
-        prompt=None,
-        probas_sum_to_1=True,
-        device="auto",
-        dtype="auto",
-        error_low_prob="ignore",
-        threshold_low_prob=0.0,
-        use_caching=True,
-        use_chat_template="auto",
-        batch_size="auto",
-        progress="auto",
-        cache_dir=None,
-        calibration=None,
-        label_map=None,
-        truncation="right",
-        trust_remote_code=False,
-    ):
-        self.model_name = model_name
-        self.model = model
-        self.tokenizer = tokenizer
-        self.prompt = prompt
-        self.probas_sum_to_1 = probas_sum_to_1
-        self.device = device
-        self.dtype = dtype
-        self.error_low_prob = error_low_prob
-        self.threshold_low_prob = threshold_low_prob
-        self.use_caching = use_caching
-        self.use_chat_template = use_chat_template
-        self.batch_size = batch_size
-        self.progress = progress
-        self.cache_dir = cache_dir
-        self.calibration = calibration
-        self.label_map = label_map
-        self.truncation = truncation
-        self.trust_remote_code = trust_remote_code
-
-    def fit(self, X, y, **fit_params):
-        """Load the model and take the classes from ``y`` (no training happens).
-
-        Parameters
-        ----------
-        X : ignored, may be None
-        y : list-like of str
-            The labels, or labelled targets; ``classes_ = np.unique(y)``.
-
-        Returns
-        -------
-        self
-        """
-        self._fit_common(y)
-        return self
-
-
-class FewShotClassifier(_LLMClassifierBase):
-    __doc__ = (
-        """Few-shot text classification by constrained label likelihood.
-
-    Like :class:`ZeroShotClassifier`, with up to ``max_samples`` labelled
-    examples from the fit data written into the prompt.
-    """
-        + _COMMON_DOC.format(placeholders="``{text}``, ``{labels}`` and ``{examples}``",
-                             default="``DEFAULT_PROMPT_FEW_SHOT``")
-        + """    max_samples : int, default=5
-        Number of examples in the prompt.
-    example_selection : {'similar', 'stratified', 'random'}, default='similar'
-        'similar' picks, for each text, the nearest fit texts by TF-IDF
-        cosine (taking the classes in turn); 'stratified' draws one fixed set
-        by :meth:`get_examples` (skorch's rule: every label once where
-        ``max_samples`` allows, the rest at random); 'random' draws one fixed
-        set at random.
-        'similar' was clearly the most accurate with small models, which copy
-        the labels of a fixed set of examples (README), but each text gets its
-        own prompt, so the shared prefix is shorter and scoring costs more.
-    example_placement : {'prompt', 'turns'}, default='prompt'
-        'prompt' writes the examples into ``{examples}``; 'turns' (chat
-        models only) asks the template's question about each example in an
-        earlier user turn, answered by an assistant turn with its label.
-    random_state : int, RandomState or None, default=None
-        Makes the draw of examples deterministic.
-    example_template : str, default=DEFAULT_EXAMPLE_TEMPLATE
-        How one example is written into ``{examples}``: a format string with
-        ``{text}`` and ``{label}`` (``"Text: {text}\\nLabel: {label}"``).
-        Examples are joined so that one blank line follows each: with a
-        newline between them when the template ends with a newline, two
-        otherwise.  ``nbllm.SKORCH_EXAMPLE_TEMPLATE`` writes skorch's block.
-        Not used with ``example_placement='turns'``.
-
-    Attributes
-    ----------
-    examples_ : list of (text, label) or None
-        The examples in the prompt, in prompt order; None with 'similar'
-        (see :meth:`examples_for`).
-    """
-    )
-
-    _placeholders = FEW_SHOT_PLACEHOLDERS
-    _default_prompt = DEFAULT_PROMPT_FEW_SHOT
-
-    def __init__(
-        self,
-        model_name=None,
-        *,
-        model=None,
-        tokenizer=None,
-        prompt=None,
-        probas_sum_to_1=True,
-        device="auto",
-        dtype="auto",
-        error_low_prob="ignore",
-        threshold_low_prob=0.0,
-        use_caching=True,
-        use_chat_template="auto",
-        batch_size="auto",
-        progress="auto",
-        cache_dir=None,
-        calibration=None,
-        label_map=None,
-        truncation="right",
-        trust_remote_code=False,
-        max_samples=5,
-        example_selection="similar",
-        example_placement="prompt",
-        random_state=None,
-        example_template=DEFAULT_EXAMPLE_TEMPLATE,
-    ):
-        # Only stores the arguments, as scikit-learn requires.
-        ZeroShotClassifier.__init__(
-            self, model_name, model=model, tokenizer=tokenizer, prompt=prompt,
-            probas_sum_to_1=probas_sum_to_1, device=device, dtype=dtype,
-            error_low_prob=error_low_prob, threshold_low_prob=threshold_low_prob,
-            use_caching=use_caching, use_chat_template=use_chat_template,
-            batch_size=batch_size, progress=progress, cache_dir=cache_dir,
-            calibration=calibration, label_map=label_map, truncation=truncation,
-            trust_remote_code=trust_remote_code,
-        )
-        self.max_samples = max_samples
-        self.example_selection = example_selection
-        self.example_placement = example_placement
-        self.random_state = random_state
-        self.example_template = example_template
-
-    def fit(self, X, y, **fit_params):
-        """Load the model, take the classes from ``y`` and draw the examples.
-
-        Parameters
-        ----------
-        X : list-like of str
-            Example texts.
-        y : list-like of str
-            Their labels.
-
-        Returns
-        -------
-        self
-        """
-        if X is None or (not isinstance(X, (str, bytes)) and len(X) == 0):
-            raise ValueError("For few-shot learning, pass at least one example")
-        texts = _check_texts(X)
-        if y is not None and len(X) != len(y):
-            raise ValueError(
-                "X and y don't have the same number of samples, found "
-                f"{len(X)} and {len(y)} samples, respectively"
-            )
-        if not (
-            isinstance(self.max_samples, numbers.Integral)
-            and not isinstance(self.max_samples, bool)
-            and self.max_samples >= 1
-        ):
-            raise ValueError(
-                f"max_samples must be a positive integer; got {self.max_samples!r}"
-            )
-        if self.example_placement not in PLACEMENTS:
-            raise ValueError(
-                "example_placement must be 'prompt' or 'turns'; "
-                f"got {self.example_placement!r}"
-            )
-        if self.example_selection not in SELECTIONS:
-            raise ValueError(
-                "example_selection must be 'stratified', 'random' or 'similar'; "
-                f"got {self.example_selection!r}"
-            )
-        check_example_template(self.example_template)
-        y = self._fit_common(y)
-        if self.example_placement == "turns" and not self.use_chat_template_:
-            raise ValueError(
-                "example_placement='turns' writes the examples as chat turns and "
-                "needs a chat template; use example_placement='prompt' or "
-                "use_chat_template=True/'auto' with a chat model"
-            )
-        if self.example_selection == "similar":
-            self.examples_ = None
-            self.selector_ = SimilarExamples(texts, y, self.max_samples)
-        elif self.example_selection == "stratified":
-            self.examples_ = [tuple(pair) for pair in self.get_examples(texts, y,
-                                                                        self.max_samples)]
-        else:
-            chosen = draw_random(len(y), self.max_samples, self.random_state)
-            self.examples_ = [(texts[i], y[i]) for i in chosen]
-        return self
-
-    def get_examples(self, X, y, n_samples):
-        """Up to ``n_samples`` (text, label) pairs of the fit data, skorch's way.
-
-        Every label is represented where ``n_samples`` allows, the rest are
-        drawn at random, and the one-per-label examples come last; the same
-        ``random_state`` gives the same pairs.  Fewer pairs come back when X
-        has fewer rows.  With ``example_selection='stratified'``, ``fit``
-        calls this method, so a subclass that overrides it chooses the
-        examples (skorch's extension point); ``'similar'`` and ``'random'``
-        do not use it.  :meth:`examples_for` shows the examples each text
-        gets.
-
-        Parameters
-        ----------
-        X : list-like
-            Texts (any values; they are returned as given).
-        y : list-like
-            Their labels.
-        n_samples : int
-
-        Returns
-        -------
-        list of (text, label)
-        """
-        texts = X if isinstance(X, np.ndarray) else list(X)
-        labels = y if isinstance(y, np.ndarray) else list(y)
-        if len(texts) != len(labels):
-            raise ValueError(
-                "X and y don't have the same number of samples, found "
-                f"{len(texts)} and {len(labels)} samples, respectively"
-            )
-        chosen = draw_stratified(texts, labels, n_samples, self.random_state)
-        return [(texts[i], labels[i]) for i in chosen]
-
-    def examples_for(self, X):
-        """The (text, label) examples in the prompt of each text of X."""
-        check_is_fitted(self, "loaded_")
-        texts = _check_texts(X)
-        if self.examples_ is not None:
-            return [list(self.examples_) for _ in texts]
-        return self._renderer().examples_for(texts)
-
-    def _renderer(self):
-        if self.examples_ is not None:
-            return self._renderer_with(self.examples_)
-        return PerTextRenderer(self.selector_, self._renderer_with)
-
-    def _renderer_with(self, pairs):
-        """The prompt renderer that shows these (text, label) examples."""
-        fields = self._prompt_fields()
-        if self.example_placement == "prompt":
-            fields["examples"] = format_examples(
-                [(text, self._word(label)) for text, label in pairs],
-                self.example_template)
-            return self._prompt_renderer(fields)
-        # 'turns': each example is the same question, asked and answered in
-        # earlier chat turns; the template is used without its {examples}.
-        template = without_examples(self.prompt_)
-        history = [(PromptRenderer(template, fields).user_message(text), self._word(label))
-                   for text, label in pairs]
-        return PromptRenderer(template, fields, self.tokenizer_, True, history=history)
-
-

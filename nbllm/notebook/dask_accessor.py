@@ -2,7 +2,7 @@
 
 Each partition is classified by :func:`classify_partition`, which runs the
 pandas accessor inside the worker.  Models load through nbllm's per-process
-registry (:func:`nbllm.models.get_model`), so a worker process loads the model
+registry (:func:`nbllm.engine.models.get_model`), so a worker process loads the model
 on its first partition and reuses it for every later one; ``load_counts``
 counts real loads per process (read them with ``client.run``).
 
@@ -16,7 +16,8 @@ nbllm`` does whenever ``dask.dataframe`` is already imported.
 import numpy as np
 import pandas as pd
 
-from . import api
+from . import classify as api
+from .session import settings
 
 # Options that name things on the client that workers cannot share.
 _NOT_SHIPPABLE = ("estimator",)
@@ -30,7 +31,7 @@ def output_classes(labels, examples=None, text_col="text", label_col="label",
                    multi_label=False):
     """The classes (output column order) a run will have, without a model.
 
-    Mirrors :func:`nbllm.api.build_estimator`: estimators order classes with
+    Mirrors :func:`nbllm.notebook.classify.build_estimator`: estimators order classes with
     ``np.unique`` of the labels they are fitted on, so integer example labels
     keep their numeric order.
 
@@ -135,8 +136,8 @@ class DaskLLMAccessor:
                 f"{', '.join(map(repr, self._obj.columns))}"
             )
         for name in _SESSION_OPTIONS:
-            if options.get(name) is None and api.settings[name] is not None:
-                options[name] = api.settings[name]
+            if options.get(name) is None and settings[name] is not None:
+                options[name] = settings[name]
         multi_label = options.get("multi_label", False)
         classes = output_classes(labels, options.get("examples"),
                                  options.get("text_col", "text"),

@@ -1,7 +1,7 @@
 """The one function the magics, the accessor and the panel call.
 
 It builds (or reuses) an estimator, classifies, and returns a
-:class:`~nbllm.display.ClassificationResult`.  Models come from the
+:class:`~nbllm.notebook.display.ClassificationResult`.  Models come from the
 process-wide registry and results from the shared cache, so calling it again
 with other labels or another prompt never reloads weights.
 """
@@ -10,11 +10,9 @@ import warnings
 
 import numpy as np
 
+from ..engine.prompts import is_missing
 from .display import ClassificationResult, GenerationPreview
-from .prompts import is_missing
-
-# Session defaults, set by ``%nbllm model|device ...``.
-settings = {"model": None, "device": "auto", "dtype": "auto", "cache_dir": None}
+from .session import settings
 
 
 def normalize_examples(examples, text_col="text", label_col="label"):
@@ -83,7 +81,7 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
     ``example_template`` (few-shot only; None: the estimator's default) is how
     one example is written, e.g. ``nbllm.SKORCH_EXAMPLE_TEMPLATE``.
     """
-    from .estimators import FewShotClassifier, ZeroShotClassifier
+    from ..estimators import FewShotClassifier, ZeroShotClassifier
 
     if example_template is not None and examples is None:
         raise ValueError("example_template is for few-shot; it needs examples")
@@ -102,7 +100,7 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
     )
     model = model if model is not None else settings["model"]
     if multi_label:
-        from .multilabel import MultiLabelZeroShotClassifier
+        from ..estimators import MultiLabelZeroShotClassifier
 
         if examples is not None:
             raise ValueError("multi_label=True is zero-shot; it takes no examples")
@@ -221,7 +219,7 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
 
 
 def _is_multi_label(clf):
-    from .multilabel import MultiLabelZeroShotClassifier
+    from ..estimators import MultiLabelZeroShotClassifier
 
     return isinstance(clf, MultiLabelZeroShotClassifier)
 
@@ -229,7 +227,7 @@ def _is_multi_label(clf):
 def _preview_probas(clf, logprobs):
     if getattr(clf, "calibration", None) == "batch":
         # A batch of one carries no batch statistics: show the plain ones.
-        from .calibration import softmax_rows
+        from ..estimators.calibration import softmax_rows
 
         return softmax_rows(logprobs)
     return clf.probas_from_logprobs(logprobs[None])[0]
