@@ -114,7 +114,7 @@ def main():
             t = time.perf_counter()
             clf = ZeroShotClassifier(prompt=prompt, use_chat_template=chat,
                                      progress=False).fit(None, list(labels))
-            logprobs = clf._label_logprobs(df["text"].tolist())
+            logprobs = clf.label_logprobs(df["text"].tolist())
             cf = content_free_reference(clf.calibration_logprobs())
             m = metrics(logprobs, y, clf.classes_)
             m["content_free"] = float(np.mean(
@@ -141,7 +141,7 @@ def few_shot(args, labels, df, metrics):
         clf = FewShotClassifier(prompt=prompt, use_chat_template=chat, max_samples=5,
                                 example_placement=placement, random_state=0,
                                 progress=False).fit(pool["text"], pool["label"])
-        m = metrics(clf._label_logprobs(df["text"].tolist()), y, clf.classes_)
+        m = metrics(clf.label_logprobs(df["text"].tolist()), y, clf.classes_)
         print(f"few-shot {name:31s} " + "  ".join(f"{k}={v:.3f}" for k, v in m.items())
               + f"  ({time.perf_counter() - t:.0f} s)", flush=True)
 

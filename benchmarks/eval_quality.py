@@ -65,7 +65,7 @@ def run_task(labels, n, shots_n, skip_skorch=False, selections=SELECTIONS,
 
     t = time.perf_counter()
     clf = ZeroShotClassifier(progress=False).fit(None, classes)
-    logprobs = clf._label_logprobs(test["text"].tolist())
+    logprobs = clf.label_logprobs(test["text"].tolist())
     seconds = time.perf_counter() - t
     for mode in () if only_few_shot else (None, "content_free", "batch"):
         clf.set_params(calibration=mode).fit(None, classes)
@@ -83,7 +83,7 @@ def run_task(labels, n, shots_n, skip_skorch=False, selections=SELECTIONS,
             add(f"nbllm few-shot k={k}, {selection}", sub["label"], proba,
                 time.perf_counter() - t)
             if k == 5 and selection == "stratified":
-                few_logprobs = few._label_logprobs(sub["text"].tolist())
+                few_logprobs = few.label_logprobs(sub["text"].tolist())
                 for mode in ("content_free", "batch"):
                     few.set_params(calibration=mode).fit(pool["text"], pool["label"])
                     add(f"nbllm few-shot k=5, stratified, calibration={mode}",

@@ -23,6 +23,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import nbllm  # noqa: F401  (registers the df.llm accessor)
+from nbllm.engine import text_scorer
 from nbllm.estimators import base as estimators
 from nbllm.estimators import multi_label as multilabel
 from nbllm.notebook import classify as api
@@ -480,7 +481,7 @@ def test_truncation_error_names_count_position_and_tokens():
 
 
 def test_truncation_error_position_counts_across_chunks(monkeypatch):
-    monkeypatch.setattr(estimators, "_CHUNK", 2)
+    monkeypatch.setattr(text_scorer, "CHUNK", 2)
     clf = small("zero", truncation="error")
     with pytest.raises(ValueError, match=re.escape(
             "1 sample(s) do not fit the model's context of 64 tokens; the first, at "
@@ -687,7 +688,7 @@ def test_two_hundred_labels(spy_score):
     np.testing.assert_allclose(probas.sum(axis=1), 1.0, atol=1e-9)
     assert (probas > 0).all()
     assert len(spy_score) == 1  # one scoring pass for all 200 labels
-    raw = np.exp(clf._label_logprobs(texts[:1]))
+    raw = np.exp(clf.label_logprobs(texts[:1]))
     for j in (0, 137):
         expected = math.exp(oracle_logprob(clf.model_, prompt_ids(clf, texts[0]),
                                            clf.label_ids_[j]))
@@ -974,7 +975,7 @@ def test_interrupt_in_on_rows_keeps_finished_batches(kind, monkeypatch):
     clf = fitted(kind, batch_size=1)
     stop = _stop_after(3)
     with pytest.raises(KeyboardInterrupt):
-        clf._label_logprobs(INTERRUPT_TEXTS, on_rows=stop)
+        clf.label_logprobs(INTERRUPT_TEXTS, on_rows=stop)
     assert stop.done == [1, 1, 1]
     assert_model_usable(clf)
     again = fitted(kind, batch_size=1)
@@ -1017,7 +1018,7 @@ def test_interrupt_inside_a_forward_pass(at_call, n_finished):
     handle = clf.model_.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         with pytest.raises(KeyboardInterrupt):
-            clf._label_logprobs(INTERRUPT_TEXTS,
+            clf.label_logprobs(INTERRUPT_TEXTS,
                                 on_rows=lambda rows, values: finished.extend(rows))
     finally:
         handle.remove()

@@ -55,7 +55,7 @@ def test_interrupted_run_resumes_from_disk(tiny_folder, tmp_path):
             raise KeyboardInterrupt  # what a notebook's Stop does
 
     with pytest.raises(KeyboardInterrupt):
-        first._label_logprobs(TEXTS, on_rows=interrupt_after_two_batches)
+        first.label_logprobs(TEXTS, on_rows=interrupt_after_two_batches)
     assert len(first.disk_cache_) == 4
     result_cache.clear()  # as in a new process: only the disk remembers
     again = clf(tiny_folder, tmp_path)

@@ -13,6 +13,7 @@ from sklearn.model_selection import GridSearchCV
 import nbllm
 from nbllm import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
 from nbllm.engine import models
+from nbllm.engine import text_scorer
 from nbllm.estimators import base as estimators
 from nbllm.engine import scorer as scoring
 from nbllm.engine.result_cache import result_cache
@@ -365,7 +366,7 @@ def test_cached_and_uncached_results_agree():
 def test_chunks_are_reassembled_in_order(monkeypatch):
     texts = TEXTS + ["a", "b", TEXTS[0]]
     expected = zero_shot(use_caching=False).fit(None, LABELS).predict_proba(texts)
-    monkeypatch.setattr(estimators, "_CHUNK", 2)
+    monkeypatch.setattr(text_scorer, "CHUNK", 2)
     for caching in (False, True):
         clf = zero_shot(use_caching=caching).fit(None, LABELS)
         np.testing.assert_allclose(
@@ -684,7 +685,7 @@ def test_low_prob_ignore():
 def test_zero_total_always_raises(monkeypatch):
     clf = zero_shot(error_low_prob="ignore").fit(None, LABELS)
     monkeypatch.setattr(
-        clf, "_label_logprobs", lambda X: np.full((len(X), 3), -np.inf)
+        clf, "label_logprobs", lambda X: np.full((len(X), 3), -np.inf)
     )
     with pytest.raises(LowProbabilityError, match=r"^The sum of all probabilities is zero\.$"):
         clf.predict_proba(["x"])
@@ -817,7 +818,7 @@ def test_generate_returns_the_greedy_continuation():
 
 
 def test_progress_bar_policies():
-    from nbllm.estimators.base import _ProgressBar
+    from nbllm.engine.text_scorer import ProgressBar as _ProgressBar
 
     off = _ProgressBar(False, 100)
     off.start(50)
@@ -839,7 +840,7 @@ def test_on_rows_reports_every_row_once_cached_first():
     clf = zero_shot(batch_size=1).fit(None, LABELS)
     clf.predict_proba(TEXTS[:1])
     seen = []
-    out = clf._label_logprobs(TEXTS + [TEXTS[1]], on_rows=lambda r, v: seen.append(
+    out = clf.label_logprobs(TEXTS + [TEXTS[1]], on_rows=lambda r, v: seen.append(
         (r.tolist(), v.copy())))
     assert seen[0][0] == [0]
     assert sorted(r for rows, _ in seen for r in rows) == list(range(len(TEXTS) + 1))

@@ -139,7 +139,7 @@ def test_scoring_equals_the_oracle_or_raises_a_clear_error(labels, texts, templa
             assert str(exc) == (f"labels must be non-empty strings; got {blank[0]!r} "
                                 "in the classes") or "tokenizes to no tokens" in str(exc)
             return
-        logprobs = clf._label_logprobs(texts)
+        logprobs = clf.label_logprobs(texts)
     special = not clf.use_chat_template_
     prompts = [tok(clf.get_prompt(t), add_special_tokens=special)["input_ids"]
                for t in texts]

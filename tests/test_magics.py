@@ -87,7 +87,7 @@ def test_zeroshot_run_cell_magic_matches_the_estimator(ip, tiny_folder):
     assert_matches(result, clf, TEXTS)
     np.testing.assert_allclose(result.probas.sum(axis=1), 1.0, atol=1e-12)
     np.testing.assert_allclose(result.label_mass,
-                               np.exp(clf._label_logprobs(TEXTS)).sum(axis=1),
+                               np.exp(clf.label_logprobs(TEXTS)).sum(axis=1),
                                rtol=1e-12, atol=0)
     assert result.raw is False
     assert result.previews == []
@@ -246,7 +246,7 @@ def test_zeroshot_raw(ip, tiny_folder):
     result = ip.run_cell_magic("zeroshot", f"--labels {LABELS} --model {tiny_folder} --raw",
                                CELL)
     clf = zero(tiny_folder)
-    expected = np.exp(clf._label_logprobs(TEXTS))
+    expected = np.exp(clf.label_logprobs(TEXTS))
     assert result.raw is True
     np.testing.assert_allclose(result.probas, expected, rtol=1e-12, atol=0)
     np.testing.assert_allclose(
@@ -390,7 +390,8 @@ def test_fewshot_labels_without_examples_are_classes(ip, tiny_folder):
     np.testing.assert_allclose(result.probas.sum(axis=1), 1.0, atol=1e-12)
     assert "neutral" in result.estimator.get_prompt(TEXTS[0])
     clf = few(tiny_folder, EXAMPLES)
-    clf._set_classes(["positive", "negative", "neutral"])
+    clf.fit([t for t, _ in EXAMPLES], [y for _, y in EXAMPLES],
+            classes=["positive", "negative", "neutral"])
     assert_matches(result, clf, TEXTS)
 
 

@@ -196,7 +196,7 @@ def test_estimator_content_free_calibration_follows_the_formula():
     assert CONTENT_FREE_TEXTS == ("N/A", "", "[MASK]")
     content_free = clf.calibration_logprobs()
     assert content_free.shape == (3, 3)
-    np.testing.assert_allclose(content_free, plain._label_logprobs(list(CONTENT_FREE_TEXTS)),
+    np.testing.assert_allclose(content_free, plain.label_logprobs(list(CONTENT_FREE_TEXTS)),
                                rtol=1e-12, atol=0)
     # "N/A" against the oracle on its exact prompt (the default is sent raw).
     assert clf.use_chat_template_ is False
@@ -206,7 +206,7 @@ def test_estimator_content_free_calibration_follows_the_formula():
     # All the sentences: with the default prompt, calibration changes the
     # argmax of one of them ("The package arrived damaged and incomplete.").
     texts = SENTENCES + TEXTS
-    logprobs = clf._label_logprobs(texts)  # unnormalised
+    logprobs = clf.label_logprobs(texts)  # unnormalised
     cf_mean = np.mean(np_softmax(content_free), axis=0)
     np.testing.assert_allclose(clf.calibration_reference_, np.log(cf_mean), rtol=1e-12)
     expected = np_softmax(np_log_softmax(logprobs) - np.log(cf_mean))
@@ -222,7 +222,7 @@ def test_estimator_content_free_calibration_follows_the_formula():
 def test_estimator_without_calibration_has_no_reference():
     clf = zero_shot().fit(None, LABELS)
     assert clf.calibration_reference_ is None
-    logprobs = clf._label_logprobs(TEXTS)
+    logprobs = clf.label_logprobs(TEXTS)
     np.testing.assert_allclose(clf.probas_from_logprobs(logprobs), np_softmax(logprobs),
                                rtol=1e-12)
 
@@ -231,7 +231,7 @@ def test_estimator_batch_calibration_follows_the_formula():
     clf = zero_shot(calibration="batch").fit(None, LABELS)
     assert clf.calibration_reference_ is None
     texts = SENTENCES[:20] + TEXTS  # 24 rows: no warning
-    logprobs = clf._label_logprobs(texts)
+    logprobs = clf.label_logprobs(texts)
     log_p = np_log_softmax(logprobs)
     expected = np_softmax(log_p - log_p.mean(axis=0))
     with warnings.catch_warnings():
@@ -271,7 +271,7 @@ def test_few_shot_content_free_calibration(selection):
     clf = few_shot(calibration="content_free", example_selection=selection,
                    max_samples=3).fit(FEW_X, FEW_Y)
     content_free = clf.calibration_logprobs()
-    logprobs = clf._label_logprobs(TEXTS)
+    logprobs = clf.label_logprobs(TEXTS)
     expected = np_softmax(np_log_softmax(logprobs)
                           - np.log(np_softmax(content_free).mean(axis=0)))
     np.testing.assert_allclose(clf.predict_proba(TEXTS), expected, rtol=1e-9)
@@ -599,7 +599,7 @@ def test_multi_label_predict_proba_equals_the_oracle():
     assert probas.shape == (4, 3)
     np.testing.assert_allclose(probas, multi_label_oracle(clf, ML_TEXTS), rtol=1e-5,
                                atol=1e-9)
-    log_odds = clf._label_logprobs(ML_TEXTS)
+    log_odds = clf.label_logprobs(ML_TEXTS)
     np.testing.assert_allclose(clf.probas_from_logprobs(log_odds), probas, rtol=1e-12)
 
 
@@ -734,7 +734,7 @@ def test_accessor_batch_calibration(df, tiny_folder):
                               calibration="batch")
     assert messages(record) == [BATCH_WARNING.format(n=3)]
     logprobs = ZeroShotClassifier(tiny_folder, use_caching=False, progress=False).fit(
-        None, ["positive", "negative"])._label_logprobs(ACC_TEXTS)
+        None, ["positive", "negative"]).label_logprobs(ACC_TEXTS)
     log_p = np_log_softmax(logprobs)
     expected = np_softmax(log_p - log_p.mean(axis=0))
     np.testing.assert_allclose(out[["proba_negative", "proba_positive"]].to_numpy(),

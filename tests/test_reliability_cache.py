@@ -392,7 +392,7 @@ def test_cache_of_a_killed_process_is_consistent_and_resumes(tiny_folder, tmp_pa
                                batch_size=1, progress=False).fit(None, {LABELS!r})
         texts = [f"killed run, text {{i}}" for i in range(5000)]
         # A row is printed after its batch is committed to the cache.
-        c._label_logprobs(texts, on_rows=lambda rows, _: print(*rows, flush=True))
+        c.label_logprobs(texts, on_rows=lambda rows, _: print(*rows, flush=True))
     """)
     finished = []
     while len(finished) < 20:

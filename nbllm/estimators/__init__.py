@@ -4,13 +4,26 @@
 * :mod:`.base`: what they share (checks, model loading, the low-probability
   policy);
 * :mod:`.example_selection`: which few-shot examples go into a prompt;
-* :mod:`.calibration`: correcting a prompt's bias towards some labels.
+* :mod:`.calibration`: correcting a prompt's bias towards some labels;
+* :mod:`.predictions`: from probabilities to predicted labels.
 
-Nothing here imports IPython, ipywidgets or pandas.
+Nothing here imports IPython, ipywidgets or pandas.  The classifiers load on
+first use, so the notebook layer's display can use :mod:`.predictions`
+without importing scikit-learn.
 """
 
-from .few_shot import FewShotClassifier
-from .multi_label import MultiLabelZeroShotClassifier
-from .zero_shot import ZeroShotClassifier
+_CLASSES = {
+    "FewShotClassifier": "few_shot",
+    "MultiLabelZeroShotClassifier": "multi_label",
+    "ZeroShotClassifier": "zero_shot",
+}
 
-__all__ = ["FewShotClassifier", "MultiLabelZeroShotClassifier", "ZeroShotClassifier"]
+__all__ = sorted(_CLASSES)
+
+
+def __getattr__(name):
+    if name in _CLASSES:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_CLASSES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

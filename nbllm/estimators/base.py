@@ -27,8 +27,10 @@ from ..engine.prompts import (
     label_token_ids,
     trailing_space,
 )
-from ..engine.result_cache import disk_cache, result_cache, result_key
+from ..engine.result_cache import disk_cache, result_cache
+from ..engine.text_scorer import TRUNCATIONS, TextScorer
 from ..exceptions import LowProbabilityError
+from .predictions import single_label_predictions
 from .calibration import (
     CALIBRATIONS,
     CONTENT_FREE_TEXTS,
@@ -37,12 +39,6 @@ from .calibration import (
 )
 
 ERROR_LOW_PROB_VALUES = ("ignore", "raise", "warn", "return_none")
-TRUNCATIONS = ("right", "left", "middle", "error")
-# Prompts are tokenized and scored this many at a time, so a 100k-row job
-# never holds every prompt's token ids at once.
-_CHUNK = 2048
-# Progress bars appear from this many batches on ('auto').
-_PROGRESS_MIN_BATCHES = 4
 
 
 def _check_texts(X):
@@ -311,170 +307,70 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         text = _repair_unicode([text])[0] if isinstance(text, str) else text
         return self._renderer().for_texts([text])[0].render(text)
 
-    def _encode(self, texts, renderer, label_ids=None, positions=None):
-        """Token ids of each prompt, cutting texts that do not fit the context.
+    def _text_scorer(self):
+        """The engine's text-level scorer, set up as this estimator says."""
+        return TextScorer(
+            self.loaded_, use_chat_template=self.use_chat_template_,
+            truncation=self.truncation, use_caching=self.use_caching,
+            disk_cache=self.disk_cache_, batch_size=self.batch_size,
+        )
 
-        The template and the labels are kept whole; only the sample's text is
-        shortened, as ``truncation`` says, and a warning counts the cut
-        samples.  ``positions`` are the texts' positions in the caller's
-        input, for error messages (default 0, 1, ...).
-        """
-        label_ids = self.label_ids_ if label_ids is None else label_ids
-        special = not self.use_chat_template_
-        renderers = renderer.for_texts(texts)
-        ids = self.tokenizer_(
-            [r.render(t) for r, t in zip(renderers, texts)], add_special_tokens=special
-        )["input_ids"]
-        context = self.loaded_.context_length
-        limit = context - max(len(i) for i in label_ids)
-        too_long = [i for i, row in enumerate(ids) if len(row) > limit]
-        if too_long and self.truncation == "error":
-            first = too_long[0]
-            raise ValueError(
-                f"{len(too_long)} sample(s) do not fit the model's context of {context} "
-                f"tokens; the first, at position "
-                f"{first if positions is None else positions[first]}, needs "
-                f"{len(ids[first])} prompt tokens plus "
-                f"{context - limit} for the longest label.  Shorten the texts or "
-                "use truncation='right', 'left' or 'middle'"
-            )
-        for i in too_long:
-            ids[i] = self._truncate(texts[i], renderers[i], limit)
-        if too_long:
-            where = {"right": "at the end", "left": "at the start",
-                     "middle": "in the middle"}[self.truncation]
-            warnings.warn(
-                f"{len(too_long)} sample(s) did not fit the model's context of "
-                f"{context} tokens; their text was cut {where} so that the prompt "
-                "template and the labels fit"
-            )
-        return [list(r) for r in ids]
-
-    def _truncate(self, text, renderer, limit):
-        special = not self.use_chat_template_
-        encode = lambda s: self.tokenizer_(s, add_special_tokens=special)["input_ids"]
-        base = len(encode(renderer.render("")))
-        if base >= limit:
-            raise ValueError(
-                f"The prompt template takes {base} tokens and the longest label "
-                f"{self.loaded_.context_length - limit}, which leaves no room for "
-                f"the text in the model's context of {self.loaded_.context_length} "
-                "tokens; shorten the prompt or use fewer examples"
-            )
-        text_ids = self.tokenizer_(text, add_special_tokens=False)["input_ids"]
-        keep = max(0, limit - base - 1)
-        while True:
-            ids = encode(renderer.render(self._cut(text_ids, keep)))
-            if len(ids) <= limit or keep == 0:
-                return ids
-            # Re-tokenizing at the cut can merge differently; step back and retry.
-            keep = max(0, keep - max(4, len(ids) - limit))
-
-    def _cut(self, text_ids, keep):
-        """The text of ``keep`` of its tokens, taken as ``truncation`` says."""
-        decode = self.tokenizer_.decode
-        if self.truncation == "right":
-            return decode(text_ids[:keep])
-        if self.truncation == "left":
-            return decode(text_ids[len(text_ids) - keep:]) if keep else ""
-        # 'middle': keep both ends, marked where the text was cut.
-        head = max(0, (keep - 1) // 2)
-        tail = max(0, keep - 1 - head)
-        return (decode(text_ids[:head]) + "\u2026"
-                + (decode(text_ids[len(text_ids) - tail:]) if tail else ""))
+    def prompt_token_ids(self, X):
+        """The token ids of each text's prompt, as scored (after truncation)."""
+        check_is_fitted(self, "loaded_")
+        return self._text_scorer().encode(_check_texts(X), self._renderer(), self.label_ids_)
 
     # ------------------------------------------------------------ scoring
-    def _label_logprobs(self, X, on_rows=None, *, renderer=None, label_ids=None,
-                        progress=None, positions=None):
-        """log P(label | prompt) for each sample and class, using the result cache.
+    def label_logprobs(self, X, on_rows=None, *, positions=None):
+        """log P(label | prompt) per sample and class, streamed as rows finish.
+
+        This is the method the notebook layer builds on: results come from
+        the result cache where possible, and ``on_rows(rows, logprobs)`` is
+        called whenever some rows of X are ready (cached rows first, then per
+        batch).  It may raise to stop the run; finished batches stay cached.
 
         Parameters
         ----------
         X : list-like of str
         on_rows : callable or None
-            Called as ``on_rows(rows, logprobs)`` whenever results for some
-            rows of X are ready (cached rows first, then per batch).  It may
-            raise to stop the run; finished batches stay in the cache.
-        renderer, label_ids : optional
-            Another prompt or other continuations to score than the
-            estimator's own (the multi-label classifier asks per label).
-        progress : optional
-            Overrides ``self.progress`` for this call.
         positions : sequence of int, optional
             Where each text of X sits in the caller's data (error messages).
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_samples, n_classes), float64
         """
         check_is_fitted(self, "loaded_")
-        texts = _check_texts(X)
-        renderer = self._renderer() if renderer is None else renderer
-        label_ids = self.label_ids_ if label_ids is None else label_ids
-        out = np.empty((len(texts), len(label_ids)), dtype=np.float64)
-        special = not self.use_chat_template_
-        head = self.tokenizer_(renderer.head(), add_special_tokens=special)["input_ids"]
-        from ..engine.scorer import LabelScorer
+        return self._logprobs_for(_check_texts(X), self._renderer(), self.label_ids_,
+                                  on_rows, positions=positions)
 
-        scorer = LabelScorer(self.loaded_)
-        bar = _ProgressBar(self.progress if progress is None else progress, len(texts))
+    def _logprobs_for(self, texts, renderer, label_ids, on_rows=None, progress=None,
+                      positions=None):
+        """Score ``label_ids`` after ``renderer``'s prompts; count cache lookups."""
+        scorer = self._text_scorer()
         try:
-            for start in range(0, len(texts), _CHUNK):
-
-                def report(rows, values, start=start):
-                    rows = start + np.asarray(rows, dtype=np.int64)
-                    out[rows] = values
-                    bar.update(len(rows))
-                    if on_rows is not None:
-                        on_rows(rows, values)
-
-                where = (range(len(texts)) if positions is None else positions)
-                self._score_chunk(texts[start:start + _CHUNK], renderer, label_ids,
-                                  head, scorer, report, bar,
-                                  where[start:start + _CHUNK])
+            return scorer.score(texts, renderer, label_ids, on_rows,
+                                self.progress if progress is None else progress, positions)
         finally:
-            bar.close()
-        return out
-
-    def _score_chunk(self, texts, renderer, label_ids, head, scorer, report, bar,
-                     positions=None):
-        """Score one chunk; ``report(rows, logprobs)`` receives every row."""
-        ids = self._encode(texts, renderer, label_ids, positions)
-        keys = [result_key(self.loaded_.fingerprint, row, label_ids) for row in ids]
-        found = (result_cache.get_many(keys, disk=self.disk_cache_) if self.use_caching
-                 else [None] * len(keys))
-        rows_of = {}  # key -> rows with that prompt; duplicates are scored once
-        for i, (key, value) in enumerate(zip(keys, found)):
-            if value is None:
-                rows_of.setdefault(key, []).append(i)
-        done = [i for i, value in enumerate(found) if value is not None]
-        if self.use_caching:
-            self.n_cache_hits_ += len(done)
-            self.n_cache_misses_ += len(keys) - len(done)
-        if done:
-            report(done, np.stack([found[i] for i in done]))
-        if not rows_of:
-            return
-        todo = list(rows_of)
-
-        def on_batch(indices, values):
-            batch_keys = [todo[j] for j in indices]
-            if self.use_caching:
-                result_cache.put_many(batch_keys, values, disk=self.disk_cache_)
-            counts = [len(rows_of[k]) for k in batch_keys]
-            report([r for k in batch_keys for r in rows_of[k]],
-                   np.repeat(values, counts, axis=0))
-
-        scorer.score(
-            [ids[rows_of[k][0]] for k in todo], label_ids, self.batch_size, head,
-            on_batch=on_batch, progress=lambda n_batches, n: bar.start(n_batches),
-        )
+            self.n_cache_hits_ += scorer.hits
+            self.n_cache_misses_ += scorer.misses
 
     # --------------------------------------------------------- prediction
-    def _raw_probas(self, X):
-        """Unnormalised label probabilities, after the low-probability checks."""
-        logprobs = self._label_logprobs(X)
-        return self._apply_low_prob_policy(np.exp(logprobs), logprobs)
+    def label_mass(self, logprobs):
+        """The model's total probability of all labels, per row."""
+        return np.exp(logprobs).sum(axis=1)
 
-    def _apply_low_prob_policy(self, probas, logprobs):
-        """Raise or warn per ``error_low_prob``; return (probas, logprobs, low rows)."""
-        totals = probas.sum(axis=1)
+    def low_probability_rows(self, logprobs):
+        """Rows whose label mass is under ``threshold_low_prob``, after raising
+        or warning as ``error_low_prob`` says.
+
+        Raises
+        ------
+        LowProbabilityError
+            If a row's label mass is zero, or below the threshold with
+            ``error_low_prob='raise'``.
+        """
+        totals = self.label_mass(logprobs)
         if np.any(totals == 0.0):
             raise LowProbabilityError("The sum of all probabilities is zero.")
         low = totals < self.threshold_low_prob
@@ -488,7 +384,7 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
                 f"Found {int(low.sum())} sample(s) to have a total probability "
                 f"below the threshold of {self.threshold_low_prob:.3f}."
             )
-        return probas, logprobs, low
+        return low
 
     def predict_proba(self, X):
         """Probability of each class (columns follow ``classes_``).
@@ -509,7 +405,8 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             If a row's total label probability is zero, or below
             ``threshold_low_prob`` with ``error_low_prob='raise'``.
         """
-        _, logprobs, _ = self._raw_probas(X)
+        logprobs = self.label_logprobs(X)
+        self.low_probability_rows(logprobs)
         return self.probas_from_logprobs(logprobs)
 
     def probas_from_logprobs(self, logprobs):
@@ -518,6 +415,17 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         if not self.probas_sum_to_1:
             return np.exp(logprobs)
         return calibrate(logprobs, self.calibration, self.calibration_reference_)
+
+    def predictions_from_logprobs(self, logprobs, low=None):
+        """The predicted class per row from label log-probabilities.
+
+        ``low`` marks low-probability rows (see :meth:`low_probability_rows`);
+        with ``error_low_prob='return_none'`` they predict None.
+        """
+        probas = self.probas_from_logprobs(logprobs)
+        if self.error_low_prob != "return_none":
+            return self.classes_[probas.argmax(axis=1)]
+        return single_label_predictions(self.classes_, probas, low, return_none=True)
 
     @property
     def calibration_reference_(self):
@@ -537,17 +445,13 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         it shows how biased the prompt is before seeing any text.
         """
         check_is_fitted(self, "loaded_")
-        return self._label_logprobs(list(CONTENT_FREE_TEXTS))
+        return self.label_logprobs(list(CONTENT_FREE_TEXTS))
 
     def predict(self, X):
         """The most probable class per sample (None for low-probability rows
         when ``error_low_prob='return_none'``)."""
-        _, logprobs, low = self._raw_probas(X)
-        y_pred = self.classes_[self.probas_from_logprobs(logprobs).argmax(axis=1)]
-        if self.error_low_prob == "return_none":
-            y_pred = y_pred.astype(object)
-            y_pred[low] = None
-        return y_pred
+        logprobs = self.label_logprobs(X)
+        return self.predictions_from_logprobs(logprobs, self.low_probability_rows(logprobs))
 
     def generate(self, text, max_new_tokens=20):
         """The model's free, greedy continuation of the rendered prompt.
@@ -555,24 +459,10 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         Shows what the model would say if it were not constrained to the
         labels; useful to debug a prompt.
         """
-        import torch
-
         check_is_fitted(self, "loaded_")
-        ids = self._encode(_check_texts([text]), self._renderer())[0]
-        input_ids = torch.tensor([ids], device=self.loaded_.device)
-        tok = self.tokenizer_
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        with torch.inference_mode():
-            out = self.model_.generate(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=pad,
-            )
-        # An encoder-decoder model returns the decoder's sequence only.
-        new = out[0] if self.model_.config.is_encoder_decoder else out[0, len(ids):]
-        return tok.decode(new, skip_special_tokens=True)
+        text = _check_texts([text])[0]
+        return self._text_scorer().generate(text, self._renderer(), self.label_ids_,
+                                            max_new_tokens)
 
     def clear_model_cache(self):
         """Empty the result cache (shared by every estimator in the process)
@@ -605,37 +495,6 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             return super().__repr__(N_CHAR_MAX)
         finally:
             self.model, self.tokenizer = saved
-
-
-class _ProgressBar:
-    """One tqdm bar for a whole call, however many chunks it scores.
-
-    With ``policy='auto'`` the bar appears once a chunk needs four batches or
-    more, or the call spans several chunks.
-    """
-
-    def __init__(self, policy, total):
-        self.policy, self.total, self.done, self.bar = policy, total, 0, None
-
-    def start(self, n_batches):
-        wanted = self.policy is True or (
-            self.policy == "auto"
-            and (n_batches >= _PROGRESS_MIN_BATCHES or self.total > _CHUNK)
-        )
-        if wanted and self.bar is None:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=self.total, initial=self.done, desc="nbllm",
-                            unit="text")
-
-    def update(self, n):
-        self.done += n
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
 
 
 class _Named:

@@ -114,7 +114,7 @@ class FewShotClassifier(_LLMClassifierBase):
         self.random_state = random_state
         self.example_template = example_template
 
-    def fit(self, X, y, **fit_params):
+    def fit(self, X, y, classes=None, **fit_params):
         """Load the model, take the classes from ``y`` and draw the examples.
 
         Parameters
@@ -123,10 +123,18 @@ class FewShotClassifier(_LLMClassifierBase):
             Example texts.
         y : list-like of str
             Their labels.
+        classes : list-like of str, optional
+            All the labels to predict, when some have no examples
+            (``classes_ = np.unique(classes)``); it must hold every label of y.
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            If ``classes`` misses a label of ``y``.
         """
         if X is None or (not isinstance(X, (str, bytes)) and len(X) == 0):
             raise ValueError("For few-shot learning, pass at least one example")
@@ -156,6 +164,14 @@ class FewShotClassifier(_LLMClassifierBase):
             )
         check_example_template(self.example_template)
         y = self._fit_common(y)
+        if classes is not None:
+            missing = sorted({str(label) for label in y} - {str(c) for c in classes})
+            if missing:
+                raise ValueError(
+                    "classes must hold every label of y; missing "
+                    + ", ".join(map(repr, missing))
+                )
+            self._set_classes(classes)
         if self.example_placement == "turns" and not self.use_chat_template_:
             raise ValueError(
                 "example_placement='turns' writes the examples as chat turns and "

@@ -13,7 +13,9 @@ from sklearn.preprocessing import MultiLabelBinarizer
 from sklearn.utils.validation import check_is_fitted
 
 from ..engine.prompts import template_placeholders
-from .base import _COMMON_DOC, _check_texts, _LLMClassifierBase, _ProgressBar
+from ..engine.text_scorer import ProgressBar
+from .base import _COMMON_DOC, _check_texts, _LLMClassifierBase
+from .predictions import multi_label_predictions
 
 DEFAULT_PROMPT_MULTI_LABEL = (
     "Does the category \"{label}\" apply to the following text? "
@@ -163,26 +165,24 @@ class MultiLabelZeroShotClassifier(_LLMClassifierBase):
         # get_prompt and generate show the question about the first label.
         return self._renderer_for(self.classes_[0])
 
-    def _label_logprobs(self, X, on_rows=None, positions=None, **kwargs):
+    def label_logprobs(self, X, on_rows=None, *, positions=None):
         """log P(yes) - log P(no) per sample and label (the log-odds).
 
         ``on_rows(rows, log_odds)`` is called as each step of texts finishes.
         """
-        if kwargs:  # the shared scoring path, with a renderer of its own
-            return super()._label_logprobs(X, on_rows, positions=positions, **kwargs)
         check_is_fitted(self, "loaded_")
         texts = _check_texts(X)
         out = np.empty((len(texts), len(self.classes_)))
         renderers = [self._renderer_for(c) for c in self.classes_]
-        bar = _ProgressBar(self.progress, len(texts))
+        bar = ProgressBar(self.progress, len(texts))
         # One bar for the whole run, shown from 64 questions on with 'auto'.
         bar.start(len(texts) * len(renderers) // 16)
         try:
             for start in range(0, len(texts), _STEP):
                 step = texts[start:start + _STEP]
                 for j, renderer in enumerate(renderers):
-                    answers = super()._label_logprobs(
-                        step, renderer=renderer, progress=False,
+                    answers = self._logprobs_for(
+                        step, renderer, self.label_ids_, progress=False,
                         positions=None if positions is None
                         else positions[start:start + _STEP])
                     out[start:start + len(step), j] = (
@@ -196,9 +196,13 @@ class MultiLabelZeroShotClassifier(_LLMClassifierBase):
             bar.close()
         return out
 
-    def _apply_low_prob_policy(self, probas, logprobs):
-        # Each label is its own yes/no question; there is no label mass.
-        return probas, logprobs, np.zeros(len(logprobs), dtype=bool)
+    def label_mass(self, logprobs):
+        """Not defined: each label is its own yes/no question (NaN per row)."""
+        return np.full(len(logprobs), np.nan)
+
+    def low_probability_rows(self, logprobs):
+        """None: without a label mass there is no low-probability rule."""
+        return np.zeros(len(logprobs), dtype=bool)
 
     def probas_from_logprobs(self, logprobs):
         """Probability that each label applies, from the log-odds."""
@@ -214,7 +218,7 @@ class MultiLabelZeroShotClassifier(_LLMClassifierBase):
     def predict_proba(self, X):
         """Probability that each label applies, shape (n_samples, n_classes);
         rows need not sum to 1."""
-        return self.probas_from_logprobs(self._label_logprobs(X))
+        return self.probas_from_logprobs(self.label_logprobs(X))
 
     def predict(self, X):
         """Indicator matrix (n_samples, n_classes) of int: 1 where the label applies."""
@@ -222,7 +226,8 @@ class MultiLabelZeroShotClassifier(_LLMClassifierBase):
 
     def predict_labels(self, X):
         """The labels that apply, as one list per sample."""
-        return [[str(c) for c in self.classes_[row.astype(bool)]] for row in self.predict(X)]
+        return multi_label_predictions([str(c) for c in self.classes_], self.predict_proba(X),
+                                       self.threshold)
 
     def score(self, X, y, sample_weight=None):
         """Subset accuracy; ``y`` may be label lists or an indicator matrix."""

@@ -130,11 +130,8 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
         common["example_template"] = example_template
     clf = FewShotClassifier(model, max_samples=max_samples, random_state=random_state,
                             example_selection=example_selection, **common)
-    clf.fit(texts, ex_labels)
-    if labels is not None and len(clf.classes_) < len(labels):
-        # Labels without examples must still be predictable.
-        clf._set_classes(labels)
-    return clf
+    # Labels without examples must still be predictable.
+    return clf.fit(texts, ex_labels, classes=labels)
 
 
 class _Stopped(Exception):
@@ -193,19 +190,18 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
     stopped = False
     if keep:
         try:
-            clf._label_logprobs([texts[i] for i in keep], on_rows=collect,
-                                positions=keep)
+            clf.label_logprobs([texts[i] for i in keep], on_rows=collect, positions=keep)
         except _Stopped:
             stopped = True
     done = ~np.isnan(logprobs).any(axis=1)
     if done.any():
-        clf._apply_low_prob_policy(np.exp(logprobs[done]), logprobs[done])
+        clf.low_probability_rows(logprobs[done])
     probas = np.full_like(logprobs, np.nan)
     probas[done] = clf.probas_from_logprobs(logprobs[done])
     multi = getattr(clf, "threshold", None) if _is_multi_label(clf) else None
     result = ClassificationResult(
         ["" if is_missing(t) else t for t in texts],
-        clf.classes_, probas, np.exp(logprobs).sum(axis=1), raw=raw,
+        clf.classes_, probas, clf.label_mass(logprobs), raw=raw,
         threshold=clf.threshold_low_prob,
         previews=[preview(clf, texts[i]) for i in keep[:previews]] if not stopped else [],
         index=index,
@@ -236,10 +232,10 @@ def _preview_probas(clf, logprobs):
 def preview(clf, text, max_new_tokens=24):
     """A :class:`GenerationPreview` for one text with a fitted estimator."""
     prompt = clf.get_prompt(text)
-    n_tokens = len(clf._encode([str(text)], clf._renderer())[0])
-    logprobs = clf._label_logprobs([text])[0]
+    n_tokens = len(clf.prompt_token_ids([str(text)])[0])
+    logprobs = clf.label_logprobs([text])[0]
     return GenerationPreview(
         text, prompt, n_tokens, clf.generate(text, max_new_tokens=max_new_tokens),
         clf.classes_, _preview_probas(clf, logprobs),
-        float(np.exp(logprobs).sum()),
+        float(clf.label_mass(logprobs[None])[0]),
     )

@@ -99,15 +99,16 @@ class ClassificationResult:
     def labels(self):
         """Predicted label per row (None for skipped rows, and for low rows
         with ``hide_low``)."""
+        from ..estimators.predictions import (
+            multi_label_predictions,
+            single_label_predictions,
+        )
+
         if self.multi_label_threshold is not None:
-            return [None if np.isnan(row).any() else
-                    [c for c, p in zip(self.classes, row) if p >= self.multi_label_threshold]
-                    for row in self.probas]
-        hidden = self.low if self.hide_low else np.zeros(len(self), dtype=bool)
-        return [
-            None if np.isnan(row).any() or hide else self.classes[int(np.argmax(row))]
-            for row, hide in zip(self.probas, hidden)
-        ]
+            return multi_label_predictions(self.classes, self.probas,
+                                           self.multi_label_threshold)
+        return list(single_label_predictions(self.classes, self.probas, self.low,
+                                             self.hide_low))
 
     @property
     def low(self):
@@ -245,8 +246,14 @@ class GenerationPreview:
             f"<pre class=\"nbllm-pre\">{esc(self.continuation)}</pre></div>"
             "<div><b>Constrained label probabilities</b>"
             f"<table class=\"nbllm-table\">{rows}</table>"
-            f"<small>label mass {self.label_mass:.3g}</small></div></div></div>"
+            f"{self._mass_html()}</div></div></div>"
         )
+
+    def _mass_html(self):
+        # Multi-label questions have no label mass (NaN): say nothing then.
+        if not np.isfinite(self.label_mass):
+            return ""
+        return f"<small>label mass {self.label_mass:.3g}</small>"
 
     def __repr__(self):
         ranked = ", ".join(f"{c}={p:.3f}" for c, p in self._ranked())
@@ -255,5 +262,6 @@ class GenerationPreview:
             f"GenerationPreview for {shorten(self.text, 60)!r}\n"
             f"  prompt ({self.n_prompt_tokens} tokens):\n{prompt}\n"
             f"  free generation: {self.continuation!r}\n"
-            f"  label probabilities: {ranked} (label mass {self.label_mass:.3g})"
+            f"  label probabilities: {ranked}"
+            + (f" (label mass {self.label_mass:.3g})" if np.isfinite(self.label_mass) else "")
         )

@@ -419,15 +419,16 @@ class Panel(widgets.VBox):
         lines = [f"from nbllm import {cls}", "", f"clf = {cls}({', '.join(args)})"]
         if few:
             source = self.examples_var.value.strip()
+            # Labels without examples must stay predictable, as in the panel.
+            extra = (f", classes={labels!r}"
+                     if set(labels) - {str(y) for y in self._example_labels()} else "")
             if source:
-                lines.append(f"clf.fit({source}['text'], {source}['label'])")
+                lines.append(f"clf.fit({source}['text'], {source}['label']{extra})")
             else:
                 pairs = self._examples()
                 lines.append(f"examples = {pairs!r}")
-                lines.append("clf.fit([t for t, _ in examples], [y for _, y in examples])")
-            if set(labels) - {str(y) for y in self._example_labels()}:
-                # Labels without examples must stay predictable, as in the panel.
-                lines.append(f"clf._set_classes({labels!r})")
+                lines.append("clf.fit([t for t, _ in examples], [y for _, y in examples]"
+                             f"{extra})")
         else:
             lines.append(f"clf.fit(None, {labels!r})")
         if self.data is not None:
