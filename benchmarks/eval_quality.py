@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 SHOTS = (1, 3, 5, 8)
-SELECTIONS = ("stratified", "random", "similar")
+SELECTIONS = ("stratified", "random", "similar")  # nbllm.options.EXAMPLE_SELECTION.choices
 TASKS = {"2-class": ("negative", "positive"),
          "3-class": ("negative", "neutral", "positive")}
 

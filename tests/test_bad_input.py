@@ -32,7 +32,7 @@ from nbllm.engine import scorer as scoring
 from nbllm.engine.result_cache import result_cache
 from nbllm.notebook.display import ClassificationResult, GenerationPreview
 from nbllm.estimators import FewShotClassifier, ZeroShotClassifier
-from nbllm.estimators.base import _LLMClassifierBase
+from nbllm.estimators.base import _LLMBase
 from nbllm.estimators.multi_label import MultiLabelZeroShotClassifier
 from nbllm.notebook.panel import Panel
 from tiny import (  # noqa: F401  (fixtures)
@@ -861,7 +861,7 @@ def test_cell_and_widget_content_never_reaches_eval_or_exec(module):
 def evil_generation(monkeypatch):
     """The model's free generation is a script payload."""
     generation = f'"{SCRIPT}" & more'
-    monkeypatch.setattr(_LLMClassifierBase, "generate",
+    monkeypatch.setattr(_LLMBase, "generate",
                         lambda self, text, max_new_tokens=20: generation)
     return generation
 

@@ -83,3 +83,26 @@ def test_multi_label_has_no_label_mass():
     assert np.isnan(result.label_mass).all() and not result.low.any()
     shown = preview(clf, TEXTS[0])
     assert "label mass" not in shown._repr_html_() and "label mass" not in repr(shown)
+
+
+def test_options_name_the_expected_values():
+    from nbllm import options
+
+    msg = "truncation must be 'right', 'left', 'middle' or 'error'; got 'top'"
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        options.TRUNCATION.validate("top")
+    msg = "batch_size must be 'auto' or a positive integer; got 0"
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        options.BATCH_SIZE.validate(0)
+    assert options.BATCH_SIZE.validate("auto") == "auto"
+    msg = "use_chat_template must be 'auto', True or False; got ['x']"
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        options.USE_CHAT_TEMPLATE.validate(["x"])
+
+
+def test_multi_label_takes_only_its_own_options():
+    params = MultiLabelZeroShotClassifier().get_params()
+    assert not {"probas_sum_to_1", "error_low_prob", "threshold_low_prob",
+                "calibration"} & set(params)
+    assert "probas_sum_to_1" not in MultiLabelZeroShotClassifier.__doc__
+    assert "threshold : float" in MultiLabelZeroShotClassifier.__doc__

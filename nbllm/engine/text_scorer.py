@@ -20,7 +20,6 @@ import numpy as np
 
 from .result_cache import result_cache, result_key
 
-TRUNCATIONS = ("right", "left", "middle", "error")
 # Prompts are tokenized and scored this many at a time.
 CHUNK = 2048
 # Progress bars appear from this many batches on ('auto').

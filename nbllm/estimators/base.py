@@ -7,7 +7,6 @@ contract: ``__init__`` only stores its arguments, ``fit`` validates them and
 loads the (shared) model, and fitted state ends in ``_``.
 """
 
-import numbers
 import os
 import re
 import warnings
@@ -17,6 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from .. import options
 from ..engine import models
 from ..engine.prompts import (
     DEFAULT_PROMPT_ZERO_SHOT,
@@ -28,17 +28,15 @@ from ..engine.prompts import (
     trailing_space,
 )
 from ..engine.result_cache import disk_cache, result_cache
-from ..engine.text_scorer import TRUNCATIONS, TextScorer
+from ..engine.text_scorer import TextScorer
 from ..exceptions import LowProbabilityError
 from .predictions import single_label_predictions
 from .calibration import (
-    CALIBRATIONS,
     CONTENT_FREE_TEXTS,
     calibrate,
     content_free_reference,
 )
 
-ERROR_LOW_PROB_VALUES = ("ignore", "raise", "warn", "return_none")
 
 
 def _check_texts(X):
@@ -93,13 +91,12 @@ def _repair_unicode(texts):
     return texts
 
 
-class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
-    """Shared machinery: parameter checks, model loading, scoring and policies."""
+class _LLMBase(BaseEstimator):
+    """What every classifier shares: parameter checks, model loading, prompts
+    and scoring through the engine."""
 
     _placeholders = ZERO_SHOT_PLACEHOLDERS
     _default_prompt = DEFAULT_PROMPT_ZERO_SHOT
-    # Labels share one normalised distribution (not so for multi-label).
-    _labels_compete = True
 
     # ------------------------------------------------------------------ fit
     def _check_params(self):
@@ -119,55 +116,13 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
                 "tokenizer when one of them is passed; got only the "
                 + ("model" if self.model is not None else "tokenizer")
             )
-        if self.error_low_prob not in ERROR_LOW_PROB_VALUES:
-            raise ValueError(
-                "error_low_prob must be one of "
-                f"{', '.join(ERROR_LOW_PROB_VALUES)}; got {self.error_low_prob} "
-                "instead"
-            )
-        if not isinstance(self.threshold_low_prob, numbers.Real) or not (
-            0 <= self.threshold_low_prob <= 1
-        ):
-            raise ValueError(
-                "threshold_low_prob must be between 0 and 1, "
-                f"got {self.threshold_low_prob!r} instead"
-            )
-        if self.use_chat_template not in ("auto", True, False):
-            raise ValueError(
-                "use_chat_template must be 'auto', True or False; "
-                f"got {self.use_chat_template!r}"
-            )
-        if self.batch_size != "auto" and not (
-            isinstance(self.batch_size, numbers.Integral)
-            and not isinstance(self.batch_size, bool)
-            and self.batch_size >= 1
-        ):
-            raise ValueError(
-                f"batch_size must be 'auto' or a positive integer; got {self.batch_size!r}"
-            )
-        if self.progress not in ("auto", True, False):
-            raise ValueError(
-                f"progress must be 'auto', True or False; got {self.progress!r}"
-            )
+        for option in (options.USE_CHAT_TEMPLATE, options.BATCH_SIZE, options.PROGRESS):
+            option.validate(getattr(self, option.name))
         if self.cache_dir is not None and not isinstance(self.cache_dir, (str, os.PathLike)):
             raise ValueError(
                 f"cache_dir must be a folder path or None; got {self.cache_dir!r}"
             )
-        if self.calibration not in CALIBRATIONS:
-            raise ValueError(
-                "calibration must be None, 'content_free' or 'batch'; "
-                f"got {self.calibration!r}"
-            )
-        if self.calibration is not None and not self.probas_sum_to_1:
-            raise ValueError(
-                f"calibration={self.calibration!r} gives normalised probabilities; "
-                "it cannot be combined with probas_sum_to_1=False"
-            )
-        if self.truncation not in TRUNCATIONS:
-            raise ValueError(
-                "truncation must be 'right', 'left', 'middle' or 'error'; "
-                f"got {self.truncation!r}"
-            )
+        options.TRUNCATION.validate(self.truncation)
         if self.label_map is not None and not (
             isinstance(self.label_map, Mapping)
             and all(isinstance(w, str) and w.strip() for w in self.label_map.values())
@@ -224,14 +179,6 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
                 + ", ".join(repr(w) for w in repeated)
             )
         self.label_ids_ = [self._label_ids(w) for w in words]
-        if len(words) == 1 and self.probas_sum_to_1 and self._labels_compete:
-            warnings.warn(
-                f"Only one label ({words[0]!r}): normalised over the labels, its "
-                "probability is always 1; use probas_sum_to_1=False for the "
-                "model's own probability, or add labels"
-            )
-        # Depends on the classes, prompt and examples: computed on first use.
-        self._reference = None
 
     def _word(self, label):
         """The text the model scores for a class (``label_map`` or the class)."""
@@ -355,6 +302,76 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
             self.n_cache_hits_ += scorer.hits
             self.n_cache_misses_ += scorer.misses
 
+    def generate(self, text, max_new_tokens=20):
+        """The model's free, greedy continuation of the rendered prompt.
+
+        Shows what the model would say if it were not constrained to the
+        labels; useful to debug a prompt.
+        """
+        check_is_fitted(self, "loaded_")
+        text = _check_texts([text])[0]
+        return self._text_scorer().generate(text, self._renderer(), self.label_ids_,
+                                            max_new_tokens)
+
+    def clear_model_cache(self):
+        """Empty the result cache (shared by every estimator in the process)
+        and this estimator's disk cache, if it has one."""
+        result_cache.clear()
+        if getattr(self, "disk_cache_", None) is not None:
+            self.disk_cache_.clear()
+
+    # ------------------------------------------------------ sklearn glue
+    def __sklearn_clone__(self):
+        # Model and tokenizer objects are shared, not deep-copied: a clone in
+        # GridSearchCV must not duplicate gigabytes of weights.
+        params = self.get_params(deep=False)
+        for name, value in params.items():
+            if name not in ("model", "tokenizer"):
+                params[name] = clone(value, safe=False)
+        return type(self)(**params)
+
+    def __repr__(self, N_CHAR_MAX=700):
+        if self.model is None and self.tokenizer is None:
+            return super().__repr__(N_CHAR_MAX)
+        saved = self.model, self.tokenizer
+        try:
+            # sklearn's repr prints parameter values; show class names, not
+            # the model's full module tree.
+            self.model = _Named(type(saved[0]).__name__) if saved[0] is not None else None
+            self.tokenizer = (
+                _Named(type(saved[1]).__name__) if saved[1] is not None else None
+            )
+            return super().__repr__(N_CHAR_MAX)
+        finally:
+            self.model, self.tokenizer = saved
+
+
+class _SingleLabelBase(ClassifierMixin, _LLMBase):
+    """Zero- and few-shot: the labels compete in one distribution, with
+    skorch's low-probability policy and optional calibration."""
+
+    def _check_params(self):
+        super()._check_params()
+        options.check_error_low_prob(self.error_low_prob)
+        options.check_threshold_low_prob(self.threshold_low_prob)
+        options.CALIBRATION.validate(self.calibration)
+        if self.calibration is not None and not self.probas_sum_to_1:
+            raise ValueError(
+                f"calibration={self.calibration!r} gives normalised probabilities; "
+                "it cannot be combined with probas_sum_to_1=False"
+            )
+
+    def _set_classes(self, labels):
+        super()._set_classes(labels)
+        if len(self.classes_) == 1 and self.probas_sum_to_1:
+            warnings.warn(
+                f"Only one label ({self._word(self.classes_[0])!r}): normalised over "
+                "the labels, its probability is always 1; use probas_sum_to_1=False "
+                "for the model's own probability, or add labels"
+            )
+        # Depends on the classes, prompt and examples: computed on first use.
+        self._reference = None
+
     # --------------------------------------------------------- prediction
     def label_mass(self, logprobs):
         """The model's total probability of all labels, per row."""
@@ -453,49 +470,6 @@ class _LLMClassifierBase(ClassifierMixin, BaseEstimator):
         logprobs = self.label_logprobs(X)
         return self.predictions_from_logprobs(logprobs, self.low_probability_rows(logprobs))
 
-    def generate(self, text, max_new_tokens=20):
-        """The model's free, greedy continuation of the rendered prompt.
-
-        Shows what the model would say if it were not constrained to the
-        labels; useful to debug a prompt.
-        """
-        check_is_fitted(self, "loaded_")
-        text = _check_texts([text])[0]
-        return self._text_scorer().generate(text, self._renderer(), self.label_ids_,
-                                            max_new_tokens)
-
-    def clear_model_cache(self):
-        """Empty the result cache (shared by every estimator in the process)
-        and this estimator's disk cache, if it has one."""
-        result_cache.clear()
-        if getattr(self, "disk_cache_", None) is not None:
-            self.disk_cache_.clear()
-
-    # ------------------------------------------------------ sklearn glue
-    def __sklearn_clone__(self):
-        # Model and tokenizer objects are shared, not deep-copied: a clone in
-        # GridSearchCV must not duplicate gigabytes of weights.
-        params = self.get_params(deep=False)
-        for name, value in params.items():
-            if name not in ("model", "tokenizer"):
-                params[name] = clone(value, safe=False)
-        return type(self)(**params)
-
-    def __repr__(self, N_CHAR_MAX=700):
-        if self.model is None and self.tokenizer is None:
-            return super().__repr__(N_CHAR_MAX)
-        saved = self.model, self.tokenizer
-        try:
-            # sklearn's repr prints parameter values; show class names, not
-            # the model's full module tree.
-            self.model = _Named(type(saved[0]).__name__) if saved[0] is not None else None
-            self.tokenizer = (
-                _Named(type(saved[1]).__name__) if saved[1] is not None else None
-            )
-            return super().__repr__(N_CHAR_MAX)
-        finally:
-            self.model, self.tokenizer = saved
-
 
 class _Named:
     """Shows a model object as its quoted class name, as skorch's repr does."""
@@ -505,61 +479,3 @@ class _Named:
 
     def __repr__(self):
         return repr(self.name)
-
-
-_COMMON_DOC = """
-    Parameters
-    ----------
-    model_name : str or None, default=None
-        ``"smollm2-135m"`` (the embedded model), a path to a ``.gguf`` file, a
-        Hugging Face model id (from the local cache) or a model folder.  None
-        with no ``model`` means the embedded model.
-    model, tokenizer : objects or None, default=None
-        An already loaded causal LM and its tokenizer, instead of ``model_name``.
-    prompt : str or None, default=None
-        A format string with {placeholders}; None uses {default}.
-    probas_sum_to_1 : bool, default=True
-        Normalise each row over the labels.  With False, each value is the
-        model's exact probability of the label; the rest of the mass went to
-        other continuations.
-    device : {{'auto', 'cpu', 'cuda', 'cuda:N'}}, default='auto'
-    dtype : {{'auto', 'float32', 'float16', 'bfloat16'}}, default='auto'
-        'auto' is bfloat16 on CUDA where supported, else float32.
-    error_low_prob : {{'ignore', 'warn', 'raise', 'return_none'}}, default='ignore'
-        What to do when a row's total label probability is below
-        ``threshold_low_prob``.  A total of exactly zero always raises.
-    threshold_low_prob : float in [0, 1], default=0.0
-    use_caching : bool, default=True
-        Reuse results for prompts seen before (same model, prompt and labels).
-    use_chat_template : {{'auto', True, False}}, default='auto'
-        Send the prompt as a user chat message (True) or raw (False).  'auto'
-        sends completion prompts, those that end with a space such as the
-        defaults' "Label: ", raw, and other prompts as a chat message when
-        the tokenizer has a chat template.
-    batch_size : int or 'auto', default='auto'
-        Prompts per forward pass; 'auto' fills a per-device token budget.
-    progress : {{'auto', True, False}}, default='auto'
-        Show a tqdm progress bar ('auto': on runs of four batches or more).
-    calibration : {{None, 'content_free', 'batch'}}, default=None
-        Correct the prompt's bias towards some labels (see
-        :mod:`nbllm.estimators.calibration`): divide by the label probabilities for
-        content-free texts, or by the mean over the samples of one predict
-        call (predictions then depend on the call's other samples).  Needs
-        ``probas_sum_to_1=True``.
-    label_map : dict or None, default=None
-        Maps a class (as in ``y``) to the word the model scores and the prompt
-        shows, e.g. ``{{'pos': 'positive'}}``; classes not in the map are used
-        as they are.  ``classes_`` and predictions keep the codes.
-    truncation : {{'right', 'left', 'middle', 'error'}}, default='right'
-        A text too long for the model's context is cut at its end ('right'),
-        its start ('left') or in its middle ('middle', marked with an
-        ellipsis), keeping the template and labels whole, with a warning that
-        counts the cut texts; 'error' raises instead.
-    trust_remote_code : bool, default=False
-        Let transformers run Python code shipped with a Hub model.  Only set
-        it for models whose code you trust.
-    cache_dir : str, path or None, default=None
-        Keep results in ``<cache_dir>/results.sqlite`` too, so reruns in new
-        processes are instant and interrupted jobs resume.  None uses
-        ``$NBLLM_CACHE_DIR`` when it is set, else memory only.
-"""

@@ -19,7 +19,6 @@ import warnings
 
 import numpy as np
 
-CALIBRATIONS = (None, "content_free", "batch")
 CONTENT_FREE_TEXTS = ("N/A", "", "[MASK]")
 # Below this many samples, batch calibration's mean is mostly noise.
 MIN_BATCH = 20

@@ -12,8 +12,6 @@ template before ``{examples}`` is shared.
 import numpy as np
 from sklearn.utils import check_random_state
 
-SELECTIONS = ("stratified", "random", "similar")
-PLACEMENTS = ("prompt", "turns")
 
 
 def draw_stratified(texts, labels, n, random_state):

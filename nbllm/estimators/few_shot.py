@@ -1,10 +1,9 @@
 """Few-shot classification: labelled examples written into the prompt."""
 
-import numbers
-
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from .. import options
 from ..engine.prompts import (
     DEFAULT_EXAMPLE_TEMPLATE,
     DEFAULT_PROMPT_FEW_SHOT,
@@ -14,10 +13,9 @@ from ..engine.prompts import (
     format_examples,
     without_examples,
 )
-from .base import _COMMON_DOC, _check_texts, _LLMClassifierBase
+from . import docs
+from .base import _check_texts, _SingleLabelBase
 from .example_selection import (
-    PLACEMENTS,
-    SELECTIONS,
     PerTextRenderer,
     SimilarExamples,
     draw_random,
@@ -26,40 +24,17 @@ from .example_selection import (
 from .zero_shot import ZeroShotClassifier
 
 
-class FewShotClassifier(_LLMClassifierBase):
+class FewShotClassifier(_SingleLabelBase):
     __doc__ = (
         """Few-shot text classification by constrained label likelihood.
 
     Like :class:`ZeroShotClassifier`, with up to ``max_samples`` labelled
     examples from the fit data written into the prompt.
     """
-        + _COMMON_DOC.format(placeholders="``{text}``, ``{labels}`` and ``{examples}``",
-                             default="``DEFAULT_PROMPT_FEW_SHOT``")
-        + """    max_samples : int, default=5
-        Number of examples in the prompt.
-    example_selection : {'similar', 'stratified', 'random'}, default='similar'
-        'similar' picks, for each text, the nearest fit texts by TF-IDF
-        cosine (taking the classes in turn); 'stratified' draws one fixed set
-        by :meth:`get_examples` (skorch's rule: every label once where
-        ``max_samples`` allows, the rest at random); 'random' draws one fixed
-        set at random.
-        'similar' was clearly the most accurate with small models, which copy
-        the labels of a fixed set of examples (README), but each text gets its
-        own prompt, so the shared prefix is shorter and scoring costs more.
-    example_placement : {'prompt', 'turns'}, default='prompt'
-        'prompt' writes the examples into ``{examples}``; 'turns' (chat
-        models only) asks the template's question about each example in an
-        earlier user turn, answered by an assistant turn with its label.
-    random_state : int, RandomState or None, default=None
-        Makes the draw of examples deterministic.
-    example_template : str, default=DEFAULT_EXAMPLE_TEMPLATE
-        How one example is written into ``{examples}``: a format string with
-        ``{text}`` and ``{label}`` (``"Text: {text}\\nLabel: {label}"``).
-        Examples are joined so that one blank line follows each: with a
-        newline between them when the template ends with a newline, two
-        otherwise.  ``nbllm.SKORCH_EXAMPLE_TEMPLATE`` writes skorch's block.
-        Not used with ``example_placement='turns'``.
-
+        + docs.parameters(docs.SINGLE_LABEL + docs.FEW_SHOT,
+                          "``{text}``, ``{labels}`` and ``{examples}``",
+                          "``DEFAULT_PROMPT_FEW_SHOT``")
+        + """
     Attributes
     ----------
     examples_ : list of (text, label) or None
@@ -144,24 +119,9 @@ class FewShotClassifier(_LLMClassifierBase):
                 "X and y don't have the same number of samples, found "
                 f"{len(X)} and {len(y)} samples, respectively"
             )
-        if not (
-            isinstance(self.max_samples, numbers.Integral)
-            and not isinstance(self.max_samples, bool)
-            and self.max_samples >= 1
-        ):
-            raise ValueError(
-                f"max_samples must be a positive integer; got {self.max_samples!r}"
-            )
-        if self.example_placement not in PLACEMENTS:
-            raise ValueError(
-                "example_placement must be 'prompt' or 'turns'; "
-                f"got {self.example_placement!r}"
-            )
-        if self.example_selection not in SELECTIONS:
-            raise ValueError(
-                "example_selection must be 'stratified', 'random' or 'similar'; "
-                f"got {self.example_selection!r}"
-            )
+        for option in (options.MAX_SAMPLES, options.EXAMPLE_PLACEMENT,
+                       options.EXAMPLE_SELECTION):
+            option.validate(getattr(self, option.name))
         check_example_template(self.example_template)
         y = self._fit_common(y)
         if classes is not None:

@@ -14,7 +14,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..engine.prompts import template_placeholders
 from ..engine.text_scorer import ProgressBar
-from .base import _COMMON_DOC, _check_texts, _LLMClassifierBase
+from sklearn.base import ClassifierMixin
+
+from . import docs
+from .base import _check_texts, _LLMBase
 from .predictions import multi_label_predictions
 
 DEFAULT_PROMPT_MULTI_LABEL = (
@@ -52,7 +55,7 @@ def _is_indicator(y, n_classes):
             and array.dtype.kind in "biu" and np.isin(array, (0, 1)).all())
 
 
-class MultiLabelZeroShotClassifier(_LLMClassifierBase):
+class MultiLabelZeroShotClassifier(ClassifierMixin, _LLMBase):
     __doc__ = (
         """Multi-label zero-shot classification: an independent yes/no question
     per label.
@@ -61,16 +64,11 @@ class MultiLabelZeroShotClassifier(_LLMClassifierBase):
     metrics take (columns follow ``classes_``); ``predict_labels`` returns
     label lists.
     """
-        + _COMMON_DOC.split("    probas_sum_to_1")[0].format(
-            placeholders="``{text}`` and ``{label}`` (one label; ``{labels}``, all "
-                         "of them, is optional)",
-            default="``DEFAULT_PROMPT_MULTI_LABEL``")
-        + """    threshold : float in [0, 1], default=0.5
-        A label is predicted when its probability is at least this.
-    device, dtype, use_caching, use_chat_template, batch_size, progress,
-    cache_dir, label_map, truncation, trust_remote_code :
-        As in :class:`ZeroShotClassifier`.
-
+        + docs.parameters(
+            docs.SHARED[:3] + ("threshold",) + docs.SHARED[3:],
+            "``{text}`` and ``{label}`` (one label; ``{labels}``, all of them, is "
+            "optional)", "``DEFAULT_PROMPT_MULTI_LABEL``")
+        + """
     Attributes
     ----------
     classes_ : ndarray of str
@@ -81,12 +79,6 @@ class MultiLabelZeroShotClassifier(_LLMClassifierBase):
     )
 
     _default_prompt = DEFAULT_PROMPT_MULTI_LABEL
-    # Single-label options that do not apply here; the shared checks read them.
-    probas_sum_to_1 = True
-    error_low_prob = "ignore"
-    threshold_low_prob = 0.0
-    calibration = None
-    _labels_compete = False
 
     def __init__(
         self,

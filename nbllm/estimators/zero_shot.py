@@ -1,17 +1,18 @@
 """Zero-shot classification: the labels and a prompt, no examples."""
 
-from .base import _COMMON_DOC, _LLMClassifierBase
+from . import docs
+from .base import _SingleLabelBase
 
 
-class ZeroShotClassifier(_LLMClassifierBase):
+class ZeroShotClassifier(_SingleLabelBase):
     __doc__ = (
         """Zero-shot text classification by constrained label likelihood.
 
     Every label string is scored under a causal LM after the prompt; the
     predicted label is the most likely one, and the probabilities are exact.
     """
-        + _COMMON_DOC.format(placeholders="``{text}`` and ``{labels}``",
-                             default="``DEFAULT_PROMPT_ZERO_SHOT``")
+        + docs.parameters(docs.SINGLE_LABEL, "``{text}`` and ``{labels}``",
+                          "``DEFAULT_PROMPT_ZERO_SHOT``")
         + """
     Attributes
     ----------

@@ -10,7 +10,9 @@ import warnings
 
 import numpy as np
 
+from .. import options
 from ..engine.prompts import is_missing
+from ..options import check_labels
 from .display import ClassificationResult, GenerationPreview
 from .session import settings
 
@@ -41,37 +43,17 @@ def normalize_examples(examples, text_col="text", label_col="label"):
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def check_labels(labels):
-    """Validate an explicit label list: non-empty, no blanks, no repeats."""
-    if isinstance(labels, str):
-        raise ValueError(
-            f"labels must be a list of strings, got the single string {labels!r}"
-        )
-    labels = [str(label) for label in (labels or [])]
-    if not labels:
-        raise ValueError("labels must contain at least one label; got none")
-    blank = [label for label in labels if not label.strip()]
-    if blank:
-        raise ValueError(f"labels must be non-empty strings; got {blank[0]!r}")
-    seen, repeated = set(), []
-    for label in labels:
-        if label in seen and label not in repeated:
-            repeated.append(label)
-        seen.add(label)
-    if repeated:
-        raise ValueError(
-            f"labels must be unique; repeated: {', '.join(map(repr, repeated))}"
-        )
-    return labels
-
-
 def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
-                    max_samples=5, raw=False, threshold=None, device=None,
-                    batch_size="auto", progress="auto", random_state=0,
+                    max_samples=options.MAX_SAMPLES.default, raw=False, threshold=None,
+                    device=None, batch_size=options.BATCH_SIZE.default,
+                    progress=options.PROGRESS.default,
+                    random_state=options.NOTEBOOK_RANDOM_STATE,
                     text_col="text", label_col="label", cache_dir=None,
-                    calibration=None, label_map=None, example_selection="similar",
-                    multi_label=False, use_chat_template="auto", truncation="right",
-                    trust_remote_code=False, example_template=None):
+                    calibration=options.CALIBRATION.default, label_map=None,
+                    example_selection=options.EXAMPLE_SELECTION.default,
+                    multi_label=False, use_chat_template=options.USE_CHAT_TEMPLATE.default,
+                    truncation=options.TRUNCATION.default, trust_remote_code=False,
+                    example_template=None):
     """A fitted estimator for the options.
 
     ZeroShotClassifier; FewShotClassifier when ``examples`` are given;
@@ -173,7 +155,7 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
                 f"{len(texts) - len(keep)} missing text(s) (None or NaN) were "
                 "skipped; their results are NaN"
             )
-    raw = clf.probas_sum_to_1 is False
+    raw = getattr(clf, "probas_sum_to_1", True) is False
     logprobs = np.full((len(texts), len(clf.classes_)), np.nan)
     pending = np.zeros(len(texts), dtype=bool)
     pending[keep] = True
@@ -202,10 +184,10 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
     result = ClassificationResult(
         ["" if is_missing(t) else t for t in texts],
         clf.classes_, probas, clf.label_mass(logprobs), raw=raw,
-        threshold=clf.threshold_low_prob,
+        threshold=getattr(clf, "threshold_low_prob", 0.0),
         previews=[preview(clf, texts[i]) for i in keep[:previews]] if not stopped else [],
         index=index,
-        hide_low=clf.error_low_prob == "return_none",
+        hide_low=getattr(clf, "error_low_prob", None) == "return_none",
         multi_label_threshold=multi,
     )
     result.stopped = stopped

@@ -16,6 +16,7 @@ nbllm`` does whenever ``dask.dataframe`` is already imported.
 import numpy as np
 import pandas as pd
 
+from ..options import check_labels
 from . import classify as api
 from .session import settings
 
@@ -43,11 +44,11 @@ def output_classes(labels, examples=None, text_col="text", label_col="label",
     """
     if examples is None or multi_label:
         # multi_label with examples is rejected by build_estimator on the worker.
-        return [str(c) for c in np.unique(api.check_labels(labels))]
+        return [str(c) for c in np.unique(check_labels(labels))]
     _, ex_labels = api.normalize_examples(examples, text_col, label_col)
     classes = np.unique(ex_labels)
     if labels is not None:
-        labels = api.check_labels(labels)
+        labels = check_labels(labels)
         unknown = sorted({str(y) for y in ex_labels} - set(labels))
         if unknown:
             raise ValueError(

@@ -16,6 +16,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from . import classify as api
 from .inline_examples import INLINE_SEPARATOR, parse_inline_examples
 from .session import settings
+from .. import options
 
 def parse_labels(value):
     """Split ``a,b,"c, d"`` into labels; quotes protect commas."""
@@ -25,11 +26,8 @@ def parse_labels(value):
         labels = next(csv.reader([value], skipinitialspace=True))
     except (csv.Error, StopIteration):
         raise UsageError(f"--labels: cannot parse {value!r}; use a,b,c") from None
-    labels = [label.strip() for label in labels]
-    try:
-        return api.check_labels(labels)
-    except ValueError as exc:
-        raise UsageError(f"--labels: {exc}") from None
+    # Checked once, where every way in passes (options.check_labels).
+    return [label.strip() for label in labels]
 
 
 def _common_arguments(func):
@@ -48,10 +46,11 @@ def _common_arguments(func):
                       "(default 0.5)"),
         argument("--preview", type=int, default=0, metavar="N",
                  help="show generation previews for the first N texts"),
-        argument("--calibration", choices=["content_free", "batch"],
+        argument("--calibration", choices=[c for c in options.CALIBRATION.choices if c],
                  help="correct the prompt's label bias"),
-        argument("--truncation", choices=["right", "left", "middle", "error"],
-                 help="how texts longer than the context are cut (default right)"),
+        argument("--truncation", choices=options.TRUNCATION.choices,
+                 help="how texts longer than the context are cut "
+                      f"(default {options.TRUNCATION.default})"),
         argument("--label-map", metavar="VAR",
                  help="variable holding a dict: class -> word the model scores"),
     ]
@@ -142,6 +141,9 @@ class NbllmMagics(Magics):
                 previews=args.preview, index=index, skip_missing=True, **options,
             )
         except (ValueError, TypeError, ImportError, FileNotFoundError) as exc:
+            # options.check_labels's messages start with "labels ": name the option.
+            if str(exc).startswith("labels "):
+                raise UsageError(f"--labels: {exc}") from None
             raise UsageError(str(exc)) from None
         if args.out:
             self.shell.user_ns[args.out] = result
@@ -177,11 +179,13 @@ class NbllmMagics(Magics):
     @magic_arguments()
     @_common_arguments
     @argument("-e", "--examples", help="variable with a DataFrame or (text, label) pairs")
-    @argument("-k", "--max-samples", type=int, default=5, help="examples in the prompt")
+    @argument("-k", "--max-samples", type=int, default=options.MAX_SAMPLES.default,
+              help="examples in the prompt")
     @argument("--text-col", default="text", help="text column of --examples")
     @argument("--label-col", default="label", help="label column of --examples")
-    @argument("--selection", choices=["stratified", "random", "similar"],
-              default="similar", help="how examples are picked for each prompt")
+    @argument("--selection", choices=options.EXAMPLE_SELECTION.choices,
+              default=options.EXAMPLE_SELECTION.default,
+              help="how examples are picked for each prompt")
     @argument("--example-template",
               help="how one example is written: a variable or a quoted template "
                    "with {text} and {label} (e.g. nbllm.SKORCH_EXAMPLE_TEMPLATE)")

@@ -7,6 +7,7 @@ pandas builds a new accessor object on every attribute access, so
 
 import pandas as pd
 
+from .. import options
 from . import classify as api
 
 
@@ -45,8 +46,10 @@ class DataFrameLLMAccessor(_Base):
         return self._obj[column]
 
     def classify(self, column, labels=None, *, model=None, prompt=None, examples=None,
-                 max_samples=5, proba=True, raw=False, estimator=None,
-                 batch_size="auto", progress="auto", **kwargs):
+                 max_samples=options.MAX_SAMPLES.default, proba=True, raw=False,
+                 estimator=None,
+                 batch_size=options.BATCH_SIZE.default, progress=options.PROGRESS.default,
+                 **kwargs):
         """Classify a text column; return a new DataFrame on the same index.
 
         Parameters
@@ -97,8 +100,10 @@ class SeriesLLMAccessor(_Base):
     """``series.llm.classify(labels, ...)``: the Series holds the texts."""
 
     def classify(self, labels=None, *, model=None, prompt=None, examples=None,
-                 max_samples=5, proba=True, raw=False, estimator=None,
-                 batch_size="auto", progress="auto", **kwargs):
+                 max_samples=options.MAX_SAMPLES.default, proba=True, raw=False,
+                 estimator=None,
+                 batch_size=options.BATCH_SIZE.default, progress=options.PROGRESS.default,
+                 **kwargs):
         """Classify the texts of this Series; see ``DataFrame.llm.classify``."""
         return self._classify(
             self._obj, labels, proba, raw, estimator, model=model, prompt=prompt,

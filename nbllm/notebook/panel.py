@@ -14,6 +14,8 @@ import traceback
 
 import ipywidgets as widgets
 
+from .. import options
+from ..options import check_labels
 from . import classify as api
 from .inline_examples import parse_inline_examples
 from .session import settings
@@ -30,7 +32,6 @@ from ..engine.prompts import (
 ZERO, FEW = "zero-shot", "few-shot"
 DEFAULTS = {ZERO: DEFAULT_PROMPT_ZERO_SHOT, FEW: DEFAULT_PROMPT_FEW_SHOT}
 PLACEHOLDERS = {ZERO: ZERO_SHOT_PLACEHOLDERS, FEW: FEW_SHOT_PLACEHOLDERS}
-POLICIES = ("ignore", "warn", "raise", "return_none")
 
 
 def validate_prompt(template, mode):
@@ -131,7 +132,8 @@ class Panel(widgets.VBox):
             placeholder="or a DataFrame variable (text, label columns)",
             description="from var",
         )
-        self.max_samples = widgets.BoundedIntText(value=5, min=1, max=100,
+        self.max_samples = widgets.BoundedIntText(value=options.MAX_SAMPLES.default,
+                                                  min=1, max=100,
                                                   description="max samples")
         self.example_template = widgets.Textarea(
             value=DEFAULT_EXAMPLE_TEMPLATE, description="example as",
@@ -151,7 +153,8 @@ class Panel(widgets.VBox):
         self.raw = widgets.Checkbox(value=False, description="raw probabilities")
         self.threshold = widgets.BoundedFloatText(value=0.0, min=0.0, max=1.0, step=0.05,
                                                   description="threshold")
-        self.policy = widgets.Dropdown(options=POLICIES, value="ignore",
+        self.policy = widgets.Dropdown(options=options.ERROR_LOW_PROB.choices,
+                                       value=options.ERROR_LOW_PROB.default,
                                        description="low prob")
         self.classify_button = widgets.Button(description="Classify", button_style="primary",
                                               icon="play")
@@ -224,7 +227,7 @@ class Panel(widgets.VBox):
 
     # ------------------------------------------------------------ inputs
     def _label_list(self):
-        return api.check_labels(list(self.labels.value))
+        return check_labels(list(self.labels.value))
 
     def _text_list(self):
         if self.data is not None:
@@ -410,10 +413,11 @@ class Panel(widgets.VBox):
         if self.prompt.value != DEFAULTS[self.mode.value]:
             args.append(f"prompt={self.prompt.value!r}")
         args += [python for _, python in self._option_pairs()]
-        if self.policy.value != "ignore":
+        if self.policy.value != options.ERROR_LOW_PROB.default:
             args.append(f"error_low_prob={self.policy.value!r}")
         if few:
-            args += [f"max_samples={self.max_samples.value}", "random_state=0"]
+            args += [f"max_samples={self.max_samples.value}",
+                     f"random_state={options.NOTEBOOK_RANDOM_STATE}"]
             if self._template_option():
                 args.append(f"example_template={self.example_template.value!r}")
         lines = [f"from nbllm import {cls}", "", f"clf = {cls}({', '.join(args)})"]
