@@ -15,6 +15,7 @@ any decoder-only model, ALiBi ones included.
   mask, no cache.  The self-check compares every faster path with it.
 """
 
+from .batching import longest_first
 from .prefix import PrefixCaches, cache_kwarg, expand_cache, shared_prefix_length
 from .trie import LabelTrie
 
@@ -43,27 +44,15 @@ def plan_groups(widths, rows_each, kept_each, vocab_size, device_type, batch_siz
     list of list of int
     """
     kind = "cuda" if device_type == "cuda" else "cpu"
-    order = sorted(range(len(widths)), key=lambda i: -widths[i])
-    groups, current = [], []
-    for i in order:
-        rows = (len(current) + 1) * rows_each
-        widest = widths[current[0]] if current else widths[i]
-        if batch_size == "auto":
-            too_big = current and (
-                rows * widest > _TOKEN_BUDGET[kind]
-                or rows * (kept_each + widest - widths[i]) * vocab_size
-                > _LOGIT_BUDGET[kind]
-                or rows > _MAX_ROWS[kind]
-            )
-        else:
-            too_big = len(current) + 1 > batch_size
-        if too_big:
-            groups.append(current)
-            current = []
-        current.append(i)
-    if current:
-        groups.append(current)
-    return groups
+
+    def fits(count, widest, newest):
+        rows = count * rows_each
+        # Kept logits run from the newest row's first label position to the end.
+        return (rows * widest <= _TOKEN_BUDGET[kind]
+                and rows * (kept_each + widest - newest) * vocab_size <= _LOGIT_BUDGET[kind]
+                and rows <= _MAX_ROWS[kind])
+
+    return longest_first(widths, batch_size, fits)
 
 
 class LabelRows:

@@ -24,6 +24,7 @@ the exact one, and checks this backend once per model before trusting it.
 """
 
 from .attention import attention_layout
+from .batching import longest_first
 from .prefix import PrefixCaches, cache_kwarg, expand_cache, shared_prefix_length
 from .trie import LabelTrie
 
@@ -51,29 +52,15 @@ def plan_batches(lengths, trie_size, n_internal, vocab_size, device_type, batch_
     -------
     list of list of int
     """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     kind = "cuda" if device_type == "cuda" else "cpu"
     token_budget = token_budget or _TOKEN_BUDGET[kind]
-    batches, current, widest = [], [], 0
-    for i in order:
-        width = max(widest, lengths[i] + trie_size)
-        rows = len(current) + 1
-        if batch_size == "auto":
-            too_big = current and (
-                rows * width > token_budget
-                or rows * (1 + n_internal) * vocab_size > _LOGIT_BUDGET[kind]
-                or rows > _MAX_ROWS[kind]
-            )
-        else:
-            too_big = rows > batch_size
-        if too_big:
-            batches.append(current)
-            current, width = [], lengths[i] + trie_size
-        current.append(i)
-        widest = width
-    if current:
-        batches.append(current)
-    return batches
+
+    def fits(rows, widest, newest):
+        return (rows * widest <= token_budget
+                and rows * (1 + n_internal) * vocab_size <= _LOGIT_BUDGET[kind]
+                and rows <= _MAX_ROWS[kind])
+
+    return longest_first([n + trie_size for n in lengths], batch_size, fits)
 
 
 class TreeMaskBackend:

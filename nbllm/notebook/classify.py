@@ -43,6 +43,25 @@ def normalize_examples(examples, text_col="text", label_col="label"):
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+def labels_with_examples(labels, example_labels):
+    """``labels`` checked, and holding every label the examples use (None stays None).
+
+    Raises
+    ------
+    ValueError
+        For bad labels, or examples whose labels are not in ``labels``.
+    """
+    if labels is None:
+        return None
+    labels = check_labels(labels)
+    unknown = sorted({str(y) for y in example_labels} - set(labels))
+    if unknown:
+        raise ValueError(
+            f"examples use label(s) not in labels: {', '.join(map(repr, unknown))}"
+        )
+    return labels
+
+
 def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
                     max_samples=options.MAX_SAMPLES.default, raw=False, threshold=None,
                     device=None, batch_size=options.BATCH_SIZE.default,
@@ -101,13 +120,7 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
     if examples is None:
         return ZeroShotClassifier(model, **common).fit(None, check_labels(labels))
     texts, ex_labels = normalize_examples(examples, text_col, label_col)
-    if labels is not None:
-        labels = check_labels(labels)
-        unknown = sorted({str(y) for y in ex_labels} - set(labels))
-        if unknown:
-            raise ValueError(
-                f"examples use label(s) not in labels: {', '.join(map(repr, unknown))}"
-            )
+    labels = labels_with_examples(labels, ex_labels)
     if example_template is not None:
         common["example_template"] = example_template
     clf = FewShotClassifier(model, max_samples=max_samples, random_state=random_state,

@@ -47,13 +47,8 @@ def output_classes(labels, examples=None, text_col="text", label_col="label",
         return [str(c) for c in np.unique(check_labels(labels))]
     _, ex_labels = api.normalize_examples(examples, text_col, label_col)
     classes = np.unique(ex_labels)
+    labels = api.labels_with_examples(labels, ex_labels)
     if labels is not None:
-        labels = check_labels(labels)
-        unknown = sorted({str(y) for y in ex_labels} - set(labels))
-        if unknown:
-            raise ValueError(
-                f"examples use label(s) not in labels: {', '.join(map(repr, unknown))}"
-            )
         if len(classes) < len(labels):
             classes = np.unique(labels)
     return [str(c) for c in classes]
