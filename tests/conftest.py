@@ -1,4 +1,4 @@
-"""Shared fixtures.
+"""Shared fixtures: the real model and tweets, and the tiny-model fixtures.
 
 The real embedded model is converted once per test session into a private
 cache folder (this also exercises the cold GGUF path) and shared by every
@@ -9,6 +9,8 @@ import os
 import time
 
 import pytest
+
+from tiny import get_tiny_model, get_tiny_tokenizer, save_tiny
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -53,3 +55,89 @@ def real_tweets():
 def no_disk_cache_from_the_environment(monkeypatch):
     """A user's NBLLM_CACHE_DIR must not give tests a shared disk result cache."""
     monkeypatch.delenv("NBLLM_CACHE_DIR", raising=False)
+
+
+# ---------------------------------------------------------------------------
+# Fixtures for the fast tests on the tiny model.  The two that change global
+# state (one torch thread, clean session settings with a guard against the
+# real model) are not autouse: a module asks for them with
+# ``pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")``.
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run torch single-threaded while a test module that asks for it runs.
+
+    On small CPU machines, OpenMP's thread handoff costs ~15 ms per matmul,
+    which dwarfs the tiny model's real work; one thread is ~100x faster here.
+    """
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory):
+    """A folder holding the tiny model, loadable by path."""
+    return save_tiny(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture
+def tiny_tok():
+    return get_tiny_tokenizer()
+
+
+@pytest.fixture
+def tiny_model():
+    return get_tiny_model()
+
+
+
+# ---------------------------------------------------------------------------
+# Fixtures for the notebook-layer tests (magics, accessor, panel).  They are
+# autouse where a module imports them.
+
+
+@pytest.fixture
+def notebook_state(monkeypatch):
+    """Clean session settings and result cache; fail fast on the real model."""
+    from nbllm.engine import models
+    from nbllm.notebook import session
+    from nbllm.engine.result_cache import result_cache
+
+    def reset():
+        session.settings.update(model=None, device="auto", dtype="auto", cache_dir=None)
+        result_cache.clear()
+
+    real = models._load
+
+    def guarded(spec, device, dtype, **kwargs):
+        assert spec != models.DEFAULT_MODEL, "a test tried to load the embedded model"
+        return real(spec, device, dtype, **kwargs)
+
+    monkeypatch.setattr(models, "_load", guarded)
+    reset()
+    yield
+    reset()
+
+
+@pytest.fixture(scope="module")
+def shell():
+    """A real IPython shell with the extension loaded."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "nbllm")
+    return ip
+
+
+@pytest.fixture
+def ip(shell):
+    """The shell; names a test puts into user_ns are removed afterwards."""
+    before = set(shell.user_ns)
+    yield shell
+    for name in set(shell.user_ns) - before:
+        del shell.user_ns[name]

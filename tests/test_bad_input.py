@@ -35,17 +35,9 @@ from nbllm.estimators import FewShotClassifier, ZeroShotClassifier
 from nbllm.estimators.base import _LLMBase
 from nbllm.estimators.multi_label import MultiLabelZeroShotClassifier
 from nbllm.notebook.panel import Panel
-from tiny import (  # noqa: F401  (fixtures)
-    SENTENCES,
-    get_tiny_model,
-    get_tiny_tokenizer,
-    ip,
-    notebook_state,
-    one_torch_thread,
-    oracle_logprob,
-    shell,
-    tiny_folder,
-)
+from tiny import SENTENCES, get_tiny_model, get_tiny_tokenizer, oracle_logprob
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
 
 LABELS = ["positive", "negative"]
 TEXTS = ["I love it.", "The train was late again this morning.", "ok"]

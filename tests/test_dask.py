@@ -27,7 +27,9 @@ from nbllm.notebook import classify as api
 from nbllm.notebook import session
 from nbllm.engine.result_cache import result_cache
 from nbllm.notebook.dask_accessor import DaskLLMAccessor
-from tiny import one_torch_thread, save_tiny  # noqa: F401  (fixture)
+from tiny import save_tiny
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LABELS = ["positive", "negative"]
 TEXTS = [

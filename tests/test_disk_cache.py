@@ -10,7 +10,8 @@ import pytest
 
 from nbllm import ZeroShotClassifier
 from nbllm.engine.result_cache import DISK_CACHE_FILE, DiskCache, disk_cache, result_cache
-from tiny import notebook_state, one_torch_thread, tiny_folder  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
 
 LABELS = ["negative", "positive"]
 TEXTS = [f"text number {i} is here" for i in range(12)]

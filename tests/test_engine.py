@@ -8,12 +8,9 @@ from nbllm.engine import prefix as prefix_module
 from nbllm.engine.prefix import common_prefix_length
 from nbllm.engine.tree_mask import TreeMaskBackend, plan_batches
 from nbllm.engine.trie import LabelTrie
-from tiny import (  # noqa: F401  (fixtures)
-    get_tiny_model,
-    get_tiny_tokenizer,
-    one_torch_thread,
-    oracle_matrix,
-)
+from tiny import get_tiny_model, get_tiny_tokenizer, oracle_matrix
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # ---------------------------------------------------------------- LabelTrie
 

@@ -20,16 +20,15 @@ from nbllm.engine.result_cache import result_cache
 from nbllm.estimators import FewShotClassifier, ZeroShotClassifier
 from nbllm.exceptions import LowProbabilityError
 from nbllm.engine.prompts import format_examples
-from tiny import (  # noqa: F401  (fixtures)
+from tiny import (
     SENTENCES,
     get_tiny_model,
     get_tiny_tokenizer,
-    one_torch_thread,
     save_tiny,
     oracle_logprob,
-    tiny_folder,
-    tiny_tok,
 )
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LABELS = ["positive", "negative", "neutral", "positive"]
 CLASSES = ["negative", "neutral", "positive"]
@@ -502,6 +501,7 @@ def test_few_shot_bad_max_samples(max_samples):
 SINGLE_STRING = (
     "X must be a list-like of texts, got a single string; wrap it in a list: [text]"
 )
+
 
 
 def test_single_string_to_predict_proba():

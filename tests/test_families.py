@@ -22,13 +22,9 @@ from nbllm import ZeroShotClassifier
 from nbllm.engine import models
 from nbllm.engine import scorer as engine_scorer
 from nbllm.engine.scorer import LabelScorer
-from tiny import (  # noqa: F401  (fixtures)
-    SENTENCES,
-    get_tiny_model,
-    get_tiny_tokenizer,
-    one_torch_thread,
-    oracle_logprob,
-)
+from tiny import SENTENCES, get_tiny_model, get_tiny_tokenizer, oracle_logprob
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 VOCAB = len(get_tiny_tokenizer())
 ENCODER_DECODER = {"t5", "bart"}

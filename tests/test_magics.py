@@ -20,9 +20,8 @@ from nbllm.notebook import session
 from nbllm.engine.result_cache import result_cache
 from nbllm.notebook.display import ClassificationResult, GenerationPreview
 from nbllm.estimators import FewShotClassifier, ZeroShotClassifier
-from tiny import (  # noqa: F401  (fixtures)
-    ip, notebook_state, one_torch_thread, shell, tiny_folder,
-)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
 
 LABELS = "positive,negative"
 CLASSES = ["negative", "positive"]

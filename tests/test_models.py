@@ -11,16 +11,13 @@ import pytest
 import torch
 
 from nbllm.engine import models
-from tiny import (  # noqa: F401  (fixtures)
-    get_tiny_model,
-    get_tiny_tokenizer,
-    one_torch_thread,
-    tiny_folder,
-)
+from tiny import get_tiny_model, get_tiny_tokenizer
 
 needs_no_cuda = pytest.mark.skipif(
     torch.cuda.is_available(), reason="checks the CPU-only behaviour"
 )
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

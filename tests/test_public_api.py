@@ -12,7 +12,9 @@ import pytest
 
 from nbllm import FewShotClassifier, MultiLabelZeroShotClassifier, ZeroShotClassifier
 from nbllm.exceptions import LowProbabilityError
-from tiny import get_tiny_model, get_tiny_tokenizer, oracle_matrix  # noqa: F401
+from tiny import get_tiny_model, get_tiny_tokenizer, oracle_matrix
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TEXTS = ["The movie was great and I loved every minute of it.",
          "The train was late again this morning.", "I am not sure how I feel."]

@@ -29,17 +29,7 @@ from nbllm.notebook.display import ClassificationResult
 from nbllm.estimators import FewShotClassifier, ZeroShotClassifier
 from nbllm.estimators.multi_label import DEFAULT_PROMPT_MULTI_LABEL, MultiLabelZeroShotClassifier
 from nbllm.engine.prompts import PromptRenderer, format_examples, label_token_ids, trailing_space
-from tiny import (  # noqa: F401  (fixtures)
-    SENTENCES,
-    get_tiny_model,
-    get_tiny_tokenizer,
-    ip,
-    notebook_state,
-    one_torch_thread,
-    oracle_logprob,
-    shell,
-    tiny_folder,
-)
+from tiny import SENTENCES, get_tiny_model, get_tiny_tokenizer, oracle_logprob
 
 LABELS = ["positive", "negative", "neutral"]
 CLASSES = ["negative", "neutral", "positive"]
@@ -52,6 +42,8 @@ BATCH_WARNING = (
     "call has only {n}, so the correction is noisy (with one sample every class "
     "gets the same probability)"
 )
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
 
 
 def zero_shot(**kwargs):

@@ -27,8 +27,9 @@ import pytest
 from nbllm import ZeroShotClassifier
 from nbllm.engine import result_cache as cache
 from nbllm.engine.result_cache import DISK_CACHE_FILE, DiskCache, result_cache
-from tiny import notebook_state, one_torch_thread, tiny_folder  # noqa: F401  (fixtures)
 from tiny import get_tiny_model, get_tiny_tokenizer
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
 
 LABELS = ["negative", "positive"]
 TEXTS = [f"text number {i} is here" for i in range(12)]

@@ -24,12 +24,9 @@ import torch
 import transformers
 
 from nbllm.engine import models
-from tiny import (  # noqa: F401  (fixtures)
-    get_tiny_model,
-    get_tiny_tokenizer,
-    one_torch_thread,
-    tiny_folder,
-)
+from tiny import get_tiny_model, get_tiny_tokenizer
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 OFFLINE = "downloads are off because HF_HUB_OFFLINE is set"
 NOT_CAUSAL_TAIL = (

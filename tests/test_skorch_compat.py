@@ -13,16 +13,9 @@ import pytest
 
 import nbllm
 from nbllm import FewShotClassifier, ZeroShotClassifier
-from tiny import (  # noqa: F401  (fixtures)
-    get_plain_tokenizer,
-    get_tiny_model,
-    get_tiny_tokenizer,
-    ip,
-    notebook_state,
-    one_torch_thread,
-    shell,
-    tiny_folder,
-)
+from tiny import get_plain_tokenizer, get_tiny_model, get_tiny_tokenizer
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
 
 skorch_llm = pytest.importorskip("skorch.llm")
 SKORCH_FEW_SHOT = skorch_llm.prompts.DEFAULT_PROMPT_FEW_SHOT

@@ -22,9 +22,9 @@ from nbllm.engine.result_cache import result_cache
 from nbllm.notebook.display import ClassificationResult
 from nbllm.engine.prompts import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
 from nbllm.notebook.panel import FEW, ZERO, Panel, validate_prompt
-from tiny import (  # noqa: F401  (fixtures)
-    ip, notebook_state, one_torch_thread, save_tiny, shell, tiny_folder,
-)
+from tiny import save_tiny
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
 
 LABELS = ["positive", "negative"]
 TEXTS = ["I love it.", "The train was late again this morning."]

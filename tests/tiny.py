@@ -1,8 +1,9 @@
 """A tiny, randomly initialised Llama and a from-scratch tokenizer, fully offline.
 
 Shared by the fast unit tests.  Everything is built in memory in well under a
-second and cached per process; ``tiny_folder`` saves it to disk so that it can
-be loaded by path through ``nbllm.engine.models.get_model``.
+second and cached per process; ``save_tiny`` writes it to disk so that it can
+be loaded by path through ``nbllm.engine.models.get_model``.  The fixtures
+built on these live in ``conftest.py``.
 """
 
 import os
@@ -116,37 +117,6 @@ def save_tiny(folder, chat=True, max_positions=256):
     return str(folder)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Run torch single-threaded while a test module that imports this runs.
-
-    On small CPU machines, OpenMP's thread handoff costs ~15 ms per matmul,
-    which dwarfs the tiny model's real work; one thread is ~100x faster here.
-    """
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="session")
-def tiny_folder(tmp_path_factory):
-    """A folder holding the tiny model, loadable by path."""
-    return save_tiny(tmp_path_factory.mktemp("tiny-llama"))
-
-
-@pytest.fixture
-def tiny_tok():
-    return get_tiny_tokenizer()
-
-
-@pytest.fixture
-def tiny_model():
-    return get_tiny_model()
-
-
 def oracle_logprob(model, prompt_ids, label_ids):
     """log P(label | prompt) from one plain forward pass over prompt + label."""
     import torch
@@ -164,53 +134,6 @@ def oracle_logprob(model, prompt_ids, label_ids):
 def oracle_matrix(model, prompts, labels):
     """The oracle for every (prompt, label) pair, as a nested list."""
     return [[oracle_logprob(model, p, lab) for lab in labels] for p in prompts]
-
-
-# ---------------------------------------------------------------------------
-# Fixtures for the notebook-layer tests (magics, accessor, panel).  They are
-# autouse where a module imports them.
-
-
-@pytest.fixture(autouse=True)
-def notebook_state(monkeypatch):
-    """Clean session settings and result cache; fail fast on the real model."""
-    from nbllm.engine import models
-    from nbllm.notebook import session
-    from nbllm.engine.result_cache import result_cache
-
-    def reset():
-        session.settings.update(model=None, device="auto", dtype="auto", cache_dir=None)
-        result_cache.clear()
-
-    real = models._load
-
-    def guarded(spec, device, dtype, **kwargs):
-        assert spec != models.DEFAULT_MODEL, "a test tried to load the embedded model"
-        return real(spec, device, dtype, **kwargs)
-
-    monkeypatch.setattr(models, "_load", guarded)
-    reset()
-    yield
-    reset()
-
-
-@pytest.fixture(scope="module")
-def shell():
-    """A real IPython shell with the extension loaded."""
-    from IPython.core.interactiveshell import InteractiveShell
-
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "nbllm")
-    return ip
-
-
-@pytest.fixture
-def ip(shell):
-    """The shell; names a test puts into user_ns are removed afterwards."""
-    before = set(shell.user_ns)
-    yield shell
-    for name in set(shell.user_ns) - before:
-        del shell.user_ns[name]
 
 
 @functools.lru_cache(maxsize=None)
