@@ -32,3 +32,14 @@ def longest_first(widths, batch_size, fits):
     if current:
         batches.append(current)
     return batches
+
+
+def deliver(out, indices, logprobs, on_batch, bar):
+    """Hand one batch's results on: one device-to-host copy, into ``out``, to
+    the caller's ``on_batch(indices, values)`` and to the progress bar."""
+    values = logprobs.double().cpu().numpy()
+    out[indices] = values
+    if on_batch is not None:
+        on_batch(indices, values)
+    if bar is not None:
+        bar.update(len(indices))

@@ -15,7 +15,7 @@ any decoder-only model, ALiBi ones included.
   mask, no cache.  The self-check compares every faster path with it.
 """
 
-from .batching import longest_first
+from .batching import deliver, longest_first
 from .prefix import PrefixCaches, cache_kwarg, expand_cache, shared_prefix_length
 from .trie import LabelTrie
 
@@ -180,13 +180,8 @@ class RowBackend:
             bar = progress(len(groups), len(prompt_ids)) if progress is not None else None
             try:
                 for group in groups:
-                    values = self._score_group([prompts[i] for i in group], rows)
-                    values = values.double().cpu().numpy()
-                    out[group] = values
-                    if on_batch is not None:
-                        on_batch(group, values)
-                    if bar is not None:
-                        bar.update(len(group))
+                    deliver(out, group, self._score_group([prompts[i] for i in group], rows),
+                            on_batch, bar)
             finally:
                 if bar is not None:
                     bar.close()

@@ -24,7 +24,7 @@ the exact one, and checks this backend once per model before trusting it.
 """
 
 from .attention import attention_layout
-from .batching import longest_first
+from .batching import deliver, longest_first
 from .prefix import PrefixCaches, cache_kwarg, expand_cache, shared_prefix_length
 from .trie import LabelTrie
 
@@ -126,13 +126,7 @@ class TreeMaskBackend:
                     for indices, logprobs in self._score_with_backoff(
                         planned, suffixes, prefix_len, prefix_kv, tree
                     ):
-                        # One device-to-host copy per batch, for the caller's cache.
-                        values = logprobs.double().cpu().numpy()
-                        out[indices] = values
-                        if on_batch is not None:
-                            on_batch(indices, values)
-                        if bar is not None:
-                            bar.update(len(indices))
+                        deliver(out, indices, logprobs, on_batch, bar)
         finally:
             if bar is not None:
                 bar.close()

