@@ -2,7 +2,7 @@
 
 Covers the "Models", "Damaged caches" (converted models) and "Model loading"
 security items of the reliability issue.  GGUF conversion is tested through
-the ``gguf._dequantize`` seam: a fake returns the tiny model, so the real
+the ``gguf_cache._dequantize`` seam: a fake returns the tiny model, so the real
 writer (temporary folder, permissions, completeness marker, atomic rename)
 runs in milliseconds instead of converting the real 100 MB file.
 """
@@ -23,7 +23,8 @@ import pytest
 import torch
 import transformers
 
-from nbllm.engine import gguf, models
+from nbllm.engine import gguf as gguf_cache
+from nbllm.engine import models
 from tiny import get_tiny_model, get_tiny_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -67,7 +68,7 @@ def conversions(monkeypatch):
         calls.append(gguf_path)
         return get_tiny_model(), get_tiny_tokenizer()
 
-    monkeypatch.setattr(models, "_dequantize", fake)
+    monkeypatch.setattr(gguf_cache, "_dequantize", fake)
     return calls
 
 
@@ -289,7 +290,7 @@ def test_failed_load_leaves_the_callers_exception_alone(cache):
 def test_conversion_writes_a_temporary_folder_then_renames(
     monkeypatch, gguf, cache, conversions
 ):
-    target = gguf._converted_folder(gguf)
+    target = gguf_cache._converted_folder(gguf)
     writes = []
 
     class Recording:
@@ -297,7 +298,7 @@ def test_conversion_writes_a_temporary_folder_then_renames(
             writes.append((Path(folder), target.exists()))
             get_tiny_tokenizer().save_pretrained(folder)
 
-    monkeypatch.setattr(models, "_dequantize", lambda p: (get_tiny_model(), Recording()))
+    monkeypatch.setattr(gguf_cache, "_dequantize", lambda p: (get_tiny_model(), Recording()))
     loaded = models.get_model(str(gguf), device="cpu")
     (written, target_existed), = writes
     assert written.parent == target.parent
@@ -310,10 +311,10 @@ def test_conversion_writes_a_temporary_folder_then_renames(
 
 def test_completeness_marker_lists_every_file(gguf, cache, conversions):
     models.get_model(str(gguf), device="cpu")
-    target = gguf._converted_folder(gguf)
-    marker = json.loads((target / gguf.COMPLETE_MARKER).read_text())
+    target = gguf_cache._converted_folder(gguf)
+    marker = json.loads((target / gguf_cache.COMPLETE_MARKER).read_text())
     others = {p.name: p.stat().st_size for p in target.iterdir()}
-    del others[gguf.COMPLETE_MARKER]
+    del others[gguf_cache.COMPLETE_MARKER]
     assert marker == {"format": 1, "files": others}
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(others)
 
@@ -326,13 +327,13 @@ def test_interrupted_conversion_leaves_nothing(monkeypatch, gguf, cache):
 
     tokenizers = [Interrupted(), get_tiny_tokenizer()]
     monkeypatch.setattr(
-        models, "_dequantize", lambda p: (get_tiny_model(), tokenizers.pop(0))
+        gguf_cache, "_dequantize", lambda p: (get_tiny_model(), tokenizers.pop(0))
     )
     with pytest.raises(KeyboardInterrupt):
         models.get_model(str(gguf), device="cpu")
     assert_nothing_left(cache)
     assert models.get_model(str(gguf), device="cpu").spec == str(gguf)
-    assert gguf._incomplete(gguf._converted_folder(gguf)) is None
+    assert gguf_cache._incomplete(gguf_cache._converted_folder(gguf)) is None
 
 
 def test_complete_converted_folder_is_reused(gguf, cache, conversions, recwarn):
@@ -355,7 +356,7 @@ def _truncate(folder):
 
 
 def _scramble_marker(folder):
-    (folder / gguf.COMPLETE_MARKER).write_text('{"files": ')
+    (folder / gguf_cache.COMPLETE_MARKER).write_text('{"files": ')
 
 
 def _plant_pickle(folder):
@@ -364,7 +365,7 @@ def _plant_pickle(folder):
 
 DAMAGES = {
     "no marker": (
-        _delete(gguf.COMPLETE_MARKER),
+        _delete(gguf_cache.COMPLETE_MARKER),
         "it has no nbllm-complete.json: the conversion was interrupted or made "
         "by an older nbllm",
     ),
@@ -385,7 +386,7 @@ DAMAGES = {
 def test_incomplete_converted_folder_is_rebuilt(damage, gguf, cache, conversions):
     models.get_model(str(gguf), device="cpu")
     models.clear_registry()
-    target = gguf._converted_folder(gguf)
+    target = gguf_cache._converted_folder(gguf)
     full = (target / "model.safetensors").stat().st_size
     damage_fn, reason = DAMAGES[damage]
     damage_fn(target)
@@ -397,7 +398,7 @@ def test_incomplete_converted_folder_is_rebuilt(damage, gguf, cache, conversions
     with pytest.warns(UserWarning, match=f"^{re.escape(msg)}$"):
         loaded = models.get_model(str(gguf), device="cpu")
     assert len(conversions) == 2
-    assert gguf._incomplete(target) is None
+    assert gguf_cache._incomplete(target) is None
     assert not (target / "pytorch_model.bin").exists()
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
     expected = get_tiny_model().state_dict()
@@ -417,7 +418,7 @@ def test_leftovers_of_killed_conversions_are_removed(gguf, cache, conversions):
     os.utime(old, (two_days_ago, two_days_ago))
     models.get_model(str(gguf), device="cpu")
     left = sorted(p.name for p in parent.iterdir())
-    assert left == sorted([mine.name, gguf._converted_folder(gguf).name])
+    assert left == sorted([mine.name, gguf_cache._converted_folder(gguf).name])
 
 
 # ------------------------------------------------------ trust_remote_code
@@ -512,7 +513,7 @@ def test_gguf_is_read_without_remote_code(monkeypatch, gguf):
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fake)
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake)
-    gguf._dequantize(gguf)
+    gguf_cache._dequantize(gguf)
     assert [kw["gguf_file"] for kw in calls] == ["tiny.gguf"] * 2
     assert [kw["trust_remote_code"] for kw in calls] == [False, False]
 
@@ -524,10 +525,10 @@ def test_converted_weights_are_safetensors(gguf, cache, conversions, from_pretra
     from safetensors import safe_open
 
     models.get_model(str(gguf), device="cpu")
-    target = gguf._converted_folder(gguf)
+    target = gguf_cache._converted_folder(gguf)
     names = sorted(p.name for p in target.iterdir())
     assert "model.safetensors" in names
-    assert [n for n in names if n.endswith(gguf.PICKLE_SUFFIXES)] == []
+    assert [n for n in names if n.endswith(gguf_cache.PICKLE_SUFFIXES)] == []
     with safe_open(target / "model.safetensors", framework="pt") as weights:
         assert "model.embed_tokens.weight" in weights.keys()
     # nbllm's own cache is read with safetensors only, so nothing is unpickled.
@@ -543,7 +544,7 @@ def test_converted_cache_is_user_only(gguf, cache, conversions):
         models.get_model(str(gguf), device="cpu")
     finally:
         os.umask(old_umask)
-    target = gguf._converted_folder(gguf)
+    target = gguf_cache._converted_folder(gguf)
     assert [mode(p) for p in (cache, cache / "converted", target)] == [0o700] * 3
     files = list(target.iterdir())
     assert len(files) >= 5
@@ -556,4 +557,4 @@ def test_existing_cache_folder_keeps_its_mode(gguf, cache, conversions):
     models.get_model(str(gguf), device="cpu")
     assert mode(cache) == 0o755
     assert mode(cache / "converted") == 0o700
-    assert mode(gguf._converted_folder(gguf)) == 0o700
+    assert mode(gguf_cache._converted_folder(gguf)) == 0o700
