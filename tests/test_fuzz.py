@@ -37,7 +37,7 @@ TEMPLATE_PARTS = st.lists(
 LABEL_WORDS = st.text(alphabet=string.ascii_letters + " éü-", min_size=0, max_size=12)
 
 # Derandomized, so CI runs the same examples every time (a random run found
-# the lone-surrogate bug; tests/test_bad_input.py keeps that case).
+# the lone-surrogate bug; tests/test_input_texts.py keeps that case).
 FAST = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 

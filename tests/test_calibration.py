@@ -1,0 +1,206 @@
+"""Calibration: content-free and batch, against numpy formulas and the oracle.
+"""
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+from nbllm.estimators.calibration import (
+    CONTENT_FREE_TEXTS,
+    calibrate,
+    content_free_reference,
+    normalise_logprobs,
+)
+from tiny import SENTENCES
+
+LABELS = ["positive", "negative", "neutral"]
+CLASSES = ["negative", "neutral", "positive"]
+TEXTS = ["I love it.", "The train was late again this morning.", "ok", "awful"]
+FEW_X = ["good movie", "bad film", "okay show", "great", "awful", "fine"]
+FEW_Y = ["pos", "neg", "neu", "pos", "neg", "neu"]
+
+BATCH_WARNING = (
+    "calibration='batch' corrects by the mean over the samples of one call; this "
+    "call has only {n}, so the correction is noisy (with one sample every class "
+    "gets the same probability)"
+)
+from quality_helpers import (  # noqa: F401  (fixtures among them)
+    BATCH_WARNING,
+    CLASSES,
+    FEW_X,
+    FEW_Y,
+    LABELS,
+    TEXTS,
+    few_shot,
+    messages,
+    np_log_softmax,
+    np_softmax,
+    oracle_row,
+    zero_shot,
+)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
+
+
+def random_logprobs(n, k=3, seed=0):
+    # Unnormalised, like real label log-probabilities (rows sum to < 1).
+    return np.random.default_rng(seed).normal(-6.0, 2.5, size=(n, k))
+
+
+def test_calibrate_none_is_the_softmax():
+    logprobs = random_logprobs(5)
+    out = calibrate(logprobs, None)
+    np.testing.assert_allclose(out, np.exp(logprobs) / np.exp(logprobs).sum(1)[:, None],
+                               rtol=1e-12, atol=0)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+
+
+def test_normalise_logprobs_is_the_log_softmax():
+    logprobs = random_logprobs(4)
+    np.testing.assert_allclose(normalise_logprobs(logprobs), np_log_softmax(logprobs),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_calibrate_batch_subtracts_the_column_mean():
+    logprobs = random_logprobs(25, k=4, seed=1)
+    log_p = np.log(np.exp(logprobs) / np.exp(logprobs).sum(axis=1, keepdims=True))
+    expected = np_softmax(log_p - log_p.mean(axis=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 25 rows: no small-batch warning
+        out = calibrate(logprobs, "batch")
+    np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-14)
+    # The calibrated column means of the log-probabilities are equalised.
+    centred = np.log(out)
+    np.testing.assert_allclose(centred.mean(0) - centred.mean(0)[0], 0.0, atol=1e-10)
+
+
+def test_calibrate_batch_warns_below_20_rows():
+    logprobs = random_logprobs(3)
+    with pytest.warns(UserWarning) as record:
+        out = calibrate(logprobs, "batch")
+    assert messages(record) == [BATCH_WARNING.format(n=3)]
+    log_p = np_log_softmax(logprobs)
+    np.testing.assert_allclose(out, np_softmax(log_p - log_p.mean(0)), rtol=1e-10)
+    with pytest.warns(UserWarning, match=f"^{re.escape(BATCH_WARNING.format(n=19))}$"):
+        calibrate(random_logprobs(19), "batch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        calibrate(random_logprobs(20), "batch")
+
+
+def test_calibrate_batch_of_one_gives_every_class_the_same_probability():
+    with pytest.warns(UserWarning, match=re.escape(BATCH_WARNING.format(n=1))):
+        out = calibrate(random_logprobs(1, k=4), "batch")
+    np.testing.assert_allclose(out, [[0.25] * 4], rtol=0, atol=1e-15)
+
+
+def test_calibrate_content_free_divides_by_the_mean_content_free_distribution():
+    logprobs = random_logprobs(6, seed=2)
+    content_free = random_logprobs(3, seed=3)
+    reference = content_free_reference(content_free)
+    cf_probs = np.exp(content_free) / np.exp(content_free).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(reference, np.log(cf_probs.mean(axis=0)), rtol=1e-12)
+    expected = np_softmax(np_log_softmax(logprobs) - np.log(cf_probs.mean(axis=0)))
+    np.testing.assert_allclose(calibrate(logprobs, "content_free", reference), expected,
+                               rtol=1e-10, atol=1e-14)
+    # Equivalently: p(label) / mean_cf(label), renormalised.
+    p = np.exp(logprobs) / np.exp(logprobs).sum(axis=1, keepdims=True)
+    ratio = p / cf_probs.mean(axis=0)
+    np.testing.assert_allclose(calibrate(logprobs, "content_free", reference),
+                               ratio / ratio.sum(axis=1, keepdims=True), rtol=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["foo", "Batch", 0])
+def test_calibrate_bad_mode(mode):
+    msg = f"calibration must be None, 'content_free' or 'batch'; got {mode!r}"
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        calibrate(random_logprobs(2), mode)
+
+
+def test_estimator_content_free_calibration_follows_the_formula():
+    plain = zero_shot().fit(None, LABELS)
+    clf = zero_shot(calibration="content_free").fit(None, LABELS)
+    assert CONTENT_FREE_TEXTS == ("N/A", "", "[MASK]")
+    content_free = clf.calibration_logprobs()
+    assert content_free.shape == (3, 3)
+    np.testing.assert_allclose(content_free, plain.label_logprobs(list(CONTENT_FREE_TEXTS)),
+                               rtol=1e-12, atol=0)
+    # "N/A" against the oracle on its exact prompt (the default is sent raw).
+    assert clf.use_chat_template_ is False
+    np.testing.assert_allclose(
+        content_free[0], oracle_row(clf.get_prompt("N/A"), clf.label_ids_, True),
+        rtol=1e-5, atol=0)
+    # All the sentences: with the default prompt, calibration changes the
+    # argmax of one of them ("The package arrived damaged and incomplete.").
+    texts = SENTENCES + TEXTS
+    logprobs = clf.label_logprobs(texts)  # unnormalised
+    cf_mean = np.mean(np_softmax(content_free), axis=0)
+    np.testing.assert_allclose(clf.calibration_reference_, np.log(cf_mean), rtol=1e-12)
+    expected = np_softmax(np_log_softmax(logprobs) - np.log(cf_mean))
+    probas = clf.predict_proba(texts)
+    np.testing.assert_allclose(probas, expected, rtol=1e-9, atol=1e-12)
+    # predict is the calibrated argmax, which here differs from the plain one.
+    y_pred = clf.predict(texts)
+    assert y_pred.tolist() == [CLASSES[j] for j in expected.argmax(axis=1)]
+    assert y_pred.tolist() != plain.predict(texts).tolist()
+    assert len(set(y_pred.tolist())) > 1
+
+
+def test_estimator_without_calibration_has_no_reference():
+    clf = zero_shot().fit(None, LABELS)
+    assert clf.calibration_reference_ is None
+    logprobs = clf.label_logprobs(TEXTS)
+    np.testing.assert_allclose(clf.probas_from_logprobs(logprobs), np_softmax(logprobs),
+                               rtol=1e-12)
+
+
+def test_estimator_batch_calibration_follows_the_formula():
+    clf = zero_shot(calibration="batch").fit(None, LABELS)
+    assert clf.calibration_reference_ is None
+    texts = SENTENCES[:20] + TEXTS  # 24 rows: no warning
+    logprobs = clf.label_logprobs(texts)
+    log_p = np_log_softmax(logprobs)
+    expected = np_softmax(log_p - log_p.mean(axis=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        probas = clf.predict_proba(texts)
+        y_pred = clf.predict(texts)
+    np.testing.assert_allclose(probas, expected, rtol=1e-9, atol=1e-12)
+    assert y_pred.tolist() == [CLASSES[j] for j in expected.argmax(axis=1)]
+    with pytest.warns(UserWarning) as record:
+        clf.predict_proba(TEXTS)
+    assert messages(record) == [BATCH_WARNING.format(n=4)]
+
+
+def test_probas_from_logprobs_raw_is_exp():
+    clf = zero_shot(probas_sum_to_1=False).fit(None, LABELS)
+    logprobs = random_logprobs(3)
+    np.testing.assert_array_equal(clf.probas_from_logprobs(logprobs), np.exp(logprobs))
+
+
+@pytest.mark.parametrize("mode", ["content_free", "batch"])
+def test_calibration_with_raw_probabilities_raises(mode):
+    msg = (f"calibration={mode!r} gives normalised probabilities; it cannot be "
+           "combined with probas_sum_to_1=False")
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        zero_shot(calibration=mode, probas_sum_to_1=False).fit(None, LABELS)
+
+
+@pytest.mark.parametrize("mode", ["foo", "contentfree", True])
+def test_calibration_param_check(mode):
+    msg = f"calibration must be None, 'content_free' or 'batch'; got {mode!r}"
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        zero_shot(calibration=mode).fit(None, LABELS)
+
+
+@pytest.mark.parametrize("selection", ["stratified", "similar"])
+def test_few_shot_content_free_calibration(selection):
+    clf = few_shot(calibration="content_free", example_selection=selection,
+                   max_samples=3).fit(FEW_X, FEW_Y)
+    content_free = clf.calibration_logprobs()
+    logprobs = clf.label_logprobs(TEXTS)
+    expected = np_softmax(np_log_softmax(logprobs)
+                          - np.log(np_softmax(content_free).mean(axis=0)))
+    np.testing.assert_allclose(clf.predict_proba(TEXTS), expected, rtol=1e-9)
