@@ -15,18 +15,7 @@ from nbllm.estimators.calibration import (
 )
 from tiny import SENTENCES
 
-LABELS = ["positive", "negative", "neutral"]
-CLASSES = ["negative", "neutral", "positive"]
-TEXTS = ["I love it.", "The train was late again this morning.", "ok", "awful"]
-FEW_X = ["good movie", "bad film", "okay show", "great", "awful", "fine"]
-FEW_Y = ["pos", "neg", "neu", "pos", "neg", "neu"]
-
-BATCH_WARNING = (
-    "calibration='batch' corrects by the mean over the samples of one call; this "
-    "call has only {n}, so the correction is noisy (with one sample every class "
-    "gets the same probability)"
-)
-from quality_helpers import (  # noqa: F401  (fixtures among them)
+from quality_helpers import (
     BATCH_WARNING,
     CLASSES,
     FEW_X,

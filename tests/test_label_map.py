@@ -10,18 +10,7 @@ import pytest
 from nbllm import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
 from nbllm.engine.prompts import format_examples
 
-LABELS = ["positive", "negative", "neutral"]
-CLASSES = ["negative", "neutral", "positive"]
-TEXTS = ["I love it.", "The train was late again this morning.", "ok", "awful"]
-FEW_X = ["good movie", "bad film", "okay show", "great", "awful", "fine"]
-FEW_Y = ["pos", "neg", "neu", "pos", "neg", "neu"]
-
-BATCH_WARNING = (
-    "calibration='batch' corrects by the mean over the samples of one call; this "
-    "call has only {n}, so the correction is noisy (with one sample every class "
-    "gets the same probability)"
-)
-from quality_helpers import (  # noqa: F401  (fixtures among them)
+from quality_helpers import (
     FEW_X,
     FEW_Y,
     TEXTS,
