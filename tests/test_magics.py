@@ -584,3 +584,11 @@ def test_nbllm_cache_dir_turns_on_the_disk_cache(ip, tiny_folder, tmp_path):
     assert len(result.estimator.disk_cache_) == 0
     ip.run_line_magic("nbllm", "cache off")
     assert session.settings["cache_dir"] is None
+
+
+def test_nbllm_status_names_each_models_scoring_path(ip, tiny_folder):
+    ip.run_cell_magic("zeroshot", f"--labels negative,positive --model {tiny_folder}",
+                      CELL)
+    shown = repr(ip.run_line_magic("nbllm", ""))
+    assert f"LoadedModel(spec={tiny_folder!r}, device='cpu', dtype='float32', " \
+           "scoring='tree-mask')" in shown
