@@ -42,7 +42,11 @@ TEXTS = [
     "@AmericanAir cancelled my flight and no hotel voucher",
     "@JetBlue thanks for the upgrade, you made my day",
     "@united rude gate agent and a dirty plane",
-] * 2
+] * 2 + [
+    # Prices: two dollar signs must not turn the text between them into maths.
+    "@united change fee $788. Was $188 when I booked",
+    "@JetBlue $25 for wifi and $12 for a sandwich",
+]
 
 
 def require(condition, reason):
@@ -187,6 +191,10 @@ def drive_panel(sync_api, page, url, token, timings):
     html = table.inner_html()
     assert "positive" in html and "negative" in html
     assert table.locator("tbody tr").count() == len(TEXTS)
+    # MathJax leaves nbllm's output alone: the prices read as typed.
+    shown = table.inner_text()
+    assert "$25 for wifi and $12" in shown and "$788. Was $188" in shown, shown
+    assert panel.locator("mjx-container, .MathJax").count() == 0
     page.screenshot(path=str(ARTIFACTS / "panel.png"), full_page=True)
 
     # Warm: the model is loaded; new labels mean nothing comes from the cache.

@@ -179,7 +179,7 @@ def test_html_escapes_previews_attached_to_a_result():
     assert "<script>" not in html
     assert f"Classify {ESCAPED_SCRIPT}: {{text}}" in html
     assert "Free generation" in html
-    assert html.count('<div class="nbllm-preview">') == 1
+    assert html.count('<div class="nbllm-preview tex2jax_ignore mathjax_ignore">') == 1
 
 
 def test_html_truncates_after_max_html_rows():
@@ -333,3 +333,18 @@ def test_display_imports_no_torch():
     code = ("import sys, nbllm.notebook.display; "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_html_output_is_kept_from_mathjax():
+    """Texts full of prices ("$25 for wifi and $12") must not be typeset as maths;
+    the browser test checks what JupyterLab then shows."""
+    from nbllm.notebook.magics import status
+    from nbllm.notebook.panel import Panel
+
+    classes = "tex2jax_ignore mathjax_ignore"
+    prices = result(texts=("$25 for wifi and $12", "change $788. Was $188"))
+    assert f'class="nbllm-result {classes}"' in prices._repr_html_()
+    assert "$25 for wifi and $12" in prices._repr_html_()
+    assert f'class="nbllm-preview {classes}"' in preview()._repr_html_()
+    assert f'class="nbllm-status {classes}"' in status()._repr_html_()
+    assert {"tex2jax_ignore", "mathjax_ignore"} <= set(Panel()._dom_classes)

@@ -291,7 +291,7 @@ def test_zeroshot_preview(ip, tiny_folder):
     np.testing.assert_allclose(p.probas, result.probas[0], rtol=0, atol=1e-12)
     html = result._repr_html_()
     assert "Free generation" in html
-    assert html.count('<div class="nbllm-preview">') == 1
+    assert html.count('<div class="nbllm-preview tex2jax_ignore mathjax_ignore">') == 1
 
 
 def test_zeroshot_html_escapes_text_label_and_prompt(ip, tiny_folder):
@@ -411,7 +411,7 @@ def test_nbllm_status(ip):
         "loaded models"]
     assert lines[5] == "disk result cache: off"
     html = status._repr_html_()
-    assert html.startswith('<table class="nbllm-status"><tr><th>model</th>')
+    assert html.startswith('<table class="nbllm-status tex2jax_ignore mathjax_ignore"><tr><th>model</th>')
 
 
 def test_nbllm_model_sets_the_session_default(ip, tiny_folder):

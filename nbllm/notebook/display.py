@@ -12,6 +12,11 @@ import numpy as np
 MAX_HTML_ROWS = 50
 _TEXT_WIDTH = 80
 
+# Texts are full of prices ("$25 ... $12"): the notebook's MathJax must not
+# typeset nbllm's output.  JupyterLab and the classic notebook skip elements
+# with these classes.
+NO_MATH = "tex2jax_ignore mathjax_ignore"
+
 _STYLE = (
     "<style>"
     ".nbllm-table{border-collapse:collapse;font-size:12px}"
@@ -175,7 +180,7 @@ class ClassificationResult:
             f"{self.multi_label_threshold:g})" if self.multi_label_threshold is not None else "")
         previews = "".join(p._repr_html_() for p in self.previews)
         return (
-            f"{_STYLE}<div class=\"nbllm-result\"><table class=\"nbllm-table\">"
+            f"{_STYLE}<div class=\"nbllm-result {NO_MATH}\"><table class=\"nbllm-table\">"
             f"<caption>{esc(caption)}</caption><thead><tr><th>#</th><th>text</th>"
             f"<th>predicted</th>{head}{mass_head}</tr></thead><tbody>{''.join(rows)}"
             f"</tbody></table>{note}{previews}</div>"
@@ -238,7 +243,7 @@ class GenerationPreview:
             for k, (c, p) in enumerate(self._ranked())
         )
         return (
-            f"{_STYLE}<div class=\"nbllm-preview\"><h4>Preview: "
+            f"{_STYLE}<div class=\"nbllm-preview {NO_MATH}\"><h4>Preview: "
             f"{esc(shorten(self.text, 60))}</h4>"
             f"<details><summary>Prompt ({self.n_prompt_tokens} tokens)</summary>"
             f"<pre class=\"nbllm-pre\">{esc(self.prompt)}</pre></details>"

@@ -286,10 +286,10 @@ class Status:
         self.rows = rows
 
     def _repr_html_(self):
-        from .display import esc
+        from .display import NO_MATH, esc
 
         body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in self.rows)
-        return f"<table class=\"nbllm-status\">{body}</table>"
+        return f"<table class=\"nbllm-status {NO_MATH}\">{body}</table>"
 
     def __repr__(self):
         return "\n".join(f"{k}: {v}" for k, v in self.rows)

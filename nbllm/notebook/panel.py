@@ -19,7 +19,7 @@ from ..options import check_labels
 from . import classify as api
 from .inline_examples import parse_inline_examples
 from .session import settings
-from .display import esc
+from .display import NO_MATH, esc
 from ..engine.prompts import (
     DEFAULT_EXAMPLE_TEMPLATE,
     DEFAULT_PROMPT_FEW_SHOT,
@@ -187,6 +187,8 @@ class Panel(widgets.VBox):
             self.code_box, self.output,
         ])
         self.add_class("nbllm-panel")
+        for name in NO_MATH.split():  # prices in texts are not maths
+            self.add_class(name)
         self._buttons = [self.classify_button, self.preview_button, self.code_button,
                          self.reset_prompt]
         self.prompt.observe(lambda _: self._validate(), "value")
