@@ -68,10 +68,8 @@ def load_ipython_extension(ipython):
 # ``df.llm`` available after a plain ``import nbllm``.
 from .notebook import pandas_accessor as _accessor  # noqa: E402,F401
 
-# ``ddf.llm`` for Dask: importing dask.dataframe takes seconds, so nbllm does
-# not do it; when the user already has, the Dask accessor is attached too
-# (otherwise ``import nbllm.notebook.dask_accessor`` attaches it).
-import sys as _sys  # noqa: E402
+# ``ddf.llm`` for Dask, whichever of nbllm and dask.dataframe is imported
+# first, without importing dask here (it takes seconds).
+from .notebook import dask_hook as _dask_hook  # noqa: E402
 
-if "dask.dataframe" in _sys.modules:
-    from .notebook import dask_accessor as _dask_accessor  # noqa: F401
+_dask_hook.install()

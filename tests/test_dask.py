@@ -269,17 +269,30 @@ def test_importing_dask_then_nbllm_attaches_ddf_llm():
     """)
 
 
-def test_importing_nbllm_scaleout_attaches_ddf_llm():
+def test_importing_nbllm_then_dask_attaches_ddf_llm():
+    """Either import order works, and import nbllm alone never imports dask."""
     run_python("""
         import sys
         import nbllm
         assert "dask" not in sys.modules, "import nbllm imported dask"
         import dask.dataframe as dd
         import pandas as pd
+        from nbllm.notebook.dask_accessor import DaskLLMAccessor
         ddf = dd.from_pandas(pd.DataFrame({"text": ["x"]}), npartitions=1)
-        assert not hasattr(ddf, "llm")
-        import nbllm.notebook.dask_accessor
-        assert isinstance(ddf.llm, nbllm.notebook.dask_accessor.DaskLLMAccessor), type(ddf.llm)
+        assert isinstance(ddf.llm, DaskLLMAccessor), type(ddf.llm)
+        assert not any(type(f).__module__ == "nbllm.notebook.dask_hook"
+                       for f in sys.meta_path), "the import hook stays installed"
+    """)
+
+
+def test_dask_imported_through_another_package_still_gets_ddf_llm():
+    run_python("""
+        import nbllm
+        import dask
+        from dask import dataframe as dd
+        import pandas as pd
+        ddf = dd.from_pandas(pd.DataFrame({"text": ["x"]}), npartitions=1)
+        assert type(ddf.llm).__name__ == "DaskLLMAccessor"
     """)
 
 
