@@ -592,3 +592,15 @@ def test_nbllm_status_names_each_models_scoring_path(ip, tiny_folder):
     shown = repr(ip.run_line_magic("nbllm", ""))
     assert f"LoadedModel(spec={tiny_folder!r}, device='cpu', dtype='float32', " \
            "scoring='tree-mask')" in shown
+
+
+def test_magic_warnings_point_at_the_cell(ip, tiny_folder):
+    """Not at nbllm's source, nor at IPython's machinery: at the user's cell."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        ip.run_cell(f"%%zeroshot --labels only --model {tiny_folder}\nsome text")
+    assert record, "the single-label warning was not raised"
+    for w in record:
+        assert "nbllm" not in w.filename and "IPython" not in w.filename, w.filename

@@ -108,3 +108,15 @@ def test_multi_label_takes_only_its_own_options():
                 "calibration"} & set(params)
     assert "probas_sum_to_1" not in MultiLabelZeroShotClassifier.__doc__
     assert "threshold : float" in MultiLabelZeroShotClassifier.__doc__
+
+
+def test_warnings_point_at_the_callers_line():
+    """A warning raised deep inside nbllm names the user's call, not nbllm's source."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        ZeroShotClassifier(model=get_tiny_model(), tokenizer=get_tiny_tokenizer(),
+                           prompt="{text} {nope}").fit(None, ["only"])
+    assert len(record) == 2  # the unknown placeholder and the single label
+    assert {w.filename for w in record} == {__file__}

@@ -18,8 +18,8 @@ import shutil
 import tempfile
 import time
 import uuid
-import warnings
 from pathlib import Path
+from ..warnings_to_user import warn
 
 EMBEDDED_MODELS = {
     # alias: (python package, file inside the package, install command)
@@ -304,11 +304,9 @@ def _converted(spec, gguf_path):
     if problem is None:
         return target
     if problem != "missing":
-        warnings.warn(
+        warn(
             f"The converted copy of {gguf_path.name} in {target} is incomplete "
-            f"({problem}); it is deleted and converted again.",
-            UserWarning,
-            stacklevel=2,
+            f"({problem}); it is deleted and converted again."
         )
         _discard(target)
     _check_gguf_magic(spec, gguf_path)

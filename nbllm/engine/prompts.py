@@ -12,8 +12,8 @@ contains ``{labels}`` or a stray brace is inserted verbatim.
 import math
 import re
 import uuid
-import warnings
 from string import Formatter
+from ..warnings_to_user import warn
 
 # Chosen by measurement on the corpus' dev half with the embedded model
 # (benchmarks/choose_prompts.py; numbers in the README and RESULTS.md).  They
@@ -91,7 +91,7 @@ def check_template(template, expected):
         msg += ", missing keys: " + ", ".join(f"'{key}'" for key in sorted(missing))
     if extra:
         msg += ", extra keys: " + ", ".join(f"'{key}'" for key in sorted(extra))
-    warnings.warn(msg, stacklevel=3)
+    warn(msg)
 
 
 def example_separator(example_template):

@@ -14,10 +14,10 @@ import sqlite3
 import stat
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
+from ..warnings_to_user import warn
 
 DISK_CACHE_FILE = "results.sqlite"
 _SQL_CHUNK = 500  # keys per SELECT, below SQLite's variable limit
@@ -216,10 +216,9 @@ class DiskCache:
                     os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
                 except FileNotFoundError:
                     pass
-        warnings.warn(
+        warn(
             f"The result cache {self.path} is damaged ({reason}); moved it to "
-            f"{aside} and started an empty one.",
-            UserWarning, stacklevel=2,
+            f"{aside} and started an empty one."
         )
 
 

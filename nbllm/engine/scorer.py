@@ -15,12 +15,12 @@ loaded model's repr.
 """
 
 import threading
-import warnings
 
 from .attention import UnsupportedAttention, attention_layout
 from .exact import ExactBackend
 from .seq2seq import Seq2SeqBackend, decoder_start_id
 from .tree_mask import TreeMaskBackend
+from ..warnings_to_user import warn
 
 _LOCK = threading.RLock()
 
@@ -115,12 +115,10 @@ def choose_backend(loaded):
         probe = run_probe(loaded, backend, plain, _window(loaded))
         if probe.passed:
             return BackendChoice(factory, name, reason, probe)
-        warnings.warn(
+        warn(
             f"nbllm's {name} scoring path is not exact for {type(model).__name__}: "
             f"{probe.describe()}.  nbllm uses the slower "
-            f"{candidates[index + 1][1]} path for this model from now on.",
-            RuntimeWarning,
-            stacklevel=4,
+            f"{candidates[index + 1][1]} path for this model from now on.", RuntimeWarning
         )
 
 

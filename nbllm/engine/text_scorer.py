@@ -19,6 +19,7 @@ It also generates the model's free continuation of a prompt (previews).
 import numpy as np
 
 from .result_cache import result_cache, result_key
+from ..warnings_to_user import warn
 
 # Prompts are tokenized and scored this many at a time.
 CHUNK = 2048
@@ -108,8 +109,7 @@ class TextScorer:
             the first one's position; or when the template alone leaves no
             room for any text.
         """
-        import warnings
-
+        
         renderers = renderer.for_texts(texts)
         ids = self.tokenizer(
             [r.render(t) for r, t in zip(renderers, texts)], add_special_tokens=self.special
@@ -132,7 +132,7 @@ class TextScorer:
         if too_long:
             where = {"right": "at the end", "left": "at the start",
                      "middle": "in the middle"}[self.truncation]
-            warnings.warn(
+            warn(
                 f"{len(too_long)} sample(s) did not fit the model's context of "
                 f"{context} tokens; their text was cut {where} so that the prompt "
                 "template and the labels fit"

@@ -9,7 +9,6 @@ loads the (shared) model, and fitted state ends in ``_``.
 
 import os
 import re
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -36,6 +35,7 @@ from .calibration import (
     calibrate,
     content_free_reference,
 )
+from ..warnings_to_user import warn
 
 
 
@@ -58,7 +58,7 @@ def _check_texts(X):
         )
     converted = sum(not isinstance(x, str) for x in texts)
     if converted:
-        warnings.warn(
+        warn(
             f"{converted} value(s) in X are not strings and were converted with str()"
         )
         texts = [
@@ -81,7 +81,7 @@ def _repair_unicode(texts):
         except UnicodeEncodeError:
             bad.append(i)
     if bad:
-        warnings.warn(
+        warn(
             f"{len(bad)} text(s) contain invalid Unicode (lone surrogates); those "
             "characters were replaced with U+FFFD"
         )
@@ -147,7 +147,7 @@ class _LLMBase(BaseEstimator):
         if len(y) == 0:
             raise ValueError("y must contain at least one label; got an empty list")
         if not isinstance(y[0], str) and self.label_map is None:
-            warnings.warn(
+            warn(
                 "y should contain the name of the labels as strings, e.g. "
                 "'positive' and 'negative', don't pass label-encoded targets"
             )
@@ -364,7 +364,7 @@ class _SingleLabelBase(ClassifierMixin, _LLMBase):
     def _set_classes(self, labels):
         super()._set_classes(labels)
         if len(self.classes_) == 1 and self.probas_sum_to_1:
-            warnings.warn(
+            warn(
                 f"Only one label ({self._word(self.classes_[0])!r}): normalised over "
                 "the labels, its probability is always 1; use probas_sum_to_1=False "
                 "for the model's own probability, or add labels"
@@ -397,7 +397,7 @@ class _SingleLabelBase(ClassifierMixin, _LLMBase):
                 f"which is below the minimum threshold of {self.threshold_low_prob:.3f}"
             )
         if low.any() and self.error_low_prob == "warn":
-            warnings.warn(
+            warn(
                 f"Found {int(low.sum())} sample(s) to have a total probability "
                 f"below the threshold of {self.threshold_low_prob:.3f}."
             )

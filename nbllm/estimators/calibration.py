@@ -15,9 +15,9 @@ normalised label log-probabilities:
     the same probability.
 """
 
-import warnings
 
 import numpy as np
+from ..warnings_to_user import warn
 
 CONTENT_FREE_TEXTS = ("N/A", "", "[MASK]")
 # Below this many samples, batch calibration's mean is mostly noise.
@@ -71,7 +71,7 @@ def calibrate(logprobs, mode, reference=None):
         logp = logp - reference
     elif mode == "batch":
         if len(logp) < MIN_BATCH:
-            warnings.warn(
+            warn(
                 f"calibration='batch' corrects by the mean over the samples of one "
                 f"call; this call has only {len(logp)}, so the correction is noisy "
                 "(with one sample every class gets the same probability)"

@@ -6,7 +6,6 @@ process-wide registry and results from the shared cache, so calling it again
 with other labels or another prompt never reloads weights.
 """
 
-import warnings
 
 import numpy as np
 
@@ -15,6 +14,7 @@ from ..engine.prompts import is_missing
 from ..options import check_labels
 from .display import ClassificationResult, GenerationPreview
 from .session import settings
+from ..warnings_to_user import warn
 
 
 def normalize_examples(examples, text_col="text", label_col="label"):
@@ -164,7 +164,7 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
     if skip_missing:
         keep = [i for i, t in enumerate(texts) if not is_missing(t)]
         if len(keep) < len(texts):
-            warnings.warn(
+            warn(
                 f"{len(texts) - len(keep)} missing text(s) (None or NaN) were "
                 "skipped; their results are NaN"
             )

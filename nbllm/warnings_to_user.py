@@ -1,0 +1,39 @@
+"""Warnings that point at the user's code, not at nbllm's source lines.
+
+A warning raised deep in nbllm (one label, a cut text, a missing placeholder)
+would otherwise show ``nbllm/estimators/base.py:240`` and that line of code.
+:func:`warn` walks up the stack past every frame inside the nbllm package and,
+for the magics, IPython's own machinery, so the warning names the user's own
+call (a notebook cell, a script line).
+"""
+
+import os
+import sys
+import warnings
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _internal(filename):
+    """Whether a frame's file is nbllm's, or IPython's magic machinery."""
+    if filename.startswith("<decorator-gen"):  # IPython's magic wrappers
+        return True
+    path = os.path.abspath(filename)
+    if path.startswith(_PACKAGE):
+        return True
+    ipython = sys.modules.get("IPython")
+    return bool(ipython and getattr(ipython, "__file__", None)
+                and path.startswith(os.path.dirname(ipython.__file__) + os.sep))
+
+
+def _outside_nbllm():
+    """The stacklevel of the first frame, from warn's caller up, that is the user's."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and _internal(frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    return level if frame is not None else 2
+
+
+def warn(message, category=UserWarning):
+    """``warnings.warn`` at the user's frame (the first one outside nbllm)."""
+    warnings.warn(message, category, stacklevel=_outside_nbllm())
