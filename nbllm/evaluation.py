@@ -77,7 +77,12 @@ def evaluate(y_true, proba, classes):
 
 def _axes(ax):
     if ax is None:
-        import matplotlib.pyplot as plt
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise ImportError(
+                "the plots need nbllm's plots extra: pip install 'nbllm[plots]'"
+            ) from exc
 
         _, ax = plt.subplots(figsize=(4, 4))
     return ax

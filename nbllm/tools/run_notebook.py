@@ -30,8 +30,13 @@ def execute_notebook(path, out_dir=None, timeout=900, html=True):
     (nbformat.NotebookNode, dict)
         The executed notebook and the paths written, keyed 'ipynb' / 'html'.
     """
-    import nbformat
-    from nbclient import NotebookClient
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+    except ImportError as exc:
+        raise ImportError(
+            "running notebooks needs nbllm's notebook extra: pip install 'nbllm[notebook]'"
+        ) from exc
 
     path = Path(path)
     out_dir = Path(out_dir) if out_dir else path.parent
