@@ -44,8 +44,10 @@ class Option:
         ValueError
             ``"<name> <expected>; got <value>"``.
         """
-        ok = (value in self.choices if self.choices is not None and _hashable(value)
-              else False) if self.choices is not None else self._check(value)
+        if self.choices is not None:
+            ok = _hashable(value) and value in self.choices
+        else:
+            ok = self._check(value)
         if not ok:
             raise ValueError(f"{self.name} {self.expected}; got {value!r}")
         return value

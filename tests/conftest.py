@@ -141,3 +141,19 @@ def ip(shell):
     yield shell
     for name in set(shell.user_ns) - before:
         del shell.user_ns[name]
+
+
+@pytest.fixture
+def spy_score(monkeypatch):
+    """Record the prompt ids of every LabelScorer.score call."""
+    calls = []
+    from nbllm.engine import scorer as scoring
+
+    original = scoring.LabelScorer.score
+
+    def score(self, prompt_ids, *args, **kwargs):
+        calls.append([list(p) for p in prompt_ids])
+        return original(self, prompt_ids, *args, **kwargs)
+
+    monkeypatch.setattr(scoring.LabelScorer, "score", score)
+    return calls

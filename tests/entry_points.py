@@ -127,20 +127,6 @@ def from_folder(folder, labels=LABELS, **kwargs):
         use_caching=False)
 
 
-@pytest.fixture
-def spy_score(monkeypatch):
-    """Record the prompt ids of every LabelScorer.score call."""
-    calls = []
-    original = scoring.LabelScorer.score
-
-    def score(self, prompt_ids, *args, **kwargs):
-        calls.append([list(p) for p in prompt_ids])
-        return original(self, prompt_ids, *args, **kwargs)
-
-    monkeypatch.setattr(scoring.LabelScorer, "score", score)
-    return calls
-
-
 def run_cell(ip, cell):
     """Run a cell; return (ExecutionResult, warning messages)."""
     return messages_of(ip.run_cell, cell)
@@ -173,6 +159,7 @@ def error_line(panel):
 
 
 def assert_idle(panel):
+    """Buttons usable again, Stop disabled, no thread running."""
     for button in (panel.classify_button, panel.preview_button, panel.code_button,
                    panel.reset_prompt):
         assert button.disabled is False, button.description

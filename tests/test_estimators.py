@@ -28,6 +28,8 @@ from tiny import (
     oracle_logprob,
 )
 
+from quality_helpers import few_shot, zero_shot
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LABELS = ["positive", "negative", "neutral", "positive"]
@@ -54,23 +56,6 @@ def empty_result_cache():
     result_cache.clear()
 
 
-def zero_shot(**kwargs):
-    kwargs.setdefault("model", get_tiny_model())
-    kwargs.setdefault("tokenizer", get_tiny_tokenizer())
-    kwargs.setdefault("progress", False)
-    return ZeroShotClassifier(**kwargs)
-
-
-def few_shot(**kwargs):
-    kwargs.setdefault("model", get_tiny_model())
-    kwargs.setdefault("tokenizer", get_tiny_tokenizer())
-    kwargs.setdefault("progress", False)
-    kwargs.setdefault("random_state", 0)
-    # These tests are about the mechanics of one fixed set of examples.
-    kwargs.setdefault("example_selection", "stratified")
-    return FewShotClassifier(**kwargs)
-
-
 def spaced_ids(tok, label):
     """Token ids of " " + label as they follow other text (after an anchor)."""
     anchor = tok("x", add_special_tokens=False)["input_ids"]
@@ -92,20 +77,6 @@ def oracle_probas(clf, texts):
          for ids in clf.label_ids_]
         for t in texts
     ])
-
-
-@pytest.fixture
-def spy_score(monkeypatch):
-    """Record the prompt ids of every LabelScorer.score call."""
-    calls = []
-    original = scoring.LabelScorer.score
-
-    def score(self, prompt_ids, *args, **kwargs):
-        calls.append([list(p) for p in prompt_ids])
-        return original(self, prompt_ids, *args, **kwargs)
-
-    monkeypatch.setattr(scoring.LabelScorer, "score", score)
-    return calls
 
 
 # ------------------------------------------------------------ fitted state

@@ -24,7 +24,6 @@ from entry_points import (  # noqa: F401  (fixtures among them)
     multi,
     prompt_ids,
     run_cell,
-    spy_score,
     usage_error,
     zero,
 )

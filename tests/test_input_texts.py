@@ -29,7 +29,6 @@ from entry_points import (  # noqa: F401  (fixtures among them)
     oracle,
     prompt_ids,
     run_cell,
-    spy_score,
     zero,
 )
 

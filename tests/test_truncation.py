@@ -29,7 +29,6 @@ from entry_points import (  # noqa: F401  (fixtures among them)
     prompt_ids,
     run_cell,
     small,
-    spy_score,
     usage_error,
     zero,
 )

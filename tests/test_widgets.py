@@ -22,6 +22,7 @@ from nbllm.engine.result_cache import result_cache
 from nbllm.notebook.display import ClassificationResult
 from nbllm.engine.prompts import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
 from nbllm.notebook.panel import FEW, ZERO, Panel, validate_prompt
+from entry_points import assert_idle
 from tiny import save_tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
@@ -76,15 +77,6 @@ def last_html(panel):
     assert outputs, "the Output is empty"
     assert outputs[-1]["output_type"] == "display_data"
     return outputs[-1]["data"]["text/html"]
-
-
-def assert_idle(panel):
-    """Buttons usable again, Stop disabled, no thread running."""
-    for button in (panel.classify_button, panel.preview_button, panel.code_button,
-                   panel.reset_prompt):
-        assert button.disabled is False, button.description
-    assert panel.stop_button.disabled is True
-    assert not panel.busy
 
 
 def error_line(panel):

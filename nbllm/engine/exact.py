@@ -235,13 +235,16 @@ class ExactBackend(RowBackend):
         self.prefix_kv, self.prefix_len = None, 0
         # The model's prefix LRU, shared with the tree-mask backend.
         self.prefix_caches = loaded.state.setdefault("prefix_kv", {})
+        # Read once: inspecting the forward signature per pass costs time.
+        self._cache_kwarg = cache_kwarg(self.model)
+        self._keeps_logits = accepts(self.model, "logits_to_keep")
 
     def _prepare(self, prompt_ids, prefix_hint):
         if not self.use_prefix:
             return prompt_ids
         self.prefix_len = shared_prefix_length(prompt_ids, prefix_hint)
         self.prefix_kv, passes = PrefixCaches(self.prefix_caches).get(
-            self.model, prompt_ids[0][:self.prefix_len], cache_kwarg(self.model))
+            self.model, prompt_ids[0][:self.prefix_len], self._cache_kwarg)
         self.forward_passes += passes
         return [p[self.prefix_len:] for p in prompt_ids]
 
@@ -264,13 +267,13 @@ class ExactBackend(RowBackend):
                 ones = torch.ones((len(indices), self.prefix_len), dtype=mask.dtype,
                                   device=self.device)
                 extra["attention_mask"] = torch.cat([ones, mask], 1)
-                extra[cache_kwarg(self.model)] = expand_cache(self.prefix_kv, len(indices))
+                extra[self._cache_kwarg] = expand_cache(self.prefix_kv, len(indices))
                 extra["use_cache"] = True
             else:
                 extra["use_cache"] = False
                 if not self.pad_free:
                     extra["attention_mask"] = mask
-            if accepts(self.model, "logits_to_keep"):
+            if self._keeps_logits:
                 logits = self.model(input_ids=ids, logits_to_keep=kept, **extra).logits
             else:
                 logits = self.model(input_ids=ids, **extra).logits[:, kept]
