@@ -148,8 +148,6 @@ class RowBackend:
     (len(prompts), n_labels).
     """
 
-    name = "rows"
-
     def __init__(self, loaded, pad_free=False):
         self.loaded = loaded
         self.model = loaded.model
@@ -226,8 +224,6 @@ class ExactBackend(RowBackend):
         Compute the shared prefix once and pass it as the model's KV cache
         (ignored with ``pad_free``).
     """
-
-    name = "exact"
 
     def __init__(self, loaded, pad_free=False, use_prefix=True):
         super().__init__(loaded, pad_free)

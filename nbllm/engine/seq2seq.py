@@ -46,8 +46,6 @@ class Seq2SeqBackend(RowBackend):
         only, no masks.
     """
 
-    name = "encoder-decoder"
-
     def __init__(self, loaded, pad_free=False):
         super().__init__(loaded, pad_free)
         self.start = decoder_start_id(self.model)

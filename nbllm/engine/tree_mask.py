@@ -81,8 +81,6 @@ class TreeMaskBackend:
         If a tree mask cannot reproduce the model's attention.
     """
 
-    name = "tree-mask"
-
     def __init__(self, loaded, prefix_caches=None):
         self.loaded = loaded
         self.model = loaded.model
