@@ -16,7 +16,9 @@ from nbllm.notebook.display import (
     MAX_HTML_ROWS,
     ClassificationResult,
     GenerationPreview,
+    PALETTE,
     esc,
+    label_colours,
     shorten,
 )
 
@@ -56,8 +58,8 @@ def body_rows(html):
 
 def predicted_cells(html):
     return [
-        re.match(r'<td>\d+</td><td title="[^"]*">.*?</td><td class="nbllm-pred">(.*?)'
-                 r'(?: <span|</td>)', row).group(1)
+        " ".join(re.findall(r'<span class="nbllm-chip" style="background:#\w+">(.*?)</span>',
+                            re.search(r'<td class="nbllm-pred">(.*?)</td>', row).group(1)))
         for row in body_rows(html)
     ]
 
@@ -127,25 +129,29 @@ def test_html_predicted_label_and_bold_cell_are_the_argmax():
                   mass=[1, 1, 1])._repr_html_()
     assert predicted_cells(html) == [classes[j] for j in probas.argmax(axis=1)]
     for row, best in zip(body_rows(html), probas.argmax(axis=1)):
-        cells = re.findall(r"<td( class=\"nbllm-pred\")?>(\d\.\d{3})<span", row)
+        cells = re.findall(r"<td( class=\"nbllm-best\")?>(\d\.\d{3})<span", row)
         assert [bool(c) for c, _ in cells] == [j == best for j in range(3)]
 
 
 def test_html_proba_cells_show_value_and_bar():
     html = result()._repr_html_()
-    assert ('<td class="nbllm-pred">0.800<span class="nbllm-bar" '
-            'style="width:48.0px"></span></td>') in html
-    assert '<td>0.200<span class="nbllm-bar" style="width:12.0px"></span></td>' in html
+    colours = label_colours(["a", "b"])
+    assert ('<td class="nbllm-best">0.800<span class="nbllm-bar" '
+            f'style="width:48.0px;background:{colours["b"]}"></span></td>') in html
+    assert ('<td>0.200<span class="nbllm-bar" '
+            f'style="width:12.0px;background:{colours["a"]}"></span></td>') in html
 
 
 def test_html_row_exact():
     html = result()._repr_html_()
     assert body_rows(html)[0] == (
-        '<td>0</td><td title="first text">first text</td>'
-        '<td class="nbllm-pred">b</td>'
-        '<td>0.200<span class="nbllm-bar" style="width:12.0px"></span></td>'
-        '<td class="nbllm-pred">0.800<span class="nbllm-bar" style="width:48.0px">'
+        '<td>0</td><td class="nbllm-text" title="first text">first text</td>'
+        f'<td class="nbllm-pred"><span class="nbllm-chip" style="background:{PALETTE[1]}">'
+        'b</span></td>'
+        f'<td>0.200<span class="nbllm-bar" style="width:12.0px;background:{PALETTE[0]}">'
         '</span></td>'
+        '<td class="nbllm-best">0.800<span class="nbllm-bar" '
+        f'style="width:48.0px;background:{PALETTE[1]}"></span></td>'
     )
     assert "<caption>2 text(s), 2 labels</caption>" in html
 
@@ -159,17 +165,23 @@ def test_html_escapes_script_in_text_label_and_title():
     assert "</script>" not in html
     assert ESCAPED_SCRIPT in html
     # Full text on hover, quotes escaped so the attribute cannot be broken out of.
-    assert (f'<td title="He said &quot;hi&quot; {ESCAPED_SCRIPT}">'
+    assert (f'<td class="nbllm-text" title="He said &quot;hi&quot; {ESCAPED_SCRIPT}">'
             f"He said &quot;hi&quot; {ESCAPED_SCRIPT}</td>") in html
     assert header_cells(html)[3] == ESCAPED_SCRIPT
     assert predicted_cells(html) == [ESCAPED_SCRIPT, "b"]
 
 
-def test_html_shortens_long_texts_but_keeps_the_full_text_in_the_title():
-    long = "word " * 40
+def test_html_cuts_long_texts_by_css_and_keeps_the_full_text_in_the_title():
+    # 40 words fit in the cell: the browser cuts them to its width.
+    words = "word " * 40
+    html = result(texts=[words, "y"])._repr_html_()
+    assert f'<td class="nbllm-text" title="{words}">{words.strip()}</td>' in html
+    assert "td.nbllm-text{max-width:0;width:100%;overflow:hidden;text-overflow:ellipsis}" \
+        in html
+    # A very long text is cut in the HTML too, to keep the output small.
+    long = "x" * 5000
     html = result(texts=[long, "y"])._repr_html_()
-    flat = " ".join(long.split())
-    assert f'<td title="{long}">{flat[:79]}\u2026</td>' in html
+    assert f'<td class="nbllm-text" title="{long}">{"x" * 299}\u2026</td>' in html
 
 
 def test_html_escapes_previews_attached_to_a_result():
@@ -191,7 +203,7 @@ def test_html_truncates_after_max_html_rows():
     html = res._repr_html_()
     rows = body_rows(html)
     assert len(rows) == MAX_HTML_ROWS
-    assert rows[-1].startswith('<td>49</td><td title="text 49">')
+    assert rows[-1].startswith('<td>49</td><td class="nbllm-text" title="text 49">')
     assert "text 50" not in html
     assert ("<p>\u2026 10 more rows; use <code>.frame</code> for all of them.</p>"
             in html)
@@ -212,9 +224,10 @@ def test_html_raw_and_low_rows():
     assert header_cells(html)[-1] == "label mass"
     rows = re.findall(r"<tr[^>]*>", re.search(r"<tbody>(.*?)</tbody>", html).group(1))
     assert rows == ["<tr>", '<tr class="nbllm-low">']
-    assert ('<td class="nbllm-pred">a <span class="nbllm-flag" title="label mass '
-            'below threshold">\u26a0 low</span></td>') in html
-    assert html.count("\u26a0 low") == 1
+    assert (f'<td class="nbllm-pred"><span class="nbllm-chip" style="background:{PALETTE[0]}">'
+            'a</span> <span class="nbllm-flag" title="label mass below threshold">'
+            '\u26a0 low</span></td>') in html
+    assert html.count("\u26a0 low</span>") == 1
     assert "<td>0.5</td>" in html and "<td>0.25</td>" in html
     assert ("<caption>2 text(s), 2 labels, raw label probabilities, 1 under the "
             "threshold 0.3</caption>") in html
@@ -224,7 +237,7 @@ def test_html_skipped_rows_show_dashes():
     res = result(probas=[[np.nan, np.nan], [0.9, 0.1]], mass=[np.nan, 1.0])
     html = res._repr_html_()
     first = body_rows(html)[0]
-    assert first == ('<td>0</td><td title="first text">first text</td>'
+    assert first == ('<td>0</td><td class="nbllm-text" title="first text">first text</td>'
                      '<td class="nbllm-pred"></td><td>\u2013</td><td>\u2013</td>')
 
 
@@ -286,16 +299,26 @@ def test_preview_html_has_details_with_the_prompt():
     html = preview()._repr_html_()
     assert ('<details><summary>Prompt (7 tokens)</summary><pre class="nbllm-pre">'
             "Classify: the crew was lovely\nAnswer:</pre></details>") in html
-    assert "<h4>Preview: the crew was lovely</h4>" in html
+    assert ('<h4 class="nbllm-heading" title="the crew was lovely">'
+            "Preview: the crew was lovely</h4>") in html
     assert ('<b>Free generation</b><pre class="nbllm-pre"> positive, I think</pre>'
             in html)
-    assert "<small>label mass 0.42</small>" in html
+    assert ('<p class="nbllm-legend">label mass 0.42: the probability the model gives '
+            "to the labels together (near 1: it would answer with one of them); the "
+            "probabilities above are shares of it.</p>") in html
 
 
-def test_preview_html_ranks_labels_by_probability():
+def test_preview_html_lists_labels_in_the_tables_order_with_its_colours():
     html = preview()._repr_html_()
-    rows = re.findall(r"<tr><td>(.*?)</td><td( class=\"nbllm-pred\")?>(\d\.\d{3})", html)
-    assert rows == [("positive", ' class="nbllm-pred"', "0.750"), ("negative", "", "0.250")]
+    rows = re.findall(r'<tr><td><span class="nbllm-chip" style="background:(#\w+)">(.*?)'
+                      r'</span></td><td( class="nbllm-best")?>(\d\.\d{3})', html)
+    colours = label_colours(["negative", "positive"])
+    assert rows == [(colours["negative"], "negative", "", "0.250"),
+                    (colours["positive"], "positive", ' class="nbllm-best"', "0.750")]
+    # The same label keeps its colour in a result table.
+    table = result(classes=["negative", "positive"])._repr_html_()
+    assert f'<span class="nbllm-chip" style="background:{colours["positive"]}">positive' \
+        in table
 
 
 def test_preview_html_escapes_prompt_text_labels_and_continuation():
@@ -307,8 +330,8 @@ def test_preview_html_escapes_prompt_text_labels_and_continuation():
     assert (f'<pre class="nbllm-pre">&lt;b&gt;Prompt&lt;/b&gt; {ESCAPED_SCRIPT}</pre>'
             "</details>") in html
     assert f'<pre class="nbllm-pre">&quot;{ESCAPED_SCRIPT}&quot;</pre>' in html
-    assert f"<h4>Preview: text {ESCAPED_SCRIPT}</h4>" in html
-    assert f"<tr><td>{ESCAPED_SCRIPT}</td>" in html
+    assert f'title="text {ESCAPED_SCRIPT}">Preview: text {ESCAPED_SCRIPT}</h4>' in html
+    assert f'">{ESCAPED_SCRIPT}</span></td>' in html
 
 
 def test_preview_text_repr():
@@ -318,7 +341,7 @@ def test_preview_text_repr():
         "    Classify: the crew was lovely\n"
         "    Answer:\n"
         "  free generation: ' positive, I think'\n"
-        "  label probabilities: positive=0.750, negative=0.250 (label mass 0.42)"
+        "  label probabilities: negative=0.250, positive=0.750 (label mass 0.42)"
     )
 
 
@@ -348,3 +371,45 @@ def test_every_html_output_is_kept_from_mathjax():
     assert f'class="nbllm-preview {classes}"' in preview()._repr_html_()
     assert f'class="nbllm-status {classes}"' in status()._repr_html_()
     assert {"tex2jax_ignore", "mathjax_ignore"} <= set(Panel()._dom_classes)
+
+
+# ------------------------------------------------------------ scannability
+def test_label_colours_are_distinct_stable_and_meaningful():
+    assert label_colours(["negative", "neutral", "positive"]) == {
+        "negative": "#c62828", "neutral": "#455a64", "positive": "#2e7d32"}
+    many = [f"label {i}" for i in range(10)]
+    colours = label_colours(many)
+    assert list(colours.values()) == list(PALETTE)
+    # A meaning-coloured label takes its colour out of the palette for the others.
+    mixed = label_colours(["billing", "positive", "tech"])
+    assert mixed["positive"] == "#2e7d32"
+    assert len(set(mixed.values())) == 3
+    # More labels than colours: still a colour each (repeating).
+    assert len(label_colours([str(i) for i in range(25)])) == 25
+
+
+def test_legend_explains_label_mass_and_the_low_flag():
+    plain = result()._repr_html_()
+    assert '<p class="nbllm-legend">' not in plain
+    raw = result(raw=True)._repr_html_()
+    assert raw.count('<p class="nbllm-legend">') == 1
+    assert ("label mass: how much probability the model gives to the labels together "
+            "(near 1: it would answer with one of them; near 0: it would rather write "
+            "something else, so its pick is a weak guess).") in raw
+    low = result(threshold=0.3, mass=[0.5, 0.25])._repr_html_()
+    assert ('<p class="nbllm-legend">\u26a0 low: the label mass is under the threshold '
+            "0.3; treat their prediction with care.</p>") in low
+    hidden = result(threshold=0.3, mass=[0.5, 0.25], hide_low=True)._repr_html_()
+    assert "under the threshold 0.3; no prediction is given for them." in hidden
+
+
+def test_low_rows_are_shaded_by_their_cells():
+    # JupyterLab shades alternate rows (tr); the low colour sits on the cells.
+    html = result(threshold=0.3, mass=[0.5, 0.25])._repr_html_()
+    assert ".nbllm-table tr.nbllm-low>td{background:rgba(255,179,0,.28) !important}" in html
+
+
+def test_multi_label_rows_show_one_chip_per_label():
+    res = result(classes=["a", "b"], probas=[[0.9, 0.8], [0.1, 0.2]],
+                 multi_label_threshold=0.5)
+    assert predicted_cells(res._repr_html_()) == ["a b", ""]

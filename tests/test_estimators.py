@@ -789,22 +789,31 @@ def test_generate_returns_the_greedy_continuation():
 
 
 def test_progress_bar_policies():
-    from nbllm.engine.text_scorer import ProgressBar as _ProgressBar
+    from nbllm.engine.text_scorer import PROGRESS_DELAY, ProgressBar as _ProgressBar
 
     off = _ProgressBar(False, 100)
     off.start(50)
     assert off.bar is None
+    # 'auto': a bar with counts for every scoring call, shown after a second.
     auto = _ProgressBar("auto", 100)
-    auto.start(3)
-    assert auto.bar is None
     auto.update(10)
-    auto.start(4)
-    assert (auto.bar.total, auto.bar.n) == (100, 10)
+    auto.start(1)
+    assert (auto.bar.total, auto.bar.n, auto.bar.delay) == (100, 10, PROGRESS_DELAY)
+    assert PROGRESS_DELAY == 1.0
+    bar = auto.bar
+    auto.start(3)  # later chunks keep the same bar
+    assert auto.bar is bar
     auto.close()
     always = _ProgressBar(True, 2)
     always.start(1)
-    assert always.bar.total == 2
+    assert (always.bar.total, always.bar.delay) == (2, 0)
     always.close()
+
+
+def test_quick_auto_progress_prints_nothing(capsys):
+    clf = zero_shot(progress="auto", use_caching=False).fit(None, LABELS)
+    clf.predict_proba(TEXTS)
+    assert capsys.readouterr().err == ""
 
 
 def test_on_rows_reports_every_row_once_cached_first():

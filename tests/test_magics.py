@@ -265,7 +265,7 @@ def test_zeroshot_threshold_flags_every_row(ip, tiny_folder):
     assert result.low.tolist() == [True, True]
     html = result._repr_html_()
     assert html.count('<tr class="nbllm-low">') == 2
-    assert html.count("\u26a0 low") == 2
+    assert html.count("\u26a0 low</span>") == 2  # one flag per row; the legend says it once more
     assert "2 under the threshold 1</caption>" in html
     assert repr(result).splitlines()[1].endswith("  LOW")
 
@@ -304,7 +304,7 @@ def test_zeroshot_html_escapes_text_label_and_prompt(ip, tiny_folder):
     assert SCRIPT in result.previews[0].prompt
     html = result._repr_html_()
     assert "<script>" not in html
-    assert f'<td title="{ESCAPED_SCRIPT} and more">' in html
+    assert f'<td class="nbllm-text" title="{ESCAPED_SCRIPT} and more">' in html
     assert f"<th>{ESCAPED_SCRIPT}</th>" in html
     assert f'<pre class="nbllm-pre">&lt;|im_start|&gt;user\n{ESCAPED_SCRIPT} Text: ' in html
 

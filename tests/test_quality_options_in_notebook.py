@@ -252,19 +252,29 @@ def test_multi_label_html_escapes_and_bolds_every_chosen_label():
     html = multi_result()._repr_html_()
     assert "<b>" not in html and "<i>" not in html
     rows = body_rows(html)
+    blue, red, green = "#1565c0", "#c62828", "#2e7d32"  # the palette's first three
     assert rows[0] == (
-        '<td>0</td><td title="&lt;b&gt;bold&lt;/b&gt; &amp; more">'
+        '<td>0</td><td class="nbllm-text" title="&lt;b&gt;bold&lt;/b&gt; &amp; more">'
         "&lt;b&gt;bold&lt;/b&gt; &amp; more</td>"
-        '<td class="nbllm-pred">&lt;i&gt;, b&amp;c</td>'
-        '<td class="nbllm-pred">0.900<span class="nbllm-bar" style="width:54.0px"></span></td>'
-        '<td class="nbllm-pred">0.600<span class="nbllm-bar" style="width:36.0px"></span></td>'
-        '<td>0.100<span class="nbllm-bar" style="width:6.0px"></span></td>'
+        f'<td class="nbllm-pred"><span class="nbllm-chip" style="background:{blue}">'
+        f'&lt;i&gt;</span> <span class="nbllm-chip" style="background:{red}">b&amp;c'
+        "</span></td>"
+        f'<td class="nbllm-best">0.900<span class="nbllm-bar" style="width:54.0px;'
+        f'background:{blue}"></span></td>'
+        f'<td class="nbllm-best">0.600<span class="nbllm-bar" style="width:36.0px;'
+        f'background:{red}"></span></td>'
+        f'<td>0.100<span class="nbllm-bar" style="width:6.0px;background:{green}">'
+        "</span></td>"
     )
     assert rows[1] == (
-        '<td>1</td><td title="plain text">plain text</td><td class="nbllm-pred"></td>'
-        '<td>0.200<span class="nbllm-bar" style="width:12.0px"></span></td>'
-        '<td>0.100<span class="nbllm-bar" style="width:6.0px"></span></td>'
-        '<td>0.400<span class="nbllm-bar" style="width:24.0px"></span></td>'
+        '<td>1</td><td class="nbllm-text" title="plain text">plain text</td>'
+        '<td class="nbllm-pred"></td>'
+        f'<td>0.200<span class="nbllm-bar" style="width:12.0px;background:{blue}">'
+        "</span></td>"
+        f'<td>0.100<span class="nbllm-bar" style="width:6.0px;background:{red}"></span>'
+        "</td>"
+        f'<td>0.400<span class="nbllm-bar" style="width:24.0px;background:{green}">'
+        "</span></td>"
     )
     header = re.search(r"<thead>(.*?)</thead>", html).group(1)
     assert re.findall(r"<th>(.*?)</th>", header) == [

@@ -20,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 from ..warnings_to_user import warn
+from .status import report
 
 EMBEDDED_MODELS = {
     # alias: (python package, file inside the package, install command)
@@ -35,6 +36,8 @@ COMPLETE_MARKER = "nbllm-complete.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 # A conversion's temporary folder this old is a leftover, whatever its process.
 STALE_SECONDS = 24 * 3600
+# The one-off GGUF conversion's pace here (benchmarks/RESULTS.md, 2 CPU cores).
+CONVERSION_SECONDS_PER_100MB = 35
 
 
 def cache_dir():
@@ -297,6 +300,13 @@ def _write_converted(model, tokenizer, target):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def conversion_message(spec, gguf_path):
+    """What a user waits for during the one-off conversion, with a time estimate."""
+    seconds = max(5, round(gguf_path.stat().st_size / 1e8 * CONVERSION_SECONDS_PER_100MB))
+    return (f"converting {spec} from GGUF, once (usually about {seconds} s; later "
+            "loads use the converted copy)\u2026")
+
+
 def _converted(spec, gguf_path):
     """Return the complete converted folder of a GGUF file, converting it if needed."""
     target = _converted_folder(gguf_path)
@@ -310,6 +320,7 @@ def _converted(spec, gguf_path):
         )
         _discard(target)
     _check_gguf_magic(spec, gguf_path)
+    report(conversion_message(spec, gguf_path))
     _write_converted(*_read_gguf(spec, gguf_path), target)
     return target
 

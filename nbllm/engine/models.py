@@ -31,6 +31,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .status import report
 from .gguf import (
     EMBEDDED_MODELS,
     _brief,
@@ -442,6 +443,7 @@ def get_model(spec=None, device="auto", dtype="auto", trust_remote_code=False):
         entry = _registry.get(key)
         if entry is None:
             outer = sys.exc_info()[1]
+            report(f"loading {spec}\u2026")
             try:
                 entry = _new_entry(spec, torch_device, torch_dtype, trust_remote_code)
             except BaseException as exc:

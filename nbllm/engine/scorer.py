@@ -21,6 +21,7 @@ from .exact import ExactBackend
 from .seq2seq import Seq2SeqBackend, decoder_start_id
 from .tree_mask import TreeMaskBackend
 from ..warnings_to_user import warn
+from .status import report
 
 _LOCK = threading.RLock()
 
@@ -104,6 +105,7 @@ def choose_backend(loaded):
     from .selfcheck import run_probe
 
     model = loaded.model
+    report(f"checking the fast scoring path on {loaded.spec} (once per model)\u2026")
     candidates = _candidates(loaded)
     plain = candidates[-1][0](loaded)
     for index, (factory, name, reason) in enumerate(candidates):

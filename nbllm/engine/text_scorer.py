@@ -20,33 +20,33 @@ import numpy as np
 
 from .result_cache import result_cache, result_key
 from ..warnings_to_user import warn
+from . import status
 
 # Prompts are tokenized and scored this many at a time.
 CHUNK = 2048
-# Progress bars appear from this many batches on ('auto').
-PROGRESS_MIN_BATCHES = 4
+# With progress='auto', a bar shows once a call has run this many seconds.
+PROGRESS_DELAY = 1.0
 
 
 class ProgressBar:
-    """One tqdm bar for a whole call, however many chunks it scores.
+    """One tqdm bar with counts for a whole call, however many chunks it scores.
 
-    With ``policy='auto'`` the bar appears once a chunk needs four batches or
-    more, or the call spans several chunks.
+    With ``policy='auto'`` the bar is there for any call that scores, but
+    tqdm shows it only once the call has run for :data:`PROGRESS_DELAY`
+    seconds: quick calls stay quiet, slow ones say how far they are.
     """
 
     def __init__(self, policy, total):
         self.policy, self.total, self.done, self.bar = policy, total, 0, None
 
     def start(self, n_batches):
-        wanted = self.policy is True or (
-            self.policy == "auto"
-            and (n_batches >= PROGRESS_MIN_BATCHES or self.total > CHUNK)
-        )
-        if wanted and self.bar is None:
-            from tqdm.auto import tqdm
+        if self.policy is False or self.bar is not None:
+            return
+        from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=self.total, initial=self.done, desc="nbllm",
-                            unit="text")
+        delay = PROGRESS_DELAY if self.policy == "auto" else 0
+        self.bar = tqdm(total=self.total, initial=self.done, desc="nbllm", unit="text",
+                        delay=delay)
 
     def update(self, n):
         self.done += n
@@ -236,6 +236,7 @@ class TextScorer:
         if not rows_of:
             return
         todo = list(rows_of)
+        status.report(f"scoring {len(todo)} text(s)\u2026")
 
         def on_batch(indices, values):
             batch_keys = [todo[j] for j in indices]

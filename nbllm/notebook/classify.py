@@ -15,6 +15,8 @@ from ..options import check_labels
 from .display import ClassificationResult, GenerationPreview
 from .session import settings
 from ..warnings_to_user import warn
+from ..engine.status import report
+from .status import showing_status
 
 
 def normalize_examples(examples, text_col="text", label_col="label"):
@@ -157,7 +159,17 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
         the result holds the rows finished so far (``result.stopped``).
     **options
         Passed to :func:`build_estimator` (model, prompt, examples, ...).
+
+    In a Jupyter kernel, a status line in the cell says what is happening
+    (loading the model, scoring) until the result is there.
     """
+    with showing_status(estimator if estimator is not None else options.get("model")):
+        return _classify(texts, labels, estimator, previews, index, skip_missing, on_rows,
+                         stop, options)
+
+
+def _classify(texts, labels, estimator, previews, index, skip_missing, on_rows, stop,
+              options):
     clf = estimator if estimator is not None else build_estimator(labels, **options)
     texts = list(texts)
     keep = list(range(len(texts)))
@@ -226,6 +238,12 @@ def _preview_probas(clf, logprobs):
 
 def preview(clf, text, max_new_tokens=24):
     """A :class:`GenerationPreview` for one text with a fitted estimator."""
+    with showing_status(clf):
+        report(f"preview: scoring and generating up to {max_new_tokens} tokens\u2026")
+        return _preview(clf, text, max_new_tokens)
+
+
+def _preview(clf, text, max_new_tokens):
     prompt = clf.get_prompt(text)
     n_tokens = len(clf.prompt_token_ids([str(text)])[0])
     logprobs = clf.label_logprobs([text])[0]

@@ -10,6 +10,9 @@ import textwrap
 import numpy as np
 
 MAX_HTML_ROWS = 50
+# HTML cells hold this much of a text; CSS then cuts it to the width the
+# notebook has (with the whole text on hover).
+_HTML_TEXT_CHARS = 300
 _TEXT_WIDTH = 80
 
 # Texts are full of prices ("$25 ... $12"): the notebook's MathJax must not
@@ -17,17 +20,41 @@ _TEXT_WIDTH = 80
 # with these classes.
 NO_MATH = "tex2jax_ignore mathjax_ignore"
 
+# One colour per label, dark enough for white chip text (contrast >= 4.5)
+# and bright enough to stand out on JupyterLab's dark theme.
+PALETTE = ("#1565c0", "#c62828", "#2e7d32", "#6a1b9a", "#b45309", "#00838f",
+           "#ad1457", "#5d4037", "#455a64", "#827717")
+# Labels whose meaning has a colour everyone reads the same way.
+_MEANING = {"positive": "#2e7d32", "negative": "#c62828", "neutral": "#455a64",
+            "yes": "#2e7d32", "no": "#c62828", "true": "#2e7d32", "false": "#c62828"}
+
+LABEL_MASS_LEGEND = (
+    "label mass: how much probability the model gives to the labels together "
+    "(near 1: it would answer with one of them; near 0: it would rather write "
+    "something else, so its pick is a weak guess)."
+)
+
 _STYLE = (
     "<style>"
-    ".nbllm-table{border-collapse:collapse;font-size:12px}"
+    ".nbllm-table{border-collapse:collapse;font-size:12px;width:100%}"
     ".nbllm-table th,.nbllm-table td{padding:2px 8px;text-align:left !important;"
-    "border-bottom:1px solid #ddd;vertical-align:top}"
-    ".nbllm-bar{display:inline-block;height:8px;background:#4c78a8;margin-left:4px;"
-    "vertical-align:middle}"
-    ".nbllm-pred{font-weight:bold}"
-    ".nbllm-low{background:#fff3cd}"
-    ".nbllm-flag{color:#a15c00;font-weight:bold}"
-    ".nbllm-pre{white-space:pre-wrap;margin:2px 0;padding:4px;background:#f6f6f6}"
+    "border-bottom:1px solid var(--jp-border-color2,#ddd);vertical-align:top;"
+    "white-space:nowrap}"
+    # The text column takes the room the others leave and ends in an ellipsis.
+    ".nbllm-table td.nbllm-text{max-width:0;width:100%;overflow:hidden;"
+    "text-overflow:ellipsis}"
+    ".nbllm-table caption{text-align:left;white-space:normal}"
+    ".nbllm-bar{display:inline-block;height:8px;margin-left:4px;vertical-align:middle}"
+    ".nbllm-best{font-weight:bold}"
+    ".nbllm-chip{display:inline-block;padding:0 6px;border-radius:8px;color:#fff;"
+    "font-weight:bold}"
+    # Cells, not the row: JupyterLab shades every other row and would win.
+    ".nbllm-table tr.nbllm-low>td{background:rgba(255,179,0,.28) !important}"
+    ".nbllm-flag{color:var(--jp-warn-color0,#a15c00);font-weight:bold}"
+    ".nbllm-legend{font-size:11px;color:var(--jp-ui-font-color2,#555);margin:4px 0}"
+    ".nbllm-pre{white-space:pre-wrap;margin:2px 0;padding:4px;"
+    "background:var(--jp-layout-color2,#f6f6f6)}"
+    ".nbllm-heading{margin:6px 0;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}"
     "</style>"
 )
 
@@ -43,14 +70,35 @@ def shorten(text, width=_TEXT_WIDTH):
     return flat if len(flat) <= width else flat[: width - 1] + "\u2026"
 
 
-def _proba_cell(p, best):
+def label_colours(classes):
+    """A colour per label, the same wherever a result shows these labels.
+
+    Labels such as positive / negative get their usual colours; the others
+    take the palette in order, skipping colours already used.
+    """
+    colours = {c: _MEANING[c.lower()] for c in classes if c.lower() in _MEANING}
+    if len(set(colours.values())) < len(colours):  # e.g. "yes" and "positive"
+        colours = {}
+    free = [p for p in PALETTE if p not in colours.values()]
+    for c in classes:
+        if c not in colours:
+            colours[c] = free.pop(0) if free else PALETTE[len(colours) % len(PALETTE)]
+    return colours
+
+
+def chip(label, colour):
+    """A predicted label as a coloured badge."""
+    return f'<span class="nbllm-chip" style="background:{colour}">{esc(label)}</span>'
+
+
+def _proba_cell(p, best, colour):
     if p is None or not np.isfinite(p):
         return "<td>\u2013</td>"
-    cls = ' class="nbllm-pred"' if best else ""
+    cls = ' class="nbllm-best"' if best else ""
     width = max(0.0, min(1.0, float(p))) * 60
     return (
-        f"<td{cls}>{p:.3f}<span class=\"nbllm-bar\" style=\"width:{width:.1f}px\">"
-        "</span></td>"
+        f"<td{cls}>{p:.3f}<span class=\"nbllm-bar\" "
+        f"style=\"width:{width:.1f}px;background:{colour}\"></span></td>"
     )
 
 
@@ -147,7 +195,31 @@ class ClassificationResult:
             return ""
         return ", ".join(label) if self.multi_label_threshold is not None else label
 
+    def _caption(self, low):
+        parts = [f"{len(self)} text(s), {len(self.classes)} labels"]
+        if self.raw:
+            parts.append("raw label probabilities")
+        if low.any():
+            parts.append(f"{int(low.sum())} under the threshold {self.threshold:g}")
+        if self.multi_label_threshold is not None:
+            parts.append(f"multi-label (each label scored alone; threshold "
+                         f"{self.multi_label_threshold:g})")
+        return ("stopped early: " if self.stopped else "") + ", ".join(parts)
+
+    def _legend(self, low):
+        """Plain words for the label-mass column and the low flag, when shown."""
+        lines = []
+        if self.raw or low.any():
+            lines.append(LABEL_MASS_LEGEND)
+        if low.any():
+            what = ("no prediction is given for them" if self.hide_low
+                    else "treat their prediction with care")
+            lines.append(f"\u26a0 low: the label mass is under the threshold "
+                         f"{self.threshold:g}; {what}.")
+        return "".join(f'<p class="nbllm-legend">{esc(line)}</p>' for line in lines)
+
     def _repr_html_(self):
+        colours = label_colours(self.classes)
         head = "".join(f"<th>{esc(c)}</th>" for c in self.classes)
         mass_head = "<th>label mass</th>" if self.raw else ""
         rows = []
@@ -155,35 +227,32 @@ class ClassificationResult:
         for i in range(min(len(self), MAX_HTML_ROWS)):
             chosen = self._chosen(labels[i])
             cells = "".join(
-                _proba_cell(p, j in chosen) for j, p in enumerate(self.probas[i])
+                _proba_cell(p, j in chosen, colours[self.classes[j]])
+                for j, p in enumerate(self.probas[i])
             )
             mass = f"<td>{self.label_mass[i]:.3g}</td>" if self.raw else ""
             flag = ' <span class="nbllm-flag" title="label mass below threshold">' \
                    "\u26a0 low</span>" if low[i] else ""
             row_cls = ' class="nbllm-low"' if low[i] else ""
             text = self.texts[i]
+            predicted = " ".join(chip(self.classes[j], colours[self.classes[j]])
+                                 for j in sorted(chosen))
             rows.append(
-                f"<tr{row_cls}><td>{i}</td><td title=\"{esc(text)}\">{esc(shorten(text))}"
-                f"</td><td class=\"nbllm-pred\">{esc(self._label_text(labels[i]))}{flag}</td>"
-                f"{cells}{mass}</tr>"
+                f"<tr{row_cls}><td>{i}</td><td class=\"nbllm-text\" title=\"{esc(text)}\">"
+                f"{esc(shorten(text, _HTML_TEXT_CHARS))}</td>"
+                f"<td class=\"nbllm-pred\">{predicted}{flag}</td>{cells}{mass}</tr>"
             )
         more = len(self) - MAX_HTML_ROWS
         note = (
             f"<p>\u2026 {more} more rows; use <code>.frame</code> for all of them.</p>"
             if more > 0 else ""
         )
-        caption = ("stopped early: " if self.stopped else "") + \
-            f"{len(self)} text(s), {len(self.classes)} labels" + (
-            ", raw label probabilities" if self.raw else ""
-        ) + (f", {int(low.sum())} under the threshold {self.threshold:g}" if low.any() else "") + (
-            f", multi-label (each label scored alone; threshold "
-            f"{self.multi_label_threshold:g})" if self.multi_label_threshold is not None else "")
         previews = "".join(p._repr_html_() for p in self.previews)
         return (
             f"{_STYLE}<div class=\"nbllm-result {NO_MATH}\"><table class=\"nbllm-table\">"
-            f"<caption>{esc(caption)}</caption><thead><tr><th>#</th><th>text</th>"
+            f"<caption>{esc(self._caption(low))}</caption><thead><tr><th>#</th><th>text</th>"
             f"<th>predicted</th>{head}{mass_head}</tr></thead><tbody>{''.join(rows)}"
-            f"</tbody></table>{note}{previews}</div>"
+            f"</tbody></table>{note}{self._legend(low)}{previews}</div>"
         )
 
     def __repr__(self):
@@ -233,24 +302,25 @@ class GenerationPreview:
         self.probas = np.asarray(probas, dtype=np.float64)
         self.label_mass = float(label_mass)
 
-    def _ranked(self):
-        order = np.argsort(-self.probas)
-        return [(self.classes[j], float(self.probas[j])) for j in order]
-
     def _repr_html_(self):
+        colours = label_colours(self.classes)
+        best = int(np.nanargmax(self.probas)) if np.isfinite(self.probas).any() else -1
+        # The labels in the table's column order, so both read alike.
         rows = "".join(
-            f"<tr><td>{esc(c)}</td>{_proba_cell(p, k == 0)}</tr>"
-            for k, (c, p) in enumerate(self._ranked())
+            f"<tr><td>{chip(c, colours[c])}</td>{_proba_cell(p, j == best, colours[c])}</tr>"
+            for j, (c, p) in enumerate(zip(self.classes, self.probas))
         )
         return (
-            f"{_STYLE}<div class=\"nbllm-preview {NO_MATH}\"><h4>Preview: "
-            f"{esc(shorten(self.text, 60))}</h4>"
+            f"{_STYLE}<div class=\"nbllm-preview {NO_MATH}\">"
+            f"<h4 class=\"nbllm-heading\" title=\"{esc(self.text)}\">Preview: "
+            f"{esc(shorten(self.text, _HTML_TEXT_CHARS))}</h4>"
             f"<details><summary>Prompt ({self.n_prompt_tokens} tokens)</summary>"
             f"<pre class=\"nbllm-pre\">{esc(self.prompt)}</pre></details>"
-            "<div style=\"display:flex;gap:24px\"><div><b>Free generation</b>"
+            "<div style=\"display:flex;flex-wrap:wrap;gap:24px\">"
+            "<div style=\"flex:1 1 240px;min-width:0\"><b>Free generation</b>"
             f"<pre class=\"nbllm-pre\">{esc(self.continuation)}</pre></div>"
             "<div><b>Constrained label probabilities</b>"
-            f"<table class=\"nbllm-table\">{rows}</table>"
+            f"<table class=\"nbllm-table\" style=\"width:auto\">{rows}</table>"
             f"{self._mass_html()}</div></div></div>"
         )
 
@@ -258,10 +328,13 @@ class GenerationPreview:
         # Multi-label questions have no label mass (NaN): say nothing then.
         if not np.isfinite(self.label_mass):
             return ""
-        return f"<small>label mass {self.label_mass:.3g}</small>"
+        return (f'<p class="nbllm-legend">label mass {self.label_mass:.3g}: the '
+                "probability the model gives to the labels together (near 1: it "
+                "would answer with one of them); the probabilities above are "
+                "shares of it.</p>")
 
     def __repr__(self):
-        ranked = ", ".join(f"{c}={p:.3f}" for c, p in self._ranked())
+        ranked = ", ".join(f"{c}={p:.3f}" for c, p in zip(self.classes, self.probas))
         prompt = textwrap.indent(self.prompt, "    ")
         return (
             f"GenerationPreview for {shorten(self.text, 60)!r}\n"
