@@ -5,11 +5,20 @@ would otherwise show ``nbllm/estimators/base.py:240`` and that line of code.
 :func:`warn` walks up the stack past every frame inside the nbllm package and,
 for the magics, IPython's own machinery, so the warning names the user's own
 call (a notebook cell, a script line).
+
+A front end that shows warnings itself (the panel, whose work runs in a
+thread where a printed warning would land in whichever cell ran last) sets a
+collector with :func:`collecting`; within it, warnings go to the collector
+instead of Python's warning machinery.
 """
 
+import contextlib
+import contextvars
 import os
 import sys
 import warnings
+
+_collector = contextvars.ContextVar("nbllm_warning_collector", default=None)
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -34,6 +43,21 @@ def _outside_nbllm():
     return level if frame is not None else 2
 
 
+@contextlib.contextmanager
+def collecting(callback):
+    """Within the block, send nbllm's warnings to ``callback(message)``."""
+    token = _collector.set(callback)
+    try:
+        yield
+    finally:
+        _collector.reset(token)
+
+
 def warn(message, category=UserWarning):
-    """``warnings.warn`` at the user's frame (the first one outside nbllm)."""
+    """``warnings.warn`` at the user's frame (the first one outside nbllm),
+    or the collector set by :func:`collecting`."""
+    callback = _collector.get()
+    if callback is not None:
+        callback(str(message))
+        return
     warnings.warn(message, category, stacklevel=_outside_nbllm())

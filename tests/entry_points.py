@@ -153,7 +153,7 @@ def error_line(panel):
     import html
 
     value = panel.status.value
-    start, end = '<span style="color:#b00020">', "</span>"
+    start, end = '<span class="nbllm-error" style="color:var(--jp-error-color1,#b00020)">', "</span>"
     assert value.startswith(start) and value.endswith(end), value
     return html.unescape(value[len(start):-len(end)])
 

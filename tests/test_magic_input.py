@@ -23,6 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
     ("--labels a,b --threshold x",
      "zeroshot: argument --threshold: invalid float value: 'x'"),
     ("--labels a,b --input", "zeroshot: argument -i/--input: expected one argument"),
+    ("--labels a,b --rows 0:2", "--rows needs --input: it picks rows of that variable"),
     ("--labels a,b --truncation bogus",
      "zeroshot: argument --truncation: invalid choice: 'bogus' (choose from 'right', "
      "'left', 'middle', 'error')"),
@@ -72,6 +73,46 @@ def test_cell_lines_that_look_like_code_are_only_classified(ip, tiny_folder, tmp
     assert sorted(res.result.estimator.examples_for([lines[4]])[0]) == sorted(
         [(lines[1], code_label), (lines[2], "b")])
     assert not any(m.exists() for m in marks)
+
+
+@pytest.mark.parametrize("rows, expected", [
+    ("1:3", ["d", "c"]), (":2", ["e", "d"]), ("3:", ["b", "a"]), ("-2:", ["b", "a"]),
+])
+def test_rows_picks_rows_of_the_input_by_position(ip, tiny_folder, rows, expected):
+    import pandas as pd
+
+    frame = pd.DataFrame({"text": ["one", "two", "three", "four", "five"]},
+                         index=list("edcba"))
+    ip.user_ns.update(frame=frame, series=frame["text"], items=frame["text"].tolist())
+    for source in ("--input frame --column text", "--input series"):
+        res = ip.run_cell(f"%zeroshot --labels a,b --model {tiny_folder} {source} "
+                          f"--rows={rows}")  # '=': a negative start is not an option
+        assert res.success, res.error_in_exec
+        assert list(res.result.frame.index) == expected
+    res = ip.run_cell(f"%zeroshot --labels a,b --model {tiny_folder} --input items "
+                      f"--rows={rows}")
+    assert res.result.texts == frame["text"].loc[expected].tolist()
+
+
+@pytest.mark.parametrize("rows", ["1", "a:b", "1:2:3"])
+def test_bad_rows_give_one_line(ip, tiny_folder, capsys, rows):
+    ip.user_ns["items"] = ["one", "two"]
+    res = ip.run_cell(f"%zeroshot --labels a,b --model {tiny_folder} --input items "
+                      f"--rows {rows}")
+    usage_error(res, capsys, f"--rows: expected START:END, e.g. 0:20; got {rows!r}")
+
+
+def test_inline_prompt_placeholders_are_not_expanded_from_user_variables(ip, tiny_folder):
+    """IPython would fill {text} and {labels} on a magic's line from variables of
+    those names; the magics turn that off, so the template stays the template."""
+    ip.user_ns.update(text="SHADOW", labels="SHADOW")
+    res = ip.run_cell(f"%%zeroshot --labels a,b --model {tiny_folder} "
+                      "--prompt 'Say {labels} for: {text}\\nAnswer: '\nhello")
+    assert res.success, res.error_in_exec
+    assert res.result.estimator.prompt == "Say {labels} for: {text}\nAnswer: "
+    res = ip.run_cell(f"%%fewshot --labels a,b --model {tiny_folder} "
+                      "--prompt '{examples} {labels} {text}:'\na: good\n---\nhello")
+    assert res.result.estimator.prompt == "{examples} {labels} {text}:"
 
 
 @pytest.mark.parametrize("module", ["notebook.magics", "notebook.panel", "notebook.classify",

@@ -82,8 +82,9 @@ def last_html(panel):
 def error_line(panel):
     """The status line's text, tags stripped and entities unescaped."""
     value = panel.status.value
-    assert value.startswith('<span style="color:#b00020">') and value.endswith("</span>")
-    return html.unescape(value[len('<span style="color:#b00020">'):-len("</span>")])
+    start = '<span class="nbllm-error" style="color:var(--jp-error-color1,#b00020)">'
+    assert value.startswith(start) and value.endswith("</span>"), value
+    return html.unescape(value[len(start):-len("</span>")])
 
 
 def fresh_estimator(folder, labels=LABELS, **kwargs):
@@ -91,12 +92,7 @@ def fresh_estimator(folder, labels=LABELS, **kwargs):
 
 
 def run_magic(shell, magic):
-    """Run the panel's magic code: the optional prompt cell, then the %% cell."""
-    if magic.startswith("nbllm_prompt = "):
-        setup, cell = magic.split("\n\n%%", 1)
-        res = shell.run_cell(setup)
-        assert res.success, res.error_in_exec
-        magic = "%%" + cell
+    """Run the panel's magic code: one cell, the magic on its first line."""
     assert magic.startswith("%%")
     res = shell.run_cell(magic)
     assert res.success, res.error_in_exec or res.error_before_exec
@@ -350,16 +346,38 @@ def test_bad_template(panel):
     assert panel.status.value == "2 texts classified"
 
 
-@pytest.mark.parametrize("prompt, message", [
-    ("Text: {text}", "prompt: missing {labels}"),
-    ("Text: {text} {labels} {foo}", "prompt: unexpected {foo}"),
+@pytest.mark.parametrize("prompt, warning", [
+    ("Text: {text}", "The prompt may not be correct, it expects 2 placeholders: 'labels', "
+                     "'text', missing keys: 'labels'"),
+    ("Text: {text} {labels} {foo}", "The prompt may not be correct, it expects 2 "
+                                    "placeholders: 'labels', 'text', extra keys: 'foo'"),
 ])
-def test_template_with_wrong_placeholders_is_refused(panel, prompt, message):
+def test_template_with_wrong_placeholders_warns_and_runs(panel, prompt, warning):
+    """The panel follows the estimators: placeholders warn, they are not refused."""
     panel.prompt.value = prompt
+    assert "#b26a00" in panel.validation.value  # the warning colour, not the error's
     panel.classify_button.click()
-    assert error_line(panel) == f"ValueError: {message}"
-    assert panel.last_result is None
+    assert panel.status.value == "2 texts classified"
+    assert panel.warnings == [warning]
+    assert panel.warning_line.value == (
+        '<span class="nbllm-warning" style="color:var(--jp-warn-color1,#b26a00)">'
+        f"\u26a0 {html.escape(warning)}</span>")
+    assert panel.last_result.estimator.prompt == prompt
+    # The next action starts without the old warning.
+    panel.prompt.value = DEFAULT_PROMPT_ZERO_SHOT
+    panel.classify_button.click()
+    assert panel.warnings == [] and panel.warning_line.value == ""
     assert_idle(panel)
+
+
+def test_warnings_in_the_panel_are_not_printed(panel, recwarn):
+    panel.labels.value = ["positive"]
+    panel.classify_button.click()
+    assert panel.status.value == "2 texts classified"
+    assert panel.warnings == [
+        "Only one label ('positive'): normalised over the labels, its probability is "
+        "always 1; use probas_sum_to_1=False for the model's own probability, or add labels"]
+    assert not [w for w in recwarn if "label" in str(w.message)]
 
 
 def test_no_texts(panel):
@@ -433,7 +451,9 @@ def test_validation_updates_live():
     assert "placeholders OK: {labels}, {text}" in panel.validation.value
     assert "#2e7d32" in panel.validation.value
     panel.prompt.value = "Text: {text}"
-    assert "missing {labels}" in panel.validation.value
+    assert "missing {labels} (it runs, but check the prompt)" in panel.validation.value
+    assert "#b26a00" in panel.validation.value
+    panel.prompt.value = "Text: {text} {labels} {"
     assert "#b00020" in panel.validation.value
     panel.prompt.value = "Text: {text} {labels} {foo}"
     assert "unexpected {foo}" in panel.validation.value
@@ -449,12 +469,13 @@ def test_validation_updates_live():
 
 def test_validate_prompt_function():
     assert validate_prompt(DEFAULT_PROMPT_ZERO_SHOT, ZERO) == (
-        True, "placeholders OK: {labels}, {text}")
-    assert validate_prompt(DEFAULT_PROMPT_ZERO_SHOT, FEW) == (False, "missing {examples}")
+        "ok", "placeholders OK: {labels}, {text}")
+    assert validate_prompt(DEFAULT_PROMPT_ZERO_SHOT, FEW) == (
+        "warning", "missing {examples} (it runs, but check the prompt)")
     assert validate_prompt("{text}{labels}{examples}", ZERO) == (
-        False, "unexpected {examples}")
-    ok, message = validate_prompt("{", ZERO)
-    assert ok is False and "not a valid template" in message
+        "warning", "unexpected {examples} (it runs, but check the prompt)")
+    level, message = validate_prompt("{", ZERO)
+    assert level == "error" and "not a valid template" in message
 
 
 def test_validation_message_is_escaped():
@@ -557,9 +578,14 @@ def test_copy_as_code_default_zero_shot(ip, panel, tiny_folder):
     magic, python = panel.code
     assert magic == f"%%zeroshot --labels positive,negative --model {tiny_folder}\n" + \
         "\n".join(TEXTS)
-    assert magic in panel.code_box.value and python in panel.code_box.value
-    assert panel.code_box.layout.display == ""
-    assert panel.status.value == "code below: copy it into a cell"
+    assert f"{html.escape(magic)}</textarea>" in panel.magic_code.value
+    assert f"{html.escape(python)}</textarea>" in panel.python_code.value
+    for box in (panel.magic_code, panel.python_code):
+        assert box.value.count('<button class="nbllm-copy jupyter-button"') == 1
+        assert "navigator.clipboard.writeText(t.value)" in html.unescape(box.value)
+    assert panel.code_area.layout.display == ""
+    assert panel.status.value == "code below: copy either snippet into a new cell"
+    assert "_set_classes" not in python  # public API only
     result = run_magic(ip, magic)
     assert result.classes == panel.last_result.classes
     np.testing.assert_allclose(result.probas, panel.last_result.probas, rtol=0, atol=1e-9)
@@ -578,11 +604,10 @@ def test_copy_as_code_custom_prompt_comma_label_raw_threshold(ip, panel):
     assert panel.last_error is None, panel.last_error
     panel.code_button.click()
     magic, python = panel.code
-    assert magic.startswith("nbllm_prompt = ")
     assert "--raw" in magic and "--threshold 0.05" in magic
-    assert "--prompt nbllm_prompt" in magic
+    # One cell: the prompt is inline, its newlines written as \n.
+    assert "--prompt 'Review:\\n{text}\\nChoices: {labels}\\nAnswer:'" in magic
     result = run_magic(ip, magic)
-    assert ip.user_ns["nbllm_prompt"] == panel.prompt.value
     assert result.raw is True
     assert result.classes == panel.last_result.classes == ["bad", "very, good"]
     assert result.estimator.prompt == panel.prompt.value
@@ -637,7 +662,7 @@ def test_copy_as_code_few_shot_custom_prompt(ip, panel):
     assert panel.last_error is None, panel.last_error
     panel.code_button.click()
     magic, python = panel.code
-    assert magic.startswith("nbllm_prompt = ") and "\n\n%%fewshot " in magic
+    assert magic.startswith("%%fewshot ") and "--prompt 'Labels: {labels}\\n" in magic
     result = run_magic(ip, magic)
     assert result.raw is True
     np.testing.assert_allclose(result.probas, panel.last_result.probas, rtol=0, atol=1e-9)
@@ -707,7 +732,7 @@ def test_copy_as_code_error_is_one_line(panel):
     panel.code_button.click()
     assert error_line(panel) == "ValueError: labels must contain at least one label; got none"
     assert panel.code is None
-    assert panel.code_box.layout.display == "none"
+    assert panel.code_area.layout.display == "none"
     assert_idle(panel)
 
 
@@ -781,14 +806,10 @@ def test_few_shot_example_template_reaches_the_estimator_and_the_code(panel, tin
     np.testing.assert_allclose(panel.last_result.probas, expected.predict_proba(TEXTS),
                                atol=1e-9)
     magic, python = panel.as_code()
-    assert magic.startswith("nbllm_example_template = '{label} <- {text}'\n\n%%fewshot ")
-    assert "--example-template nbllm_example_template" in magic
+    assert "--example-template '{label} <- {text}'" in magic.split("\n")[0]
     assert "example_template='{label} <- {text}'" in python
-    # The generated cells run and give the panel's probabilities.
-    setup, cell = magic.split("\n\n", 1)
-    ip.run_cell(setup)
-    line, body = cell.split("\n", 1)
-    result = ip.run_cell_magic("fewshot", line[len("%%fewshot "):], body)
+    # The generated cell runs and gives the panel's probabilities.
+    result = run_magic(ip, magic)
     np.testing.assert_allclose(result.probas, panel.last_result.probas, atol=1e-9)
 
 

@@ -136,8 +136,9 @@ class _LLMBase(BaseEstimator):
                 f"prompt must be a string or None; got {type(self.prompt).__name__}"
             )
 
-    def _fit_common(self, y):
-        """Load the model and derive everything that depends on the labels."""
+    def _fit_common(self, y, classes=None):
+        """Load the model and derive everything that depends on the labels
+        (``classes`` when given, else the labels of ``y``)."""
         self._check_params()
         if y is None:
             raise ValueError(
@@ -164,7 +165,8 @@ class _LLMBase(BaseEstimator):
         self.disk_cache_ = disk_cache(self.cache_dir) if self.use_caching else None
         self.n_cache_hits_ = 0
         self.n_cache_misses_ = 0
-        self._set_classes(y)
+        # Set once: a first call with y's labels alone could warn of a lone label.
+        self._set_classes(y if classes is None else classes)
         return y
 
     def _set_classes(self, labels):

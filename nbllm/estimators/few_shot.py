@@ -123,15 +123,14 @@ class FewShotClassifier(_SingleLabelBase):
                        options.EXAMPLE_SELECTION):
             option.validate(getattr(self, option.name))
         check_example_template(self.example_template)
-        y = self._fit_common(y)
-        if classes is not None:
+        if classes is not None and y is not None:
             missing = sorted({str(label) for label in y} - {str(c) for c in classes})
             if missing:
                 raise ValueError(
                     "classes must hold every label of y; missing "
                     + ", ".join(map(repr, missing))
                 )
-            self._set_classes(classes)
+        y = self._fit_common(y, classes)
         if self.example_placement == "turns" and not self.use_chat_template_:
             raise ValueError(
                 "example_placement='turns' writes the examples as chat turns and "

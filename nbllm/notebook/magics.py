@@ -7,10 +7,12 @@ result object (so it renders inline and ``_`` holds it).  Bad options raise
 
 import csv
 import os
+import re
 import shlex
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic import (Magics, line_cell_magic, line_magic, magics_class,
+                                no_var_expand)
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import classify as api
@@ -30,6 +32,35 @@ def parse_labels(value):
     return [label.strip() for label in labels]
 
 
+# A quoted option value; re.split keeps it (the group) between the other parts.
+_QUOTED = re.compile(r"""('[^']*'|"[^"]*")""")
+
+
+def _expand_part(text, namespace):
+    """One unquoted stretch of an option line, expanded as IPython would
+    (left as it is when an expression in it fails, as IPython does)."""
+    from IPython.utils.text import DollarFormatter
+
+    try:
+        return DollarFormatter().vformat(text, args=[], kwargs=dict(namespace))
+    except Exception:  # noqa: BLE001 - IPython's own rule: no expansion then
+        return text
+
+
+def row_slice(value):
+    """``--rows START:END`` as a slice (either end may be left out; None: all rows)."""
+    if value is None:
+        return slice(None)
+    parts = value.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start, end = (int(p) if p.strip() else None for p in parts)
+    except ValueError:
+        raise UsageError(f"--rows: expected START:END, e.g. 0:20; got {value!r}") from None
+    return slice(start, end)
+
+
 def _common_arguments(func):
     decorators = [
         argument("-l", "--labels", help="comma-separated labels; quote labels with commas"),
@@ -37,6 +68,8 @@ def _common_arguments(func):
         argument("-p", "--prompt", help="a variable holding the template, or a quoted template"),
         argument("-i", "--input", help="variable holding a DataFrame, Series or list"),
         argument("-c", "--column", help="text column when --input is a DataFrame"),
+        argument("--rows", metavar="START:END",
+                 help="with --input, only these rows, by position (as .iloc[START:END])"),
         argument("-o", "--out", help="store the result in this variable"),
         argument("--device", help="auto, cpu, cuda or cuda:N"),
         argument("--raw", action="store_true", help="raw probabilities (no normalising)"),
@@ -63,7 +96,16 @@ def _common_arguments(func):
 class NbllmMagics(Magics):
     """The ``%%zeroshot``, ``%%fewshot`` and ``%nbllm`` magics."""
 
+    def _expand(self, line):
+        """IPython's ``$var`` and ``{expr}`` expansion of an option line, except
+        inside quoted values: a quoted prompt's ``{text}`` is the template's,
+        whatever variables the user has."""
+        parts = _QUOTED.split(line)
+        return "".join(part if i % 2 else _expand_part(part, self.shell.user_ns)
+                       for i, part in enumerate(parts))
+
     def _parse(self, func, line):
+        line = self._expand(line)
         try:
             args = parse_argstring(func, line)
         except (UsageError, ValueError) as exc:  # ValueError: unclosed quote
@@ -97,8 +139,10 @@ class NbllmMagics(Magics):
         return value.replace("\\n", "\n").replace("\\t", "\t")
 
     def _texts(self, args, body):
-        """Texts and their index from --input or the cell body."""
+        """Texts and their index from --input (and --rows) or the cell body."""
         if args.input is None:
+            if args.rows is not None:
+                raise UsageError("--rows needs --input: it picks rows of that variable")
             texts = [line.strip() for line in body.splitlines() if line.strip()]
             if not texts:
                 raise UsageError("no texts: write one text per line in the cell, or use --input")
@@ -115,12 +159,13 @@ class NbllmMagics(Magics):
                     f"--column: {args.input} has no column {args.column!r}; columns are "
                     f"{', '.join(map(str, data.columns))}"
                 )
-            series = data[args.column]
+            series = data[args.column].iloc[row_slice(args.rows)]
             return series.tolist(), series.index
         if hasattr(data, "index") and hasattr(data, "tolist"):
+            data = data.iloc[row_slice(args.rows)]
             return data.tolist(), data.index
         if isinstance(data, (list, tuple)):
-            return list(data), None
+            return list(data)[row_slice(args.rows)], None
         raise UsageError(
             f"--input: {args.input} must be a DataFrame, Series, list or tuple; got "
             f"{type(data).__name__}"
@@ -154,6 +199,7 @@ class NbllmMagics(Magics):
     @argument("--multi-label", action="store_true",
               help="ask about each label alone; a text can get several or none "
                    "(--threshold defaults to 0.5)")
+    @no_var_expand  # expanded by _parse, outside quoted values
     @line_cell_magic
     def zeroshot(self, line, cell=""):
         """Classify one text per line of the cell, zero-shot.
@@ -189,6 +235,7 @@ class NbllmMagics(Magics):
     @argument("--example-template",
               help="how one example is written: a variable or a quoted template "
                    "with {text} and {label} (e.g. nbllm.SKORCH_EXAMPLE_TEMPLATE)")
+    @no_var_expand
     @line_cell_magic
     def fewshot(self, line, cell=""):
         """Classify texts with a few labelled examples in the prompt.

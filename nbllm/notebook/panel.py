@@ -7,8 +7,6 @@ clicked; every callback catches its exceptions and shows them as one line,
 because ipywidgets would swallow them.
 """
 
-import csv
-import io
 import threading
 import traceback
 
@@ -20,6 +18,9 @@ from . import classify as api
 from .inline_examples import parse_inline_examples
 from .session import settings
 from .display import NO_MATH, esc
+from .panel_code import PanelSettings, build_code, code_box, variable_holding
+from ..engine.status import listening
+from ..warnings_to_user import collecting
 from ..engine.prompts import (
     DEFAULT_EXAMPLE_TEMPLATE,
     DEFAULT_PROMPT_FEW_SHOT,
@@ -34,50 +35,44 @@ DEFAULTS = {ZERO: DEFAULT_PROMPT_ZERO_SHOT, FEW: DEFAULT_PROMPT_FEW_SHOT}
 PLACEHOLDERS = {ZERO: ZERO_SHOT_PLACEHOLDERS, FEW: FEW_SHOT_PLACEHOLDERS}
 
 
+# Colours from JupyterLab's theme (light or dark), with fallbacks elsewhere.
+COLOURS = {
+    "ok": "var(--jp-success-color1,#2e7d32)",
+    "warning": "var(--jp-warn-color1,#b26a00)",
+    "error": "var(--jp-error-color1,#b00020)",
+}
+
+
+def coloured(kind, text):
+    """One escaped line in the theme's colour for ``kind`` (ok, warning, error)."""
+    return f'<span class="nbllm-{kind}" style="color:{COLOURS[kind]}">{esc(text)}</span>'
+
+
 def validate_prompt(template, mode):
-    """One line saying whether the template's placeholders fit the mode.
+    """What the estimators will say of the template's placeholders in this mode.
+
+    The panel follows the estimators' rules: a template that is not a valid
+    format string is refused, missing or extra placeholders only warn.
 
     Returns
     -------
-    (bool, str)
-        Whether it is usable as is, and the message.
+    (str, str)
+        The level (``'ok'``, ``'warning'`` or ``'error'``) and the message.
     """
     try:
         found = template_placeholders(template)
     except ValueError as exc:
-        return False, str(exc)
+        return "error", str(exc)
     expected = set(PLACEHOLDERS[mode])
     missing, extra = sorted(expected - found), sorted(found - expected)
     if not missing and not extra:
-        return True, "placeholders OK: " + ", ".join("{%s}" % p for p in sorted(expected))
+        return "ok", "placeholders OK: " + ", ".join("{%s}" % p for p in sorted(expected))
     parts = []
     if missing:
         parts.append("missing " + ", ".join("{%s}" % p for p in missing))
     if extra:
         parts.append("unexpected " + ", ".join("{%s}" % p for p in extra))
-    return False, "; ".join(parts)
-
-
-def quote_option(value):
-    """Quote one option value for the magics' parser, which strips one pair
-    of outer quotes; raise when it holds both kinds of quote."""
-    if not any(c in value for c in " \"'\t"):
-        return value
-    if "'" not in value:
-        return f"'{value}'"
-    if '"' not in value:
-        return f'"{value}"'
-    raise ValueError(
-        f"{value!r} holds both ' and \" and cannot be written as a magic option; "
-        "use the Python code instead"
-    )
-
-
-def _labels_option(labels):
-    """Labels as one ``--labels`` value (CSV, so commas can be quoted)."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(labels)
-    return quote_option(buffer.getvalue())
+    return "warning", "; ".join(parts) + " (it runs, but check the prompt)"
 
 
 class Panel(widgets.VBox):
@@ -98,14 +93,37 @@ class Panel(widgets.VBox):
     """
 
     def __init__(self, data=None, column=None, labels=None, *, threaded=True):
+        super().__init__()
         self.data, self.column, self.threaded = data, column, threaded
         self._thread = None
         self._stop = threading.Event()
+        self._traceback = ""
         self.last_result = None
         self.last_error = None
         self.code = None
+        self.warnings = []
+        self._make_widgets(data, column, labels)
+        self.add_class("nbllm-panel")
+        for name in NO_MATH.split():  # prices in texts are not maths
+            self.add_class(name)
+        self._buttons = [self.classify_button, self.preview_button, self.code_button,
+                         self.reset_prompt]
+        self.prompt.observe(lambda _: self._validate(), "value")
+        self.mode.observe(self._mode_changed, "value")
+        for widget in self._inputs:  # the code shown no longer says what would run
+            widget.observe(lambda _: self._hide_code(), "value")
+        self.reset_prompt.on_click(lambda _: self._safely(self._reset_prompt))
+        self.classify_button.on_click(lambda _: self._start(self._classify))
+        self.preview_button.on_click(lambda _: self._start(self._preview))
+        self.code_button.on_click(lambda _: self._safely(self._show_code, clear="error"))
+        self.stop_button.on_click(lambda _: self._stop.set())
+        self.traceback_button.on_click(lambda _: self._show_traceback())
+        self._mode_changed()
+
+    def _make_widgets(self, data, column, labels):
         from ..engine.models import DEFAULT_MODEL, loaded_models
 
+        initial = {"description_width": "initial"}
         specs = [DEFAULT_MODEL] + [m.spec for m in loaded_models() if m.spec != DEFAULT_MODEL]
         self.model = widgets.Combobox(
             value=settings["model"] or DEFAULT_MODEL, options=specs,
@@ -114,10 +132,14 @@ class Panel(widgets.VBox):
         self.device = widgets.Dropdown(
             options=["auto", "cpu", "cuda"], value=settings["device"]
             if settings["device"] in ("auto", "cpu", "cuda") else "auto",
-            description="device",
+            description="device", layout=widgets.Layout(width="180px"),
         )
         self.mode = widgets.ToggleButtons(options=[ZERO, FEW], value=ZERO)
-        self.labels = widgets.TagsInput(value=list(labels or []), allow_duplicates=False)
+        self.labels = widgets.TagsInput(
+            value=list(labels or []), allow_duplicates=False,
+            placeholder="type a label, then Enter",
+            layout=widgets.Layout(width="75%", min_height="28px"),
+        )
         self.prompt = widgets.Textarea(
             value=DEFAULT_PROMPT_ZERO_SHOT, description="prompt",
             layout=widgets.Layout(width="95%", height="90px"),
@@ -129,12 +151,14 @@ class Panel(widgets.VBox):
             layout=widgets.Layout(width="95%", height="90px"),
         )
         self.examples_var = widgets.Text(
-            placeholder="or a DataFrame variable (text, label columns)",
-            description="from var",
+            placeholder="a DataFrame with text and label columns",
+            description="or from variable", style=initial,
+            layout=widgets.Layout(width="420px"),
         )
-        self.max_samples = widgets.BoundedIntText(value=options.MAX_SAMPLES.default,
-                                                  min=1, max=100,
-                                                  description="max samples")
+        self.max_samples = widgets.BoundedIntText(
+            value=options.MAX_SAMPLES.default, min=1, max=100, description="max samples",
+            style=initial, layout=widgets.Layout(width="170px"),
+        )
         self.example_template = widgets.Textarea(
             value=DEFAULT_EXAMPLE_TEMPLATE, description="example as",
             layout=widgets.Layout(width="95%", height="50px"),
@@ -159,47 +183,51 @@ class Panel(widgets.VBox):
         self.classify_button = widgets.Button(description="Classify", button_style="primary",
                                               icon="play")
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
-        self.preview_index = widgets.BoundedIntText(value=0, min=0, max=10**9,
-                                                    description="text #")
         self.preview_button = widgets.Button(description="Preview", icon="eye")
+        self.preview_index = widgets.BoundedIntText(
+            value=0, min=0, max=10**9, description="of text #", style=initial,
+            layout=widgets.Layout(width="130px"),
+        )
         self.code_button = widgets.Button(description="Copy as code", icon="code")
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="")
+        hidden = dict(display="none")
+        self.progress = widgets.IntProgress(value=0, min=0, max=1,
+                                            layout=widgets.Layout(width="200px", **hidden))
+        self.progress_count = widgets.Label(layout=widgets.Layout(**hidden))
         self.status = widgets.HTML()
         self.traceback_button = widgets.Button(description="show traceback",
-                                               layout=widgets.Layout(display="none"))
-        self.code_box = widgets.Textarea(layout=widgets.Layout(width="95%", height="160px",
-                                                               display="none"))
+                                               layout=widgets.Layout(**hidden))
+        self.warning_line = widgets.HTML()
+        self.magic_code, self.python_code = widgets.HTML(), widgets.HTML()
+        self.code_area = widgets.VBox([self.magic_code, self.python_code],
+                                      layout=widgets.Layout(width="95%", **hidden))
         self.output = widgets.Output()
+        self._inputs = [self.model, self.device, self.labels, self.prompt, self.examples,
+                        self.examples_var, self.max_samples, self.example_template,
+                        self.texts, self.rows, self.raw, self.threshold, self.policy]
 
         source = (
             widgets.HBox([widgets.HTML(f"texts: column <b>{esc(column)}</b>"), self.rows])
             if data is not None else self.texts
         )
-        super().__init__([
+        # Aligned with the other widgets' descriptions (JupyterLab's width).
+        caption = widgets.HTML(
+            '<div style="width:var(--jp-widgets-inline-description-width,80px);'
+            'text-align:right;padding-right:8px;box-sizing:border-box;'
+            'line-height:var(--jp-widgets-inline-height,28px)">labels</div>',
+            layout=widgets.Layout(margin="0"),
+        )
+        self.children = [
             widgets.HBox([self.model, self.device, self.mode]),
-            widgets.HBox([widgets.Label("labels"), self.labels]),
+            widgets.HBox([caption, self.labels]),
             self.prompt, widgets.HBox([self.reset_prompt, self.validation]),
             self.examples_box, source,
             widgets.HBox([self.raw, self.threshold, self.policy]),
-            widgets.HBox([self.classify_button, self.stop_button, self.preview_index,
-                          self.preview_button, self.code_button]),
-            widgets.HBox([self.progress, self.status, self.traceback_button]),
-            self.code_box, self.output,
-        ])
-        self.add_class("nbllm-panel")
-        for name in NO_MATH.split():  # prices in texts are not maths
-            self.add_class(name)
-        self._buttons = [self.classify_button, self.preview_button, self.code_button,
-                         self.reset_prompt]
-        self.prompt.observe(lambda _: self._validate(), "value")
-        self.mode.observe(self._mode_changed, "value")
-        self.reset_prompt.on_click(lambda _: self._safely(self._reset_prompt))
-        self.classify_button.on_click(lambda _: self._start(self._classify))
-        self.preview_button.on_click(lambda _: self._start(self._preview))
-        self.code_button.on_click(lambda _: self._safely(self._show_code))
-        self.stop_button.on_click(lambda _: self._stop.set())
-        self.traceback_button.on_click(lambda _: self._show_traceback())
-        self._mode_changed()
+            widgets.HBox([self.classify_button, self.stop_button, self.preview_button,
+                          self.preview_index, self.code_button]),
+            widgets.HBox([self.progress, self.progress_count, self.status,
+                          self.traceback_button]),
+            self.warning_line, self.code_area, self.output,
+        ]
 
     # ------------------------------------------------------------ state
     @property
@@ -213,19 +241,50 @@ class Panel(widgets.VBox):
             self._thread.join(timeout)
 
     def _validate(self):
-        ok, message = validate_prompt(self.prompt.value, self.mode.value)
-        color = "#2e7d32" if ok else "#b00020"
-        self.validation.value = f'<span style="color:{color}">{esc(message)}</span>'
-        return ok
+        level, message = validate_prompt(self.prompt.value, self.mode.value)
+        self.validation.value = coloured(level, message)
+        return level, message
 
     def _mode_changed(self, change=None):
         if change is not None and self.prompt.value == DEFAULTS[change["old"]]:
             self.prompt.value = DEFAULTS[change["new"]]
         self.examples_box.layout.display = "" if self.mode.value == FEW else "none"
         self._validate()
+        if change is not None:  # what was shown belongs to the other mode
+            self._clear()
+            self.status.value = ""
 
     def _reset_prompt(self):
         self.prompt.value = DEFAULTS[self.mode.value]
+
+    def _hide_code(self):
+        self.code = None
+        self.code_area.layout.display = "none"
+
+    def _clear(self, what="all"):
+        """Remove the outputs that belong to an earlier action: all of them, or
+        (``what='error'``, for Copy as code) only an earlier error and warnings."""
+        if what == "all":
+            self._hide_code()
+            self.output.outputs = ()
+        elif self._traceback and self.output.outputs and \
+                self.output.outputs[0].get("output_type") == "stream":
+            self.output.outputs = ()  # the traceback shown
+        self.traceback_button.layout.display = "none"
+        self._traceback = ""
+        self.warnings = []
+        self.warning_line.value = ""
+
+    def _report(self, message):
+        """Show one of the engine's status lines ("loading …")."""
+        self.status.value = f"\u23f3 {esc(message)}"
+
+    def _warned(self, message):
+        """Show a warning of the estimators under the buttons (each once)."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+            self.warning_line.value = "<br>".join(
+                coloured("warning", f"\u26a0 {m}") for m in self.warnings)
 
     # ------------------------------------------------------------ inputs
     def _label_list(self):
@@ -240,15 +299,18 @@ class Panel(widgets.VBox):
             raise ValueError("no texts: write one text per line in the texts box")
         return texts
 
+    def _namespace(self):
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        return shell.user_ns if shell is not None else {}
+
     def _examples(self):
         if self.mode.value != FEW:
             return None
         name = self.examples_var.value.strip()
         if name:
-            from IPython import get_ipython
-
-            shell = get_ipython()
-            namespace = shell.user_ns if shell is not None else {}
+            namespace = self._namespace()
             if name not in namespace:
                 raise ValueError(f"examples: no variable named {name!r}")
             return namespace[name]
@@ -270,8 +332,9 @@ class Panel(widgets.VBox):
         return [label for _, label in examples]
 
     def _estimator(self):
-        if not self._validate():
-            raise ValueError(f"prompt: {validate_prompt(self.prompt.value, self.mode.value)[1]}")
+        level, message = self._validate()
+        if level == "error":
+            raise ValueError(f"prompt: {message}")
         clf = api.build_estimator(
             self._label_list(), model=self.model.value.strip() or None,
             prompt=self.prompt.value, examples=self._examples(),
@@ -290,30 +353,35 @@ class Panel(widgets.VBox):
         for button in self._buttons:
             button.disabled = True
         self.stop_button.disabled = False
-        self.status.value = "<i>working\u2026</i>"
-        self.traceback_button.layout.display = "none"
+        self.status.value = "\u23f3 starting\u2026"
         if self.threaded:
-            self._thread = threading.Thread(target=self._safely, args=(job,), daemon=True)
+            self._thread = threading.Thread(target=self._safely, args=(job, "all"),
+                                            daemon=True)
             self._thread.start()
         else:
-            self._safely(job)
+            self._safely(job, "all")
 
-    def _safely(self, job):
+    def _safely(self, job, clear=None):
+        """Run ``job``; show its status lines, warnings and any error in the panel.
+
+        ``clear`` says what of the earlier outputs goes first (see :meth:`_clear`).
+        """
+        if clear:
+            self._clear(clear)
         try:
-            job()
+            with listening(self._report), collecting(self._warned):
+                job()
             self.last_error = None
         except BaseException as exc:  # noqa: B902 - KeyboardInterrupt too
             self.last_error = exc
             self._traceback = traceback.format_exc()
-            self.status.value = (
-                f'<span style="color:#b00020">{esc(type(exc).__name__)}: '
-                f"{esc(exc)}</span>"
-            )
+            self.status.value = coloured("error", f"{type(exc).__name__}: {exc}")
             self.traceback_button.layout.display = ""
         finally:
             for button in self._buttons:
                 button.disabled = False
             self.stop_button.disabled = True
+            self.progress.layout.display = self.progress_count.layout.display = "none"
 
     def _show(self, obj):
         # Assigning the outputs (not clear_output) works from a thread and
@@ -324,10 +392,14 @@ class Panel(widgets.VBox):
     def _classify(self):
         clf = self._estimator()
         texts = self._text_list()
-        self.progress.max, self.progress.value = max(len(texts), 1), 0
+        total = len(texts)
+        self.progress.max, self.progress.value = max(total, 1), 0
+        self.progress_count.value = f"0 / {total} texts"
+        self.progress.layout.display = self.progress_count.layout.display = ""
 
         def on_rows(rows, values):
             self.progress.value = min(self.progress.max, self.progress.value + len(rows))
+            self.progress_count.value = f"{self.progress.value} / {total} texts"
 
         result = api.classify(texts, estimator=clf, on_rows=on_rows, stop=self._stop,
                               skip_missing=True)
@@ -350,51 +422,53 @@ class Panel(widgets.VBox):
 
     def _show_traceback(self):
         self.output.outputs = ()
-        self.output.append_stdout(getattr(self, "_traceback", ""))
+        self.output.append_stdout(self._traceback)
 
     # ------------------------------------------------------------ code
     def _show_code(self):
-        magic, python = self.as_code()
-        self.code = (magic, python)
-        self.code_box.value = f"# --- as a cell magic ---\n{magic}\n\n# --- as Python ---\n{python}"
-        self.code_box.layout.display = ""
-        self.status.value = "code below: copy it into a cell"
+        code = build_code(self.code_settings())
+        self.code = (code.magic, code.python)
+        self.magic_code.value = code_box("As a cell magic", code.magic, code.magic_note)
+        self.python_code.value = code_box("As Python", code.python, code.python_note)
+        self.code_area.layout.display = ""
+        self.status.value = "code below: copy either snippet into a new cell"
 
     def as_code(self):
-        """The equivalent magic cell(s) and Python code, as two strings.
+        """The equivalent magic cell and Python code, as two strings.
 
-        The magic part may be two cells: one assigning the prompt to a
-        variable, then the magic cell itself.
+        The magic is None when the settings cannot be written as magic
+        options (a prompt with a backslash, say); the Python always works.
         """
-        labels = self._label_list()
-        model = self.model.value.strip()
+        code = build_code(self.code_settings())
+        return code.magic, code.python
+
+    def code_settings(self):
+        """What the panel would run now, as a :class:`PanelSettings`."""
         few = self.mode.value == FEW
-        options = [f"--labels {_labels_option(labels)}"]
-        if model:
-            options.append(f"--model {quote_option(model)}")
-        options += [magic for magic, _ in self._option_pairs()]
-        setup = ""
-        if self.prompt.value != DEFAULTS[self.mode.value]:
-            setup = f"nbllm_prompt = {self.prompt.value!r}\n\n"
-            options.append("--prompt nbllm_prompt")
-        texts = "\n".join(self._text_list())
+        labels = self._label_list()
+        settings_ = PanelSettings(
+            few=few, labels=labels, model=self.model.value.strip(),
+            prompt=None if self.prompt.value == DEFAULTS[self.mode.value]
+            else self.prompt.value,
+            options=self._option_pairs(),
+            policy=None if self.policy.value == options.ERROR_LOW_PROB.default
+            else self.policy.value,
+            max_samples=self.max_samples.value,
+            random_state=options.NOTEBOOK_RANDOM_STATE,
+            example_template=self._template_option().get("example_template"),
+        )
         if few:
-            options.append(f"--max-samples {self.max_samples.value}")
-            if self._template_option():
-                setup += f"nbllm_example_template = {self.example_template.value!r}\n\n"
-                options.append("--example-template nbllm_example_template")
-            if self.examples_var.value.strip():
-                options.append(f"--examples {self.examples_var.value.strip()}")
-                body = texts
-            else:
-                lines = [f'"{label}": {text}' if ":" in label else f"{label}: {text}"
-                         for text, label in self._examples()]
-                body = "\n".join(lines) + "\n---\n" + texts
+            settings_.examples_var = self.examples_var.value.strip()
+            examples = self._examples()
+            if not settings_.examples_var:
+                settings_.examples = list(examples)
+            settings_.example_labels = self._example_labels()
+        if self.data is not None:
+            settings_.data_name = variable_holding(self.data, self._namespace())
+            settings_.column, settings_.rows = self.column, tuple(self.rows.value)
         else:
-            body = texts
-        magic = f"{setup}%%{'fewshot' if few else 'zeroshot'} {' '.join(options)}\n{body}"
-        python = self._python_code(labels, model, few)
-        return magic, python
+            settings_.texts = self._text_list()
+        return settings_
 
     def _option_pairs(self):
         """The options that differ from their defaults, as (magic option,
@@ -408,40 +482,3 @@ class Panel(widgets.VBox):
             value = f"{self.threshold.value:g}"
             pairs.append((f"--threshold {value}", f"threshold_low_prob={value}"))
         return pairs
-
-    def _python_code(self, labels, model, few):
-        cls = "FewShotClassifier" if few else "ZeroShotClassifier"
-        args = [repr(model)] if model else []
-        if self.prompt.value != DEFAULTS[self.mode.value]:
-            args.append(f"prompt={self.prompt.value!r}")
-        args += [python for _, python in self._option_pairs()]
-        if self.policy.value != options.ERROR_LOW_PROB.default:
-            args.append(f"error_low_prob={self.policy.value!r}")
-        if few:
-            args += [f"max_samples={self.max_samples.value}",
-                     f"random_state={options.NOTEBOOK_RANDOM_STATE}"]
-            if self._template_option():
-                args.append(f"example_template={self.example_template.value!r}")
-        lines = [f"from nbllm import {cls}", "", f"clf = {cls}({', '.join(args)})"]
-        if few:
-            source = self.examples_var.value.strip()
-            # Labels without examples must stay predictable, as in the panel.
-            extra = (f", classes={labels!r}"
-                     if set(labels) - {str(y) for y in self._example_labels()} else "")
-            if source:
-                lines.append(f"clf.fit({source}['text'], {source}['label']{extra})")
-            else:
-                pairs = self._examples()
-                lines.append(f"examples = {pairs!r}")
-                lines.append("clf.fit([t for t, _ in examples], [y for _, y in examples]"
-                             f"{extra})")
-        else:
-            lines.append(f"clf.fit(None, {labels!r})")
-        if self.data is not None:
-            start, end = self.rows.value
-            lines.append(f"texts = data[{self.column!r}].iloc[{start}:{end}].tolist()"
-                         "  # data: your DataFrame")
-        else:
-            lines.append(f"texts = {self._text_list()!r}")
-        lines.append("probas = clf.predict_proba(texts)  # columns: clf.classes_")
-        return "\n".join(lines)

@@ -1,0 +1,244 @@
+"""The panel's "Copy as code": one magic cell and one Python snippet, each runnable alone.
+
+Both say what the panel would run: the same labels, model, prompt, examples
+and options, through public API only.  Texts from a DataFrame are referred to
+by the user's variable and column; texts typed into the panel are written out,
+shortened past :data:`MAX_INLINE_TEXTS` lines with a note.
+"""
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+from .display import NO_MATH, esc
+
+# Typed texts beyond this many are left out of the code (with a note).
+MAX_INLINE_TEXTS = 5
+# What a DataFrame is called in the code when no variable of the user's holds it.
+FALLBACK_DATA_NAME = "data"
+
+
+def quote_option(value, always=False):
+    """Quote one option value for the magics' parser, which strips one pair
+    of outer quotes; raise when it holds both kinds of quote."""
+    if not always and not any(c in value for c in " \"'\t"):
+        return value
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ValueError(
+        f"{value!r} holds both ' and \" and cannot be written as a magic option; "
+        "use the Python code instead"
+    )
+
+
+def labels_option(labels):
+    """Labels as one ``--labels`` value (CSV, so commas can be quoted)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(labels)
+    return quote_option(buffer.getvalue())
+
+
+def template_option(template):
+    """A template as a quoted magic option, or None when the option line cannot
+    hold it (the magics decode only ``\\n`` and ``\\t``)."""
+    if "\\" in template or template.isidentifier() or any(
+            ord(c) < 32 and c not in "\n\t" for c in template):
+        return None  # a backslash would be read as an escape; a bare word as a variable
+    escaped = template.replace("\n", "\\n").replace("\t", "\\t")
+    try:
+        return quote_option(escaped, always=True)
+    except ValueError:
+        return None
+
+
+def variable_holding(value, namespace):
+    """The name of a user variable that is ``value`` itself, or None."""
+    for name, held in namespace.items():
+        if held is value and not name.startswith("_"):
+            return name
+    return None
+
+
+@dataclass
+class PanelCode:
+    """The two snippets and what the user should know about them.
+
+    Attributes
+    ----------
+    magic : str or None
+        One ``%%zeroshot`` / ``%%fewshot`` cell; None when the settings
+        cannot be written as magic options (see ``magic_note``).
+    python : str
+        The same classifier in Python.
+    magic_note, python_note : str
+        One line each, shown above the snippet ('' when there is nothing to say).
+    """
+
+    magic: str
+    python: str
+    magic_note: str = ""
+    python_note: str = ""
+
+
+@dataclass
+class PanelSettings:
+    """What the panel would run, as plain values (read off its widgets).
+
+    ``prompt`` and ``example_template`` are None when they are the defaults;
+    ``options`` holds (magic option, estimator keyword) pairs for the options
+    that differ from their defaults; ``policy`` is the ``error_low_prob``
+    value when it is not the default.  Texts come from ``data_name[column]``
+    rows ``rows`` when ``column`` is set, else from ``texts``.
+    """
+
+    few: bool
+    labels: list
+    model: str = ""
+    prompt: str = None
+    options: list = field(default_factory=list)
+    policy: str = None
+    max_samples: int = 5
+    random_state: int = 0
+    example_template: str = None
+    examples_var: str = ""
+    examples: list = field(default_factory=list)
+    example_labels: list = field(default_factory=list)
+    data_name: str = None
+    column: str = None
+    rows: tuple = (0, 0)
+    texts: list = field(default_factory=list)
+
+
+def _copy_script():
+    # Runs in the browser when Copy is clicked: the clipboard API where the
+    # page may use it (JupyterLab on localhost or https), else the older
+    # execCommand on the selected text.
+    return (
+        "const b=this,t=b.closest('.nbllm-code').querySelector('textarea');"
+        "const done=()=>{b.textContent='Copied';setTimeout(()=>{b.textContent='Copy'},1500)};"
+        "const old=()=>{t.select();document.execCommand('copy');done()};"
+        "if(navigator.clipboard&&window.isSecureContext){"
+        "navigator.clipboard.writeText(t.value).then(done,old)}else{old()}"
+    )
+
+
+def code_box(title, code, note=""):
+    """HTML for one snippet: a title, a Copy button, an optional note, the code."""
+    note_html = f'<div class="nbllm-code-note">{esc(note)}</div>' if note else ""
+    if code is None:
+        return (f'<div class="nbllm-code {NO_MATH}"><b>{esc(title)}</b>{note_html}</div>')
+    rows = min(max(code.count("\n") + 1, 2), 14)
+    return (
+        f'<div class="nbllm-code {NO_MATH}" style="margin:4px 0">'
+        f'<b>{esc(title)}</b> <button class="nbllm-copy jupyter-button" '
+        f'onclick="{esc(_copy_script())}">Copy</button>{note_html}'
+        f'<textarea readonly rows="{rows}" spellcheck="false" style="width:95%;'
+        'font-family:var(--jp-code-font-family,monospace);font-size:12px;'
+        'color:var(--jp-content-font-color1,#000);'
+        'background:var(--jp-cell-editor-background,#f7f7f7);'
+        f'border:1px solid var(--jp-border-color2,#ccc)">{esc(code)}</textarea></div>'
+    )
+
+
+def _shown_texts(texts):
+    """The typed texts the code holds, and a note when some are left out."""
+    if len(texts) <= MAX_INLINE_TEXTS:
+        return list(texts), ""
+    return list(texts[:MAX_INLINE_TEXTS]), (
+        f"The code holds the first {MAX_INLINE_TEXTS} of your {len(texts)} texts; "
+        "add the others (or read them from a DataFrame).")
+
+
+def _magic(s):
+    """The magic cell, or (None, why) when its option line cannot say it all."""
+    options = [f"--labels {labels_option(s.labels)}"]
+    if s.model:
+        options.append(f"--model {quote_option(s.model)}")
+    options += [magic for magic, _ in s.options]
+    for name, template in (("--prompt", s.prompt), ("--example-template",
+                                                    s.example_template)):
+        if template is None:
+            continue
+        quoted = template_option(template)
+        if quoted is None:
+            return None, (f"This {name[2:].replace('-', ' ')} cannot be written on a magic's "
+                          "option line (it holds a backslash, both kinds of quote or "
+                          "a control character, or is one bare word); use the Python "
+                          "code, or put the template in a variable and pass "
+                          f"{name} VARIABLE.")
+        options.append(f"{name} {quoted}")
+    note = ("The magic has no option for the low-probability policy; its table "
+            "flags low rows instead." if s.policy else "")
+    if s.column is not None:
+        start, end = s.rows
+        options += [f"--input {s.data_name or FALLBACK_DATA_NAME}",
+                    f"--column {quote_option(s.column)}", f"--rows {start}:{end}"]
+        texts = []
+    else:
+        texts, note_texts = _shown_texts(s.texts)
+        note = " ".join(n for n in (note, note_texts) if n)
+    body = list(texts)
+    if s.few:
+        options.append(f"--max-samples {s.max_samples}")
+        if s.examples_var:
+            options.append(f"--examples {s.examples_var}")
+        else:
+            lines = [f'"{label}": {text}' if ":" in label else f"{label}: {text}"
+                     for text, label in s.examples]
+            body = lines + ["---"] + body
+    # IPython refuses a cell magic with an empty body: then it is a line magic.
+    percent = "%%" if body else "%"
+    head = f"{percent}{'fewshot' if s.few else 'zeroshot'} {' '.join(options)}"
+    return "\n".join([head] + body), note
+
+
+def _python(s):
+    """The Python snippet (public API only) and its note."""
+    cls = "FewShotClassifier" if s.few else "ZeroShotClassifier"
+    args = [repr(s.model)] if s.model else []
+    if s.prompt is not None:
+        args.append(f"prompt={s.prompt!r}")
+    args += [python for _, python in s.options]
+    if s.policy:
+        args.append(f"error_low_prob={s.policy!r}")
+    if s.few:
+        args += [f"max_samples={s.max_samples}", f"random_state={s.random_state}"]
+        if s.example_template is not None:
+            args.append(f"example_template={s.example_template!r}")
+    lines = [f"from nbllm import {cls}", "", f"clf = {cls}({', '.join(args)})"]
+    if s.few:
+        # Labels without examples must stay predictable, as in the panel.
+        extra = (f", classes={s.labels!r}"
+                 if set(s.labels) - {str(y) for y in s.example_labels} else "")
+        if s.examples_var:
+            v = s.examples_var
+            lines.append(f"clf.fit({v}['text'], {v}['label']{extra})")
+        else:
+            lines.append(f"examples = {s.examples!r}")
+            lines.append(f"clf.fit([t for t, _ in examples], [y for _, y in examples]{extra})")
+    else:
+        lines.append(f"clf.fit(None, {s.labels!r})")
+    note = ""
+    if s.column is not None:
+        start, end = s.rows
+        name = s.data_name or FALLBACK_DATA_NAME
+        lines.append(f"texts = {name}[{s.column!r}].iloc[{start}:{end}].tolist()")
+    else:
+        texts, note = _shown_texts(s.texts)
+        lines.append(f"texts = {texts!r}")
+    lines.append("probas = clf.predict_proba(texts)  # one column per label of clf.classes_")
+    return "\n".join(lines), note
+
+
+def build_code(settings):
+    """The :class:`PanelCode` for a :class:`PanelSettings`."""
+    magic, magic_note = _magic(settings)
+    python, python_note = _python(settings)
+    if settings.column is not None and settings.data_name is None:
+        missing = (f"No variable of yours holds the panel's DataFrame; replace "
+                   f"{FALLBACK_DATA_NAME!r} with its name.")
+        magic_note = " ".join(n for n in (magic_note, missing) if n)
+        python_note = " ".join(n for n in (python_note, missing) if n)
+    return PanelCode(magic, python, magic_note, python_note)
