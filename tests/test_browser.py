@@ -46,7 +46,11 @@ TEXTS = [
     # Prices: two dollar signs must not turn the text between them into maths.
     "@united change fee $788. Was $188 when I booked",
     "@JetBlue $25 for wifi and $12 for a sandwich",
+    # Long: the table cuts it to its cell's width (CSS ellipsis), in full on hover.
+    "@united " + "the flight was delayed, then the gate changed, then the crew ran out "
+    "of time and we waited again; " * 6 + "finally home",
 ]
+PRICES = (20, 21)  # positions of the two price texts
 
 
 def require(condition, reason):
@@ -90,6 +94,10 @@ def jupyter_lab(real_model, tmp_path_factory):
             "JupyterLab is not installed; pip install -e '.[test]'")
     root = tmp_path_factory.mktemp("lab")
     write_notebook(root)
+    # No "get notified about Jupyter news?" toast over the screenshots.
+    settings = root / "lab-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     port, token = free_port(), "nbllm-test-token"
     log = open(root / "lab.log", "w")
     # The kernel gets NBLLM_CACHE_DIR from real_model: the converted model is there.
@@ -97,9 +105,12 @@ def jupyter_lab(real_model, tmp_path_factory):
         [str(Path(sys.executable).parent / "jupyter-lab"), "--no-browser",
          f"--port={port}", "--ip=127.0.0.1", f"--IdentityProvider.token={token}",
          f"--ServerApp.root_dir={root}", "--allow-root",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         # window.jupyterapp: the test switches the theme through JupyterLab's command.
+         "--LabApp.expose_app_in_browser=True"],
         stdout=log, stderr=subprocess.STDOUT,
-        env=dict(os.environ, JUPYTER_PLATFORM_DIRS="1", NBLLM_CACHE_DIR=real_model.cache_dir),
+        env=dict(os.environ, JUPYTER_PLATFORM_DIRS="1", NBLLM_CACHE_DIR=real_model.cache_dir,
+                 JUPYTERLAB_SETTINGS_DIR=str(root / "lab-settings")),
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -132,7 +143,10 @@ def test_panel_classifies_in_the_browser(jupyter_lab):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        # The copy buttons write to the clipboard, which the test reads back.
+        context = browser.new_context(viewport={"width": 1400, "height": 1600},
+                                      permissions=["clipboard-read", "clipboard-write"])
+        page = context.new_page()
         try:
             drive_panel(sync_api, page, url, token, timings)
         except Exception:
@@ -180,14 +194,17 @@ def drive_panel(sync_api, page, url, token, timings):
         panel.locator(".jupyter-widget-tag", has_text=label).first.wait_for(
             timeout=10_000)
 
+    check_layout(page, panel)  # before any label: the empty box and its placeholder
     add_label("negative")
     add_label("positive")
 
+    watch_status(page)
     table = panel.locator("table.nbllm-table")
     started = time.perf_counter()
     panel.locator("button", has_text="Classify").click()
     table.wait_for(timeout=180_000)
     timings["cold_seconds"] = round(time.perf_counter() - started, 2)
+    check_status_was_shown(page)
     html = table.inner_html()
     assert "positive" in html and "negative" in html
     assert table.locator("tbody tr").count() == len(TEXTS)
@@ -195,7 +212,12 @@ def drive_panel(sync_api, page, url, token, timings):
     shown = table.inner_text()
     assert "$25 for wifi and $12" in shown and "$788. Was $188" in shown, shown
     assert panel.locator("mjx-container, .MathJax").count() == 0
+    check_colours_and_width(page, table)
     page.screenshot(path=str(ARTIFACTS / "panel.png"), full_page=True)
+    table.screenshot(path=str(ARTIFACTS / "table.png"))
+
+    check_copy_as_code(page, panel)
+    check_preview(panel)
 
     # Warm: the model is loaded; new labels mean nothing comes from the cache.
     add_label("neutral")
@@ -204,4 +226,145 @@ def drive_panel(sync_api, page, url, token, timings):
     panel.locator("table.nbllm-table th", has_text="neutral").wait_for(timeout=180_000)
     timings["warm_seconds"] = round(time.perf_counter() - started, 2)
     assert not panel.locator("button", has_text="Classify").is_disabled()
+    assert not panel.locator(".widget-hprogress").first.is_visible()  # idle: no bar
     page.screenshot(path=str(ARTIFACTS / "panel-warm.png"), full_page=True)
+
+    check_low_rows(page, panel)
+    check_dark_theme(page, panel)
+
+
+def box(locator):
+    found = locator.bounding_box()
+    assert found is not None, f"not on screen: {locator}"
+    return found
+
+
+def check_layout(page, panel):
+    """The labels caption lines up with the other captions; Preview's text
+    number sits beside Preview; few-shot captions are not cut off."""
+    caption = box(panel.get_by_text("labels", exact=True).first)
+    prompt_caption = box(panel.locator("label", has_text="prompt").first)
+    right = caption["x"] + caption["width"]
+    assert abs(right - (prompt_caption["x"] + prompt_caption["width"])) <= 12, \
+        (caption, prompt_caption)
+    tags = box(panel.locator(".jupyter-widget-tagsinput"))
+    assert tags["width"] > 300  # not a tiny box
+    assert panel.locator(".jupyter-widget-tagsinput input").first.get_attribute(
+        "placeholder") == "type a label, then Enter"
+    preview, number = (box(panel.locator("button", has_text="Preview")),
+                       box(panel.locator(".widget-inline-hbox", has_text="of text #")))
+    assert 0 <= number["x"] - (preview["x"] + preview["width"]) <= 20, (preview, number)
+    assert not panel.locator(".widget-hprogress").first.is_visible()
+    panel.locator(".widget-toggle-button", has_text="few-shot").click()
+    for text in ("max samples", "or from variable"):
+        label = panel.locator("label", has_text=text).first
+        label.wait_for()
+        cut = label.evaluate("e => e.scrollWidth > e.clientWidth + 1")
+        assert not cut, f"the caption {text!r} is cut off"
+    page.screenshot(path=str(ARTIFACTS / "panel-few-shot.png"), full_page=True)
+    panel.locator(".widget-toggle-button", has_text="zero-shot").click()
+
+
+def watch_status(page):
+    """Record every status line the panel shows from now on (polled every 50 ms)."""
+    page.evaluate("""() => {
+        window.nbllmSeen = [];
+        window.nbllmPoll = setInterval(() => {
+            const p = document.querySelector('.nbllm-panel');
+            if (!p) return;
+            for (const line of p.innerText.split('\\n')) {
+                if ((line.includes('\u23f3') || / \\/ \\d+ texts/.test(line))
+                        && !window.nbllmSeen.includes(line)) window.nbllmSeen.push(line);
+            }
+        }, 50);
+    }""")
+
+
+def check_status_was_shown(page):
+    seen = page.evaluate("() => { clearInterval(window.nbllmPoll); return window.nbllmSeen; }")
+    assert any(line.startswith("\u23f3 loading smollm2-135m") for line in seen), seen
+    assert any(line.endswith(f"/ {len(TEXTS)} texts") for line in seen), seen
+
+
+def style(locator, prop):
+    return locator.evaluate(f"e => getComputedStyle(e).{prop}")
+
+
+def check_colours_and_width(page, table):
+    """One colour per label; long texts end in an ellipsis, in full on hover."""
+    chips = {}
+    for label in ("negative", "positive"):
+        chip = table.locator(".nbllm-chip", has_text=label)
+        if chip.count():
+            chips[label] = style(chip.first, "backgroundColor")
+    assert len(chips) == 2 and chips["negative"] != chips["positive"], chips
+    long_cell = table.locator("td.nbllm-text").nth(len(TEXTS) - 1)
+    assert style(long_cell, "textOverflow") == "ellipsis"
+    assert long_cell.evaluate("e => e.scrollWidth > e.clientWidth")
+    assert long_cell.get_attribute("title") == TEXTS[-1]
+    # The text column takes the room the narrow columns leave.
+    assert box(long_cell)["width"] > 0.4 * box(table)["width"], (box(long_cell), box(table))
+    legend = table.locator("xpath=..").locator(".nbllm-legend")
+    assert legend.count() == 0  # no label-mass column or flag here: no legend
+
+
+def check_copy_as_code(page, panel):
+    """Each snippet's Copy button puts exactly that snippet on the clipboard."""
+    panel.locator("button", has_text="Copy as code").click()
+    snippets = panel.locator(".nbllm-code")
+    snippets.first.wait_for(timeout=20_000)
+    assert snippets.count() == 2
+    for i in range(2):
+        snippet = snippets.nth(i)
+        code = snippet.locator("textarea").input_value()
+        snippet.locator("button.nbllm-copy").click()
+        snippet.locator("button.nbllm-copy", has_text="Copied").wait_for(timeout=5_000)
+        assert page.evaluate("() => navigator.clipboard.readText()") == code
+    magic = snippets.nth(0).locator("textarea").input_value()
+    assert magic.split("\n") == ["%%zeroshot --labels negative,positive --model "
+                                  "smollm2-135m"] + TEXTS[:5]  # the first five, a note says
+    assert panel.locator("mjx-container, .MathJax").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "panel-code.png"), full_page=True)
+
+
+def check_preview(panel):
+    """A preview of a price text: its heading reads as typed, on one line."""
+    number = panel.locator(".widget-inline-hbox", has_text="of text #").locator("input")
+    number.fill(str(PRICES[1]))
+    number.press("Tab")
+    panel.locator("button", has_text="Preview").click()
+    heading = panel.locator("h4.nbllm-heading")
+    heading.wait_for(timeout=120_000)
+    assert "$25 for wifi and $12" in heading.inner_text()
+    assert style(heading, "whiteSpace") == "nowrap"
+    assert panel.locator(".nbllm-code").count() == 0 or not \
+        panel.locator(".nbllm-code").first.is_visible()  # the old code is gone
+    assert panel.locator("mjx-container, .MathJax").count() == 0
+
+
+def check_low_rows(page, panel):
+    """With a threshold of 1 every row is low: shaded cells and a legend."""
+    threshold = panel.locator(".widget-inline-hbox", has_text="threshold").locator("input")
+    threshold.fill("1")
+    threshold.press("Tab")
+    panel.locator("button", has_text="Classify").click()
+    low = panel.locator("table.nbllm-table tr.nbllm-low td").first
+    low.wait_for(timeout=120_000)
+    assert style(low, "backgroundColor") == "rgba(255, 179, 0, 0.28)"
+    legend = panel.locator(".nbllm-legend")
+    assert legend.count() >= 1 and "label mass is under the threshold" in \
+        legend.last.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "panel-low.png"), full_page=True)
+
+
+def check_dark_theme(page, panel):
+    """The same panel and table in JupyterLab Dark (for the eye: screenshots)."""
+    page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "
+                  "{theme: 'JupyterLab Dark'})")
+    page.locator("body[data-jp-theme-light='false']").wait_for(state="attached",
+                                                                timeout=30_000)
+    page.wait_for_timeout(1000)  # the theme's CSS settles
+    cell = panel.locator("table.nbllm-table td").first
+    assert style(cell, "color") != "rgb(0, 0, 0)"  # the theme's text colour, not black
+    page.screenshot(path=str(ARTIFACTS / "panel-dark.png"), full_page=True)
+    panel.locator("table.nbllm-table").screenshot(path=str(ARTIFACTS / "table-dark.png"))

@@ -37,7 +37,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 # A conversion's temporary folder this old is a leftover, whatever its process.
 STALE_SECONDS = 24 * 3600
 # The one-off GGUF conversion's pace here (benchmarks/RESULTS.md, 2 CPU cores).
-CONVERSION_SECONDS_PER_100MB = 35
+CONVERSION_SECONDS_PER_100MB = 20
 
 
 def cache_dir():

@@ -36,7 +36,9 @@ LABEL_MASS_LEGEND = (
 
 _STYLE = (
     "<style>"
-    ".nbllm-table{border-collapse:collapse;font-size:12px;width:100%}"
+    # JupyterLab fixes table layouts (equal columns); the text column needs auto.
+    ".nbllm-table{border-collapse:collapse;font-size:12px;width:100%;"
+    "table-layout:auto !important}"
     ".nbllm-table th,.nbllm-table td{padding:2px 8px;text-align:left !important;"
     "border-bottom:1px solid var(--jp-border-color2,#ddd);vertical-align:top;"
     "white-space:nowrap}"

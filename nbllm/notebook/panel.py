@@ -138,7 +138,8 @@ class Panel(widgets.VBox):
         self.labels = widgets.TagsInput(
             value=list(labels or []), allow_duplicates=False,
             placeholder="type a label, then Enter",
-            layout=widgets.Layout(width="75%", min_height="28px"),
+            layout=widgets.Layout(flex="1 1 auto", width="auto", max_width="860px",
+                                  min_height="28px"),
         )
         self.prompt = widgets.Textarea(
             value=DEFAULT_PROMPT_ZERO_SHOT, description="prompt",
@@ -218,7 +219,7 @@ class Panel(widgets.VBox):
         )
         self.children = [
             widgets.HBox([self.model, self.device, self.mode]),
-            widgets.HBox([caption, self.labels]),
+            widgets.HBox([caption, self.labels], layout=widgets.Layout(width="95%")),
             self.prompt, widgets.HBox([self.reset_prompt, self.validation]),
             self.examples_box, source,
             widgets.HBox([self.raw, self.threshold, self.policy]),

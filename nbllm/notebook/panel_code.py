@@ -151,6 +151,13 @@ def _shown_texts(texts):
         "add the others (or read them from a DataFrame).")
 
 
+def _list_literal(items):
+    """A list as Python source, one item per line (readable when pasted)."""
+    if len(items) <= 1:
+        return repr(list(items))
+    return "[\n" + "".join(f"    {item!r},\n" for item in items) + "]"
+
+
 def _magic(s):
     """The magic cell, or (None, why) when its option line cannot say it all."""
     options = [f"--labels {labels_option(s.labels)}"]
@@ -216,7 +223,7 @@ def _python(s):
             v = s.examples_var
             lines.append(f"clf.fit({v}['text'], {v}['label']{extra})")
         else:
-            lines.append(f"examples = {s.examples!r}")
+            lines.append(f"examples = {_list_literal(s.examples)}")
             lines.append(f"clf.fit([t for t, _ in examples], [y for _, y in examples]{extra})")
     else:
         lines.append(f"clf.fit(None, {s.labels!r})")
@@ -227,7 +234,7 @@ def _python(s):
         lines.append(f"texts = {name}[{s.column!r}].iloc[{start}:{end}].tolist()")
     else:
         texts, note = _shown_texts(s.texts)
-        lines.append(f"texts = {texts!r}")
+        lines.append(f"texts = {_list_literal(texts)}")
     lines.append("probas = clf.predict_proba(texts)  # one column per label of clf.classes_")
     return "\n".join(lines), note
 
