@@ -44,13 +44,18 @@ def _outside_nbllm():
 
 
 @contextlib.contextmanager
-def collecting(callback):
-    """Within the block, send nbllm's warnings to ``callback(message)``."""
-    token = _collector.set(callback)
+def context_set(variable, value):
+    """Set a context variable for the duration of a block (this thread or task only)."""
+    token = variable.set(value)
     try:
         yield
     finally:
-        _collector.reset(token)
+        variable.reset(token)
+
+
+def collecting(callback):
+    """Within the block, send nbllm's warnings to ``callback(message)``."""
+    return context_set(_collector, callback)
 
 
 def warn(message, category=UserWarning):

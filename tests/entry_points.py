@@ -187,3 +187,22 @@ def assert_escaped(page, payload=SCRIPT, escaped=ESCAPED_SCRIPT):
     assert "<script" not in page.lower()
     assert payload not in page
     assert escaped in page
+
+
+# The panel's generated code, run as a user would.
+def run_magic(shell, magic):
+    """Run the panel's magic code (one cell, the magic on its first line) in a
+    real InteractiveShell; return its ClassificationResult."""
+    from nbllm.notebook.display import ClassificationResult
+
+    assert magic.startswith("%")
+    res = shell.run_cell(magic)
+    assert res.success, res.error_in_exec or res.error_before_exec
+    assert isinstance(res.result, ClassificationResult)
+    return res.result
+
+
+def run_python(python, **namespace):
+    """exec() the panel's Python code; return its namespace."""
+    exec(compile(python, "<panel code>", "exec"), namespace)
+    return namespace

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from nbllm.engine.prompts import DEFAULT_PROMPT_ZERO_SHOT
-from nbllm.notebook.display import ClassificationResult
 from nbllm.notebook.panel import FEW, Panel
 from nbllm.notebook.panel_code import (
     MAX_INLINE_TEXTS,
@@ -19,7 +18,7 @@ from nbllm.notebook.panel_code import (
     template_option,
     variable_holding,
 )
-from entry_points import assert_idle
+from entry_points import assert_idle, make_panel, run_magic, run_python
 from tiny import save_tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
@@ -30,11 +29,8 @@ TEXTS = ["I love it.", "The train was late again this morning."]
 
 @pytest.fixture
 def panel(tiny_folder):
-    p = Panel(threaded=False)
-    p.model.value = tiny_folder
-    p.labels.value = list(LABELS)
-    p.texts.value = "\n".join(TEXTS)
-    return p
+    """A synchronous panel on the tiny model with two labels and two texts."""
+    return make_panel(tiny_folder, LABELS, TEXTS)
 
 
 @pytest.fixture
@@ -43,19 +39,6 @@ def tweets():
                                   "I love it.", "The package arrived damaged",
                                   "$25 for wifi and $12 for food"],
                          "n": range(5)}, index=list("edcba"))
-
-
-def run_magic(shell, magic):
-    assert magic.startswith("%")
-    res = shell.run_cell(magic)
-    assert res.success, res.error_in_exec or res.error_before_exec
-    assert isinstance(res.result, ClassificationResult)
-    return res.result
-
-
-def run_python(python, **namespace):
-    exec(compile(python, "<panel code>", "exec"), namespace)
-    return namespace
 
 
 def same(a, b):

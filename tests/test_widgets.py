@@ -22,7 +22,7 @@ from nbllm.engine.result_cache import result_cache
 from nbllm.notebook.display import ClassificationResult
 from nbllm.engine.prompts import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
 from nbllm.notebook.panel import FEW, ZERO, Panel, validate_prompt
-from entry_points import assert_idle
+from entry_points import assert_idle, make_panel, error_line, run_magic, run_python
 from tiny import save_tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
@@ -51,11 +51,7 @@ TWELVE = [
 @pytest.fixture
 def panel(tiny_folder):
     """A synchronous panel on the tiny model with two labels and two texts."""
-    p = Panel(threaded=False)
-    p.model.value = tiny_folder
-    p.labels.value = list(LABELS)
-    p.texts.value = "\n".join(TEXTS)
-    return p
+    return make_panel(tiny_folder, LABELS, TEXTS)
 
 
 @pytest.fixture
@@ -79,31 +75,8 @@ def last_html(panel):
     return outputs[-1]["data"]["text/html"]
 
 
-def error_line(panel):
-    """The status line's text, tags stripped and entities unescaped."""
-    value = panel.status.value
-    start = '<span class="nbllm-error" style="color:var(--jp-error-color1,#b00020)">'
-    assert value.startswith(start) and value.endswith("</span>"), value
-    return html.unescape(value[len(start):-len("</span>")])
-
-
 def fresh_estimator(folder, labels=LABELS, **kwargs):
     return api.build_estimator(labels, model=folder, progress=False, **kwargs)
-
-
-def run_magic(shell, magic):
-    """Run the panel's magic code: one cell, the magic on its first line."""
-    assert magic.startswith("%%")
-    res = shell.run_cell(magic)
-    assert res.success, res.error_in_exec or res.error_before_exec
-    assert isinstance(res.result, ClassificationResult)
-    return res.result
-
-
-def run_python(python, **namespace):
-    """exec() the panel's Python code; return its namespace."""
-    exec(compile(python, "<panel code>", "exec"), namespace)
-    return namespace
 
 
 # ------------------------------------------------------------------ classify

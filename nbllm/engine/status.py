@@ -6,20 +6,16 @@ sets a listener around its calls.  A context variable keeps listeners of
 different threads (the panel's worker, a cell) apart.
 """
 
-import contextlib
 import contextvars
+
+from ..warnings_to_user import context_set
 
 _listener = contextvars.ContextVar("nbllm_status_listener", default=None)
 
 
-@contextlib.contextmanager
 def listening(callback):
     """Send the engine's status lines to ``callback(message)`` within the block."""
-    token = _listener.set(callback)
-    try:
-        yield
-    finally:
-        _listener.reset(token)
+    return context_set(_listener, callback)
 
 
 def report(message):
