@@ -67,7 +67,7 @@ def _positive_int(value):
 
 
 TRUNCATION = Option("truncation", "right", ("right", "left", "middle", "error"))
-CALIBRATION = Option("calibration", None, (None, "content_free", "batch"))
+CALIBRATION = Option("calibration", None, (None, "content_free", "batch", "fit"))
 USE_CHAT_TEMPLATE = Option("use_chat_template", "auto", ("auto", True, False))
 PROGRESS = Option("progress", "auto", ("auto", True, False))
 BATCH_SIZE = Option("batch_size", "auto",

@@ -103,7 +103,7 @@ def test_calibrate_content_free_divides_by_the_mean_content_free_distribution():
 
 @pytest.mark.parametrize("mode", ["foo", "Batch", 0])
 def test_calibrate_bad_mode(mode):
-    msg = f"calibration must be None, 'content_free' or 'batch'; got {mode!r}"
+    msg = f"calibration must be None, 'content_free', 'batch' or 'fit'; got {mode!r}"
     with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
         calibrate(random_logprobs(2), mode)
 
@@ -179,7 +179,7 @@ def test_calibration_with_raw_probabilities_raises(mode):
 
 @pytest.mark.parametrize("mode", ["foo", "contentfree", True])
 def test_calibration_param_check(mode):
-    msg = f"calibration must be None, 'content_free' or 'batch'; got {mode!r}"
+    msg = f"calibration must be None, 'content_free', 'batch' or 'fit'; got {mode!r}"
     with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
         zero_shot(calibration=mode).fit(None, LABELS)
 
@@ -193,3 +193,70 @@ def test_few_shot_content_free_calibration(selection):
     expected = np_softmax(np_log_softmax(logprobs)
                           - np.log(np_softmax(content_free).mean(axis=0)))
     np.testing.assert_allclose(clf.predict_proba(TEXTS), expected, rtol=1e-9)
+
+
+# ---------------------------------------------------------------- calibration='fit'
+def test_fit_scale_and_bias_recovers_a_known_distortion():
+    """Labels drawn from softmax(2 * logp + b) are explained by scale 2 and bias b."""
+    from nbllm.estimators.calibration import fit_scale_and_bias
+
+    rng = np.random.default_rng(0)
+    logp = normalise_logprobs(random_logprobs(4000, k=3, seed=1) / 3)
+    true = np.array([0.0, 1.0, -0.5])
+    p = np_softmax(2.0 * logp + true)
+    y = np.array([rng.choice(3, p=row) for row in p])
+    fitted = fit_scale_and_bias(logp, y, penalty=0.0)
+    assert fitted[0] == pytest.approx(2.0, abs=0.15)
+    np.testing.assert_allclose(fitted[1:] - fitted[1], true - true[0], atol=0.15)
+    # calibrate() applies exactly that: scale times the normalised logp, plus bias.
+    np.testing.assert_allclose(calibrate(logp, "fit", fitted),
+                               np_softmax(fitted[0] * logp + fitted[1:]), atol=1e-12)
+
+
+def test_fit_penalty_keeps_few_labels_near_the_start():
+    from nbllm.estimators.calibration import fit_scale_and_bias
+
+    logp = normalise_logprobs(random_logprobs(3, k=2, seed=2))
+    start = np.array([0.0, 0.7])
+    strong = fit_scale_and_bias(logp, np.array([0, 0, 0]), start=start, penalty=1e6)
+    np.testing.assert_allclose(strong, [1.0, 0.0, 0.7], atol=1e-4)
+    free = fit_scale_and_bias(logp, np.array([0, 0, 0]), start=start, penalty=0.01)
+    assert free[2] - free[1] < 0.7 - 0.1  # three 'class 0' answers pull class 1 down
+
+
+def test_zero_shot_fit_calibration_learns_from_labelled_texts():
+    texts = TEXTS * 3
+    y = [LABELS[i % 2] for i in range(len(texts))]
+    clf = zero_shot(calibration="fit").fit(texts, y, classes=LABELS + ["other"])
+    assert list(clf.classes_) == sorted(LABELS + ["other"])
+    assert clf.calibration_fit_.shape == (len(clf.classes_) + 1,)
+    raw = clf.label_logprobs(TEXTS)
+    np.testing.assert_allclose(clf.predict_proba(TEXTS),
+                               calibrate(raw, "fit", clf.calibration_fit_), atol=1e-12)
+    # The same estimator refits from other labels: the result changes with them.
+    flipped = zero_shot(calibration="fit").fit(texts, [LABELS[(i + 1) % 2] for i in
+                                                       range(len(texts))],
+                                               classes=LABELS + ["other"])
+    assert not np.allclose(flipped.calibration_fit_, clf.calibration_fit_)
+
+
+@pytest.mark.parametrize("X, message", [
+    (None, "calibration='fit' learns from labelled texts: pass them to fit(X, y) "
+           "(X the texts, y their labels); got no texts"),
+    (["one text"], "X and y don't have the same number of samples, found 1 and 2 "
+                   "samples, respectively"),
+])
+def test_zero_shot_fit_calibration_needs_labelled_texts(X, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        zero_shot(calibration="fit").fit(X, LABELS[:2])
+
+
+def test_fit_calibration_is_refused_for_few_shot_and_classes_must_cover_y():
+    msg = ("calibration='fit' is for ZeroShotClassifier: it learns from the labelled "
+           "texts of fit(X, y), which few-shot uses as its examples; use "
+           "calibration='content_free' here")
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        few_shot(calibration="fit").fit(FEW_X, FEW_Y)
+    with pytest.raises(ValueError, match=re.escape("classes must hold every label of y; "
+                                                   "missing 'b'")):
+        zero_shot().fit(None, ["a", "b"], classes=["a"])

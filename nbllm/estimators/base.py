@@ -34,6 +34,7 @@ from .calibration import (
     CONTENT_FREE_TEXTS,
     calibrate,
     content_free_reference,
+    fit_scale_and_bias,
 )
 from ..warnings_to_user import warn
 
@@ -147,6 +148,13 @@ class _LLMBase(BaseEstimator):
         y = np.asarray(y)
         if len(y) == 0:
             raise ValueError("y must contain at least one label; got an empty list")
+        if classes is not None:
+            missing = sorted({str(label) for label in y} - {str(c) for c in classes})
+            if missing:
+                raise ValueError(
+                    "classes must hold every label of y; missing "
+                    + ", ".join(map(repr, missing))
+                )
         if not isinstance(y[0], str) and self.label_map is None:
             warn(
                 "y should contain the name of the labels as strings, e.g. "
@@ -446,11 +454,32 @@ class _SingleLabelBase(ClassifierMixin, _LLMBase):
             return self.classes_[probas.argmax(axis=1)]
         return single_label_predictions(self.classes_, probas, low, return_none=True)
 
+    def _fit_calibration(self, X, y):
+        """calibration='fit': learn scale and bias from labelled texts X, y."""
+        if X is None or isinstance(X, (str, bytes)) or len(X) == 0:
+            raise ValueError(
+                "calibration='fit' learns from labelled texts: pass them to "
+                "fit(X, y) (X the texts, y their labels); got no texts"
+            )
+        if len(X) != len(y):
+            raise ValueError(
+                "X and y don't have the same number of samples, found "
+                f"{len(X)} and {len(y)} samples, respectively"
+            )
+        logprobs = self.label_logprobs(X)
+        index = {str(c): i for i, c in enumerate(self.classes_)}
+        start = -content_free_reference(self.calibration_logprobs())
+        self.calibration_fit_ = fit_scale_and_bias(
+            logprobs, np.array([index[str(label)] for label in y]), start=start)
+
     @property
     def calibration_reference_(self):
         """Log of the mean normalised label distribution for content-free
         texts: what ``calibration='content_free'`` divides by (None otherwise)."""
         check_is_fitted(self, "loaded_")
+        if self.calibration == "fit":
+            check_is_fitted(self, "calibration_fit_")
+            return self.calibration_fit_
         if self.calibration != "content_free":
             return None
         if self._reference is None:

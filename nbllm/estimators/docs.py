@@ -36,13 +36,15 @@ BLOCKS = {
     "batch_size": """batch_size : int or 'auto', default='auto'
     Prompts per forward pass; 'auto' fills a per-device token budget.""",
     "progress": """progress : {'auto', True, False}, default='auto'
-    Show a tqdm progress bar ('auto': on runs of four batches or more).""",
-    "calibration": """calibration : {None, 'content_free', 'batch'}, default=None
+    Show a tqdm progress bar with counts ('auto': once a call has run for a
+    second, so quick calls stay quiet).""",
+    "calibration": """calibration : {None, 'content_free', 'batch', 'fit'}, default=None
     Correct the prompt's bias towards some labels (see
     :mod:`nbllm.estimators.calibration`): divide by the label probabilities for
     content-free texts, or by the mean over the samples of one predict
-    call (predictions then depend on the call's other samples).  Needs
-    ``probas_sum_to_1=True``.""",
+    call (predictions then depend on the call's other samples), or (zero-shot
+    only) learn a scale and per-label bias from labelled texts passed to
+    ``fit(X, y)``.  Needs ``probas_sum_to_1=True``.""",
     "label_map": """label_map : dict or None, default=None
     Maps a class (as in ``y``) to the word the model scores and the prompt
     shows, e.g. ``{'pos': 'positive'}``; classes not in the map are used

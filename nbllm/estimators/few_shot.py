@@ -123,13 +123,12 @@ class FewShotClassifier(_SingleLabelBase):
                        options.EXAMPLE_SELECTION):
             option.validate(getattr(self, option.name))
         check_example_template(self.example_template)
-        if classes is not None and y is not None:
-            missing = sorted({str(label) for label in y} - {str(c) for c in classes})
-            if missing:
-                raise ValueError(
-                    "classes must hold every label of y; missing "
-                    + ", ".join(map(repr, missing))
-                )
+        if self.calibration == "fit":
+            raise ValueError(
+                "calibration='fit' is for ZeroShotClassifier: it learns from the "
+                "labelled texts of fit(X, y), which few-shot uses as its examples; "
+                "use calibration='content_free' here"
+            )
         y = self._fit_common(y, classes)
         if self.example_placement == "turns" and not self.use_chat_template_:
             raise ValueError(

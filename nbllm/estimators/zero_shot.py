@@ -71,18 +71,32 @@ class ZeroShotClassifier(_SingleLabelBase):
         self.truncation = truncation
         self.trust_remote_code = trust_remote_code
 
-    def fit(self, X, y, **fit_params):
-        """Load the model and take the classes from ``y`` (no training happens).
+    def fit(self, X, y, classes=None, **fit_params):
+        """Load the model and take the classes from ``y`` (no training happens,
+        except for ``calibration='fit'``).
 
         Parameters
         ----------
-        X : ignored, may be None
+        X : list-like of str or None
+            Ignored, except with ``calibration='fit'``: the labelled texts
+            the calibration learns from.
         y : list-like of str
             The labels, or labelled targets; ``classes_ = np.unique(y)``.
+        classes : list-like of str, optional
+            All classes, when ``y`` (the labels of X) lacks some; it must
+            hold every label of y.
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            If ``classes`` misses a label of ``y``, or ``calibration='fit'``
+            gets no texts.
         """
-        self._fit_common(y)
+        self._fit_common(y, classes)
+        if self.calibration == "fit":
+            self._fit_calibration(X, y)
         return self

@@ -79,7 +79,9 @@ def _common_arguments(func):
                       "(default 0.5)"),
         argument("--preview", type=int, default=0, metavar="N",
                  help="show generation previews for the first N texts"),
-        argument("--calibration", choices=[c for c in options.CALIBRATION.choices if c],
+        # 'fit' learns from labelled texts, which a magic does not have.
+        argument("--calibration", choices=[c for c in options.CALIBRATION.choices
+                                           if c and c != "fit"],
                  help="correct the prompt's label bias"),
         argument("--truncation", choices=options.TRUNCATION.choices,
                  help="how texts longer than the context are cut "
