@@ -1,5 +1,6 @@
 """The quickstart notebook, executed top to bottom by nbclient on a real ipykernel."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,8 @@ def test_quickstart_runs_and_shows_tables(real_model, tmp_path, monkeypatch):
     printed = "".join(o.get("text", "") for c in code for o in outputs_of(c)
                       if o.get("output_type") == "stream")
     assert "300 tweets in" in printed and "few-shot accuracy" in printed
+    assert re.search(r"after \d+ answers: accuracy 0\.\d\d on the other tweets", printed)
+    assert any('class="nbllm-report' in h for h in html)  # lab.report()
 
 
 EVALUATION = NOTEBOOK.with_name("evaluation.ipynb")

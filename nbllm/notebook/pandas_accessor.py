@@ -88,6 +88,14 @@ class DataFrameLLMAccessor(_Base):
         self._column(column)
         return Panel(self._obj, column, labels)
 
+    def labeler(self, column, labels=None, **options):
+        """A :class:`nbllm.Labeler` over ``column``: label the rows the model is
+        least sure of (options as for the Labeler)."""
+        from .labeler import Labeler
+
+        self._column(column)
+        return Labeler(self._obj, column, labels, **options)
+
     def preview(self, column, i, labels=None, **options):
         """A generation preview for row ``i`` (by position) of ``column``."""
         text = self._column(column).iloc[i]

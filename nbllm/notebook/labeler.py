@@ -1,0 +1,448 @@
+"""Label the rows the model is least sure of, and let every answer improve it.
+
+A :class:`Labeler` holds a DataFrame column, the labels and the user's answers.
+It starts from the zero-shot classifier (content-free calibrated), queues the
+rows whose prediction is least sure, records answers (on disk at once, so a
+restart or a crash loses none), and :meth:`Labeler.improve` refits from the
+answers: ``calibration='fit'``, a scale and per-label bias learned from the
+answered rows' label log-probabilities.  That choice, the queue strategy and
+the accuracy estimate were measured on the corpus' dev half
+(``benchmarks/bench_labeling.py``, ``benchmarks/RESULTS.md``).
+
+Improving changes no prompt, so rescoring is a result-cache lookup: only the
+first scoring of the column runs the model.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..options import check_labels
+from ..warnings_to_user import warn
+from . import classify as api
+
+STRATEGIES = ("margin", "entropy", "random")
+# Measured best on the dev half (benchmarks/RESULTS.md).
+DEFAULT_STRATEGY = "margin"
+FILE_VERSION = 1
+
+
+def _missing(value):
+    try:
+        return value is None or bool(value != value)  # NaN, pd.NA-like
+    except (TypeError, ValueError):
+        return False
+
+
+def answers_path(texts, labels, root=None):
+    """The default answers file: under nbllm's cache folder, keyed by the texts
+    and the labels, so the same Labeler finds its answers after a restart."""
+    from ..engine.gguf import cache_dir
+
+    digest = hashlib.sha256(json.dumps([list(map(str, texts)), list(labels)])
+                            .encode("utf-8")).hexdigest()[:20]
+    return Path(root or cache_dir()) / "labeler" / f"{digest}.json"
+
+
+def uncertainty(probas, strategy):
+    """How unsure each row is (higher: queued first)."""
+    if strategy == "entropy":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.where(probas > 0, np.log(probas), 0.0)
+        return -(probas * logs).sum(axis=1)
+    top = np.sort(probas, axis=1)
+    return -(top[:, -1] - top[:, -2]) if probas.shape[1] > 1 else -top[:, -1]
+
+
+@dataclass
+class LabelerReport:
+    """How good the classifier is now, from the answers.
+
+    Attributes
+    ----------
+    answered, total : int
+        Rows answered so far; rows with a text.
+    estimated_accuracy : float or None
+        Expected accuracy on the rows not answered, from the calibrated
+        probabilities (None before the first :meth:`Labeler.improve`).
+    start_estimated_accuracy : float or None
+        The same estimate for the starting zero-shot predictions.
+    answered_accuracy : float or None
+        Leave-one-out accuracy on the answered rows (the hardest rows, since
+        the queue picks them: a lower bound, not the estimate).
+    label_counts : dict
+        Predicted label -> rows, over all rows with a text.
+    rounds : list of dict
+        One entry per improve(): answers, estimated accuracy.
+    """
+
+    answered: int
+    total: int
+    estimated_accuracy: float = None
+    start_estimated_accuracy: float = None
+    answered_accuracy: float = None
+    label_counts: dict = field(default_factory=dict)
+    rounds: list = field(default_factory=list)
+
+    def _repr_html_(self):
+        from .display import NO_MATH, esc
+
+        def pct(value):
+            return "\u2013" if value is None else f"{value:.0%}"
+
+        counts = ", ".join(f"{esc(k)}: {v}" for k, v in self.label_counts.items())
+        return (
+            f'<div class="nbllm-report {NO_MATH}"><b>{self.answered} / {self.total}'
+            f"</b> answered; estimated accuracy {pct(self.estimated_accuracy)} "
+            f"(at the start {pct(self.start_estimated_accuracy)}); on the answered "
+            f"(hardest) rows {pct(self.answered_accuracy)}<br>predicted: {counts}</div>"
+        )
+
+    def __repr__(self):
+        def pct(value):
+            return "-" if value is None else f"{value:.3f}"
+
+        return (f"LabelerReport(answered={self.answered}/{self.total}, "
+                f"estimated_accuracy={pct(self.estimated_accuracy)}, "
+                f"start={pct(self.start_estimated_accuracy)}, "
+                f"answered_rows={pct(self.answered_accuracy)}, "
+                f"predicted={self.label_counts})")
+
+
+class Labeler:
+    """Label the rows the model is least sure of; each answer improves it.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The rows to label; its index must be unique (answers are keyed by it).
+    column : str
+        The text column.
+    labels : list of str
+        The labels.
+    batch : int
+        Rows per :meth:`queue`.
+    strategy : {'margin', 'entropy', 'random'}
+        Which rows come first: the smallest gap between the two likeliest
+        labels (default), the highest entropy, or at random.
+    path : str or Path, optional
+        The answers file; default: under nbllm's cache folder, keyed by the
+        column's texts and the labels.
+    random_state : int
+        Seed of the 'random' strategy.
+    **options
+        For the classifier, as in ``df.llm.classify``: ``model``, ``prompt``,
+        ``device``, ``cache_dir``, ``batch_size``, ``truncation``,
+        ``label_map``, ``use_chat_template``, ``progress``.
+
+    Attributes
+    ----------
+    estimator_ : ZeroShotClassifier
+        The classifier now (after :meth:`improve`: calibration learned from
+        the answers); a plain scikit-learn estimator, usable on new data.
+    n_missing : int
+        Rows whose text is missing (None or NaN): never queued, NaN results.
+    """
+
+    def __init__(self, data, column="text", labels=None, *, batch=10,
+                 strategy=DEFAULT_STRATEGY, path=None, random_state=0, **options):
+        self._check_data(data, column)
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got "
+                             f"{strategy!r}")
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            raise ValueError(f"batch must be a positive integer; got {batch!r}")
+        for name in ("examples", "calibration", "multi_label", "raw"):
+            if name in options:
+                raise ValueError(
+                    f"{name}= is not a Labeler option: the Labeler improves a zero-shot "
+                    "classifier by calibration learned from your answers")
+        self.data, self.column = data, column
+        self.labels = check_labels(labels)
+        self.batch, self.strategy, self.random_state = batch, strategy, random_state
+        self.options = dict(progress=False) | options
+        texts = data[column].tolist()
+        self._has_text = np.array([not _missing(t) for t in texts])
+        self.n_missing = int((~self._has_text).sum())
+        if not self._has_text.any():
+            raise ValueError(f"column {column!r} has no texts (all {len(texts)} are missing)")
+        if self.n_missing:
+            warn(f"{self.n_missing} row(s) of column {column!r} have no text; they are "
+                 "skipped (never queued, NaN predictions)")
+        self._texts = [str(t) if ok else None for t, ok in zip(texts, self._has_text)]
+        self.path = Path(path) if path is not None else answers_path(
+            self._texts, self.labels, self.options.get("cache_dir"))
+        self._answers = {}  # position -> label
+        self._skipped = set()
+        self._logprobs = None
+        self.rounds = []
+        self.estimator_ = api.build_estimator(self.labels, calibration="content_free",
+                                              **self.options)
+        self._start = self.estimator_
+        self._load_answers()
+
+    # ------------------------------------------------------------ input checks
+    @staticmethod
+    def _check_data(data, column):
+        if not hasattr(data, "columns"):
+            raise TypeError(f"data must be a pandas DataFrame; got {type(data).__name__}")
+        if len(data) == 0:
+            raise ValueError("the DataFrame has no rows")
+        if column not in data.columns:
+            raise KeyError(f"column {column!r} not found; columns are "
+                           f"{', '.join(map(str, data.columns))}")
+        if not data.index.is_unique:
+            raise ValueError("the DataFrame's index has repeated values; answers are "
+                             "kept by index: use df.reset_index(drop=True)")
+
+    def _position(self, idx):
+        try:
+            found = self.data.index.get_loc(idx)
+        except (KeyError, TypeError):
+            raise ValueError(f"{idx!r} is not in the DataFrame's index") from None
+        if not isinstance(found, (int, np.integer)):
+            raise ValueError(f"{idx!r} is not in the DataFrame's index")
+        return int(found)
+
+    # ------------------------------------------------------------ answers on disk
+    def _load_answers(self):
+        if not self.path.is_file():
+            return
+        try:
+            saved = json.loads(self.path.read_text(encoding="utf-8"))
+            entries, skipped = saved["answers"], saved.get("skipped", [])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(
+                f"the answers file {str(self.path)!r} cannot be read ({exc}); move it "
+                "away to start afresh, or pass path= another file") from None
+        lost = 0
+        for entry in entries:
+            pos = entry.get("position")
+            if (isinstance(pos, int) and 0 <= pos < len(self._texts)
+                    and self._texts[pos] == entry.get("text")
+                    and entry.get("label") in self.labels):
+                self._answers[pos] = entry["label"]
+            else:
+                lost += 1
+        self._skipped = {p for p in skipped if isinstance(p, int)
+                         and 0 <= p < len(self._texts)}
+        if lost:
+            warn(f"{lost} saved answer(s) in {str(self.path)!r} no longer match a row "
+                 "(the text at their position changed); they are ignored")
+
+    def _save(self):
+        """Write every answer now (atomically: a crash leaves the old file or the new)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "version": FILE_VERSION, "column": str(self.column), "labels": self.labels,
+            "answers": [{"position": pos, "index": str(self.data.index[pos]),
+                         "text": self._texts[pos], "label": label}
+                        for pos, label in sorted(self._answers.items())],
+            "skipped": sorted(self._skipped),
+        }
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(payload, f, ensure_ascii=False)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    # ------------------------------------------------------------ scoring
+    def _scored(self, on_rows=None, stop=None):
+        """Label log-probabilities of every row with a text (NaN for the others)."""
+        if self._logprobs is None:
+            rows = np.flatnonzero(self._has_text)
+            out = np.full((len(self._texts), len(self.estimator_.classes_)), np.nan)
+
+            def keep(done, values):
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt("stopped")
+                out[rows[done]] = values
+                if on_rows is not None:
+                    on_rows(done, values)
+
+            self.estimator_.label_logprobs([self._texts[i] for i in rows], keep)
+            self._logprobs = out
+        return self._logprobs
+
+    def _probas(self, estimator=None):
+        estimator = estimator or self.estimator_
+        logprobs = self._scored()
+        out = np.full(logprobs.shape, np.nan)
+        out[self._has_text] = estimator.probas_from_logprobs(logprobs[self._has_text])
+        return out
+
+    # ------------------------------------------------------------ public API
+    def queue(self, n=None):
+        """The next rows to label, least sure first.
+
+        Parameters
+        ----------
+        n : int, optional
+            How many (default: ``batch``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            On the data's index: ``text``, ``label`` (the current guess) and
+            ``proba_<label>`` per label.
+        """
+        n = self.batch if n is None else n
+        probas = self._probas()
+        open_rows = [i for i in np.flatnonzero(self._has_text)
+                     if i not in self._answers and i not in self._skipped]
+        if self.strategy == "random":
+            rng = np.random.default_rng(self.random_state + len(self._answers))
+            order = list(rng.permutation(open_rows))
+        else:
+            unsure = uncertainty(probas[open_rows], self.strategy)
+            order = [open_rows[j] for j in np.argsort(-unsure, kind="stable")]
+        return self._frame(order[:n], probas)
+
+    def answer(self, idx, label):
+        """Record the user's label for row ``idx`` (a second answer replaces the
+        first); written to the answers file at once.
+
+        Raises
+        ------
+        ValueError
+            If ``idx`` is not in the data's index, its text is missing, or
+            ``label`` is not one of the labels.
+        """
+        pos = self._position(idx)
+        if label not in self.labels:
+            raise ValueError(f"label must be one of {', '.join(map(repr, self.labels))}; "
+                             f"got {label!r}")
+        if not self._has_text[pos]:
+            raise ValueError(f"row {idx!r} has no text to label")
+        self._answers[pos] = label
+        self._skipped.discard(pos)
+        self._save()
+
+    def skip(self, idx):
+        """Leave row ``idx`` out of the queue (kept in the answers file too)."""
+        pos = self._position(idx)
+        self._skipped.add(pos)
+        self._save()
+
+    def improve(self, on_rows=None, stop=None):
+        """Refit from all answers so far and return the new predictions.
+
+        Scoring runs once per column (later rounds read the result cache);
+        a Stop (``stop`` event) or an error in the middle loses no answer,
+        since answers are saved when given.
+
+        Raises
+        ------
+        ValueError
+            Before any answer.
+        """
+        if not self._answers:
+            raise ValueError("no answers yet: answer some rows of queue() first")
+        self._scored(on_rows, stop)
+        positions = sorted(self._answers)
+        fitted = api.build_estimator(self.labels, **self.options)
+        fitted.set_params(calibration="fit").fit(
+            [self._texts[p] for p in positions], [self._answers[p] for p in positions],
+            classes=self.labels)
+        self.estimator_ = fitted
+        self.rounds.append({"answers": len(positions),
+                            "estimated_accuracy": self._estimate(fitted)[0]})
+        return self.predictions
+
+    def _estimate(self, fitted):
+        """Expected accuracy of the fitted and of the start predictions on the rows
+        not answered, by the fitted (calibrated) probabilities."""
+        rest = [i for i in np.flatnonzero(self._has_text) if i not in self._answers]
+        if not rest:
+            return None, None
+        probas = self._probas(fitted)[rest]
+        start = self._probas(self._start)[rest].argmax(axis=1)
+        return (float(probas.max(axis=1).mean()),
+                float(probas[np.arange(len(rest)), start].mean()))
+
+    def _answered_accuracy(self):
+        """Leave-one-out accuracy on the answered rows (refit without each)."""
+        from ..estimators.calibration import calibrate, fit_scale_and_bias
+
+        positions = sorted(self._answers)
+        if len(positions) < 2 or self.estimator_.calibration != "fit":
+            return None
+        classes = [str(c) for c in self.estimator_.classes_]
+        logprobs = self._scored()[positions]
+        y = np.array([classes.index(self._answers[p]) for p in positions])
+        start = -self._start.calibration_reference_
+        hits = 0
+        for j in range(len(positions)):
+            others = np.arange(len(positions)) != j
+            fitted = fit_scale_and_bias(logprobs[others], y[others], start=start)
+            hits += int(calibrate(logprobs[j:j + 1], "fit", fitted)[0].argmax() == y[j])
+        return hits / len(positions)
+
+    def report(self):
+        """A :class:`LabelerReport`: estimated accuracy, label counts, answers."""
+        improved = self.estimator_ is not self._start
+        now, start = self._estimate(self.estimator_) if improved else (None, None)
+        predicted = self.predictions["label"].dropna()
+        return LabelerReport(
+            answered=len(self._answers), total=int(self._has_text.sum()),
+            estimated_accuracy=now, start_estimated_accuracy=start,
+            answered_accuracy=self._answered_accuracy(),
+            label_counts={str(k): int(v) for k, v in predicted.value_counts().items()},
+            rounds=list(self.rounds),
+        )
+
+    @property
+    def predictions(self):
+        """DataFrame on the data's index: ``label`` and ``proba_<label>`` per label."""
+        return self._frame(range(len(self._texts)), self._probas()).drop(columns="text")
+
+    @property
+    def answers(self):
+        """DataFrame of the answered rows (data's index): ``text``, ``label``."""
+        import pandas as pd
+
+        positions = sorted(self._answers)
+        return pd.DataFrame(
+            {"text": [self._texts[p] for p in positions],
+             "label": [self._answers[p] for p in positions]},
+            index=self.data.index[positions])
+
+    def _frame(self, positions, probas):
+        import pandas as pd
+
+        positions = list(positions)
+        classes = [str(c) for c in self.estimator_.classes_]
+        chosen = probas[positions]
+        labels = [classes[int(np.argmax(row))] if not np.isnan(row).any() else None
+                  for row in chosen]
+        frame = pd.DataFrame({"text": [self._texts[p] for p in positions],
+                              "label": labels}, index=self.data.index[positions])
+        for j, c in enumerate(classes):
+            frame[f"proba_{c}"] = chosen[:, j] if len(positions) else []
+        return frame
+
+    # ------------------------------------------------------------ notebook
+    @property
+    def widget(self):
+        """The ipywidgets view (made on first use)."""
+        if getattr(self, "_widget", None) is None:
+            from .labeler_widget import LabelerWidget
+
+            self._widget = LabelerWidget(self)
+        return self._widget
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def __repr__(self):
+        return (f"Labeler({len(self._texts)} rows, column={self.column!r}, "
+                f"labels={self.labels!r}, answered={len(self._answers)})")
+

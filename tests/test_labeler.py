@@ -1,0 +1,294 @@
+"""nbllm.Labeler and its widget, headless, on the tiny model.
+
+Every operation of the Python object, the answers file (kept at once, reloaded
+after a "restart", damaged), bad input, and the widget's cards and buttons.
+"""
+
+import json
+import re
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import nbllm
+from nbllm.estimators.calibration import calibrate
+from nbllm.notebook.labeler import Labeler, answers_path, uncertainty
+from nbllm.notebook.labeler_widget import LabelerWidget, accuracy_plot, estimator_code
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
+
+LABELS = ["negative", "positive"]
+TEXTS = ["I love it", "I hate it", "fine I guess", "great stuff", "awful service",
+         "the best day", "never again", "so so", "lovely crew", "lost my bag"]
+TRUTH = ["positive", "negative", "positive", "positive", "negative",
+         "positive", "negative", "negative", "positive", "negative"]
+SCRIPT = "<script>alert(1)</script>"
+
+
+@pytest.fixture
+def df():
+    return pd.DataFrame({"text": TEXTS, "truth": TRUTH},
+                        index=[f"r{i}" for i in range(len(TEXTS))])
+
+
+@pytest.fixture
+def make(tiny_folder, tmp_path):
+    def build(data, **kwargs):
+        kwargs.setdefault("path", tmp_path / "answers.json")
+        return Labeler(data, "text", LABELS, model=tiny_folder, **kwargs)
+    return build
+
+
+def test_queue_is_least_sure_first_and_skips_answered_and_skipped(make, df):
+    lab = make(df, batch=4)
+    queue = lab.queue()
+    assert list(queue.columns) == ["text", "label", "proba_negative", "proba_positive"]
+    assert len(queue) == 4 and set(queue.index) <= set(df.index)
+    all_rows = lab.queue(n=len(df))
+    gaps = (all_rows["proba_negative"] - all_rows["proba_positive"]).abs().to_numpy()
+    assert (np.diff(gaps) >= -1e-12).all()  # smallest gap between the labels first
+    first, second = all_rows.index[:2]
+    lab.answer(first, "positive")
+    lab.skip(second)
+    assert first not in lab.queue(n=len(df)).index
+    assert second not in lab.queue(n=len(df)).index
+    assert len(lab.queue(n=len(df))) == len(df) - 2
+
+
+def test_strategies_order_by_entropy_or_at_random(make, df):
+    probas = np.array([[0.9, 0.1], [0.5, 0.5], [0.7, 0.3]])
+    assert list(np.argsort(-uncertainty(probas, "margin"))) == [1, 2, 0]
+    assert list(np.argsort(-uncertainty(probas, "entropy"))) == [1, 2, 0]
+    one = make(df, strategy="random", random_state=1).queue(n=10).index.tolist()
+    again = make(df, strategy="random", random_state=1, path=None).queue(n=10).index
+    assert sorted(one) == sorted(df.index) and one == again.tolist()
+
+
+def test_answer_replaces_and_is_saved_at_once(make, df, tmp_path):
+    lab = make(df)
+    lab.answer("r0", "negative")
+    lab.answer("r0", "positive")
+    lab.answer("r1", "negative")
+    saved = json.loads((tmp_path / "answers.json").read_text())
+    assert [(a["position"], a["text"], a["label"]) for a in saved["answers"]] == [
+        (0, "I love it", "positive"), (1, "I hate it", "negative")]
+    assert lab.answers.to_dict("index") == {
+        "r0": {"text": "I love it", "label": "positive"},
+        "r1": {"text": "I hate it", "label": "negative"}}
+
+
+@pytest.mark.parametrize("idx, label, message", [
+    ("nope", "positive", "'nope' is not in the DataFrame's index"),
+    ("r0", "neutral", "label must be one of 'negative', 'positive'; got 'neutral'"),
+    (3, "positive", "3 is not in the DataFrame's index"),
+])
+def test_answer_bad_index_or_label(make, df, idx, label, message):
+    lab = make(df)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        lab.answer(idx, label)
+    assert lab.answers.empty
+
+
+def test_answers_come_back_after_a_restart(tiny_folder, df, monkeypatch, tmp_path):
+    monkeypatch.setenv("NBLLM_CACHE_DIR", str(tmp_path / "cache"))
+    lab = Labeler(df, "text", LABELS, model=tiny_folder)
+    assert lab.path == answers_path(df["text"].tolist(), LABELS)
+    assert str(lab.path).startswith(str(tmp_path / "cache" / "labeler"))
+    lab.answer("r2", "positive")
+    lab.skip("r3")
+    again = Labeler(df, "text", LABELS, model=tiny_folder)  # the same texts and labels
+    assert again.answers.to_dict("index") == {"r2": {"text": "fine I guess",
+                                                     "label": "positive"}}
+    assert "r3" not in again.queue(n=10).index
+    other = Labeler(df, "text", ["negative", "positive", "neutral"], model=tiny_folder)
+    assert other.answers.empty  # other labels: another file
+
+
+def test_a_changed_text_drops_its_saved_answer(make, df, tmp_path):
+    make(df).answer("r1", "negative")
+    changed = df.copy()
+    changed.loc["r1", "text"] = "something else now"
+    with pytest.warns(UserWarning, match=re.escape(
+            "1 saved answer(s) in") + ".*no longer match a row"):
+        lab = make(changed)
+    assert lab.answers.empty
+
+
+def test_a_damaged_answers_file_is_a_clear_error(make, df, tmp_path):
+    (tmp_path / "answers.json").write_text("{not json")
+    with pytest.raises(ValueError, match=re.escape(
+            f"the answers file {str(tmp_path / 'answers.json')!r} cannot be read")):
+        make(df)
+
+
+def test_improve_fits_calibration_from_the_answers_without_rescoring(make, df,
+                                                                     spy_score):
+    lab = make(df)
+    with pytest.raises(ValueError, match=r"^no answers yet: answer some rows of "
+                                         r"queue\(\) first$"):
+        lab.improve()
+    lab.queue()
+    scored = len(spy_score)
+    for idx in ["r0", "r1", "r4", "r5"]:
+        lab.answer(idx, df.at[idx, "truth"])
+    predictions = lab.improve()
+    assert len(spy_score) == scored  # the answers' scores come from the result cache
+    clf = lab.estimator_
+    assert clf.calibration == "fit" and list(clf.classes_) == LABELS
+    expected = calibrate(clf.label_logprobs(TEXTS), "fit", clf.calibration_fit_)
+    np.testing.assert_allclose(predictions[["proba_negative", "proba_positive"]]
+                               .to_numpy(), expected, atol=1e-12)
+    np.testing.assert_allclose(clf.predict_proba(["a new text"]).sum(), 1.0)
+    assert predictions.index.tolist() == df.index.tolist()
+    assert predictions["label"].tolist() == [LABELS[i] for i in expected.argmax(1)]
+
+
+def test_report_estimates_from_the_calibrated_probabilities(make, df):
+    lab = make(df)
+    before = lab.report()
+    assert before.answered == 0 and before.total == 10
+    assert before.estimated_accuracy is None and before.answered_accuracy is None
+    for idx in ["r0", "r1", "r4", "r5"]:
+        lab.answer(idx, df.at[idx, "truth"])
+    lab.improve()
+    report = lab.report()
+    rest = [i for i in df.index if i not in {"r0", "r1", "r4", "r5"}]
+    probas = lab.predictions.loc[rest, ["proba_negative", "proba_positive"]].to_numpy()
+    assert report.estimated_accuracy == pytest.approx(probas.max(axis=1).mean())
+    assert 0.0 <= report.start_estimated_accuracy <= 1.0
+    assert report.answered_accuracy in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert sum(report.label_counts.values()) == 10
+    assert report.rounds == [{"answers": 4, "estimated_accuracy":
+                              report.estimated_accuracy}]
+    assert "4 / 10" in report._repr_html_() and "answered=4/10" in repr(report)
+
+
+def test_stop_in_improve_loses_no_answer(make, df, tmp_path):
+    lab = make(df)  # nothing scored yet: improve has to score
+    lab.answer("r0", "positive")
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(KeyboardInterrupt):
+        lab.improve(stop=stop)
+    assert make(df).answers.index.tolist() == ["r0"]
+    lab.improve()
+    assert lab.estimator_.calibration == "fit"
+
+
+def test_missing_texts_are_skipped_and_counted(make, df):
+    with_nan = df.copy()
+    with_nan.loc["r3", "text"] = np.nan
+    with_nan.loc["r5", "text"] = None
+    with pytest.warns(UserWarning, match=re.escape(
+            "2 row(s) of column 'text' have no text; they are skipped")):
+        lab = make(with_nan)
+    assert lab.n_missing == 2
+    assert {"r3", "r5"}.isdisjoint(lab.queue(n=10).index)
+    predictions = lab.predictions
+    assert predictions.loc["r3"].isna().all() and predictions.loc["r5"].isna().all()
+    with pytest.raises(ValueError, match=r"^row 'r3' has no text to label$"):
+        lab.answer("r3", "positive")
+
+
+@pytest.mark.parametrize("build, error, message", [
+    (lambda df: df.iloc[:0], ValueError, "the DataFrame has no rows"),
+    (lambda df: df.assign(text=None), ValueError,
+     "column 'text' has no texts (all 10 are missing)"),
+    (lambda df: df.set_axis(["x"] * 10), ValueError,
+     "the DataFrame's index has repeated values; answers are kept by index: use "
+     "df.reset_index(drop=True)"),
+    (lambda df: df["text"], TypeError, "data must be a pandas DataFrame; got Series"),
+])
+def test_bad_data(make, df, build, error, message):
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        make(build(df))
+
+
+def test_bad_column_labels_and_options(tiny_folder, df, tmp_path):
+    with pytest.raises(KeyError, match=re.escape("column 'body' not found; columns are "
+                                                 "text, truth")):
+        Labeler(df, "body", LABELS, model=tiny_folder)
+    with pytest.raises(ValueError, match=re.escape("labels must be unique; repeated: 'a'")):
+        Labeler(df, "text", ["a", "a"], model=tiny_folder)
+    with pytest.raises(ValueError, match=re.escape(
+            "strategy must be one of margin, entropy, random; got 'least'")):
+        Labeler(df, "text", LABELS, strategy="least")
+    with pytest.raises(ValueError, match=re.escape("batch must be a positive integer; "
+                                                   "got 0")):
+        Labeler(df, "text", LABELS, batch=0)
+    with pytest.raises(ValueError, match=re.escape(
+            "examples= is not a Labeler option: the Labeler improves a zero-shot "
+            "classifier by calibration learned from your answers")):
+        Labeler(df, "text", LABELS, examples=[("a", "b")])
+
+
+def test_accessor_and_session_model(ip, tiny_folder, df, tmp_path):
+    ip.run_line_magic("nbllm", f"model {tiny_folder}")
+    lab = df.llm.labeler("text", labels=LABELS, path=tmp_path / "a.json")
+    assert isinstance(lab, nbllm.Labeler)
+    assert lab.estimator_.model_name == tiny_folder  # the magics' session model
+    with pytest.raises(KeyError, match="column 'nope' not found"):
+        df.llm.labeler("nope", labels=LABELS)
+
+
+# ------------------------------------------------------------------ the widget
+def test_widget_cards_answer_skip_and_improve(make, df):
+    lab = make(df.assign(text=[SCRIPT] + TEXTS[1:]), batch=3)
+    widget = LabelerWidget(lab, threaded=False)
+    assert lab._repr_mimebundle_() is not None
+    cards = widget.cards.children
+    assert len(cards) == 3
+    html = "".join(c.children[0].value for c in widget.cards.children)
+    assert SCRIPT not in html and "tex2jax_ignore" in widget._dom_classes
+    first = cards[0]
+    buttons = first.children[1].children
+    assert [b.description for b in buttons] == ["1. negative", "2. positive", "Skip"]
+    buttons[1].click()
+    assert lab.answers.loc[first.row_index, "label"] == "positive"
+    assert len(widget.cards.children) == 2
+    assert widget.progress_line.value == "<b>1 / 10</b> answered"
+    widget.cards.children[0].children[1].children[-1].click()  # Skip
+    widget.cards.children[0].children[1].children[0].click()   # the last card: refill
+    assert len(widget.cards.children) == 3
+    widget.improve_button.click()
+    assert widget.status.value == "improved from 2 answers"
+    assert "estimated accuracy" in widget.progress_line.value
+    assert widget.progress.layout.display == "none"
+    assert not widget.improve_button.disabled and widget.stop_button.disabled
+    for card in list(widget.cards.children):
+        card.children[1].children[0].click()
+    widget.improve_button.click()
+    assert widget.plot.value.startswith('<svg class="nbllm-plot"')  # two rounds: a line
+
+
+def test_widget_errors_are_one_escaped_line(make, df):
+    lab = make(df)
+    widget = LabelerWidget(lab, threaded=False)
+    widget.improve_button.click()
+    assert "no answers yet" in widget.status.value
+    assert widget.status.value.startswith('<span class="nbllm-error"')
+    assert not widget.improve_button.disabled
+
+
+def test_copy_as_code_rebuilds_the_fitted_classifier(make, df, tiny_folder):
+    lab = make(df)
+    for idx in ["r0", "r1", "r4"]:
+        lab.answer(idx, df.at[idx, "truth"])
+    lab.improve()
+    code = estimator_code(lab)
+    namespace = {}
+    exec(compile(code, "<labeler code>", "exec"), namespace)
+    np.testing.assert_allclose(namespace["clf"].predict_proba(TEXTS),
+                               lab.estimator_.predict_proba(TEXTS), atol=1e-9)
+    widget = LabelerWidget(lab, threaded=False)
+    widget.code_button.click()
+    assert "nbllm-copy" in widget.code.value
+
+
+def test_accuracy_plot_needs_two_rounds():
+    assert accuracy_plot([{"answers": 10, "estimated_accuracy": 0.7}]) == ""
+    svg = accuracy_plot([{"answers": 10, "estimated_accuracy": 0.7},
+                         {"answers": 20, "estimated_accuracy": 0.8}])
+    assert svg.count("<polyline") == 1
