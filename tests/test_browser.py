@@ -67,8 +67,18 @@ def free_port():
         return s.getsockname()[1]
 
 
-def write_notebook(folder):
-    source = (
+LABELER_SOURCE = (
+    "import nbllm\n"
+    "from nbllm.tools.tweets import load_tweets\n"
+    "tweets = load_tweets(60, labels=('negative', 'positive'), split='eval', random_state=5)\n"
+    "lab = nbllm.Labeler(tweets, 'text', labels=['negative', 'positive'], batch=5,\n"
+    "                    path='answers.json')\n"
+    "lab"
+)
+
+
+def write_notebook(folder, name="panel.ipynb", source=None):
+    source = source or (
         "import nbllm\n"
         "panel = nbllm.Panel()\n"
         f"panel.texts.value = {chr(10).join(TEXTS)!r}\n"
@@ -81,7 +91,7 @@ def write_notebook(folder):
                                     "language": "python"}},
         "nbformat": 4, "nbformat_minor": 5,
     }
-    (folder / "panel.ipynb").write_text(json.dumps(notebook))
+    (folder / name).write_text(json.dumps(notebook))
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +104,7 @@ def jupyter_lab(real_model, tmp_path_factory):
             "JupyterLab is not installed; pip install -e '.[test]'")
     root = tmp_path_factory.mktemp("lab")
     write_notebook(root)
+    write_notebook(root, "labeler.ipynb", LABELER_SOURCE)
     # No "get notified about Jupyter news?" toast over the screenshots.
     settings = root / "lab-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
@@ -159,12 +170,13 @@ def test_panel_classifies_in_the_browser(jupyter_lab):
     print(f"panel Classify of {len(TEXTS)} texts: {timings}")
 
 
-def drive_panel(sync_api, page, url, token, timings):
-    """Open the notebook, show the panel, add labels, Classify twice."""
-    page.goto(f"{url}/lab/tree/panel.ipynb?token={token}")
-    cell = page.locator(".jp-Notebook .jp-Cell").first
+def open_and_run(sync_api, page, url, token, name, selector):
+    """Open a notebook, run its first cell, return the locator of its widget."""
+    # ?reset: a fresh workspace, not the tabs an earlier test left open.
+    page.goto(f"{url}/lab/tree/{name}?reset&token={token}")
+    cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").first
     cell.wait_for(timeout=90_000)
-    panel = page.locator(".nbllm-panel")
+    panel = page.locator(selector)
     # Wait until the kernel is connected and idle: a cell run before that
     # makes JupyterLab ask which kernel to start.
     page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first \
@@ -180,8 +192,14 @@ def drive_panel(sync_api, page, url, token, timings):
             panel.wait_for(timeout=30_000)
             break
         except sync_api.TimeoutError:
-            page.screenshot(path=str(ARTIFACTS / f"panel-wait-{attempt}.png"))
+            page.screenshot(path=str(ARTIFACTS / f"{name}-wait-{attempt}.png"))
     panel.wait_for(timeout=30_000)
+    return panel
+
+
+def drive_panel(sync_api, page, url, token, timings):
+    """Open the notebook, show the panel, add labels, Classify twice."""
+    panel = open_and_run(sync_api, page, url, token, "panel.ipynb", ".nbllm-panel")
 
     tags = panel.locator(".jupyter-widget-tagsinput")
 
@@ -231,6 +249,43 @@ def drive_panel(sync_api, page, url, token, timings):
 
     check_low_rows(page, panel)
     check_dark_theme(page, panel)
+
+
+def test_labeler_cards_and_improve_in_the_browser(jupyter_lab):
+    """Answer the five cards by clicking, then Improve: the progress line and the
+    estimate follow; the cards refill with the next least-sure rows."""
+    from playwright import sync_api
+
+    url, token = jupyter_lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        try:
+            labeler = open_and_run(sync_api, page, url, token, "labeler.ipynb",
+                                   ".nbllm-labeler")
+            cards = labeler.locator(".nbllm-card")
+            cards.first.wait_for(timeout=180_000)
+            assert cards.count() == 5
+            page.screenshot(path=str(ARTIFACTS / "labeler.png"), full_page=True)
+            first_text = cards.first.locator(".nbllm-card-text").inner_text()
+            for answered in range(1, 6):
+                cards.first.locator("button", has_text="2. positive").click()
+                labeler.get_by_text(f"{answered} / 60 answered").wait_for(timeout=30_000)
+            cards.first.wait_for(timeout=30_000)  # refilled with the next five
+            assert cards.count() == 5
+            assert first_text not in labeler.locator(".nbllm-card-text").all_inner_texts()
+            labeler.locator("button", has_text="Improve").click()
+            labeler.get_by_text("improved from 5 answers").wait_for(timeout=120_000)
+            assert "estimated accuracy" in labeler.inner_text()
+            assert labeler.locator("mjx-container, .MathJax").count() == 0
+            page.screenshot(path=str(ARTIFACTS / "labeler-improved.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "labeler-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
 
 
 def box(locator):

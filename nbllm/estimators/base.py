@@ -30,6 +30,7 @@ from ..engine.result_cache import disk_cache, result_cache
 from ..engine.text_scorer import TextScorer
 from ..exceptions import LowProbabilityError
 from .predictions import single_label_predictions
+from . import persistence
 from .calibration import (
     CONTENT_FREE_TEXTS,
     calibrate,
@@ -175,6 +176,8 @@ class _LLMBase(BaseEstimator):
         self.n_cache_misses_ = 0
         # Set once: a first call with y's labels alone could warn of a lone label.
         self._set_classes(y if classes is None else classes)
+        # What save() writes, so that load() can refit to the same state.
+        self._fit_inputs = (None, list(y), None if classes is None else list(classes))
         return y
 
     def _set_classes(self, labels):
@@ -329,6 +332,46 @@ class _LLMBase(BaseEstimator):
         result_cache.clear()
         if getattr(self, "disk_cache_", None) is not None:
             self.disk_cache_.clear()
+
+    # ------------------------------------------------------ saving
+    def __getstate__(self):
+        # Light: a model from a spec is not pickled; it comes back through the
+        # registry on first use (see estimators/persistence.py).
+        return persistence.light_state(self, super().__getstate__())
+
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails: the model of an unpickled
+        # estimator loads on first use.
+        if name in persistence.RUNTIME_ATTRIBUTES and persistence.needs_restore(self):
+            persistence.restore_model(self)
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def save(self, path):
+        """Write this fitted classifier to ``path`` as JSON (parameters and
+        fitted state; no pickle, no weights).  Reload it with :meth:`load`.
+
+        Raises
+        ------
+        ValueError
+            If the model was passed as an object, or a parameter is not JSON.
+        """
+        persistence.save(self, path)
+
+    @classmethod
+    def load(cls, path, trust_remote_code=False):
+        """A classifier saved by :meth:`save`, refitted from the file's values.
+
+        No code from the file runs; ``trust_remote_code`` stays off unless
+        passed here.
+
+        Raises
+        ------
+        ValueError
+            If the file is damaged, not an nbllm classifier file, or of
+            another class.
+        """
+        return persistence.load(cls, path, trust_remote_code=trust_remote_code)
 
     # ------------------------------------------------------ sklearn glue
     def __sklearn_clone__(self):

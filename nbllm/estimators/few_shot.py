@@ -130,6 +130,7 @@ class FewShotClassifier(_SingleLabelBase):
                 "use calibration='content_free' here"
             )
         y = self._fit_common(y, classes)
+        self._fit_inputs = (list(texts),) + self._fit_inputs[1:]
         if self.example_placement == "turns" and not self.use_chat_template_:
             raise ValueError(
                 "example_placement='turns' writes the examples as chat turns and "

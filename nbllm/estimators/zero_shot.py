@@ -99,4 +99,5 @@ class ZeroShotClassifier(_SingleLabelBase):
         self._fit_common(y, classes)
         if self.calibration == "fit":
             self._fit_calibration(X, y)
+            self._fit_inputs = (list(X),) + self._fit_inputs[1:]
         return self

@@ -20,8 +20,6 @@ from ..options import check_labels
 from . import classify as api
 from .session import settings
 
-# Options that name things on the client that workers cannot share.
-_NOT_SHIPPABLE = ("estimator",)
 # Session settings (``%nbllm model|cache_dir ...``) that workers do not see;
 # they are filled in on the client when the call leaves them out.  The device
 # is not: each worker picks its own (e.g. one GPU per worker).
@@ -119,13 +117,13 @@ class DaskLLMAccessor:
             Lazy; the same columns as the pandas accessor, on the same index
             and partitions.  Call ``.compute()`` or ``.persist()``.
         """
-        for name in _NOT_SHIPPABLE:
-            if options.get(name) is not None:
-                raise ValueError(
-                    f"ddf.llm.classify does not take {name}=: a fitted estimator holds "
-                    "its model and would be copied to every worker; pass the options "
-                    "(labels, model, prompt, examples, ...) instead"
-                )
+        estimator = options.get("estimator")
+        if estimator is not None and getattr(estimator, "model", None) is not None:
+            raise ValueError(
+                "ddf.llm.classify does not take an estimator built on a model object: "
+                "the model would be copied to every worker; give the estimator the "
+                "model by name (a spec or a folder every worker sees)"
+            )
         if column not in self._obj.columns:
             raise KeyError(
                 f"column {column!r} not found; columns are "
@@ -134,10 +132,19 @@ class DaskLLMAccessor:
         for name in _SESSION_OPTIONS:
             if options.get(name) is None and settings[name] is not None:
                 options[name] = settings[name]
-        multi_label = options.get("multi_label", False)
-        classes = output_classes(labels, options.get("examples"),
-                                 options.get("text_col", "text"),
-                                 options.get("label_col", "label"), multi_label)
+        if estimator is not None:
+            # A fitted estimator travels as a light pickle (no weights); each
+            # worker loads its model once, through the worker's registry.
+            from ..estimators import MultiLabelZeroShotClassifier
+
+            multi_label = isinstance(estimator, MultiLabelZeroShotClassifier)
+            classes = [str(c) for c in estimator.classes_]
+            raw = not getattr(estimator, "probas_sum_to_1", True)
+        else:
+            multi_label = options.get("multi_label", False)
+            classes = output_classes(labels, options.get("examples"),
+                                     options.get("text_col", "text"),
+                                     options.get("label_col", "label"), multi_label)
         meta = output_meta(classes, proba, raw, multi_label, self._obj._meta.index)
         shipped = dict(options, proba=proba, raw=raw, progress=progress, _meta=meta)
         return self._obj.map_partitions(
