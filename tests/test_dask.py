@@ -214,15 +214,41 @@ def test_session_model_and_cache_dir_are_shipped_with_the_graph(frame, tiny, tmp
 
 
 # ---------------------------------------------------------------------- errors
-def test_an_estimator_is_rejected(frame):
+def test_an_estimator_on_a_model_object_is_rejected(frame):
+    from nbllm import ZeroShotClassifier
+    from tiny import get_tiny_model, get_tiny_tokenizer
+
+    clf = ZeroShotClassifier(model=get_tiny_model(), tokenizer=get_tiny_tokenizer(),
+                             progress=False).fit(None, LABELS)
     ddf = dd.from_pandas(frame, npartitions=2)
     message = (
-        "ddf.llm.classify does not take estimator=: a fitted estimator holds its "
-        "model and would be copied to every worker; pass the options (labels, "
-        "model, prompt, examples, ...) instead"
+        "ddf.llm.classify does not take an estimator built on a model object: the "
+        "model would be copied to every worker; give the estimator the model by name "
+        "(a spec or a folder every worker sees)"
     )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
-        ddf.llm.classify("text", LABELS, estimator=object())
+        ddf.llm.classify("text", estimator=clf)
+
+
+@pytest.mark.parametrize("kind", ["few-shot", "zero-shot raw", "multi-label"])
+def test_a_fitted_estimator_gives_the_pandas_results(frame, tiny, kind):
+    """The estimator travels pickled (light) with the graph, as to real workers."""
+    from nbllm import FewShotClassifier, MultiLabelZeroShotClassifier, ZeroShotClassifier
+
+    if kind == "few-shot":
+        clf = FewShotClassifier(tiny, max_samples=2, random_state=0, progress=False).fit(
+            ["great", "awful", "fine"], ["positive", "negative", "positive"])
+    elif kind == "zero-shot raw":
+        clf = ZeroShotClassifier(tiny, probas_sum_to_1=False, progress=False).fit(
+            None, LABELS)
+    else:
+        clf = MultiLabelZeroShotClassifier(tiny, progress=False).fit(None, [["a"], ["b"]])
+    lazy = dd.from_pandas(frame, npartitions=3).llm.classify("text", estimator=clf)
+    result_cache.clear()
+    computed = lazy.compute(scheduler="processes", num_workers=2)
+    reference = frame.llm.classify("text", estimator=clf).sort_index()
+    pdt.assert_series_equal(computed.dtypes, lazy.dtypes)
+    assert_same_rows(computed, reference)
 
 
 def test_unknown_column_is_a_key_error(frame):
@@ -413,6 +439,21 @@ def test_cluster_results_equal_pandas_and_each_worker_loads_once(
     counts = cold_client.run(worker_load_counts)
     assert len(counts) == 2
     assert counts == {addr: {models.DEFAULT_MODEL: 1} for addr in counts}
+
+
+@pytest.mark.slow
+def test_a_fitted_few_shot_estimator_on_the_cluster_equals_pandas(cold_client, tiny):
+    from nbllm import FewShotClassifier
+
+    clf = FewShotClassifier(tiny, max_samples=3, random_state=0, progress=False).fit(
+        ["great flight", "awful delay", "lovely crew", "lost my bag"],
+        ["positive", "negative", "positive", "negative"])
+    frame = pd.DataFrame({"text": TEXTS}, index=[f"t{i}" for i in range(len(TEXTS))])
+    lazy = dd.from_pandas(frame, npartitions=4).llm.classify("text", estimator=clf)
+    computed = cold_client.compute(lazy).result(timeout=300)
+    assert_same_rows(computed, frame.llm.classify("text", estimator=clf).sort_index())
+    counts = cold_client.run(worker_load_counts)
+    assert all(c.get(tiny, 0) <= 1 for c in counts.values())  # once per worker at most
 
 
 @pytest.mark.slow

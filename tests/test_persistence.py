@@ -202,3 +202,32 @@ def test_the_embedded_model_classifier_pickles_small(real_model, tmp_path, monke
     assert path.stat().st_size < 1_000_000
     out = in_fresh_process({"clf": str(path)}, "joblib.load", "import joblib\n")
     np.testing.assert_allclose(out["clf"], probas(clf), atol=1e-6)
+
+
+# ------------------------------------------------------------------ notebook buttons
+def test_the_panel_and_the_labeler_save_their_classifier(tiny_folder, tmp_path):
+    import pandas as pd
+
+    from nbllm.notebook.labeler import Labeler
+    from nbllm.notebook.labeler_widget import LabelerWidget
+    from nbllm.notebook.panel import Panel
+
+    panel = Panel(threaded=False)
+    panel.model.value = tiny_folder
+    panel.labels.value = ["negative", "positive"]
+    panel.save_path.value = str(tmp_path / "panel.json")
+    panel.save_button.click()
+    assert panel.status.value.startswith("saved to ")
+    saved = ZeroShotClassifier.load(tmp_path / "panel.json")
+    np.testing.assert_allclose(probas(saved), probas(panel._estimator()), atol=1e-9)
+
+    frame = pd.DataFrame({"text": X})
+    lab = Labeler(frame, "text", LABELS, model=tiny_folder, path=tmp_path / "a.json")
+    lab.answer(0, "positive")
+    lab.answer(1, "negative")
+    lab.improve()
+    widget = LabelerWidget(lab, threaded=False)
+    assert widget.save_path.value == str(tmp_path / "a.classifier.json")
+    widget.save_button.click()
+    again = ZeroShotClassifier.load(tmp_path / "a.classifier.json")
+    np.testing.assert_allclose(probas(again), probas(lab.estimator_), atol=1e-9)

@@ -51,6 +51,10 @@ class LabelerWidget(widgets.VBox):
                                              button_style="primary")
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
         self.code_button = widgets.Button(description="Copy as code", icon="code")
+        self.save_path = widgets.Text(value=str(labeler.path.with_suffix(".classifier.json")),
+                                      description="save as",
+                                      layout=widgets.Layout(width="420px"))
+        self.save_button = widgets.Button(description="Save classifier", icon="save")
         self.progress = widgets.IntProgress(min=0, max=1,
                                             layout=widgets.Layout(display="none"))
         self.status = widgets.HTML()
@@ -60,6 +64,7 @@ class LabelerWidget(widgets.VBox):
             self.progress_line, self.cards,
             widgets.HBox([self.improve_button, self.stop_button, self.code_button,
                           self.progress, self.status]),
+            widgets.HBox([self.save_path, self.save_button]),
             self.plot, self.code,
         ]
         for name in ("nbllm-labeler", *NO_MATH.split()):
@@ -67,6 +72,7 @@ class LabelerWidget(widgets.VBox):
         self.improve_button.on_click(lambda _: self._start_improve())
         self.stop_button.on_click(lambda _: self._stop.set())
         self.code_button.on_click(lambda _: self._safely(self._show_code))
+        self.save_button.on_click(lambda _: self._safely(self._save))
         self._safely(self.refresh)
 
     # ------------------------------------------------------------ views
@@ -165,6 +171,14 @@ class LabelerWidget(widgets.VBox):
         finally:
             self.progress.layout.display = "none"
             self.improve_button.disabled, self.stop_button.disabled = False, True
+
+    def _save(self):
+        path = self.save_path.value.strip()
+        if not path:
+            raise ValueError("save as: name a file, e.g. classifier.json")
+        self.labeler.estimator_.save(path)
+        self.status.value = (f"saved to {esc(path)}; load it with "
+                             f"ZeroShotClassifier.load({esc(repr(path))})")
 
     def _show_code(self):
         self.code.value = code_box("The fitted classifier, in Python", estimator_code(

@@ -107,7 +107,7 @@ class Panel(widgets.VBox):
         for name in NO_MATH.split():  # prices in texts are not maths
             self.add_class(name)
         self._buttons = [self.classify_button, self.preview_button, self.code_button,
-                         self.reset_prompt]
+                         self.reset_prompt, self.save_button]
         self.prompt.observe(lambda _: self._validate(), "value")
         self.mode.observe(self._mode_changed, "value")
         for widget in self._inputs:  # the code shown no longer says what would run
@@ -116,6 +116,7 @@ class Panel(widgets.VBox):
         self.classify_button.on_click(lambda _: self._start(self._classify))
         self.preview_button.on_click(lambda _: self._start(self._preview))
         self.code_button.on_click(lambda _: self._safely(self._show_code, clear="error"))
+        self.save_button.on_click(lambda _: self._safely(self._save, clear="error"))
         self.stop_button.on_click(lambda _: self._stop.set())
         self.traceback_button.on_click(lambda _: self._show_traceback())
         self._mode_changed()
@@ -190,6 +191,9 @@ class Panel(widgets.VBox):
             layout=widgets.Layout(width="130px"),
         )
         self.code_button = widgets.Button(description="Copy as code", icon="code")
+        self.save_path = widgets.Text(value="classifier.json", description="save as",
+                                      layout=widgets.Layout(width="260px"))
+        self.save_button = widgets.Button(description="Save classifier", icon="save")
         hidden = dict(display="none")
         self.progress = widgets.IntProgress(value=0, min=0, max=1,
                                             layout=widgets.Layout(width="200px", **hidden))
@@ -225,6 +229,7 @@ class Panel(widgets.VBox):
             widgets.HBox([self.raw, self.threshold, self.policy]),
             widgets.HBox([self.classify_button, self.stop_button, self.preview_button,
                           self.preview_index, self.code_button]),
+            widgets.HBox([self.save_path, self.save_button]),
             widgets.HBox([self.progress, self.progress_count, self.status,
                           self.traceback_button]),
             self.warning_line, self.code_area, self.output,
@@ -420,6 +425,18 @@ class Panel(widgets.VBox):
             raise ValueError(f"text # must be below {len(texts)}; got {i}")
         self._show(api.preview(clf, texts[i]))
         self.status.value = f"preview of text #{i}"
+
+    def _save(self):
+        """Save the classifier the panel would run (JSON, see ``save()``)."""
+        path = self.save_path.value.strip()
+        if not path:
+            raise ValueError("save as: name a file, e.g. classifier.json")
+        self._estimator().save(path)
+        self.status.value = f"saved to {esc(path)}; load it with {esc(self._class_name())}" \
+                            f".load({esc(repr(path))})"
+
+    def _class_name(self):
+        return "FewShotClassifier" if self.mode.value == FEW else "ZeroShotClassifier"
 
     def _show_traceback(self):
         self.output.outputs = ()
