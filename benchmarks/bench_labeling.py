@@ -23,17 +23,15 @@ import numpy as np
 CHECKPOINTS = (0, 10, 20, 40)
 
 
-def tfidf_accuracy(train_texts, train_labels, test_texts, test_labels):
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
+def tfidf_accuracy(answers, test, classes):
+    """Accuracy of TF-IDF + logistic regression trained on the answers (None
+    while they hold one label only)."""
+    from eval_quality import tfidf_baseline  # the same baseline as the quality table
 
-    if len(set(train_labels)) < 2:
+    if answers["label"].nunique() < 2:
         return None
-    pipe = make_pipeline(TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2)),
-                         LogisticRegression(max_iter=1000))
-    pipe.fit(train_texts, train_labels)
-    return float((pipe.predict(test_texts) == np.asarray(test_labels)).mean())
+    predicted = np.asarray(classes)[tfidf_baseline(answers, test, classes).argmax(axis=1)]
+    return float((predicted == test["label"].to_numpy()).mean())
 
 
 def simulate(df, strategy, folder, seed):
@@ -53,8 +51,7 @@ def simulate(df, strategy, folder, seed):
         predicted = lab.predictions.loc[rest, "label"]
         accuracy = float((predicted == df.loc[rest, "label"]).mean())
         report = lab.report()
-        baseline = (tfidf_accuracy(lab.answers["text"], lab.answers["label"],
-                                   df.loc[rest, "text"], df.loc[rest, "label"])
+        baseline = (tfidf_accuracy(lab.answers, df.loc[rest], ["negative", "positive"])
                     if target else None)
         rows.append({"answers": target, "accuracy": accuracy,
                      "estimate": report.estimated_accuracy, "tfidf": baseline,
