@@ -438,7 +438,9 @@ def test_cluster_results_equal_pandas_and_each_worker_loads_once(
     assert_matches_reference(computed, reference)
     counts = cold_client.run(worker_load_counts)
     assert len(counts) == 2
-    assert counts == {addr: {models.DEFAULT_MODEL: 1} for addr in counts}
+    # (Other tests may have loaded the tiny model there too; count the embedded one.)
+    assert {addr: c.get(models.DEFAULT_MODEL) for addr, c in counts.items()} == \
+        {addr: 1 for addr in counts}
 
 
 @pytest.mark.slow
@@ -479,4 +481,4 @@ def test_killing_a_worker_mid_run_still_finishes_with_the_same_results(
     cold_client.wait_for_workers(2, timeout=120)
     assert pid not in cold_client.run(os.getpid).values()
     counts = cold_client.run(worker_load_counts).values()
-    assert all(c in ({}, {models.DEFAULT_MODEL: 1}) for c in counts)
+    assert all(c.get(models.DEFAULT_MODEL, 0) <= 1 for c in counts)

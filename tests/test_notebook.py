@@ -36,6 +36,8 @@ def test_quickstart_runs_and_shows_tables(real_model, tmp_path, monkeypatch):
     assert "300 tweets in" in printed and "few-shot accuracy" in printed
     assert re.search(r"after \d+ answers: accuracy 0\.\d\d on the other tweets", printed)
     assert any('class="nbllm-report' in h for h in html)  # lab.report()
+    compared = [h for h in html if "nbllm-compare" in h]  # compare_prompts' table
+    assert len(compared) == 1 and compared[0].count("<tr>") == 4  # header + 3 prompts
 
 
 EVALUATION = NOTEBOOK.with_name("evaluation.ipynb")

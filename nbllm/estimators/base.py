@@ -242,6 +242,26 @@ class _LLMBase(BaseEstimator):
             return has_template and not trailing_space(self.prompt_)
         return self.use_chat_template
 
+    def prompt_mode(self):
+        """How the prompt goes to the model, and why, in a few words.
+
+        Returns
+        -------
+        (str, str)
+            ``'raw'`` or ``'chat'``, and e.g. ``"sent raw: the prompt ends
+            with a space"``.
+        """
+        check_is_fitted(self, "use_chat_template_")
+        mode = "chat" if self.use_chat_template_ else "raw"
+        sent = "sent as chat" if self.use_chat_template_ else "sent raw"
+        if self.use_chat_template != "auto":
+            return mode, f"{sent} (use_chat_template={self.use_chat_template!r})"
+        if not getattr(self.tokenizer_, "chat_template", None):
+            return mode, f"{sent}: the model has no chat template"
+        if trailing_space(self.prompt_):
+            return mode, f"{sent}: the prompt ends with a space (a completion)"
+        return mode, f"{sent}: the prompt does not end with a space"
+
     def _prompt_fields(self):
         return {"labels": [self._word(c) for c in self.classes_.tolist()]}
 

@@ -1,0 +1,79 @@
+"""nbllm.compare_prompts and the estimators' prompt_mode(), on the tiny model."""
+
+import re
+
+import numpy as np
+import pytest
+
+import nbllm
+from nbllm import ZeroShotClassifier
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
+
+LABELS = ["negative", "positive"]
+TEXTS = ["I love it", "I hate it", "fine", "<b>$5</b> and $6"]
+Y = ["positive", "negative", "positive", "negative"]
+PROMPTS = [None, "Text: {text}\nOptions: {labels}\nAnswer: ",
+           "Is this {labels}? {text}"]
+
+
+def test_one_row_per_prompt_with_the_estimators_numbers(tiny_folder):
+    table = nbllm.compare_prompts(TEXTS, LABELS, PROMPTS, y=Y, model=tiny_folder)
+    assert len(table.rows) == 3
+    for prompt, row, predicted in zip(PROMPTS, table.rows, table.predictions):
+        clf = ZeroShotClassifier(tiny_folder, prompt=prompt, progress=False).fit(
+            None, LABELS)
+        probas = clf.predict_proba(TEXTS)
+        assert row.prompt == clf.prompt_ and row.mode == clf.prompt_mode()[1]
+        assert row.mean_label_mass == pytest.approx(
+            clf.label_mass(clf.label_logprobs(TEXTS)).mean())
+        truth = np.array([LABELS.index(v) for v in Y])
+        assert row.accuracy == pytest.approx((probas.argmax(1) == truth).mean())
+        assert row.log_loss == pytest.approx(-np.log(probas[np.arange(4), truth]).mean())
+        assert list(predicted) == [LABELS[i] for i in probas.argmax(1)]
+        assert sum(row.distribution.values()) == 4
+    assert table.rows[0].agreement is None
+    assert table.rows[1].agreement == pytest.approx(
+        (table.predictions[1] == table.predictions[0]).mean())
+    assert list(table.frame.columns)[:3] == ["prompt", "model", "mode"]
+
+
+def test_the_table_is_escaped_and_kept_from_mathjax(tiny_folder):
+    html = nbllm.compare_prompts(TEXTS, ["<i>", "b&c"], ["{text} {labels} <script>"],
+                                 model=tiny_folder)._repr_html_()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<i>" not in html and "tex2jax_ignore mathjax_ignore" in html
+    assert "accuracy" not in html  # no y: no accuracy column
+
+
+def test_every_prompt_on_every_model(tiny_folder, tmp_path):
+    from tiny import save_tiny
+
+    other = save_tiny(tmp_path / "other")
+    table = nbllm.compare_prompts(TEXTS, LABELS, PROMPTS[:2], models=[tiny_folder, other])
+    assert [r.model for r in table.rows] == [tiny_folder] * 2 + [other] * 2
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(prompts=[]), "prompts must hold at least one prompt; got none"),
+    (dict(prompts=[None], y=["positive"]), "y has 1 labels for 4 texts"),
+    (dict(prompts=[None], y=["good"] * 4), "y holds labels that are not in labels: 'good'"),
+])
+def test_bad_input(tiny_folder, kwargs, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        nbllm.compare_prompts(TEXTS, LABELS, model=tiny_folder, **kwargs)
+
+
+@pytest.mark.parametrize("prompt, setting, expected", [
+    ("Text: {text} ({labels})\nLabel: ", "auto", ("raw", "sent raw: the prompt ends with a space "
+                                              "(a completion)")),
+    ("Text: {text} ({labels})\nLabel:", False, ("raw", "sent raw (use_chat_template=False)")),
+])
+def test_prompt_mode_says_why(tiny_folder, prompt, setting, expected):
+    clf = ZeroShotClassifier(tiny_folder, prompt=prompt, use_chat_template=setting,
+                             progress=False).fit(None, LABELS)
+    mode, reason = clf.prompt_mode()
+    has_template = bool(getattr(clf.tokenizer_, "chat_template", None))
+    if setting == "auto" and not has_template:
+        expected = ("raw", "sent raw: the model has no chat template")
+    assert (mode, reason) == expected
