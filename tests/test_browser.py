@@ -243,8 +243,9 @@ def drive_panel(sync_api, page, url, token, timings):
     panel.locator("button", has_text="Classify").click()
     panel.locator("table.nbllm-table th", has_text="neutral").wait_for(timeout=180_000)
     timings["warm_seconds"] = round(time.perf_counter() - started, 2)
+    # Idle again: the buttons come back and the bar goes (just after the table).
+    panel.locator(".widget-hprogress").first.wait_for(state="hidden", timeout=10_000)
     assert not panel.locator("button", has_text="Classify").is_disabled()
-    assert not panel.locator(".widget-hprogress").first.is_visible()  # idle: no bar
     page.screenshot(path=str(ARTIFACTS / "panel-warm.png"), full_page=True)
 
     check_low_rows(page, panel)

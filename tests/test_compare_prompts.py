@@ -65,15 +65,33 @@ def test_bad_input(tiny_folder, kwargs, message):
 
 
 @pytest.mark.parametrize("prompt, setting, expected", [
-    ("Text: {text} ({labels})\nLabel: ", "auto", ("raw", "sent raw: the prompt ends with a space "
-                                              "(a completion)")),
-    ("Text: {text} ({labels})\nLabel:", False, ("raw", "sent raw (use_chat_template=False)")),
+    ("Text: {text} ({labels})\nLabel: ", "auto",
+     ("raw", "sent raw, the label after a space (use_chat_template='auto')")),
+    ("Text: {text} ({labels})\nLabel:", "auto",
+     ("raw", "sent raw, the label after a space (use_chat_template='auto')")),
+    ("Text: {text} ({labels})\nLabel:", False,
+     ("raw", "sent raw as typed (use_chat_template=False, skorch's scoring)")),
+    ("Text: {text} ({labels})\nLabel:", True,
+     ("chat", "sent as a chat message (use_chat_template=True)")),
 ])
 def test_prompt_mode_says_why(tiny_folder, prompt, setting, expected):
     clf = ZeroShotClassifier(tiny_folder, prompt=prompt, use_chat_template=setting,
                              progress=False).fit(None, LABELS)
-    mode, reason = clf.prompt_mode()
-    has_template = bool(getattr(clf.tokenizer_, "chat_template", None))
-    if setting == "auto" and not has_template:
-        expected = ("raw", "sent raw: the model has no chat template")
-    assert (mode, reason) == expected
+    assert clf.prompt_mode() == expected
+
+
+def test_the_trailing_space_pair_scores_alike(tiny_folder):
+    """'auto' cannot be swung by a space nobody sees."""
+    pair = [ZeroShotClassifier(tiny_folder, prompt=p, progress=False).fit(None, LABELS)
+            for p in ("{labels}? {text}\nSentiment: ", "{labels}? {text}\nSentiment:")]
+    np.testing.assert_allclose(pair[0].predict_proba(TEXTS), pair[1].predict_proba(TEXTS),
+                               atol=1e-9)
+
+
+def test_the_result_table_says_how_the_prompt_was_sent(ip, tiny_folder):
+    res = ip.run_cell(f"%%zeroshot --labels a,b --model {tiny_folder}\nhello")
+    html = res.result._repr_html_()
+    assert res.result.prompt_mode == ("sent raw, the label after a space "
+                                      "(use_chat_template='auto')")
+    assert ('<span class="nbllm-mode"> \u00b7 sent raw, the label after a space '
+            "(use_chat_template=&#x27;auto&#x27;)</span></caption>") in html

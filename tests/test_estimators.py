@@ -43,9 +43,8 @@ TEXTS = [
 ]
 FEW_X = ["good movie", "bad film", "okay show", "great", "awful", "fine"]
 FEW_Y = ["pos", "neg", "neu", "pos", "neg", "neu"]
-# An instruction prompt (the former default): it does not end with a space, so
-# use_chat_template='auto' sends it as a chat message when the tokenizer has a
-# chat template.  The defaults end with "Label: " and are sent raw.
+# An instruction prompt (the former default).  use_chat_template='auto' sends
+# every prompt raw with the label after a space; True sends it as a chat message.
 CHAT_PROMPT = "Text: {text}\nCategories: {labels}\nWhat is the category of the text?"
 
 
@@ -157,8 +156,8 @@ def test_empty_input_gives_empty_output():
     assert clf.predict_proba([]).shape == (0, 3)
 
 
-def test_chat_template_auto_wraps_the_prompt():
-    clf = zero_shot(prompt=CHAT_PROMPT).fit(None, LABELS)
+def test_chat_template_true_wraps_the_prompt():
+    clf = zero_shot(prompt=CHAT_PROMPT, use_chat_template=True).fit(None, LABELS)
     assert clf.use_chat_template_ is True
     message = CHAT_PROMPT.format(labels=LABELS_TEXT, text="hi")
     assert clf.get_prompt("hi") == (
@@ -181,14 +180,21 @@ def test_chat_template_auto_sends_the_default_prompts_raw(tiny_tok):
     assert few.get_prompt("hi") + " " == DEFAULT_PROMPT_FEW_SHOT.format(
         labels="['neg', 'neu', 'pos']", examples=format_examples(few.examples_),
         text="hi")
+    # 'auto' never depends on invisible whitespace: with or without a trailing
+    # space or newline, a prompt is sent raw and the label follows one space.
+    spaced = zero_shot(probas_sum_to_1=False).fit(None, LABELS)
     for prompt in (CHAT_PROMPT, "Labels: {labels}\n\nText: {text}\nLabel:",
                    DEFAULT_PROMPT_ZERO_SHOT + "\n"):
-        clf = zero_shot(prompt=prompt).fit(None, LABELS)
-        assert clf.use_chat_template_ is True, prompt
-        message = prompt.format(labels=LABELS_TEXT, text="hi")
-        assert clf.get_prompt("hi") == (
-            f"<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n"
-        )
+        clf = zero_shot(prompt=prompt, probas_sum_to_1=False).fit(None, LABELS)
+        assert clf.use_chat_template_ is False, prompt
+        assert clf.get_prompt("hi") == prompt.format(labels=LABELS_TEXT, text="hi").rstrip()
+        assert clf.label_ids_ == spaced.label_ids_
+        assert clf.prompt_mode() == (
+            "raw", "sent raw, the label after a space (use_chat_template='auto')")
+    np.testing.assert_allclose(
+        zero_shot(prompt="Labels: {labels}\n\nText: {text}\nLabel:",
+                  probas_sum_to_1=False).fit(None, LABELS).predict_proba(TEXTS),
+        spaced.predict_proba(TEXTS), atol=1e-9)
 
 
 def test_default_prompt_scores_the_labels_with_their_leading_space(tiny_tok):
@@ -238,7 +244,7 @@ def test_raw_prompt_adds_special_tokens_and_chat_prompt_does_not(spy_score):
     tok = get_tiny_tokenizer()
     raw = zero_shot(use_chat_template=False).fit(None, LABELS)
     raw.predict_proba(["hi"])
-    chat = zero_shot(prompt=CHAT_PROMPT).fit(None, LABELS)
+    chat = zero_shot(prompt=CHAT_PROMPT, use_chat_template=True).fit(None, LABELS)
     assert chat.use_chat_template_ is True
     chat.predict_proba(["hi"])
     assert spy_score[0][0][0] == tok.bos_token_id  # added by the tokenizer

@@ -41,8 +41,7 @@ def test_placeholder_warnings_through_the_accessor_magic_and_multi_label(ip, tin
     assert res.success, res.error_in_exec
     assert messages == ["The prompt may not be correct, it expects 2 placeholders: "
                         "'labels', 'text', extra keys: 'foo'"]
-    assert res.result.estimator.get_prompt("x").startswith(
-        "<|im_start|>user\nx ['a', 'b'] {foo}")
+    assert res.result.estimator.get_prompt("x") == "x ['a', 'b'] {foo}"  # kept as is
     _, messages = messages_of(multi(prompt="Question about {text}?").fit, None, ML_Y)
     assert messages == ["The prompt may not be correct, it expects 2 placeholders: "
                         "'label', 'text', missing keys: 'label'"]

@@ -136,9 +136,11 @@ def test_default_prompt_is_sent_raw_with_spaced_labels(real_model):
 
 
 def test_chat_template_wraps_an_instruction_prompt(real_model):
-    clf = ZeroShotClassifier(**REAL, prompt=CHAT_PROMPT).fit(None, ["negative", "positive"])
+    clf = ZeroShotClassifier(**REAL, prompt=CHAT_PROMPT, use_chat_template=True).fit(
+        None, ["negative", "positive"])
     prompt = clf.get_prompt("I love it")
     assert clf.use_chat_template_ is True
+    assert clf.prompt_mode() == ("chat", "sent as a chat message (use_chat_template=True)")
     assert prompt.startswith("<|im_start|>system\n")
     assert prompt.endswith("<|im_start|>assistant\n")
     assert "Text: I love it" in prompt

@@ -266,7 +266,7 @@ def test_zeroshot_threshold_flags_every_row(ip, tiny_folder):
     html = result._repr_html_()
     assert html.count('<tr class="nbllm-low">') == 2
     assert html.count("\u26a0 low</span>") == 2  # one flag per row; the legend says it once more
-    assert "2 under the threshold 1</caption>" in html
+    assert "2 under the threshold 1<span class=\"nbllm-mode\">" in html
     assert repr(result).splitlines()[1].endswith("  LOW")
 
 
@@ -306,7 +306,7 @@ def test_zeroshot_html_escapes_text_label_and_prompt(ip, tiny_folder):
     assert "<script>" not in html
     assert f'<td class="nbllm-text" title="{ESCAPED_SCRIPT} and more">' in html
     assert f"<th>{ESCAPED_SCRIPT}</th>" in html
-    assert f'<pre class="nbllm-pre">&lt;|im_start|&gt;user\n{ESCAPED_SCRIPT} Text: ' in html
+    assert f'<pre class="nbllm-pre">{ESCAPED_SCRIPT} Text: ' in html
 
 
 def test_zeroshot_dollar_and_brace_expansion(ip, tiny_folder):

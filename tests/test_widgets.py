@@ -93,7 +93,7 @@ def test_classify_shows_the_result(panel, tiny_folder):
     out = panel.output.outputs[0]
     assert out["output_type"] == "display_data"
     page = out["data"]["text/html"]
-    assert "<caption>2 text(s), 2 labels</caption>" in page
+    assert "<caption>2 text(s), 2 labels<span class=\"nbllm-mode\">" in page
     assert "stopped early" not in page
     assert "I love it." in page and "<th>negative</th><th>positive</th>" in page
     assert panel.status.value == "2 texts classified"
@@ -141,7 +141,7 @@ def test_threaded_classify(tiny_folder):
     assert panel.last_error is None, panel.last_error
     assert panel.status.value == "2 texts classified"
     assert panel.last_result.texts == TEXTS and not panel.last_result.stopped
-    assert "<caption>2 text(s), 2 labels</caption>" in last_html(panel)
+    assert "<caption>2 text(s), 2 labels<span class=\"nbllm-mode\">" in last_html(panel)
     assert during and all(state == (True, True, False) for state in during), during
     assert_idle(panel)
     np.testing.assert_allclose(
@@ -184,7 +184,7 @@ def test_stop_keeps_partial_results_and_the_cache_finishes_them(panel, batch_siz
     assert np.isnan(result.probas[result.pending]).all()
     assert [label is None for label in result.labels] == result.pending.tolist()
     page = last_html(panel)
-    assert "<caption>stopped early: 12 text(s), 2 labels</caption>" in page
+    assert "<caption>stopped early: 12 text(s), 2 labels<span class=\"nbllm-mode\">" in page
     assert panel.status.value == f"stopped: {done} of 12 texts classified"
     assert panel.progress.value == done
     assert_idle(panel)
@@ -200,7 +200,7 @@ def test_stop_keeps_partial_results_and_the_cache_finishes_them(panel, batch_siz
     np.testing.assert_array_equal(again.probas[~result.pending],
                                   result.probas[~result.pending])
     assert panel.status.value == "12 texts classified"
-    assert "<caption>12 text(s), 2 labels</caption>" in last_html(panel)
+    assert "<caption>12 text(s), 2 labels<span class=\"nbllm-mode\">" in last_html(panel)
     assert panel.progress.value == 12
     assert_idle(panel)
 
@@ -292,7 +292,7 @@ def test_empty_labels_show_one_line_and_a_traceback(panel):
     assert panel.last_error is None
     assert panel.status.value == "2 texts classified"
     assert panel.traceback_button.layout.display == "none"
-    assert "<caption>2 text(s), 2 labels</caption>" in last_html(panel)
+    assert "<caption>2 text(s), 2 labels<span class=\"nbllm-mode\">" in last_html(panel)
     assert_idle(panel)
 
 
@@ -733,7 +733,7 @@ def test_panel_with_data_uses_the_row_range(df, tiny_folder):
     assert result.texts == df["text"].iloc[1:4].tolist()
     assert panel.status.value == "3 texts classified"
     page = last_html(panel)
-    assert "<caption>3 text(s), 2 labels</caption>" in page
+    assert "<caption>3 text(s), 2 labels<span class=\"nbllm-mode\">" in page
     assert ESCAPED_SCRIPT in page and SCRIPT not in page
     np.testing.assert_allclose(
         result.probas, fresh_estimator(tiny_folder).predict_proba(result.texts),

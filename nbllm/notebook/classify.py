@@ -218,6 +218,8 @@ def _classify(texts, labels, estimator, previews, index, skip_missing, on_rows, 
     result.stopped = stopped
     result.pending = pending
     result.estimator = clf
+    if hasattr(clf, "prompt_mode"):
+        result.prompt_mode = clf.prompt_mode()[1]
     return result
 
 

@@ -146,6 +146,8 @@ class ClassificationResult:
         # Set by nbllm.notebook.classify.classify when a run is stopped before the end.
         self.stopped = False
         self.pending = np.zeros(len(self.texts), dtype=bool)
+        # Set by classify: how the prompt went to the model ("sent raw, ...").
+        self.prompt_mode = None
 
     def __len__(self):
         return len(self.texts)
@@ -208,6 +210,11 @@ class ClassificationResult:
                          f"{self.multi_label_threshold:g})")
         return ("stopped early: " if self.stopped else "") + ", ".join(parts)
 
+    def _mode_note(self):
+        if not self.prompt_mode:
+            return ""
+        return f'<span class="nbllm-mode"> \u00b7 {esc(self.prompt_mode)}</span>'
+
     def _legend(self, low):
         """Plain words for the label-mass column and the low flag, when shown."""
         lines = []
@@ -252,7 +259,7 @@ class ClassificationResult:
         previews = "".join(p._repr_html_() for p in self.previews)
         return (
             f"{_STYLE}<div class=\"nbllm-result {NO_MATH}\"><table class=\"nbllm-table\">"
-            f"<caption>{esc(self._caption(low))}</caption><thead><tr><th>#</th><th>text</th>"
+            f"<caption>{esc(self._caption(low))}{self._mode_note()}</caption><thead><tr><th>#</th><th>text</th>"
             f"<th>predicted</th>{head}{mass_head}</tr></thead><tbody>{''.join(rows)}"
             f"</tbody></table>{note}{self._legend(low)}{previews}</div>"
         )
