@@ -95,3 +95,36 @@ def test_the_result_table_says_how_the_prompt_was_sent(ip, tiny_folder):
                                       "(use_chat_template='auto')")
     assert ('<span class="nbllm-mode"> \u00b7 sent raw, the label after a space '
             "(use_chat_template=&#x27;auto&#x27;)</span></caption>") in html
+
+
+def test_several_prompt_options_compare_in_one_table(ip, tiny_folder, capsys):
+    from nbllm.notebook.compare import PromptComparison
+
+    res = ip.run_cell(f"%%zeroshot --labels a,b --model {tiny_folder} "
+                      "--prompt '{text} is {labels}:' --prompt 'Say {labels}\\n{text}' -o t\n"
+                      "hello\nworld")
+    assert res.success, res.error_in_exec
+    table = res.result
+    assert isinstance(table, PromptComparison) and ip.user_ns["t"] is table
+    assert [r.prompt for r in table.rows] == ["{text} is {labels}:", "Say {labels}\n{text}"]
+    one = ip.run_cell(f"%%zeroshot --labels a,b --model {tiny_folder} "
+                      "--prompt '{text} is {labels}:'\nhello\nworld").result
+    np.testing.assert_array_equal(table.predictions[0], np.asarray(one.labels))
+    res = ip.run_cell(f"%%fewshot --labels a,b --model {tiny_folder} --prompt x1 "
+                      "--prompt x2\na: good\n---\nhello")
+    assert not res.success
+    assert str(res.error_in_exec) == ("several --prompt compare zero-shot prompts; "
+                                      "%%fewshot and --multi-label take one")
+
+
+def test_a_mode_far_apart_in_label_mass_gets_a_hint(tiny_folder, monkeypatch):
+    from nbllm.notebook import compare
+
+    row = nbllm.compare_prompts(TEXTS, LABELS, [None], model=tiny_folder).rows[0]
+    assert re.fullmatch(r"sent as a chat message, its label mass is \d+\u00d7 (higher|lower) "
+                        r"on the first 4 texts; try use_chat_template=True and compare "
+                        r"accuracy", row.hint), row.hint
+    html = compare.PromptComparison([row], [np.array(["a"] * 4)], 4, LABELS)._repr_html_()
+    assert '<p class="nbllm-legend">#0: sent as a chat message' in html
+    monkeypatch.setattr(compare, "HINT_RATIO", 1e12)  # nothing is that far apart
+    assert nbllm.compare_prompts(TEXTS, LABELS, [None], model=tiny_folder).rows[0].hint == ""

@@ -18,6 +18,9 @@ from .display import NO_MATH, esc
 from . import classify as api
 
 _PROMPT_CHARS = 90
+# The other mode is tried on this many texts; a label mass this many times
+# higher or lower there gets a hint.
+HINT_TEXTS, HINT_RATIO = 16, 10.0
 
 
 @dataclass
@@ -32,6 +35,7 @@ class PromptRow:
     accuracy: float = None
     log_loss: float = None
     agreement: float = None
+    hint: str = ""
 
 
 class PromptComparison:
@@ -72,12 +76,14 @@ class PromptComparison:
                 row += [f"{r.accuracy:.3f}", f"{r.log_loss:.3f}"]
             row.append("\u2013" if i == 0 else f"{r.agreement:.0%}")
             cells.append("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
+        hints = "".join(f'<p class="nbllm-legend">#{i}: {esc(r.hint)}</p>'
+                        for i, r in enumerate(self.rows) if r.hint)
         return (
             f'<div class="{NO_MATH}"><table class="nbllm-table nbllm-compare">'
             f"<caption>{self.n_texts} text(s), {len(self.rows)} prompt(s), labels "
             f"{esc(', '.join(self.labels))}</caption><thead><tr>"
             + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
-            + "".join(cells) + "</tbody></table></div>"
+            + "".join(cells) + "</tbody></table>" + hints + "</div>"
         )
 
     def __repr__(self):
@@ -156,6 +162,31 @@ def compare_prompts(texts, labels, prompts, y=None, *, models=None, **options):
                 row.log_loss = float(-np.log(picked).mean())
             if predictions:
                 row.agreement = float((predicted == predictions[0]).mean())
+            row.hint = _mode_hint(
+                clf, lambda other, m=model, p=prompt: api.build_estimator(
+                    labels, model=m, prompt=p, **dict(options, use_chat_template=other)),
+                texts[:HINT_TEXTS], logprobs[:HINT_TEXTS])
             rows.append(row)
             predictions.append(predicted)
     return PromptComparison(rows, predictions, len(texts), labels)
+
+
+def _mode_hint(clf, build_other, texts, logprobs):
+    """One line when the other way of sending the prompt (chat or raw) gives a
+    label mass an order of magnitude apart on these texts; '' otherwise.
+
+    ``build_other(use_chat_template)`` builds the same estimator sent the other way.
+    """
+    if not getattr(clf.tokenizer_, "chat_template", None) or \
+            clf.model_.config.is_encoder_decoder:
+        return ""
+    other = not clf.use_chat_template_
+    alt = build_other(other)
+    mass = clf.label_mass(logprobs).mean()
+    ratio = alt.label_mass(alt.label_logprobs(texts)).mean() / mass if mass > 0 else np.inf
+    if 1 / HINT_RATIO < ratio < HINT_RATIO:
+        return ""
+    way = "as a chat message" if other else "raw"
+    how, times = ("higher", ratio) if ratio > 1 else ("lower", 1 / ratio)
+    return (f"sent {way}, its label mass is {times:.0f}\u00d7 {how} on the first "
+            f"{len(texts)} texts; try use_chat_template={other!r} and compare accuracy")

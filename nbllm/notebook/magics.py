@@ -47,6 +47,14 @@ def _expand_part(text, namespace):
         return text
 
 
+def _unquote(value):
+    """A value without one pair of outer quotes (IPython's split keeps them)."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] \
+            and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
 def row_slice(value):
     """``--rows START:END`` as a slice (either end may be left out; None: all rows)."""
     if value is None:
@@ -65,7 +73,9 @@ def _common_arguments(func):
     decorators = [
         argument("-l", "--labels", help="comma-separated labels; quote labels with commas"),
         argument("-m", "--model", help="model spec (default: session default or embedded)"),
-        argument("-p", "--prompt", help="a variable holding the template, or a quoted template"),
+        argument("-p", "--prompt", action="append",
+                 help="a variable holding the template, or a quoted template; give it "
+                      "twice or more to compare prompts in one table"),
         argument("-i", "--input", help="variable holding a DataFrame, Series or list"),
         argument("-c", "--column", help="text column when --input is a DataFrame"),
         argument("--rows", metavar="START:END",
@@ -114,9 +124,10 @@ class NbllmMagics(Magics):
             raise UsageError(f"{func.__name__}: {exc}") from None
         # IPython splits the line without removing quotes around a value.
         for name, value in vars(args).items():
-            if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] \
-                    and value[0] in "'\"":
-                setattr(args, name, value[1:-1])
+            if isinstance(value, list):  # an option given several times
+                setattr(args, name, [_unquote(v) for v in value])
+            else:
+                setattr(args, name, _unquote(value))
         return args
 
     def _variable(self, name, option):
@@ -180,10 +191,17 @@ class NbllmMagics(Magics):
             options["calibration"] = args.calibration
         if args.truncation is not None:
             options["truncation"] = args.truncation
+        if len(args.prompt or []) > 1 and ("examples" in options
+                                           or options.get("multi_label")):
+            raise UsageError("several --prompt compare zero-shot prompts; %%fewshot and "
+                             "--multi-label take one")
+        prompts = [self._prompt(p) for p in (args.prompt or [None])]
+        if len(prompts) > 1:
+            return self._compare(args, texts, prompts, options)
         try:
             result = api.classify(
                 texts, parse_labels(args.labels),
-                model=args.model, prompt=self._prompt(args.prompt),
+                model=args.model, prompt=prompts[0],
                 raw=args.raw, threshold=args.threshold, device=args.device,
                 previews=args.preview, index=index, skip_missing=True, **options,
             )
@@ -195,6 +213,20 @@ class NbllmMagics(Magics):
         if args.out:
             self.shell.user_ns[args.out] = result
         return result
+
+    def _compare(self, args, texts, prompts, options):
+        """Several --prompt: one compare_prompts table instead of a result."""
+        from .compare import compare_prompts
+
+        try:
+            table = compare_prompts(texts, parse_labels(args.labels), prompts,
+                                    model=args.model, device=args.device, raw=args.raw,
+                                    **options)
+        except (ValueError, TypeError, ImportError, FileNotFoundError) as exc:
+            raise UsageError(str(exc)) from None
+        if args.out:
+            self.shell.user_ns[args.out] = table
+        return table
 
     @magic_arguments()
     @_common_arguments
