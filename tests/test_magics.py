@@ -408,7 +408,9 @@ def test_nbllm_status(ip):
                         f"hits, {result_cache.misses} misses")
     assert [line.split(":")[0] for line in lines] == [
         "model", "device", "dtype", "result cache", "cache folder", "disk result cache",
-        "loaded models"]
+        "loaded models", "prompts"]
+    assert lines[7] == ("prompts: sent raw, the label after a space (use_chat_template="
+                        "'auto'; each result's caption says how its prompt was sent)")
     assert lines[5] == "disk result cache: off"
     html = status._repr_html_()
     assert html.startswith('<table class="nbllm-status tex2jax_ignore mathjax_ignore"><tr><th>model</th>')

@@ -392,4 +392,6 @@ def status():
         ("disk result cache", settings["cache_dir"] or
          ("$NBLLM_CACHE_DIR" if os.environ.get("NBLLM_CACHE_DIR") else "off")),
         ("loaded models", ", ".join(repr(m) for m in loaded) or "none"),
+        ("prompts", "sent raw, the label after a space (use_chat_template='auto'; "
+                    "each result's caption says how its prompt was sent)"),
     ])
