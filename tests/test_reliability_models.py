@@ -8,6 +8,7 @@ runs in milliseconds instead of converting the real 100 MB file.
 """
 
 import builtins
+import copy
 import gc
 import importlib.util
 import json
@@ -27,7 +28,9 @@ from nbllm.engine import gguf as gguf_cache
 from nbllm.engine import models
 from tiny import get_tiny_model, get_tiny_tokenizer
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# The conversion tests compare weights with the float32 tiny model: pin the
+# float32 default (the bf16 copies have their own tests in test_models.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "float32_auto")
 
 OFFLINE = "downloads are off because HF_HUB_OFFLINE is set"
 NOT_CAUSAL_TAIL = (
@@ -66,7 +69,8 @@ def conversions(monkeypatch):
 
     def fake(gguf_path):
         calls.append(gguf_path)
-        return get_tiny_model(), get_tiny_tokenizer()
+        # A copy: the writer casts the model to the stored dtype in place.
+        return copy.deepcopy(get_tiny_model()), get_tiny_tokenizer()
 
     monkeypatch.setattr(gguf_cache, "_dequantize", fake)
     return calls
@@ -315,7 +319,7 @@ def test_completeness_marker_lists_every_file(gguf, cache, conversions):
     marker = json.loads((target / gguf_cache.COMPLETE_MARKER).read_text())
     others = {p.name: p.stat().st_size for p in target.iterdir()}
     del others[gguf_cache.COMPLETE_MARKER]
-    assert marker == {"format": 1, "files": others}
+    assert marker == {"format": 2, "dtype": "float32", "files": others}
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(others)
 
 
@@ -558,3 +562,68 @@ def test_existing_cache_folder_keeps_its_mode(gguf, cache, conversions):
     assert mode(cache) == 0o755
     assert mode(cache / "converted") == 0o700
     assert mode(gguf_cache._converted_folder(gguf)) == 0o700
+
+
+# ------------------------------------------- converted copies per stored dtype
+
+
+def _stored_dtypes(folder):
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), "pt") as weights:
+        return {weights.get_slice(name).get_dtype() for name in weights.keys()}
+
+
+def test_each_dtype_has_its_own_converted_copy(gguf, cache, conversions):
+    bf16 = models.get_model(str(gguf), device="cpu", dtype="bfloat16")
+    f32_folder = gguf_cache._converted_folder(gguf, "float32")
+    bf16_folder = gguf_cache._converted_folder(gguf, "bfloat16")
+    assert bf16_folder != f32_folder
+    assert bf16_folder.name.startswith("tiny-bf16-") and f32_folder.name.startswith("tiny-f32-")
+    assert _stored_dtypes(bf16_folder) == {"BF16"}
+    marker = json.loads((bf16_folder / gguf_cache.COMPLETE_MARKER).read_text())
+    assert marker["dtype"] == "bfloat16"
+    assert next(bf16.model.parameters()).dtype is torch.bfloat16
+    f32 = models.get_model(str(gguf), device="cpu", dtype="float32")
+    assert _stored_dtypes(f32_folder) == {"F32"}
+    assert len(conversions) == 2  # a bf16 copy cannot give back float32 weights
+    expected = get_tiny_model().state_dict()
+    assert all(torch.equal(f32.model.state_dict()[n], expected[n]) for n in expected)
+    assert all(torch.equal(bf16.model.state_dict()[n], expected[n].to(torch.bfloat16))
+               for n in expected)
+
+
+def test_a_half_precision_copy_is_cast_from_the_float32_copy(gguf, cache, conversions):
+    models.get_model(str(gguf), device="cpu", dtype="float32")
+    f16 = models.get_model(str(gguf), device="cpu", dtype="float16")
+    bf16 = models.get_model(str(gguf), device="cpu", dtype="bfloat16")
+    assert conversions == [gguf]  # de-quantized once; the others are casts
+    expected = get_tiny_model().state_dict()
+    for loaded, dtype in ((f16, torch.float16), (bf16, torch.bfloat16)):
+        got = loaded.model.state_dict()
+        assert all(torch.equal(got[n], expected[n].to(dtype)) for n in expected)
+    assert _stored_dtypes(gguf_cache._converted_folder(gguf, "float16")) == {"F16"}
+
+
+def test_a_copy_of_another_dtype_is_never_read(gguf, cache, conversions):
+    models.get_model(str(gguf), device="cpu", dtype="float32")
+    models.clear_registry()
+    f32_folder = gguf_cache._converted_folder(gguf, "float32")
+    bf16_folder = gguf_cache._converted_folder(gguf, "bfloat16")
+    # A float32 copy where the bf16 one belongs (as an older key layout or a
+    # copied folder could leave): its marker gives it away.
+    import shutil
+
+    shutil.copytree(f32_folder, bf16_folder)
+    msg = (f"The converted copy of tiny.gguf in {bf16_folder} is incomplete (it holds "
+           "float32 weights, not bfloat16); it is deleted and converted again.")
+    with pytest.warns(UserWarning, match=f"^{re.escape(msg)}$"):
+        loaded = models.get_model(str(gguf), device="cpu", dtype="bfloat16")
+    assert _stored_dtypes(bf16_folder) == {"BF16"}
+    assert next(loaded.model.parameters()).dtype is torch.bfloat16
+
+
+def test_float64_runs_from_the_float32_copy(gguf, cache, conversions):
+    loaded = models.get_model(str(gguf), device="cpu", dtype=torch.float64)
+    assert next(loaded.model.parameters()).dtype is torch.float64
+    assert [p.name.split("-")[1] for p in (cache / "converted").iterdir()] == ["f32"]
