@@ -627,3 +627,85 @@ def test_float64_runs_from_the_float32_copy(gguf, cache, conversions):
     loaded = models.get_model(str(gguf), device="cpu", dtype=torch.float64)
     assert next(loaded.model.parameters()).dtype is torch.float64
     assert [p.name.split("-")[1] for p in (cache / "converted").iterdir()] == ["f32"]
+
+
+# ------------------------------------- what a converted model keeps across loads
+
+
+def _probe_calls(monkeypatch):
+    from nbllm.engine import selfcheck
+
+    calls = []
+    real = selfcheck.run_probe
+
+    def counting(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(selfcheck, "run_probe", counting)
+    return calls
+
+
+def test_a_passed_self_check_is_remembered_by_the_next_process(
+        monkeypatch, gguf, cache, conversions):
+    from nbllm.engine import selfcheck
+    from nbllm.engine.scorer import backend_choice
+
+    calls = _probe_calls(monkeypatch)
+    first = models.get_model(str(gguf), device="cpu")
+    choice = backend_choice(first)
+    assert choice.name == "tree-mask" and not choice.probe.remembered
+    assert len(calls) == 1
+    assert first.selfcheck_file == (gguf_cache._converted_folder(gguf) / "selfcheck-cpu.json")
+    assert mode(first.selfcheck_file) == 0o600
+    models.clear_registry()  # as a new process would
+    again = backend_choice(models.get_model(str(gguf), device="cpu"))
+    assert len(calls) == 1  # no second probe
+    assert again.name == "tree-mask" and again.probe.remembered and again.probe.passed
+    assert again.probe.difference == choice.probe.difference
+    # Any change to the code or versions behind the verdict means a new probe.
+    monkeypatch.setattr(selfcheck, "_ENGINE_DIGEST", "changed")
+    models.clear_registry()
+    backend_choice(models.get_model(str(gguf), device="cpu"))
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("content", ["", "{", '{"key": 1}', '{"key": {}, "difference": 0}'])
+def test_a_torn_or_foreign_verdict_means_a_new_probe(monkeypatch, gguf, cache, conversions,
+                                                     content):
+    from nbllm.engine.scorer import backend_choice
+
+    calls = _probe_calls(monkeypatch)
+    loaded = models.get_model(str(gguf), device="cpu")
+    loaded.selfcheck_file.write_text(content)
+    assert backend_choice(loaded).name == "tree-mask"
+    assert len(calls) == 1
+
+
+def test_a_failed_self_check_is_not_remembered(monkeypatch, gguf, cache, conversions):
+    from nbllm.engine import selfcheck
+    from nbllm.engine.scorer import backend_choice
+
+    failing = selfcheck.ProbeResult(1.0, None, 0.0, 1e-3)
+    monkeypatch.setattr(selfcheck, "run_probe", lambda *a, **k: failing)
+    loaded = models.get_model(str(gguf), device="cpu")
+    with pytest.warns(RuntimeWarning) as record:
+        backend_choice(loaded)
+    assert "tree-mask scoring path is not exact" in str(record[0].message)
+    assert not loaded.selfcheck_file.exists()
+
+
+def test_models_loaded_from_folders_probe_in_every_process(tiny_folder, cache):
+    assert models.get_model(tiny_folder, device="cpu").selfcheck_file is None
+
+
+def test_converted_fingerprint_is_stable_and_differs_per_dtype(gguf, cache, conversions):
+    f32 = models.get_model(str(gguf), device="cpu", dtype="float32").fingerprint
+    bf16 = models.get_model(str(gguf), device="cpu", dtype="bfloat16").fingerprint
+    models.clear_registry()
+    assert models.get_model(str(gguf), device="cpu", dtype="float32").fingerprint == f32
+    assert re.fullmatch("[0-9a-f]{32}", f32) and f32 != bf16
+    # A changed GGUF file is a new folder, so a new fingerprint.
+    gguf.write_bytes(b"GGUF" + bytes(61))
+    models.clear_registry()
+    assert models.get_model(str(gguf), device="cpu", dtype="float32").fingerprint != f32

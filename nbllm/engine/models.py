@@ -69,6 +69,9 @@ class LoadedModel:
     context_length: int
     # Engine state shared by every estimator on this model (prefix KV caches).
     state: dict = field(default_factory=dict)
+    # Where the self-check keeps its verdict across processes (a file in a
+    # GGUF model's converted folder), or None: probe in every process.
+    selfcheck_file: object = None
 
     @property
     def scoring_path(self):
@@ -359,9 +362,7 @@ def _load(spec, device, dtype, trust_remote_code=False):
     """Load (model, tokenizer) for a spec onto a device, or raise one clear error."""
     from transformers import AutoTokenizer
 
-    # A GGUF copy is stored in the dtype it runs in; float64 runs from float32.
-    stored = dtype if str(dtype).replace("torch.", "") in STORED_DTYPES else "float32"
-    folder, converted = _model_folder(spec, stored)
+    folder, converted = _model_folder(spec, _stored_dtype(dtype))
     config = _read_config(spec, folder, trust_remote_code)
     auto_class = _auto_class(spec, config)
     with _quiet_progress():
@@ -377,7 +378,10 @@ def _load(spec, device, dtype, trust_remote_code=False):
         )
     model.to(device)
     model.eval()
-    if not model.config.is_encoder_decoder and _attends_ahead(model):
+    # transformers converts GGUF files of decoder-only architectures only (its
+    # GGUF encoder-decoders load as such), so the two-pass check has nothing
+    # to find there; it also pays the first forward pass's warm-up, ~1 s.
+    if not converted and not model.config.is_encoder_decoder and _attends_ahead(model):
         raise ValueError(_not_causal(
             spec, "its prediction at a position depends on later tokens, as in "
             "encoders such as BERT"
@@ -414,8 +418,46 @@ def fingerprint(model, tokenizer):
     h.update(json.dumps(sorted(tokenizer.get_vocab().items())[:2000]).encode())
     with torch.no_grad():
         for name, param in model.named_parameters():
-            total = param.detach().float().sum().item()
+            # sum(dtype=...) accumulates in float32 without a float32 copy of
+            # the tensor (113 MB for the embedded model's bf16 embedding).
+            total = param.detach().sum(dtype=torch.float32).item()
             h.update(f"{name}|{tuple(param.shape)}|{param.dtype}|{total!r}".encode())
+    return h.hexdigest()[:32]
+
+
+def _stored_dtype(dtype):
+    """The dtype a GGUF file's converted copy is stored in for a run in ``dtype``
+    (float64 runs from the float32 copy)."""
+    name = str(dtype).replace("torch.", "")
+    return name if name in STORED_DTYPES else "float32"
+
+
+def _converted_gguf_folder(spec, dtype):
+    """The converted folder a GGUF spec loads from in ``dtype``, or None."""
+    from .gguf import _converted_folder
+
+    if spec in EMBEDDED_MODELS:
+        gguf = embedded_model_path(spec)
+    elif spec.lower().endswith(".gguf"):
+        gguf = Path(spec).expanduser()
+    else:
+        return None
+    return _converted_folder(gguf, _stored_dtype(dtype))
+
+
+def _converted_fingerprint(folder):
+    """The fingerprint of a GGUF spec's converted copy, from its sealed marker.
+
+    The folder is keyed by the GGUF file's path, size and modification time
+    and the stored dtype, and its marker lists every file's size, so these
+    identify the weights as well as a pass over them (which costs ~1 s on
+    the embedded model at every cold start).
+    """
+    from .gguf import COMPLETE_MARKER
+
+    h = hashlib.sha256(b"nbllm converted GGUF|" + folder.name.encode())
+    for name in (COMPLETE_MARKER, "config.json"):
+        h.update(b"|" + (folder / name).read_bytes())
     return h.hexdigest()[:32]
 
 
@@ -425,14 +467,17 @@ def _new_entry(spec, device, dtype, trust_remote_code):
     # notebook tests' guard) keep working.
     extra = {"trust_remote_code": True} if trust_remote_code else {}
     model, tokenizer = _load(spec, device, dtype, **extra)
+    folder = _converted_gguf_folder(spec, dtype)
     return LoadedModel(
         spec=spec,
         model=model,
         tokenizer=tokenizer,
         device=device,
         dtype=dtype,
-        fingerprint=fingerprint(model, tokenizer),
+        fingerprint=(fingerprint(model, tokenizer) if folder is None
+                     else _converted_fingerprint(folder)),
         context_length=context_length(model, tokenizer),
+        selfcheck_file=None if folder is None else folder / f"selfcheck-{device.type}.json",
     )
 
 
