@@ -9,9 +9,9 @@ label ids; the vocabulary is the GGUF file's), by the label's log-likelihood:
 
 * llama.cpp, used the way its Python API allows: one sequence at a time, the
   KV cache of the tokens shared with the previous prompt kept (so the
-  template's shared prefix is computed once), logits for every position, and
-  for a label of k tokens its first k - 1 tokens evaluated after the prompt;
-  log-softmax in float64 on the host;
+  template's shared prefix is computed once), logits of the last position
+  only, and for a label of k tokens its first k - 1 tokens evaluated after
+  the prompt one by one; log-softmax in float64 on the host;
 * nbllm: ``predict_proba`` with the result cache off.
 
 It prints both times, the ratio, and how far the probabilities are apart
@@ -37,8 +37,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def llama_cpp_logprobs(llm, prompts, label_ids):
-    """log P(label | prompt) for each prompt and label, with llama.cpp."""
+    """log P(label | prompt) for each prompt and label, with llama.cpp.
+
+    Only the last position's logits are computed per call (``logits_all``
+    off: the LM head over every prompt position would cost as much again as
+    the model); a label's later tokens are evaluated one call each.
+    """
+    import llama_cpp
     import numpy as np
+
+    n_vocab = llm.n_vocab()
+
+    def last_logits():
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(n_vocab,))
 
     def log_softmax(row):
         row = np.asarray(row, dtype=np.float64)
@@ -53,14 +64,13 @@ def llama_cpp_logprobs(llm, prompts, label_ids):
             common += 1
         llm.n_tokens = common  # eval() drops the KV cache beyond this point
         llm.eval(prompt[common:])
-        first = log_softmax(llm.scores[len(prompt) - 1])
+        first = log_softmax(last_logits())
         for j, label in enumerate(label_ids):
             total = first[label[0]]
-            if len(label) > 1:
-                llm.n_tokens = len(prompt)
-                llm.eval(label[:-1])
-                for i, token in enumerate(label[1:]):
-                    total += log_softmax(llm.scores[len(prompt) + i])[token]
+            llm.n_tokens = len(prompt)
+            for previous, token in zip(label[:-1], label[1:]):
+                llm.eval([previous])
+                total += log_softmax(last_logits())[token]
             out[p, j] = total
     return out
 
@@ -83,7 +93,7 @@ def load_llama(path, threads, extra_bufts):
     high_level.llama_cpp.llama_model_default_params = params
     try:
         return llama_cpp.Llama(model_path=path, n_ctx=2048, n_batch=512, n_threads=threads,
-                               logits_all=True, verbose=False)
+                               logits_all=False, verbose=False)
     finally:
         high_level.llama_cpp.llama_model_default_params = real
 
