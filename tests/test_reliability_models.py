@@ -235,7 +235,8 @@ def test_encoder_only_config_is_not_a_language_model(tmp_path, cache):
     assert_nothing_left(cache)
 
 
-def test_bert_is_not_a_causal_lm(tmp_path, cache):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_bert_is_not_a_causal_lm(tmp_path, cache, dtype):
     """transformers loads BERT as BertLMHeadModel; its two-way attention gives it away."""
     folder = tmp_path / "bert"
     config = transformers.BertConfig(
@@ -251,7 +252,7 @@ def test_bert_is_not_a_causal_lm(tmp_path, cache):
         "as in encoders such as BERT)" + NOT_CAUSAL_TAIL
     )
     with pytest.raises(ValueError, match=f"^{re.escape(msg)}$") as info:
-        models.get_model(str(folder), device="cpu")
+        models.get_model(str(folder), device="cpu", dtype=dtype)
     assert_one_clean_error(info)
     assert_nothing_left(cache)
 
