@@ -710,3 +710,14 @@ def test_converted_fingerprint_is_stable_and_differs_per_dtype(gguf, cache, conv
     gguf.write_bytes(b"GGUF" + bytes(61))
     models.clear_registry()
     assert models.get_model(str(gguf), device="cpu", dtype="float32").fingerprint != f32
+
+
+def test_an_unreadable_float32_copy_means_de_quantizing_again(gguf, cache, conversions):
+    models.get_model(str(gguf), device="cpu", dtype="float32")
+    weights = gguf_cache._converted_folder(gguf, "float32") / "model.safetensors"
+    weights.write_bytes(bytes(weights.stat().st_size))  # same size, not safetensors
+    bf16 = models.get_model(str(gguf), device="cpu", dtype="bfloat16")
+    assert len(conversions) == 2
+    expected = get_tiny_model().state_dict()
+    assert all(torch.equal(bf16.model.state_dict()[n], expected[n].to(torch.bfloat16))
+               for n in expected)

@@ -173,6 +173,8 @@ def _incomplete(folder, dtype="float32"):
         )
     except (OSError, ValueError, AttributeError):
         return f"its {COMPLETE_MARKER} is unreadable"
+    if stored is None:
+        return f"its {COMPLETE_MARKER} names no dtype: it was made by an older nbllm"
     if stored != dtype_name(dtype):
         return f"it holds {stored} weights, not {dtype_name(dtype)}"
     for name, size in files.items():
@@ -367,8 +369,15 @@ def _converted(spec, gguf_path, dtype="float32"):
     source = _converted_folder(gguf_path, "float32")
     if name != "float32" and _incomplete(source, "float32") is None:
         report(f"storing a {name} copy of {spec}, once\u2026")
-        _write_converted(*_read_folder(source), target, name)
-        return target
+        try:
+            source_model = _read_folder(source)
+        except (ImportError, MemoryError):
+            raise
+        except Exception:
+            source_model = None  # unreadable after all: de-quantize the file instead
+        if source_model is not None:
+            _write_converted(*source_model, target, name)
+            return target
     _check_gguf_magic(spec, gguf_path)
     report(conversion_message(spec, gguf_path))
     _write_converted(*_read_gguf(spec, gguf_path), target, name)
