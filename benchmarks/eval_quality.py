@@ -16,6 +16,10 @@ error (ECE) for:
   pool of 50 labelled tweets (on ``--shots-n`` test tweets, as it is slower);
 - skorch.llm's zero-shot defaults on the same model;
 - TF-IDF + logistic regression trained on the same 50 tweets, and on 500.
+
+``--dtype`` runs nbllm in that dtype ('auto' by default: bfloat16 on a CPU
+with native bf16); ``--defaults-only`` scores just the zero-shot and few-shot
+defaults (the dtype comparison: run it once per dtype).
 """
 
 import argparse
@@ -41,6 +45,33 @@ def tfidf_baseline(train, test, classes):
     pipe.fit(train["text"], train["label"])
     order = [list(pipe.classes_).index(c) for c in classes]
     return pipe.predict_proba(test["text"])[:, order]
+
+
+def defaults_only(labels, n, shots_n, dtype):
+    """Rows for nbllm's zero-shot and few-shot defaults only, in ``dtype``."""
+    from nbllm import FewShotClassifier, ZeroShotClassifier
+    from nbllm.evaluation import evaluate
+    from nbllm.tools.tweets import load_tweets
+
+    test = load_tweets(n, labels=labels, split="eval", random_state=0)
+    pool = load_tweets(50, labels=labels, split="dev", random_state=2)
+    classes, rows = list(labels), []
+    sub = test.head(shots_n)
+    for name, clf, train, data in (
+        ("nbllm zero-shot default", ZeroShotClassifier(dtype=dtype, progress=False),
+         (None, classes), test),
+        ("nbllm few-shot default (5 similar)", FewShotClassifier(dtype=dtype, progress=False),
+         (pool["text"], pool["label"]), sub),
+    ):
+        t = time.perf_counter()
+        proba = clf.fit(*train).predict_proba(data["text"])
+        seconds = time.perf_counter() - t
+        label = f"{name}, {str(clf.loaded_.dtype).replace('torch.', '')}"
+        rows.append((label, len(data), evaluate(data["label"], proba, classes), seconds))
+        m = rows[-1][2]
+        print(f"  {label:<44} acc={m['accuracy']:.3f} f1={m['macro_f1']:.3f} "
+              f"logloss={m['log_loss']:.3f} ece={m['ece']:.3f} ({seconds:.0f} s)", flush=True)
+    return rows
 
 
 def run_task(labels, n, shots_n, skip_skorch=False, selections=SELECTIONS,
@@ -123,11 +154,20 @@ def main():
     parser.add_argument("--json", default=None, help="also write the rows here")
     parser.add_argument("--selections", default=",".join(SELECTIONS))
     parser.add_argument("--only-few-shot", action="store_true")
+    parser.add_argument("--dtype", default="auto",
+                        help="nbllm's dtype (auto, float32, bfloat16)")
+    parser.add_argument("--defaults-only", action="store_true",
+                        help="only the zero-shot and few-shot defaults")
     args = parser.parse_args()
+    if args.dtype != "auto" and not args.defaults_only:
+        parser.error("--dtype goes with --defaults-only (the full sweep runs at 'auto')")
 
     everything = {}
     for task in args.tasks.split(","):
         print(f"\n{task}: {', '.join(TASKS[task])}", flush=True)
+        if args.defaults_only:
+            everything[task] = defaults_only(TASKS[task], args.n, args.shots_n, args.dtype)
+            continue
         everything[task] = run_task(TASKS[task], args.n, args.shots_n, args.skip_skorch,
                                     args.selections.split(","), args.only_few_shot)
     print()

@@ -10,8 +10,11 @@ On the embedded model and real tweets it:
    CUDA against the plain path on the CPU;
 1. checks nbllm's float32 and bfloat16 log-probabilities on CUDA against a
    float64 CPU oracle (a plain full forward pass) and reports the max error;
-2. checks that bf16 predictions agree with float32 on >= 95 % of tweets;
-3. times nbllm against skorch.llm on the same GPU, zero-shot and few-shot;
+2. checks that ``dtype='auto'`` is bfloat16 on the GPU and that bf16
+   predictions agree with float32 on >= 95 % of tweets;
+3. times nbllm against skorch.llm on the same GPU (nbllm in float32 on the
+   same weights object, and nbllm's defaults, bfloat16, against skorch in
+   float32);
 4. sweeps batch sizes 8 to 256;
 5. prints one small table, and exits non-zero if a check fails.
 """
@@ -132,6 +135,10 @@ def main():
             failures.append(f"{dtype} log-probabilities off by {err:.2e}")
     cpu.model.to(torch.float32)
 
+    auto = models.resolve_dtype("auto", torch.device("cuda"))
+    table.append(("dtype='auto' on cuda", str(auto).replace("torch.", "")))
+    if torch.cuda.is_bf16_supported() and auto is not torch.bfloat16:
+        failures.append(f"dtype='auto' is {auto} on a bf16-capable GPU")
     f32 = ZeroShotClassifier(device="cuda", dtype="float32", use_caching=False,
                              progress=False).fit(None, LABELS)
     bf16 = ZeroShotClassifier(device="cuda", dtype="bfloat16", use_caching=False,
@@ -159,6 +166,14 @@ def main():
                       f"max |dp| {diff:.1e}"))
         if diff > 1e-3:
             failures.append(f"{name}: probabilities differ from skorch by {diff:.1e}")
+        defaults = ZeroShotClassifier(device="cuda", prompt=DEFAULT_PROMPT_ZERO_SHOT,
+                                      use_chat_template=False, use_caching=False,
+                                      progress=False).fit(None, labels)
+        p_default, t_default = timed(defaults.predict_proba, subset)
+        table.append((f"{name}: skorch fp32 / nbllm defaults "
+                      f"({str(defaults.loaded_.dtype).replace('torch.', '')})",
+                      f"{t_theirs / t_default:.1f}x, max |dp| "
+                      f"{float(np.abs(p_default - p_theirs).max()):.1e}"))
 
     # 4: batch-size sweep (bf16, the cuda default).
     for batch_size in (8, 16, 32, 64, 128, 256, "auto"):

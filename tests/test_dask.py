@@ -127,6 +127,7 @@ def test_meta_equals_the_computed_columns_and_dtypes(frame, tiny, case):
     assert lazy.npartitions == 3
 
 
+@pytest.mark.usefixtures("float32_auto")
 @pytest.mark.filterwarnings(INT_LABELS_WARNING)
 @pytest.mark.parametrize("case", list(CASES))
 def test_results_equal_the_pandas_accessor_row_for_row(frame, tiny, case):
@@ -155,6 +156,7 @@ def test_building_the_graph_loads_no_model(frame, tiny):
     assert models.load_counts == before
 
 
+@pytest.mark.usefixtures("float32_auto")
 # ------------------------------------------------------------- missing texts
 @pytest.mark.parametrize("missing", [None, float("nan"), pd.NA], ids=["None", "NaN", "NA"])
 def test_missing_texts_give_nan_rows(tiny, missing):
@@ -175,6 +177,7 @@ def test_missing_texts_give_nan_rows(tiny, missing):
                      present.llm.classify("text", LABELS, model=tiny))
 
 
+@pytest.mark.usefixtures("float32_auto")
 # ----------------------------------------------------------- empty partitions
 def test_empty_partitions_keep_the_meta(frame, tiny):
     ddf = dd.from_pandas(frame.sort_index(), npartitions=4)
@@ -201,6 +204,7 @@ def test_an_all_empty_frame_gives_an_empty_result_without_loading(frame, tiny):
     assert models.load_counts == before
 
 
+@pytest.mark.usefixtures("float32_auto")
 # ------------------------------------------------------------ session settings
 def test_session_model_and_cache_dir_are_shipped_with_the_graph(frame, tiny, tmp_path):
     session.settings.update(model=tiny, cache_dir=str(tmp_path))

@@ -44,6 +44,7 @@ def test_disk_cache_follows_the_environment(tmp_path, monkeypatch):
     assert disk_cache(tmp_path / "x") is disk_cache(str(tmp_path / "x"))
 
 
+@pytest.mark.usefixtures("float32_auto")
 def test_interrupted_run_resumes_from_disk(tiny_folder, tmp_path):
     expected = ZeroShotClassifier(tiny_folder, use_caching=False, progress=False) \
         .fit(None, LABELS).predict_proba(TEXTS)

@@ -1,5 +1,7 @@
 """The scoring engine: label trie, batch planning and exact label log-probs."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -402,3 +404,58 @@ def test_other_runtime_errors_are_not_retried(monkeypatch):
     with pytest.raises(RuntimeError, match="shape mismatch"):
         TreeMaskBackend(wrap_model(get_tiny_model(), get_tiny_tokenizer())).score(
             [[1, 2, 3], [1, 2, 4]], [[5]], batch_size=2)
+
+
+# ------------------------------------------- float32 reductions in half precision
+
+
+def _bf16_loaded():
+    import torch
+
+    loaded = _loaded()
+    # A copy: get_tiny_model() is shared by the whole test session.
+    loaded.model = copy.deepcopy(loaded.model).to(torch.bfloat16)
+    loaded.dtype = torch.bfloat16
+    return loaded
+
+
+def _backend(name, loaded):
+    from nbllm.engine.exact import ExactBackend
+
+    return {"tree-mask": lambda: TreeMaskBackend(loaded),
+            "exact": lambda: ExactBackend(loaded),
+            "exact (unpadded)": lambda: ExactBackend(loaded, pad_free=True)}[name]()
+
+
+@pytest.mark.parametrize("path", ["tree-mask", "exact", "exact (unpadded)"])
+def test_bf16_model_reduces_in_float32(monkeypatch, path):
+    """With a bf16 model, log-softmax and the sums over label tokens run in
+    float32 (a bf16 log-softmax of logits near -20 is off by ~0.1), and the
+    results stay close to the float32 model's."""
+    import torch
+
+    from nbllm.engine import batching, exact, tree_mask
+
+    loaded = _bf16_loaded()
+    softmax_inputs, delivered = [], []
+    original_softmax, original_deliver = torch.log_softmax, batching.deliver
+
+    def spy_softmax(x, *args, **kwargs):
+        softmax_inputs.append(x.dtype)
+        return original_softmax(x, *args, **kwargs)
+
+    def spy_deliver(out, indices, logprobs, *args):
+        delivered.append(logprobs.dtype)
+        return original_deliver(out, indices, logprobs, *args)
+
+    monkeypatch.setattr(torch, "log_softmax", spy_softmax)
+    for module in (tree_mask, exact):
+        if hasattr(module, "deliver"):
+            monkeypatch.setattr(module, "deliver", spy_deliver)
+    prompts = _prompts()
+    out = _backend(path, loaded).score(prompts, LABELS, prefix_hint=_head_ids())
+    assert softmax_inputs and set(softmax_inputs) == {torch.float32}
+    assert set(delivered) <= {torch.float32, torch.float64}
+    assert out.dtype == np.float64
+    expected = np.array(oracle_matrix(get_tiny_model(), prompts, LABELS))
+    assert np.abs(out - expected).max() < 0.15

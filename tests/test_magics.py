@@ -588,6 +588,7 @@ def test_nbllm_cache_dir_turns_on_the_disk_cache(ip, tiny_folder, tmp_path):
     assert session.settings["cache_dir"] is None
 
 
+@pytest.mark.usefixtures("float32_auto")
 def test_nbllm_status_names_each_models_scoring_path(ip, tiny_folder):
     ip.run_cell_magic("zeroshot", f"--labels negative,positive --model {tiny_folder}",
                       CELL)

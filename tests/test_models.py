@@ -58,7 +58,61 @@ def test_resolve_device_rejects_unknown_values(device):
         models.resolve_device(device)
 
 
-def test_resolve_dtype():
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_dtype_on_cpu_follows_native_bf16_support(monkeypatch, native, expected):
+    monkeypatch.setattr(models, "_NATIVE_BF16", native)
+    assert models.resolve_dtype("auto", torch.device("cpu")) is expected
+    # Names other than 'auto' are what they say, whatever the CPU.
+    assert models.resolve_dtype("float32", torch.device("cpu")) is torch.float32
+    assert models.resolve_dtype("bfloat16", torch.device("cpu")) is torch.bfloat16
+
+
+CPUINFO_X86 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw {extra}\n"
+CPUINFO_ARM = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes {extra} sve\n"
+
+
+@pytest.mark.parametrize("text, native", [
+    (CPUINFO_X86.format(extra="avx512_bf16 amx_tile"), True),
+    (CPUINFO_X86.format(extra="amx_bf16 amx_tile"), True),
+    (CPUINFO_X86.format(extra="avx512_vnni"), False),  # AVX-512 without bf16
+    (CPUINFO_ARM.format(extra="bf16 i8mm"), True),
+    (CPUINFO_ARM.format(extra="i8mm"), False),
+])
+def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, tmp_path, text, native):
+    import builtins
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(text)
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(
+        info if path == "/proc/cpuinfo" else path, *a, **k))
+    monkeypatch.setattr(models, "_NATIVE_BF16", None)
+    assert models.cpu_has_native_bf16() is native
+    info.write_text(CPUINFO_X86.format(extra=""))
+    assert models.cpu_has_native_bf16() is native  # read once per process
+
+
+def test_this_machines_answer_is_a_bool():
+    assert isinstance(models.cpu_has_native_bf16(), bool)
+
+
+def test_user_model_objects_keep_their_dtype(bf16_auto):
+    from nbllm import ZeroShotClassifier
+
+    clf = ZeroShotClassifier(model=get_tiny_model(), tokenizer=get_tiny_tokenizer(),
+                             progress=False).fit(None, ["yes", "no"])
+    assert clf.loaded_.dtype is torch.float32
+    assert next(clf.model_.parameters()).dtype is torch.float32
+
+
+def test_auto_loads_bf16_on_a_bf16_cpu(fresh_registry, tiny_folder, bf16_auto):
+    loaded = models.get_model(tiny_folder, device="cpu")
+    assert loaded.dtype is torch.bfloat16
+    assert next(loaded.model.parameters()).dtype is torch.bfloat16
+    assert models.get_model(tiny_folder, device="cpu", dtype="bfloat16") is loaded
+
+
+def test_resolve_dtype(float32_auto):
     cpu = torch.device("cpu")
     assert models.resolve_dtype("auto", cpu) is torch.float32
     assert models.resolve_dtype("float16", cpu) is torch.float16
@@ -76,7 +130,7 @@ def test_resolve_dtype_rejects_unknown_names(dtype):
 # ------------------------------------------------------- registry and loads
 
 
-def test_get_model_loads_a_folder_once(fresh_registry, tiny_folder):
+def test_get_model_loads_a_folder_once(fresh_registry, tiny_folder, float32_auto):
     first = models.get_model(tiny_folder, device="cpu")
     second = models.get_model(tiny_folder)  # 'auto' is cpu here too
     assert second is first
@@ -94,7 +148,8 @@ def test_get_model_loads_a_folder_once(fresh_registry, tiny_folder):
     )
 
 
-def test_get_model_from_folder_has_the_tiny_weights(fresh_registry, tiny_folder):
+def test_get_model_from_folder_has_the_tiny_weights(fresh_registry, tiny_folder,
+                                                    float32_auto):
     loaded = models.get_model(tiny_folder, device="cpu")
     expected = get_tiny_model().state_dict()
     got = loaded.model.state_dict()

@@ -8,6 +8,7 @@ runs in milliseconds instead of converting the real 100 MB file.
 """
 
 import builtins
+import copy
 import gc
 import importlib.util
 import json
@@ -27,7 +28,9 @@ from nbllm.engine import gguf as gguf_cache
 from nbllm.engine import models
 from tiny import get_tiny_model, get_tiny_tokenizer
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# The conversion tests compare weights with the float32 tiny model: pin the
+# float32 default (the bf16 copies have their own tests in test_models.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "float32_auto")
 
 OFFLINE = "downloads are off because HF_HUB_OFFLINE is set"
 NOT_CAUSAL_TAIL = (
@@ -66,7 +69,8 @@ def conversions(monkeypatch):
 
     def fake(gguf_path):
         calls.append(gguf_path)
-        return get_tiny_model(), get_tiny_tokenizer()
+        # A copy: the writer casts the model to the stored dtype in place.
+        return copy.deepcopy(get_tiny_model()), get_tiny_tokenizer()
 
     monkeypatch.setattr(gguf_cache, "_dequantize", fake)
     return calls
@@ -231,7 +235,8 @@ def test_encoder_only_config_is_not_a_language_model(tmp_path, cache):
     assert_nothing_left(cache)
 
 
-def test_bert_is_not_a_causal_lm(tmp_path, cache):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_bert_is_not_a_causal_lm(tmp_path, cache, dtype):
     """transformers loads BERT as BertLMHeadModel; its two-way attention gives it away."""
     folder = tmp_path / "bert"
     config = transformers.BertConfig(
@@ -247,7 +252,7 @@ def test_bert_is_not_a_causal_lm(tmp_path, cache):
         "as in encoders such as BERT)" + NOT_CAUSAL_TAIL
     )
     with pytest.raises(ValueError, match=f"^{re.escape(msg)}$") as info:
-        models.get_model(str(folder), device="cpu")
+        models.get_model(str(folder), device="cpu", dtype=dtype)
     assert_one_clean_error(info)
     assert_nothing_left(cache)
 
@@ -315,7 +320,7 @@ def test_completeness_marker_lists_every_file(gguf, cache, conversions):
     marker = json.loads((target / gguf_cache.COMPLETE_MARKER).read_text())
     others = {p.name: p.stat().st_size for p in target.iterdir()}
     del others[gguf_cache.COMPLETE_MARKER]
-    assert marker == {"format": 1, "files": others}
+    assert marker == {"format": 2, "dtype": "float32", "files": others}
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(others)
 
 
@@ -558,3 +563,161 @@ def test_existing_cache_folder_keeps_its_mode(gguf, cache, conversions):
     assert mode(cache) == 0o755
     assert mode(cache / "converted") == 0o700
     assert mode(gguf_cache._converted_folder(gguf)) == 0o700
+
+
+# ------------------------------------------- converted copies per stored dtype
+
+
+def _stored_dtypes(folder):
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), "pt") as weights:
+        return {weights.get_slice(name).get_dtype() for name in weights.keys()}
+
+
+def test_each_dtype_has_its_own_converted_copy(gguf, cache, conversions):
+    bf16 = models.get_model(str(gguf), device="cpu", dtype="bfloat16")
+    f32_folder = gguf_cache._converted_folder(gguf, "float32")
+    bf16_folder = gguf_cache._converted_folder(gguf, "bfloat16")
+    assert bf16_folder != f32_folder
+    assert bf16_folder.name.startswith("tiny-bf16-") and f32_folder.name.startswith("tiny-f32-")
+    assert _stored_dtypes(bf16_folder) == {"BF16"}
+    marker = json.loads((bf16_folder / gguf_cache.COMPLETE_MARKER).read_text())
+    assert marker["dtype"] == "bfloat16"
+    assert next(bf16.model.parameters()).dtype is torch.bfloat16
+    f32 = models.get_model(str(gguf), device="cpu", dtype="float32")
+    assert _stored_dtypes(f32_folder) == {"F32"}
+    assert len(conversions) == 2  # a bf16 copy cannot give back float32 weights
+    expected = get_tiny_model().state_dict()
+    assert all(torch.equal(f32.model.state_dict()[n], expected[n]) for n in expected)
+    assert all(torch.equal(bf16.model.state_dict()[n], expected[n].to(torch.bfloat16))
+               for n in expected)
+
+
+def test_a_half_precision_copy_is_cast_from_the_float32_copy(gguf, cache, conversions):
+    models.get_model(str(gguf), device="cpu", dtype="float32")
+    f16 = models.get_model(str(gguf), device="cpu", dtype="float16")
+    bf16 = models.get_model(str(gguf), device="cpu", dtype="bfloat16")
+    assert conversions == [gguf]  # de-quantized once; the others are casts
+    expected = get_tiny_model().state_dict()
+    for loaded, dtype in ((f16, torch.float16), (bf16, torch.bfloat16)):
+        got = loaded.model.state_dict()
+        assert all(torch.equal(got[n], expected[n].to(dtype)) for n in expected)
+    assert _stored_dtypes(gguf_cache._converted_folder(gguf, "float16")) == {"F16"}
+
+
+def test_a_copy_of_another_dtype_is_never_read(gguf, cache, conversions):
+    models.get_model(str(gguf), device="cpu", dtype="float32")
+    models.clear_registry()
+    f32_folder = gguf_cache._converted_folder(gguf, "float32")
+    bf16_folder = gguf_cache._converted_folder(gguf, "bfloat16")
+    # A float32 copy where the bf16 one belongs (as an older key layout or a
+    # copied folder could leave): its marker gives it away.
+    import shutil
+
+    shutil.copytree(f32_folder, bf16_folder)
+    msg = (f"The converted copy of tiny.gguf in {bf16_folder} is incomplete (it holds "
+           "float32 weights, not bfloat16); it is deleted and converted again.")
+    with pytest.warns(UserWarning, match=f"^{re.escape(msg)}$"):
+        loaded = models.get_model(str(gguf), device="cpu", dtype="bfloat16")
+    assert _stored_dtypes(bf16_folder) == {"BF16"}
+    assert next(loaded.model.parameters()).dtype is torch.bfloat16
+
+
+def test_float64_runs_from_the_float32_copy(gguf, cache, conversions):
+    loaded = models.get_model(str(gguf), device="cpu", dtype=torch.float64)
+    assert next(loaded.model.parameters()).dtype is torch.float64
+    assert [p.name.split("-")[1] for p in (cache / "converted").iterdir()] == ["f32"]
+
+
+# ------------------------------------- what a converted model keeps across loads
+
+
+def _probe_calls(monkeypatch):
+    from nbllm.engine import selfcheck
+
+    calls = []
+    real = selfcheck.run_probe
+
+    def counting(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(selfcheck, "run_probe", counting)
+    return calls
+
+
+def test_a_passed_self_check_is_remembered_by_the_next_process(
+        monkeypatch, gguf, cache, conversions):
+    from nbllm.engine import selfcheck
+    from nbllm.engine.scorer import backend_choice
+
+    calls = _probe_calls(monkeypatch)
+    first = models.get_model(str(gguf), device="cpu")
+    choice = backend_choice(first)
+    assert choice.name == "tree-mask" and not choice.probe.remembered
+    assert len(calls) == 1
+    assert first.selfcheck_file == (gguf_cache._converted_folder(gguf) / "selfcheck-cpu.json")
+    assert mode(first.selfcheck_file) == 0o600
+    models.clear_registry()  # as a new process would
+    again = backend_choice(models.get_model(str(gguf), device="cpu"))
+    assert len(calls) == 1  # no second probe
+    assert again.name == "tree-mask" and again.probe.remembered and again.probe.passed
+    assert again.probe.difference == choice.probe.difference
+    # Any change to the code or versions behind the verdict means a new probe.
+    monkeypatch.setattr(selfcheck, "_ENGINE_DIGEST", "changed")
+    models.clear_registry()
+    backend_choice(models.get_model(str(gguf), device="cpu"))
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("content", ["", "{", '{"key": 1}', '{"key": {}, "difference": 0}'])
+def test_a_torn_or_foreign_verdict_means_a_new_probe(monkeypatch, gguf, cache, conversions,
+                                                     content):
+    from nbllm.engine.scorer import backend_choice
+
+    calls = _probe_calls(monkeypatch)
+    loaded = models.get_model(str(gguf), device="cpu")
+    loaded.selfcheck_file.write_text(content)
+    assert backend_choice(loaded).name == "tree-mask"
+    assert len(calls) == 1
+
+
+def test_a_failed_self_check_is_not_remembered(monkeypatch, gguf, cache, conversions):
+    from nbllm.engine import selfcheck
+    from nbllm.engine.scorer import backend_choice
+
+    failing = selfcheck.ProbeResult(1.0, None, 0.0, 1e-3)
+    monkeypatch.setattr(selfcheck, "run_probe", lambda *a, **k: failing)
+    loaded = models.get_model(str(gguf), device="cpu")
+    with pytest.warns(RuntimeWarning) as record:
+        backend_choice(loaded)
+    assert "tree-mask scoring path is not exact" in str(record[0].message)
+    assert not loaded.selfcheck_file.exists()
+
+
+def test_models_loaded_from_folders_probe_in_every_process(tiny_folder, cache):
+    assert models.get_model(tiny_folder, device="cpu").selfcheck_file is None
+
+
+def test_converted_fingerprint_is_stable_and_differs_per_dtype(gguf, cache, conversions):
+    f32 = models.get_model(str(gguf), device="cpu", dtype="float32").fingerprint
+    bf16 = models.get_model(str(gguf), device="cpu", dtype="bfloat16").fingerprint
+    models.clear_registry()
+    assert models.get_model(str(gguf), device="cpu", dtype="float32").fingerprint == f32
+    assert re.fullmatch("[0-9a-f]{32}", f32) and f32 != bf16
+    # A changed GGUF file is a new folder, so a new fingerprint.
+    gguf.write_bytes(b"GGUF" + bytes(61))
+    models.clear_registry()
+    assert models.get_model(str(gguf), device="cpu", dtype="float32").fingerprint != f32
+
+
+def test_an_unreadable_float32_copy_means_de_quantizing_again(gguf, cache, conversions):
+    models.get_model(str(gguf), device="cpu", dtype="float32")
+    weights = gguf_cache._converted_folder(gguf, "float32") / "model.safetensors"
+    weights.write_bytes(bytes(weights.stat().st_size))  # same size, not safetensors
+    bf16 = models.get_model(str(gguf), device="cpu", dtype="bfloat16")
+    assert len(conversions) == 2
+    expected = get_tiny_model().state_dict()
+    assert all(torch.equal(bf16.model.state_dict()[n], expected[n].to(torch.bfloat16))
+               for n in expected)

@@ -1,8 +1,11 @@
 """GGUF files: the embedded one, and their one-time conversion to safetensors.
 
 transformers de-quantizes a GGUF file on load, which is slow.  nbllm does it
-once and keeps the converted weights as safetensors in a folder of the cache
-(keyed by the file's path, size and modification time).  A conversion is
+once and keeps the converted weights as safetensors in a folder of the cache,
+stored in the dtype they run in (bfloat16 weights are half the bytes to read,
+and load without a cast), keyed by the file's path, size and modification time
+and that dtype.  A bfloat16 or float16 copy is derived from a float32 copy when
+there is one (a cast, seconds) instead of de-quantizing again.  A conversion is
 written to a temporary folder, made user-only (0700 folders, 0600 files),
 marked complete by a file written last, and renamed into place; a converted
 folder that is incomplete or holds pickle files is deleted and converted
@@ -68,16 +71,40 @@ def embedded_model_path(alias):
     return path
 
 
-def _converted_folder(gguf_path):
-    """Where the safetensors copy of a GGUF file lives.
+# Short names of the dtypes a converted copy can be stored in.
+STORED_DTYPES = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 
-    Keyed by the file's resolved path, size and modification time: cheap to
-    compute, and any change to the file gives a new folder.
+
+def dtype_name(dtype):
+    """``'float32'`` for ``torch.float32`` or ``'float32'``.
+
+    Raises
+    ------
+    ValueError
+        If the dtype is not one a converted copy can be stored in.
     """
+    name = str(dtype).replace("torch.", "")
+    if name not in STORED_DTYPES:
+        raise ValueError(
+            f"converted GGUF copies are stored as {', '.join(STORED_DTYPES)}; got {name!r}"
+        )
+    return name
+
+
+def _converted_folder(gguf_path, dtype="float32"):
+    """Where the safetensors copy of a GGUF file, stored in ``dtype``, lives.
+
+    Keyed by the file's resolved path, size and modification time, and the
+    stored dtype: cheap to compute, any change to the file gives a new folder,
+    and a copy in one dtype is never read as another.  (Folders of nbllm
+    versions that stored float32 only had no dtype in the key, so they are
+    never read as any of these.)
+    """
+    name = dtype_name(dtype)
     stat = gguf_path.stat()
-    key = f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    key = f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{name}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache_dir() / "converted" / f"{gguf_path.stem}-{digest}"
+    return cache_dir() / "converted" / f"{gguf_path.stem}-{STORED_DTYPES[name]}-{digest}"
 
 
 # ------------------------------------------------- the converted-model cache
@@ -97,12 +124,12 @@ def _private_mkdir(path):
         folder.mkdir(mode=0o700, exist_ok=True)
 
 
-def _seal(folder):
+def _seal(folder, dtype):
     """Make a freshly written model folder user-only and mark it complete.
 
-    The marker lists every file with its size and is written last, so a
-    folder without it, or whose files differ from it, is an interrupted or
-    damaged conversion.
+    The marker lists every file with its size and the weights' dtype, and is
+    written last, so a folder without it, or whose files differ from it, is
+    an interrupted or damaged conversion.
     """
     files = {}
     for path in sorted(folder.rglob("*")):
@@ -111,11 +138,11 @@ def _seal(folder):
             files[path.relative_to(folder).as_posix()] = path.stat().st_size
     fd = os.open(folder / COMPLETE_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as marker:
-        json.dump({"format": 1, "files": files}, marker)
+        json.dump({"format": 2, "dtype": dtype, "files": files}, marker)
 
 
 def _read_marker(folder):
-    """The ``{file: size}`` table of a converted folder's completeness marker.
+    """The ``({file: size}, dtype)`` of a converted folder's completeness marker.
 
     Raises
     ------
@@ -124,18 +151,19 @@ def _read_marker(folder):
     ValueError
         If the marker is not a table of sizes.
     """
-    files = json.loads((folder / COMPLETE_MARKER).read_text()).get("files")
+    marker = json.loads((folder / COMPLETE_MARKER).read_text())
+    files = marker.get("files")
     if not isinstance(files, dict) or not all(
         isinstance(size, int) for size in files.values()
     ):
         raise ValueError("not a table of file sizes")
-    return files
+    return files, marker.get("dtype")
 
 
-def _incomplete(folder):
+def _incomplete(folder, dtype="float32"):
     """Why a converted model folder cannot be used, or None when it is complete."""
     try:
-        files = _read_marker(folder)
+        files, stored = _read_marker(folder)
     except FileNotFoundError:
         if not folder.exists():
             return "missing"
@@ -145,6 +173,10 @@ def _incomplete(folder):
         )
     except (OSError, ValueError, AttributeError):
         return f"its {COMPLETE_MARKER} is unreadable"
+    if stored is None:
+        return f"its {COMPLETE_MARKER} names no dtype: it was made by an older nbllm"
+    if stored != dtype_name(dtype):
+        return f"it holds {stored} weights, not {dtype_name(dtype)}"
     for name, size in files.items():
         path = folder / name
         if not path.is_file():
@@ -278,8 +310,12 @@ def _read_gguf(spec, gguf_path):
     )
 
 
-def _write_converted(model, tokenizer, target):
-    """Save a model folder to ``target`` atomically, user-only, marked complete."""
+def _write_converted(model, tokenizer, target, dtype):
+    """Save a model folder to ``target`` atomically, user-only, marked complete.
+
+    The weights are cast to ``dtype`` first, so a load reads them as they
+    are (no cast, half the bytes in bfloat16).
+    """
     _private_mkdir(target.parent)
     _remove_leftovers(target.parent)
     # Write to a temporary folder (mkdtemp makes it 0700) and rename, so an
@@ -287,14 +323,18 @@ def _write_converted(model, tokenizer, target):
     # half-written model behind.
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=target.parent))
     try:
+        import torch
+
         with _quiet_progress():
+            model.to(getattr(torch, dtype_name(dtype)))
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-        _seal(tmp)
+        _seal(tmp, dtype_name(dtype))
         try:
             os.replace(tmp, target)
         except OSError:
-            if _incomplete(target) is not None:  # another process may have won the race
+            # another process may have won the race
+            if _incomplete(target, dtype) is not None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -307,10 +347,17 @@ def conversion_message(spec, gguf_path):
             "loads use the converted copy)\u2026")
 
 
-def _converted(spec, gguf_path):
-    """Return the complete converted folder of a GGUF file, converting it if needed."""
-    target = _converted_folder(gguf_path)
-    problem = _incomplete(target)
+def _converted(spec, gguf_path, dtype="float32"):
+    """Return the complete converted folder of a GGUF file in ``dtype``.
+
+    Converts it if needed: from the float32 copy when there is a complete
+    one (a cast), else from the GGUF file.  Both give the same weights:
+    de-quantizing yields float32, which is then rounded to ``dtype`` once,
+    exactly as a load with a cast would round it.
+    """
+    name = dtype_name(dtype)
+    target = _converted_folder(gguf_path, name)
+    problem = _incomplete(target, name)
     if problem is None:
         return target
     if problem != "missing":
@@ -319,10 +366,35 @@ def _converted(spec, gguf_path):
             f"({problem}); it is deleted and converted again."
         )
         _discard(target)
+    source = _converted_folder(gguf_path, "float32")
+    if name != "float32" and _incomplete(source, "float32") is None:
+        report(f"storing a {name} copy of {spec}, once\u2026")
+        try:
+            source_model = _read_folder(source)
+        except (ImportError, MemoryError):
+            raise
+        except Exception:
+            source_model = None  # unreadable after all: de-quantize the file instead
+        if source_model is not None:
+            _write_converted(*source_model, target, name)
+            return target
     _check_gguf_magic(spec, gguf_path)
     report(conversion_message(spec, gguf_path))
-    _write_converted(*_read_gguf(spec, gguf_path), target)
+    _write_converted(*_read_gguf(spec, gguf_path), target, name)
     return target
+
+
+def _read_folder(folder):
+    """The float32 (model, tokenizer) of a converted folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with _quiet_progress():
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=torch.float32, use_safetensors=True
+        )
+    return model, tokenizer
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ from pathlib import Path
 from .status import report
 from .gguf import (
     EMBEDDED_MODELS,
+    STORED_DTYPES,
     _brief,
     _converted,
     _quiet_progress,
@@ -68,6 +69,9 @@ class LoadedModel:
     context_length: int
     # Engine state shared by every estimator on this model (prefix KV caches).
     state: dict = field(default_factory=dict)
+    # Where the self-check keeps its verdict across processes (a file in a
+    # GGUF model's converted folder), or None: probe in every process.
+    selfcheck_file: object = None
 
     @property
     def scoring_path(self):
@@ -115,10 +119,60 @@ def resolve_device(device):
     return resolved
 
 
+def cpu_has_native_bf16():
+    """Whether this machine's CPU computes bfloat16 matmuls natively.
+
+    x86 CPUs with AVX512-BF16 or AMX-BF16 and ARM CPUs with the BF16
+    extension run bfloat16 matmuls at two to four times their float32 speed;
+    on any other CPU torch emulates bfloat16 and it is slower than float32.
+    ``torch.backends.cpu.get_cpu_capability()`` names only the vector width
+    ("AVX512"), not bf16 support, so the kernel's CPU flags decide.  The
+    answer is read once per process.
+
+    Returns
+    -------
+    bool
+    """
+    global _NATIVE_BF16
+    if _NATIVE_BF16 is None:
+        _NATIVE_BF16 = _read_bf16_flags()
+    return _NATIVE_BF16
+
+
+_NATIVE_BF16 = None
+# /proc/cpuinfo flag names: x86 ("flags") and aarch64 ("Features").
+_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+
+
+def _read_bf16_flags():
+    """The CPU's bf16 support from /proc/cpuinfo (Linux) or sysctl (macOS)."""
+    import platform
+    import subprocess
+
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                name, _, value = line.partition(":")
+                if name.strip().lower() in ("flags", "features"):
+                    return bool(_BF16_FLAGS & set(value.split()))
+    except OSError:
+        pass
+    if platform.system() == "Darwin" and platform.machine() == "arm64":
+        try:
+            out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"],
+                                 capture_output=True, text=True, timeout=5).stdout
+            return out.strip() == "1"
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return False
+
+
 def resolve_dtype(dtype, device):
     """Turn ``'auto'`` or a dtype name into a torch dtype for ``device``.
 
-    ``'auto'`` means bfloat16 on CUDA devices that support it, else float32.
+    ``'auto'`` means bfloat16 on CUDA devices that support it and on CPUs
+    with native bfloat16 arithmetic (:func:`cpu_has_native_bf16`), else
+    float32.  Pass ``'float32'`` for probabilities that match skorch's.
     """
     import torch
 
@@ -130,6 +184,8 @@ def resolve_dtype(dtype, device):
         )
     if dtype == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        if device.type == "cpu" and cpu_has_native_bf16():
             return torch.bfloat16
         return torch.float32
     return getattr(torch, dtype)
@@ -157,7 +213,7 @@ def _not_causal(spec, reason):
     )
 
 
-def _model_folder(spec):
+def _model_folder(spec, dtype="float32"):
     """Return (folder or hub id, converted from GGUF?) for a spec, converting first.
 
     Raises
@@ -169,12 +225,12 @@ def _model_folder(spec):
         not readable.
     """
     if spec in EMBEDDED_MODELS:
-        return str(_converted(spec, embedded_model_path(spec))), True
+        return str(_converted(spec, embedded_model_path(spec), dtype)), True
     if spec.lower().endswith(".gguf"):
         gguf = Path(spec).expanduser()
         if not gguf.is_file():
             raise FileNotFoundError(f"GGUF model file not found: {spec}")
-        return str(_converted(spec, gguf)), True
+        return str(_converted(spec, gguf, dtype)), True
     folder = Path(spec).expanduser()
     if folder.is_dir():
         return str(folder), False
@@ -275,9 +331,12 @@ def _attends_ahead(model):
 
     with torch.no_grad():
         one, other = first_logits(1), first_logits(2)
-    # A causal model gives the same numbers for the same first token; allow for
-    # rounding in half precision.
-    tolerance = 1e-4 if param.dtype == torch.float32 else 1e-2
+    # A causal model gives the same numbers for the same first token (bit for
+    # bit in practice: the masked keys contribute exact zeros).  A two-way
+    # model's difference can be small (1e-3 of the logits for a tiny random
+    # BERT), which half precision rounds to about one unit in the last place,
+    # so its tolerance stays below a bfloat16 ULP (2**-8 relative).
+    tolerance = 1e-4 if param.dtype in (torch.float32, torch.float64) else 1e-3
     scale = max(one.abs().max().item(), 1e-6)
     return (one - other).abs().max().item() > tolerance * scale
 
@@ -303,7 +362,7 @@ def _load(spec, device, dtype, trust_remote_code=False):
     """Load (model, tokenizer) for a spec onto a device, or raise one clear error."""
     from transformers import AutoTokenizer
 
-    folder, converted = _model_folder(spec)
+    folder, converted = _model_folder(spec, _stored_dtype(dtype))
     config = _read_config(spec, folder, trust_remote_code)
     auto_class = _auto_class(spec, config)
     with _quiet_progress():
@@ -319,7 +378,10 @@ def _load(spec, device, dtype, trust_remote_code=False):
         )
     model.to(device)
     model.eval()
-    if not model.config.is_encoder_decoder and _attends_ahead(model):
+    # transformers converts GGUF files of decoder-only architectures only (its
+    # GGUF encoder-decoders load as such), so the two-pass check has nothing
+    # to find there; it also pays the first forward pass's warm-up, ~1 s.
+    if not converted and not model.config.is_encoder_decoder and _attends_ahead(model):
         raise ValueError(_not_causal(
             spec, "its prediction at a position depends on later tokens, as in "
             "encoders such as BERT"
@@ -356,8 +418,46 @@ def fingerprint(model, tokenizer):
     h.update(json.dumps(sorted(tokenizer.get_vocab().items())[:2000]).encode())
     with torch.no_grad():
         for name, param in model.named_parameters():
-            total = param.detach().float().sum().item()
+            # sum(dtype=...) accumulates in float32 without a float32 copy of
+            # the tensor (113 MB for the embedded model's bf16 embedding).
+            total = param.detach().sum(dtype=torch.float32).item()
             h.update(f"{name}|{tuple(param.shape)}|{param.dtype}|{total!r}".encode())
+    return h.hexdigest()[:32]
+
+
+def _stored_dtype(dtype):
+    """The dtype a GGUF file's converted copy is stored in for a run in ``dtype``
+    (float64 runs from the float32 copy)."""
+    name = str(dtype).replace("torch.", "")
+    return name if name in STORED_DTYPES else "float32"
+
+
+def _converted_gguf_folder(spec, dtype):
+    """The converted folder a GGUF spec loads from in ``dtype``, or None."""
+    from .gguf import _converted_folder
+
+    if spec in EMBEDDED_MODELS:
+        gguf = embedded_model_path(spec)
+    elif spec.lower().endswith(".gguf"):
+        gguf = Path(spec).expanduser()
+    else:
+        return None
+    return _converted_folder(gguf, _stored_dtype(dtype))
+
+
+def _converted_fingerprint(folder):
+    """The fingerprint of a GGUF spec's converted copy, from its sealed marker.
+
+    The folder is keyed by the GGUF file's path, size and modification time
+    and the stored dtype, and its marker lists every file's size, so these
+    identify the weights as well as a pass over them (which costs ~1 s on
+    the embedded model at every cold start).
+    """
+    from .gguf import COMPLETE_MARKER
+
+    h = hashlib.sha256(b"nbllm converted GGUF|" + folder.name.encode())
+    for name in (COMPLETE_MARKER, "config.json"):
+        h.update(b"|" + (folder / name).read_bytes())
     return h.hexdigest()[:32]
 
 
@@ -367,14 +467,17 @@ def _new_entry(spec, device, dtype, trust_remote_code):
     # notebook tests' guard) keep working.
     extra = {"trust_remote_code": True} if trust_remote_code else {}
     model, tokenizer = _load(spec, device, dtype, **extra)
+    folder = _converted_gguf_folder(spec, dtype)
     return LoadedModel(
         spec=spec,
         model=model,
         tokenizer=tokenizer,
         device=device,
         dtype=dtype,
-        fingerprint=fingerprint(model, tokenizer),
+        fingerprint=(fingerprint(model, tokenizer) if folder is None
+                     else _converted_fingerprint(folder)),
         context_length=context_length(model, tokenizer),
+        selfcheck_file=None if folder is None else folder / f"selfcheck-{device.type}.json",
     )
 
 

@@ -46,6 +46,24 @@ def result_key(fingerprint, prompt_ids, label_ids):
     return h.digest()
 
 
+def text_result_key(fingerprint, how, prompt, label_ids):
+    """The key of one (model, rendered prompt text, labels) triple.
+
+    ``how`` names what else decides the prompt's token ids (special tokens,
+    truncation).  It lets a rerun skip tokenizing: the same text under the
+    same model and settings always gives the same token ids.  Its own hash
+    person keeps it apart from :func:`result_key`'s keys.
+    """
+    h = hashlib.blake2b(digest_size=20, person=b"nbllm-text")
+    h.update(fingerprint.encode())
+    h.update(b"|" + how.encode() + b"|")
+    h.update(prompt.encode("utf-8", "surrogatepass"))
+    for ids in label_ids:
+        h.update(b"|")
+        h.update(np.asarray(ids, dtype=np.int64).tobytes())
+    return h.digest()
+
+
 class ResultCache:
     """In-memory map from :func:`result_key` to per-label log-probabilities.
 
@@ -57,6 +75,9 @@ class ResultCache:
 
     def __init__(self):
         self._data = {}
+        # Text-level keys (text_result_key) -> the same arrays; not counted
+        # in len(), which is the number of results.
+        self._by_text = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -85,6 +106,20 @@ class ResultCache:
             self.misses += len(keys) - hits
         return found
 
+    def peek_many(self, keys):
+        """The cached array or None per key, from memory only.  Only hits
+        are counted: a miss here is looked up again by token ids."""
+        with self._lock:
+            found = [self._by_text.get(k) for k in keys]
+            self.hits += sum(v is not None for v in found)
+        return found
+
+    def put_text_many(self, pairs):
+        """Store ``(text key, array)`` pairs in memory (never on disk: a new
+        process tokenizes once and finds the token-id key there)."""
+        with self._lock:
+            self._by_text.update((k, np.array(v, dtype=np.float64)) for k, v in pairs)
+
     def put_many(self, keys, values, disk=None):
         """Store one float64 array of log-probabilities per key (and on disk)."""
         arrays = [np.array(v, dtype=np.float64) for v in values]
@@ -97,6 +132,7 @@ class ResultCache:
         """Drop every entry and reset the counters."""
         with self._lock:
             self._data.clear()
+            self._by_text.clear()
             self.hits = self.misses = 0
 
 

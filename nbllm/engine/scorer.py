@@ -102,11 +102,15 @@ def _window(loaded):
 
 def choose_backend(loaded):
     """Probe the candidates in order; return the first that matches the plain path."""
-    from .selfcheck import run_probe
+    from .selfcheck import remember_pass, remembered_pass, run_probe
 
     model = loaded.model
-    report(f"checking the fast scoring path on {loaded.spec} (once per model)\u2026")
     candidates = _candidates(loaded)
+    factory, name, reason = candidates[0]
+    kept = remembered_pass(loaded, name) if len(candidates) > 1 else None
+    if kept is not None:
+        return BackendChoice(factory, name, reason + " (on an earlier load)", kept)
+    report(f"checking the fast scoring path on {loaded.spec} (once per model)\u2026")
     plain = candidates[-1][0](loaded)
     for index, (factory, name, reason) in enumerate(candidates):
         if index == len(candidates) - 1:
@@ -116,6 +120,8 @@ def choose_backend(loaded):
             backend.prefix_caches = {}  # probe prompts must not evict a user's prefix
         probe = run_probe(loaded, backend, plain, _window(loaded))
         if probe.passed:
+            if index == 0:
+                remember_pass(loaded, name, probe)
             return BackendChoice(factory, name, reason, probe)
         warn(
             f"nbllm's {name} scoring path is not exact for {type(model).__name__}: "

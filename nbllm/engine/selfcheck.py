@@ -76,12 +76,16 @@ class ProbeResult:
     error : str or None
         The fast path's exception, one line, when it raised.
     seconds : float
-        Time taken by both paths.
+        Time taken by both paths (0 for a remembered verdict).
+    remembered : bool
+        Whether the verdict was read back from an earlier process.
     """
 
     def __init__(self, difference, error, seconds, tolerance):
         self.difference, self.error, self.seconds = difference, error, seconds
         self.tolerance = tolerance
+        # True when read back from an earlier process (see remembered_pass).
+        self.remembered = False
 
     @property
     def passed(self):
@@ -119,3 +123,85 @@ def run_probe(loaded, backend, plain, window=None):
         gap = np.abs(got - expected)
         worst = max(worst, math.inf if np.isnan(gap).any() else float(gap.max()))
     return ProbeResult(worst, error, time.perf_counter() - started, tolerance)
+
+
+# ------------------------------------------------- verdicts kept across processes
+#
+# A model converted from GGUF is the same weights in every process, so a fast
+# path that passed the probe once passes it again as long as the code that
+# runs it (nbllm's engine, torch, transformers) and the dtype and device are
+# the same.  The verdict is kept in the converted folder; any difference in
+# that key means the probe runs again.  Only passes are kept: a failure is
+# probed (and warned about) anew, so it can never be hidden by a stale file.
+
+_ENGINE_DIGEST = None
+
+
+def _engine_digest():
+    """A hash of the engine's source files, read once per process."""
+    global _ENGINE_DIGEST
+    if _ENGINE_DIGEST is None:
+        import hashlib
+        from pathlib import Path
+
+        h = hashlib.sha256()
+        for path in sorted(Path(__file__).parent.glob("*.py")):
+            h.update(path.name.encode() + b"|" + path.read_bytes())
+        _ENGINE_DIGEST = h.hexdigest()[:16]
+    return _ENGINE_DIGEST
+
+
+def verdict_key(loaded, path_name):
+    """What a kept verdict must match: model, dtype, device, code versions."""
+    import torch
+    import transformers
+
+    device = loaded.device
+    where = device.type
+    if device.type == "cuda":
+        where += ":" + torch.cuda.get_device_name(device)
+    return {"fingerprint": loaded.fingerprint, "dtype": str(loaded.dtype),
+            "device": where, "path": path_name, "engine": _engine_digest(),
+            "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def remembered_pass(loaded, path_name):
+    """The kept :class:`ProbeResult` of ``path_name`` on this model, or None."""
+    import json
+
+    file = getattr(loaded, "selfcheck_file", None)
+    if file is None:
+        return None
+    try:
+        kept = json.loads(file.read_text())
+        if kept.get("key") != verdict_key(loaded, path_name):
+            return None
+        result = ProbeResult(float(kept["difference"]), None, 0.0,
+                             tolerance_for(loaded.dtype))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # missing, torn or foreign: probe again
+    result.remembered = True
+    return result if result.passed else None
+
+
+def remember_pass(loaded, path_name, probe):
+    """Keep a passed probe's verdict next to the model's converted weights."""
+    import json
+    import os
+
+    file = getattr(loaded, "selfcheck_file", None)
+    if file is None or not probe.passed:
+        return
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"key": verdict_key(loaded, path_name),
+                       "difference": probe.difference}, out)
+        os.replace(tmp, file)  # readers see the old file or the new one
+    except OSError:
+        # A read-only cache only costs the probe next time.
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass

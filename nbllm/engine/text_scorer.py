@@ -6,8 +6,10 @@ and streams log P(label | prompt) back as rows finish.  On the way it
 * renders and tokenises each prompt, cutting a text that does not fit the
   model's context (as ``truncation`` says, keeping the template and labels
   whole, with one warning that counts the cut texts);
-* looks each prompt up in the result cache (memory, then disk) and scores
-  duplicate prompts once;
+* looks each prompt up in the result cache: first by its rendered text
+  (memory only, before any tokenizing, so a rerun costs a hash per text),
+  then by its token ids (memory, then disk), and scores duplicate prompts
+  once;
 * hands the rest to :class:`~nbllm.engine.scorer.LabelScorer` in chunks, so a
   100k-row job never holds every prompt's token ids at once, and stores each
   finished batch in the cache (an interrupted job resumes from it);
@@ -18,7 +20,7 @@ It also generates the model's free continuation of a prompt (previews).
 
 import numpy as np
 
-from .result_cache import result_cache, result_key
+from .result_cache import result_cache, result_key, text_result_key
 from ..warnings_to_user import warn
 from . import status
 
@@ -109,11 +111,14 @@ class TextScorer:
             the first one's position; or when the template alone leaves no
             room for any text.
         """
-        
+        return self._encode(texts, renderer, label_ids, positions)[0]
+
+    def _encode(self, texts, renderer, label_ids, positions=None, rendered=None):
+        """:meth:`encode`, plus the set of rows whose text was cut."""
         renderers = renderer.for_texts(texts)
-        ids = self.tokenizer(
-            [r.render(t) for r, t in zip(renderers, texts)], add_special_tokens=self.special
-        )["input_ids"]
+        if rendered is None:
+            rendered = [r.render(t) for r, t in zip(renderers, texts)]
+        ids = self.tokenizer(rendered, add_special_tokens=self.special)["input_ids"]
         context = self.loaded.context_length
         limit = context - max(len(i) for i in label_ids)
         too_long = [i for i, row in enumerate(ids) if len(row) > limit]
@@ -137,7 +142,7 @@ class TextScorer:
                 f"{context} tokens; their text was cut {where} so that the prompt "
                 "template and the labels fit"
             )
-        return [list(r) for r in ids]
+        return [list(r) for r in ids], set(too_long)
 
     def _truncate(self, text, renderer, limit):
         encode = lambda s: self.tokenizer(s, add_special_tokens=self.special)["input_ids"]
@@ -216,11 +221,56 @@ class TextScorer:
             bar.close()
         return out
 
+    def _text_keys(self, texts, renderer, label_ids):
+        """The rendered prompts and their text-level cache keys."""
+        rendered = [r.render(t) for r, t in zip(renderer.for_texts(texts), texts)]
+        # What turns a rendered prompt into token ids besides the model
+        # (whose tokenizer the fingerprint covers): special tokens and the
+        # truncation mode.
+        how = f"{self.special}|{self.truncation}"
+        fp = self.loaded.fingerprint
+        return rendered, [text_result_key(fp, how, p, label_ids) for p in rendered]
+
     def _score_chunk(self, texts, renderer, label_ids, head, scorer, report, bar,
                      positions):
-        """Score one chunk; ``report(rows, logprobs)`` receives every row."""
-        ids = self.encode(texts, renderer, label_ids, positions)
+        """Score one chunk; ``report(rows, logprobs)`` receives every row.
+
+        With caching, prompts whose rendered text was scored before are
+        answered before tokenizing; the rest go through
+        :meth:`_score_tokens`.
+        """
+        if not self.use_caching:
+            return self._score_tokens(texts, renderer, label_ids, head, scorer, report,
+                                      bar, positions)
+        rendered, text_keys = self._text_keys(texts, renderer, label_ids)
+        found = result_cache.peek_many(text_keys)
+        done = [i for i, value in enumerate(found) if value is not None]
+        if done:
+            self.hits += len(done)
+            report(done, np.stack([found[i] for i in done]))
+        rest = [i for i, value in enumerate(found) if value is None]
+        if not rest:
+            return
+
+        def report_rest(rows, values):
+            report([rest[r] for r in rows], values)
+
+        self._score_tokens([texts[i] for i in rest], renderer, label_ids, head, scorer,
+                           report_rest, bar, [positions[i] for i in rest],
+                           rendered=[rendered[i] for i in rest],
+                           text_keys=[text_keys[i] for i in rest])
+
+    def _score_tokens(self, texts, renderer, label_ids, head, scorer, report, bar,
+                      positions, rendered=None, text_keys=None):
+        """Tokenize, look up by token ids, score what is left, store it."""
+        ids, cut = self._encode(texts, renderer, label_ids, positions, rendered)
         keys = [result_key(self.loaded.fingerprint, row, label_ids) for row in ids]
+        if text_keys is not None:
+            # A cut text is always tokenized again, so its warning repeats.
+            text_of = {}
+            for i, (key, text_key) in enumerate(zip(keys, text_keys)):
+                if i not in cut:
+                    text_of.setdefault(key, []).append(text_key)
         found = (result_cache.get_many(keys, disk=self.disk_cache) if self.use_caching
                  else [None] * len(keys))
         rows_of = {}  # key -> rows with that prompt; duplicates are scored once
@@ -232,7 +282,11 @@ class TextScorer:
             self.hits += len(done)
             self.misses += len(keys) - len(done)
         if done:
-            report(done, np.stack([found[i] for i in done]))
+            values = [found[i] for i in done]
+            if text_keys is not None:
+                pairs = [(t, v) for i, v in zip(done, values) for t in text_of.get(keys[i], [])]
+                result_cache.put_text_many(pairs)
+            report(done, np.stack(values))
         if not rows_of:
             return
         todo = list(rows_of)
@@ -242,6 +296,10 @@ class TextScorer:
             batch_keys = [todo[j] for j in indices]
             if self.use_caching:
                 result_cache.put_many(batch_keys, values, disk=self.disk_cache)
+                if text_keys is not None:
+                    result_cache.put_text_many(
+                        (t, v) for k, v in zip(batch_keys, values)
+                        for t in text_of.get(k, []))
             counts = [len(rows_of[k]) for k in batch_keys]
             report([r for k in batch_keys for r in rows_of[k]],
                    np.repeat(values, counts, axis=0))
