@@ -128,3 +128,18 @@ def test_a_mode_far_apart_in_label_mass_gets_a_hint(tiny_folder, monkeypatch):
     assert '<p class="nbllm-legend">#0: sent as a chat message' in html
     monkeypatch.setattr(compare, "HINT_RATIO", 1e12)  # nothing is that far apart
     assert nbllm.compare_prompts(TEXTS, LABELS, [None], model=tiny_folder).rows[0].hint == ""
+
+
+def test_multi_label_keeps_the_former_rule_and_says_so(tiny_folder):
+    from nbllm import MultiLabelZeroShotClassifier
+
+    question = MultiLabelZeroShotClassifier(tiny_folder, progress=False).fit(
+        None, [["a"], ["b"]])
+    assert question.prompt_mode() == (
+        "chat", "sent as chat: the prompt does not end with a space "
+                "(use_chat_template='auto')")
+    completion = MultiLabelZeroShotClassifier(
+        tiny_folder, prompt="{text} about {label}? Answer: ", progress=False).fit(
+        None, [["a"], ["b"]])
+    assert completion.prompt_mode() == (
+        "raw", "sent raw: the prompt ends with a space (use_chat_template='auto')")

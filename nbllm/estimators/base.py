@@ -274,6 +274,9 @@ class _LLMBase(BaseEstimator):
         """
         check_is_fitted(self, "use_chat_template_")
         if self.use_chat_template_:
+            if self.use_chat_template == "auto" and not self._auto_raw:
+                return "chat", ("sent as chat: the prompt does not end with a space "
+                                "(use_chat_template='auto')")
             if self.use_chat_template == "auto":
                 return "chat", "sent as chat turns (example_placement='turns')"
             return "chat", "sent as a chat message (use_chat_template=True)"
