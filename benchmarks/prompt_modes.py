@@ -45,6 +45,28 @@ PROMPTS = [
     "Decide whether the following tweet is {labels}: {text}\n",
     "Text: \"{text}\"\nQuestion: is it {labels}?\nAnswer -> ",
 ]
+# Endings after which a label reads as the continuation of the prompt's text.
+COMPLETION_CUES = ("->", "=>", "\u2192", ":", "=", "-", '"', "'", "(", "[", "\u201c")
+COMPLETION_WORDS = ("is", "are", "was", "were", "as")
+
+
+def completion_cue(template):
+    """The completion cue the template ends with, whitespace aside ('' if none).
+
+    ``"...Sentiment:"``, ``"Output ="``, ``"...this tweet is"`` end with a cue:
+    the label continues the text.  A question or an instruction
+    (``"...? "``, ``"Tweet: {text}"``) does not.
+    """
+    end = template.rstrip()
+    for cue in COMPLETION_CUES:
+        if end.endswith(cue):
+            return cue
+    words = end.split()
+    if words and words[-1].lower() in COMPLETION_WORDS:
+        return words[-1]
+    return ""
+
+
 LABELS = ["negative", "positive"]
 MASS_TEXTS = 16
 
@@ -66,7 +88,6 @@ def main():
     parser.add_argument("--json")
     args = parser.parse_args()
 
-    from nbllm.engine.prompts import completion_cue
     from nbllm.tools.tweets import load_tweets
 
     data = load_tweets(args.n, labels=tuple(LABELS), split="dev", random_state=11)

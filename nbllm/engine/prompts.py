@@ -156,28 +156,6 @@ def without_examples(template):
     return re.sub(r"\n{3,}", "\n\n", template.replace("{examples}", "")).strip("\n")
 
 
-# Endings after which a label reads as the continuation of the prompt's text.
-COMPLETION_CUES = ("->", "=>", "\u2192", ":", "=", "-", '"', "'", "(", "[", "\u201c")
-COMPLETION_WORDS = ("is", "are", "was", "were", "as")
-
-
-def completion_cue(template):
-    """The completion cue the template ends with, whitespace aside ('' if none).
-
-    ``"...Sentiment:"``, ``"Output ="``, ``"...this tweet is"`` end with a cue:
-    the label continues the text.  A question or an instruction
-    (``"...? "``, ``"Tweet: {text}"``) does not.
-    """
-    end = template.rstrip()
-    for cue in COMPLETION_CUES:
-        if end.endswith(cue):
-            return cue
-    words = end.split()
-    if words and words[-1].lower() in COMPLETION_WORDS:
-        return words[-1]
-    return ""
-
-
 def trailing_space(template):
     """The spaces at the very end of a template ('' if none).
 

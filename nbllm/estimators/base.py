@@ -41,6 +41,15 @@ from ..warnings_to_user import warn
 
 
 
+def _check_same_length(X, y):
+    """Raise, with skorch's wording, unless X and y hold as many samples."""
+    if len(X) != len(y):
+        raise ValueError(
+            "X and y don't have the same number of samples, found "
+            f"{len(X)} and {len(y)} samples, respectively"
+        )
+
+
 def _check_texts(X):
     """Return X as a list of str, or raise a ValueError that says what is wrong."""
     if isinstance(X, (str, bytes)):
@@ -552,11 +561,7 @@ class _SingleLabelBase(ClassifierMixin, _LLMBase):
                 "calibration='fit' learns from labelled texts: pass them to "
                 "fit(X, y) (X the texts, y their labels); got no texts"
             )
-        if len(X) != len(y):
-            raise ValueError(
-                "X and y don't have the same number of samples, found "
-                f"{len(X)} and {len(y)} samples, respectively"
-            )
+        _check_same_length(X, y)
         logprobs = self.label_logprobs(X)
         index = {str(c): i for i, c in enumerate(self.classes_)}
         start = -content_free_reference(self.calibration_logprobs())

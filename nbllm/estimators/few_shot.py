@@ -14,7 +14,7 @@ from ..engine.prompts import (
     without_examples,
 )
 from . import docs
-from .base import _check_texts, _SingleLabelBase
+from .base import _check_same_length, _check_texts, _SingleLabelBase
 from .example_selection import (
     PerTextRenderer,
     SimilarExamples,
@@ -114,11 +114,8 @@ class FewShotClassifier(_SingleLabelBase):
         if X is None or (not isinstance(X, (str, bytes)) and len(X) == 0):
             raise ValueError("For few-shot learning, pass at least one example")
         texts = _check_texts(X)
-        if y is not None and len(X) != len(y):
-            raise ValueError(
-                "X and y don't have the same number of samples, found "
-                f"{len(X)} and {len(y)} samples, respectively"
-            )
+        if y is not None:
+            _check_same_length(X, y)
         for option in (options.MAX_SAMPLES, options.EXAMPLE_PLACEMENT,
                        options.EXAMPLE_SELECTION):
             option.validate(getattr(self, option.name))
@@ -174,11 +171,7 @@ class FewShotClassifier(_SingleLabelBase):
         """
         texts = X if isinstance(X, np.ndarray) else list(X)
         labels = y if isinstance(y, np.ndarray) else list(y)
-        if len(texts) != len(labels):
-            raise ValueError(
-                "X and y don't have the same number of samples, found "
-                f"{len(texts)} and {len(labels)} samples, respectively"
-            )
+        _check_same_length(texts, labels)
         chosen = draw_stratified(texts, labels, n_samples, self.random_state)
         return [(texts[i], labels[i]) for i in chosen]
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..evaluation import evaluate
 from ..options import check_labels
 from .display import NO_MATH, esc
 from . import classify as api
@@ -156,10 +157,8 @@ def compare_prompts(texts, labels, prompts, y=None, *, models=None, **options):
                             mean_label_mass=float(clf.label_mass(logprobs).mean()),
                             distribution=counts)
             if y is not None:
-                truth = np.array([classes.index(v) for v in y])
-                row.accuracy = float((probas.argmax(axis=1) == truth).mean())
-                picked = np.clip(probas[np.arange(len(truth)), truth], 1e-15, 1.0)
-                row.log_loss = float(-np.log(picked).mean())
+                metrics = evaluate(y, probas, classes)
+                row.accuracy, row.log_loss = metrics["accuracy"], metrics["log_loss"]
             if predictions:
                 row.agreement = float((predicted == predictions[0]).mean())
             row.hint = _mode_hint(

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.prompts import is_missing
 from ..options import check_labels
 from ..warnings_to_user import warn
 from . import classify as api
@@ -30,13 +31,6 @@ STRATEGIES = ("margin", "entropy", "random")
 # Measured best on the dev half (benchmarks/RESULTS.md).
 DEFAULT_STRATEGY = "margin"
 FILE_VERSION = 1
-
-
-def _missing(value):
-    try:
-        return value is None or bool(value != value)  # NaN, pd.NA-like
-    except (TypeError, ValueError):
-        return False
 
 
 def answers_path(texts, labels, root=None):
@@ -167,7 +161,7 @@ class Labeler:
         self.batch, self.strategy, self.random_state = batch, strategy, random_state
         self.options = dict(progress=False) | options
         texts = data[column].tolist()
-        self._has_text = np.array([not _missing(t) for t in texts])
+        self._has_text = np.array([not is_missing(t) for t in texts])
         self.n_missing = int((~self._has_text).sum())
         if not self._has_text.any():
             raise ValueError(f"column {column!r} has no texts (all {len(texts)} are missing)")
@@ -392,12 +386,17 @@ class Labeler:
         now, start = self._estimate(self.estimator_) if improved else (None, None)
         predicted = self.predictions["label"].dropna()
         return LabelerReport(
-            answered=len(self._answers), total=int(self._has_text.sum()),
+            *self.counts,
             estimated_accuracy=now, start_estimated_accuracy=start,
             answered_accuracy=self._answered_accuracy(),
             label_counts={str(k): int(v) for k, v in predicted.value_counts().items()},
             rounds=list(self.rounds),
         )
+
+    @property
+    def counts(self):
+        """(rows answered, rows with a text): the progress, without a report."""
+        return len(self._answers), int(self._has_text.sum())
 
     @property
     def predictions(self):

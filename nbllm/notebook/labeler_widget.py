@@ -133,9 +133,9 @@ class LabelerWidget(widgets.VBox):
         self.cards.children = [c for c in self.cards.children if c.row_index != idx]
         if not self.cards.children:
             self.refresh()
-        else:
-            report = self.labeler.report()
-            self.progress_line.value = f"<b>{report.answered} / {report.total}</b> answered"
+        else:  # the counts only: a report refits the leave-one-out estimate
+            answered, total = self.labeler.counts
+            self.progress_line.value = f"<b>{answered} / {total}</b> answered"
 
     def _start_improve(self):
         if self._thread is not None and self._thread.is_alive():
@@ -155,7 +155,7 @@ class LabelerWidget(widgets.VBox):
             self._thread.join(timeout)
 
     def _improve(self):
-        total = int(self.labeler._has_text.sum())
+        total = self.labeler.counts[1]
         self.progress.max, self.progress.value = total, 0
         self.progress.layout.display = ""
 

@@ -196,15 +196,20 @@ class NbllmMagics(Magics):
             raise UsageError("several --prompt compare zero-shot prompts; %%fewshot and "
                              "--multi-label take one")
         prompts = [self._prompt(p) for p in (args.prompt or [None])]
-        if len(prompts) > 1:
-            return self._compare(args, texts, prompts, options)
         try:
-            result = api.classify(
-                texts, parse_labels(args.labels),
-                model=args.model, prompt=prompts[0],
-                raw=args.raw, threshold=args.threshold, device=args.device,
-                previews=args.preview, index=index, skip_missing=True, **options,
-            )
+            if len(prompts) > 1:  # one compare_prompts table instead of a result
+                from .compare import compare_prompts
+
+                result = compare_prompts(texts, parse_labels(args.labels), prompts,
+                                         model=args.model, device=args.device,
+                                         raw=args.raw, **options)
+            else:
+                result = api.classify(
+                    texts, parse_labels(args.labels),
+                    model=args.model, prompt=prompts[0],
+                    raw=args.raw, threshold=args.threshold, device=args.device,
+                    previews=args.preview, index=index, skip_missing=True, **options,
+                )
         except (ValueError, TypeError, ImportError, FileNotFoundError) as exc:
             # options.check_labels's messages start with "labels ": name the option.
             if str(exc).startswith("labels "):
@@ -213,20 +218,6 @@ class NbllmMagics(Magics):
         if args.out:
             self.shell.user_ns[args.out] = result
         return result
-
-    def _compare(self, args, texts, prompts, options):
-        """Several --prompt: one compare_prompts table instead of a result."""
-        from .compare import compare_prompts
-
-        try:
-            table = compare_prompts(texts, parse_labels(args.labels), prompts,
-                                    model=args.model, device=args.device, raw=args.raw,
-                                    **options)
-        except (ValueError, TypeError, ImportError, FileNotFoundError) as exc:
-            raise UsageError(str(exc)) from None
-        if args.out:
-            self.shell.user_ns[args.out] = table
-        return table
 
     @magic_arguments()
     @_common_arguments
