@@ -25,6 +25,7 @@ the exact one, and checks this backend once per model before trusting it.
 
 from .attention import attention_layout
 from .batching import deliver, longest_first
+from .gqa import native_gqa
 from .prefix import PrefixCaches, cache_kwarg, expand_cache, shared_prefix_length
 from .trie import LabelTrie
 
@@ -229,14 +230,15 @@ class TreeMaskBackend:
         keep = torch.cat([
             torch.tensor([longest - 1], device=device), longest + tree.internal
         ])
-        logits = self.model(
-            input_ids=input_ids,
-            attention_mask=mask,
-            position_ids=positions,
-            use_cache=prefix_kv is not None,
-            **{self._cache_kwarg: expand_cache(prefix_kv, rows)},
-            logits_to_keep=keep,
-        ).logits
+        with native_gqa(self.model, device):
+            logits = self.model(
+                input_ids=input_ids,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=prefix_kv is not None,
+                **{self._cache_kwarg: expand_cache(prefix_kv, rows)},
+                logits_to_keep=keep,
+            ).logits
         self.forward_passes += 1
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         # Node n's token is predicted at its parent's slot (slot 0: the prompt).

@@ -1,0 +1,88 @@
+"""The tree-mask passes run grouped-query attention without copying keys and values.
+
+The switch (nbllm.engine.gqa) is checked for what it does to the model (its
+attention implementation is changed only during the pass, and restored even
+when the pass fails), when it stays off, and for exactness: the tree-mask
+backend under it matches the plain-forward oracle and the stock SDPA path.
+"""
+
+import contextlib
+
+import numpy as np
+import pytest
+import torch
+
+from nbllm.engine import gqa, tree_mask
+from nbllm.engine.models import LoadedModel
+from nbllm.engine.tree_mask import TreeMaskBackend
+from tiny import get_tiny_model, get_tiny_tokenizer, oracle_matrix
+
+CPU = torch.device("cpu")
+LABELS = [[387], [286, 299], [286, 299, 5], [89]]
+
+
+def _prompts():
+    tok = get_tiny_tokenizer()
+    texts = ["I love it.", "ok", "The train was late again this morning, very late."]
+    return [tok("Text: " + t + "\nCategory:")["input_ids"] for t in texts]
+
+
+def _loaded(model):
+    return LoadedModel(spec="tiny", model=model, tokenizer=get_tiny_tokenizer(),
+                       device=CPU, dtype=torch.float32, fingerprint="tiny",
+                       context_length=256)
+
+
+def test_the_switch_holds_only_during_the_block():
+    model = get_tiny_model()
+    assert model.config._attn_implementation == "sdpa"
+    with gqa.native_gqa(model, CPU):
+        assert model.config._attn_implementation == gqa.NAME
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_the_switch_is_undone_when_the_pass_fails():
+    model = get_tiny_model()
+    with pytest.raises(RuntimeError, match="boom"):
+        with gqa.native_gqa(model, CPU):
+            raise RuntimeError("boom")
+    assert model.config._attn_implementation == "sdpa"
+
+
+@pytest.mark.parametrize("case", ["cuda", "eager", "no groups"])
+def test_the_switch_stays_off(case):
+    tiny = get_tiny_model()  # shared by the tests: never changed here
+    settings = {"eager": {"attn_implementation": "eager"},
+                "no groups": {"num_key_value_heads": 4}}.get(case, {})
+    model = tiny.__class__(tiny.config.__class__(**{**tiny.config.to_dict(), **settings}))
+    device = torch.device("cuda") if case == "cuda" else CPU  # compared, never used
+    before = model.config._attn_implementation
+    with gqa.native_gqa(model, device):
+        assert model.config._attn_implementation == before
+    assert model.config._attn_implementation == before
+
+
+def test_tree_mask_under_the_switch_matches_the_oracle_and_stock_sdpa(monkeypatch):
+    model = get_tiny_model()
+    prompts = _prompts()
+    seen = []
+    real = gqa._attention
+
+    def spy(module, query, key, *args, **kwargs):
+        seen.append((query.shape[1], key.shape[1]))
+        return real(module, query, key, *args, **kwargs)
+
+    monkeypatch.setattr(gqa, "_attention", spy)
+    monkeypatch.setattr(gqa, "_REGISTERED", [])  # register the spy
+    ours = TreeMaskBackend(_loaded(model)).score(prompts, LABELS, 2, prompts[0][:2])
+    # Keys and values reached the kernel with their own (fewer) heads.
+    assert seen and all(q == 4 and k == 2 for q, k in seen)
+    expected = np.array(oracle_matrix(model, prompts, LABELS))
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5)
+
+    monkeypatch.setattr(tree_mask, "native_gqa", lambda m, d: contextlib.nullcontext())
+    stock = TreeMaskBackend(_loaded(model)).score(prompts, LABELS, 2, prompts[0][:2])
+    np.testing.assert_allclose(ours, stock, rtol=0, atol=1e-6)
+    monkeypatch.undo()
+    gqa._REGISTERED.clear()
+    gqa._register()  # the real function again, for later tests
