@@ -68,12 +68,8 @@ def load_ipython_extension(ipython):
     ipython.register_magics(NbllmMagics)
 
 
-# The accessor module imports only pandas; registering it here makes
-# ``df.llm`` available after a plain ``import nbllm``.
-from .notebook import pandas_accessor as _accessor  # noqa: E402,F401
+# ``df.llm`` and ``ddf.llm``, whichever of nbllm, pandas and dask.dataframe is
+# imported first, without importing pandas or dask here (see import_hooks).
+from .notebook import import_hooks as _import_hooks  # noqa: E402
 
-# ``ddf.llm`` for Dask, whichever of nbllm and dask.dataframe is imported
-# first, without importing dask here (it takes seconds).
-from .notebook import dask_hook as _dask_hook  # noqa: E402
-
-_dask_hook.install()
+_import_hooks.install()

@@ -311,7 +311,7 @@ def test_importing_nbllm_then_dask_attaches_ddf_llm():
         from nbllm.notebook.dask_accessor import DaskLLMAccessor
         ddf = dd.from_pandas(pd.DataFrame({"text": ["x"]}), npartitions=1)
         assert isinstance(ddf.llm, DaskLLMAccessor), type(ddf.llm)
-        assert not any(type(f).__module__ == "nbllm.notebook.dask_hook"
+        assert not any(type(f).__module__ == "nbllm.notebook.import_hooks"
                        for f in sys.meta_path), "the import hook stays installed"
     """)
 

@@ -12,8 +12,6 @@ import re
 from collections.abc import Mapping
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.utils.validation import check_is_fitted
 
 from .. import options
 from ..engine import models
@@ -31,6 +29,7 @@ from ..engine.text_scorer import TextScorer
 from ..exceptions import LowProbabilityError
 from .predictions import single_label_predictions
 from . import persistence
+from .sklearn_api import ClassifierAPI, check_fitted
 from .calibration import (
     CONTENT_FREE_TEXTS,
     calibrate,
@@ -102,7 +101,7 @@ def _repair_unicode(texts):
     return texts
 
 
-class _LLMBase(BaseEstimator):
+class _LLMBase(ClassifierAPI):
     """What every classifier shares: parameter checks, model loading, prompts
     and scoring through the engine."""
 
@@ -281,7 +280,7 @@ class _LLMBase(BaseEstimator):
             ``'raw'`` or ``'chat'``, and e.g. ``"sent raw: the prompt ends
             with a space"``.
         """
-        check_is_fitted(self, "use_chat_template_")
+        check_fitted(self, "use_chat_template_")
         if self.use_chat_template_:
             if self.use_chat_template == "auto" and not self._auto_raw:
                 return "chat", ("sent as chat: the prompt does not end with a space "
@@ -312,13 +311,13 @@ class _LLMBase(BaseEstimator):
     @property
     def device_(self):
         """The device the model runs on."""
-        check_is_fitted(self, "loaded_")
+        check_fitted(self, "loaded_")
         return self.loaded_.device
 
     # ---------------------------------------------------------- prompting
     def get_prompt(self, text):
         """Return the exact prompt string the model sees for ``text``."""
-        check_is_fitted(self, "loaded_")
+        check_fitted(self, "loaded_")
         text = _repair_unicode([text])[0] if isinstance(text, str) else text
         return self._renderer().for_texts([text])[0].render(text)
 
@@ -332,7 +331,7 @@ class _LLMBase(BaseEstimator):
 
     def prompt_token_ids(self, X):
         """The token ids of each text's prompt, as scored (after truncation)."""
-        check_is_fitted(self, "loaded_")
+        check_fitted(self, "loaded_")
         return self._text_scorer().encode(_check_texts(X), self._renderer(), self.label_ids_)
 
     # ------------------------------------------------------------ scoring
@@ -355,7 +354,7 @@ class _LLMBase(BaseEstimator):
         -------
         numpy.ndarray of shape (n_samples, n_classes), float64
         """
-        check_is_fitted(self, "loaded_")
+        check_fitted(self, "loaded_")
         return self._logprobs_for(_check_texts(X), self._renderer(), self.label_ids_,
                                   on_rows, positions=positions)
 
@@ -376,7 +375,7 @@ class _LLMBase(BaseEstimator):
         Shows what the model would say if it were not constrained to the
         labels; useful to debug a prompt.
         """
-        check_is_fitted(self, "loaded_")
+        check_fitted(self, "loaded_")
         text = _check_texts([text])[0]
         return self._text_scorer().generate(text, self._renderer(), self.label_ids_,
                                             max_new_tokens)
@@ -392,7 +391,7 @@ class _LLMBase(BaseEstimator):
     def __getstate__(self):
         # Light: a model from a spec is not pickled; it comes back through the
         # registry on first use (see estimators/persistence.py).
-        return persistence.light_state(self, super().__getstate__())
+        return persistence.light_state(self, dict(self.__dict__))
 
     def __getattr__(self, name):
         # Only reached when normal lookup fails: the model of an unpickled
@@ -432,6 +431,8 @@ class _LLMBase(BaseEstimator):
     def __sklearn_clone__(self):
         # Model and tokenizer objects are shared, not deep-copied: a clone in
         # GridSearchCV must not duplicate gigabytes of weights.
+        from sklearn.base import clone
+
         params = self.get_params(deep=False)
         for name, value in params.items():
             if name not in ("model", "tokenizer"):
@@ -454,7 +455,7 @@ class _LLMBase(BaseEstimator):
             self.model, self.tokenizer = saved
 
 
-class _SingleLabelBase(ClassifierMixin, _LLMBase):
+class _SingleLabelBase(_LLMBase):
     """Zero- and few-shot: the labels compete in one distribution, with
     skorch's low-probability policy and optional calibration."""
 
@@ -572,9 +573,9 @@ class _SingleLabelBase(ClassifierMixin, _LLMBase):
     def calibration_reference_(self):
         """Log of the mean normalised label distribution for content-free
         texts: what ``calibration='content_free'`` divides by (None otherwise)."""
-        check_is_fitted(self, "loaded_")
+        check_fitted(self, "loaded_")
         if self.calibration == "fit":
-            check_is_fitted(self, "calibration_fit_")
+            check_fitted(self, "calibration_fit_")
             return self.calibration_fit_
         if self.calibration != "content_free":
             return None
@@ -588,7 +589,7 @@ class _SingleLabelBase(ClassifierMixin, _LLMBase):
         Their normalised mean is what ``calibration='content_free'`` divides by;
         it shows how biased the prompt is before seeing any text.
         """
-        check_is_fitted(self, "loaded_")
+        check_fitted(self, "loaded_")
         return self.label_logprobs(list(CONTENT_FREE_TEXTS))
 
     def predict(self, X):

@@ -10,8 +10,14 @@ template before ``{examples}`` is shared.
 """
 
 import numpy as np
-from sklearn.utils import check_random_state
 
+
+def _rng(random_state):
+    # scikit-learn's rule for None / int / RandomState; imported only here,
+    # at fit time (see sklearn_api for why the estimators avoid it).
+    from sklearn.utils import check_random_state
+
+    return check_random_state(random_state)
 
 
 def draw_stratified(texts, labels, n, random_state):
@@ -24,7 +30,7 @@ def draw_stratified(texts, labels, n, random_state):
     examples whose text was not taken yet; return them reversed, so the
     one-per-label examples come last, nearest the text.
     """
-    rng = check_random_state(random_state)
+    rng = _rng(random_state)
     order = rng.permutation(np.arange(len(labels)))
     n_labels = len(_unique(labels))
     chosen, seen_texts, seen_labels = [], set(), set()
@@ -48,7 +54,7 @@ def draw_stratified(texts, labels, n, random_state):
 
 def draw_random(n_examples, n, random_state):
     """Indices of ``min(n, n_examples)`` examples drawn without replacement."""
-    rng = check_random_state(random_state)
+    rng = _rng(random_state)
     return [int(i) for i in rng.choice(n_examples, size=min(n, n_examples), replace=False)]
 
 

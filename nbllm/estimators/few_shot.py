@@ -1,7 +1,6 @@
 """Few-shot classification: labelled examples written into the prompt."""
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
 
 from .. import options
 from ..engine.prompts import (
@@ -14,6 +13,7 @@ from ..engine.prompts import (
     without_examples,
 )
 from . import docs
+from .sklearn_api import check_fitted
 from .base import _check_same_length, _check_texts, _SingleLabelBase
 from .example_selection import (
     PerTextRenderer,
@@ -177,7 +177,7 @@ class FewShotClassifier(_SingleLabelBase):
 
     def examples_for(self, X):
         """The (text, label) examples in the prompt of each text of X."""
-        check_is_fitted(self, "loaded_")
+        check_fitted(self, "loaded_")
         texts = _check_texts(X)
         if self.examples_ is not None:
             return [list(self.examples_) for _ in texts]

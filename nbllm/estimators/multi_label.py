@@ -9,15 +9,13 @@ or none.
 import numbers
 
 import numpy as np
-from sklearn.preprocessing import MultiLabelBinarizer
-from sklearn.utils.validation import check_is_fitted
 
 from ..engine.prompts import template_placeholders
 from ..engine.text_scorer import ProgressBar
-from sklearn.base import ClassifierMixin
 
 from . import docs
 from .base import _check_texts, _LLMBase
+from .sklearn_api import check_fitted
 from .predictions import multi_label_predictions
 
 DEFAULT_PROMPT_MULTI_LABEL = (
@@ -55,7 +53,7 @@ def _is_indicator(y, n_classes):
             and array.dtype.kind in "biu" and np.isin(array, (0, 1)).all())
 
 
-class MultiLabelZeroShotClassifier(ClassifierMixin, _LLMBase):
+class MultiLabelZeroShotClassifier(_LLMBase):
     __doc__ = (
         """Multi-label zero-shot classification: an independent yes/no question
     per label.
@@ -162,7 +160,7 @@ class MultiLabelZeroShotClassifier(ClassifierMixin, _LLMBase):
 
         ``on_rows(rows, log_odds)`` is called as each step of texts finishes.
         """
-        check_is_fitted(self, "loaded_")
+        check_fitted(self, "loaded_")
         texts = _check_texts(X)
         out = np.empty((len(texts), len(self.classes_)))
         renderers = [self._renderer_for(c) for c in self.classes_]
@@ -203,7 +201,7 @@ class MultiLabelZeroShotClassifier(ClassifierMixin, _LLMBase):
     def get_prompt(self, text, label=None):
         """The exact prompt the model sees for ``text`` and one label
         (the first class when ``label`` is None)."""
-        check_is_fitted(self, "loaded_")
+        check_fitted(self, "loaded_")
         label = self.classes_[0] if label is None else label
         return self._renderer_for(label).render(text)
 
@@ -224,6 +222,7 @@ class MultiLabelZeroShotClassifier(ClassifierMixin, _LLMBase):
     def score(self, X, y, sample_weight=None):
         """Subset accuracy; ``y`` may be label lists or an indicator matrix."""
         from sklearn.metrics import accuracy_score
+        from sklearn.preprocessing import MultiLabelBinarizer
 
         if not _is_indicator(y, len(self.classes_)):
             y = MultiLabelBinarizer(classes=list(self.classes_)).fit_transform(
