@@ -62,7 +62,7 @@ def __dir__():
 
 
 def load_ipython_extension(ipython):
-    """``%load_ext nbllm``: register the magics and the pandas accessor."""
+    """``%load_ext nbllm``: register the magics (``df.llm`` comes with ``import nbllm``)."""
     from .notebook.magics import NbllmMagics
 
     ipython.register_magics(NbllmMagics)
