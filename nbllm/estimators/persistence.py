@@ -92,11 +92,10 @@ def _plain(values):
 
 def save(estimator, path):
     """Write a fitted estimator's parameters and fitted state as JSON."""
-    from sklearn.utils.validation import check_is_fitted
-
     from .. import __version__
+    from .sklearn_api import check_fitted
 
-    check_is_fitted(estimator, "classes_")
+    check_fitted(estimator, "classes_")
     X, y, classes = estimator._fit_inputs
     payload = {
         "format": FORMAT, "version": VERSION, "nbllm": __version__,
