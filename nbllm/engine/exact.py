@@ -16,6 +16,7 @@ any decoder-only model, ALiBi ones included.
 """
 
 from .batching import deliver, longest_first
+from .head import float32_label_logits
 from .prefix import PrefixCaches, cache_kwarg, expand_cache, shared_prefix_length
 from .trie import LabelTrie
 
@@ -67,6 +68,8 @@ class LabelRows:
         Each label's tokens, padded with 0.
     valid : torch.Tensor of shape (n_labels, depth)
         Where ``tokens`` holds a real token.
+    columns : torch.Tensor
+        The distinct label tokens (the logits that decide the labels).
     """
 
     def __init__(self, label_ids, device):
@@ -84,6 +87,7 @@ class LabelRows:
                                    device=device)
         self.valid = torch.tensor([[j < len(ids) for j in range(depth)] for ids in label_ids],
                                   device=device)
+        self.columns = torch.unique(self.tokens[self.valid])
 
     def picked(self, logprobs, starts):
         """Each row's log-probability of each label token, by position.
@@ -269,10 +273,11 @@ class ExactBackend(RowBackend):
                 extra["use_cache"] = False
                 if not self.pad_free:
                     extra["attention_mask"] = mask
-            if self._keeps_logits:
-                logits = self.model(input_ids=ids, logits_to_keep=kept, **extra).logits
-            else:
-                logits = self.model(input_ids=ids, **extra).logits[:, kept]
+            with float32_label_logits(self.model, rows.columns):
+                if self._keeps_logits:
+                    logits = self.model(input_ids=ids, logits_to_keep=kept, **extra).logits
+                else:
+                    logits = self.model(input_ids=ids, **extra).logits[:, kept]
             self.forward_passes += 1
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             local = torch.tensor([starts[i] - first for i in indices], device=self.device)

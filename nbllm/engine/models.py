@@ -31,6 +31,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .head import numerics_tag
 from .status import report
 from .gguf import (
     EMBEDDED_MODELS,
@@ -422,6 +423,7 @@ def fingerprint(model, tokenizer):
             # the tensor (113 MB for the embedded model's bf16 embedding).
             total = param.detach().sum(dtype=torch.float32).item()
             h.update(f"{name}|{tuple(param.shape)}|{param.dtype}|{total!r}".encode())
+    h.update(numerics_tag(next(model.parameters()).dtype))
     return h.hexdigest()[:32]
 
 
@@ -445,7 +447,7 @@ def _converted_gguf_folder(spec, dtype):
     return _converted_folder(gguf, _stored_dtype(dtype))
 
 
-def _converted_fingerprint(folder):
+def _converted_fingerprint(folder, dtype):
     """The fingerprint of a GGUF spec's converted copy, from its sealed marker.
 
     The folder is keyed by the GGUF file's path, size and modification time
@@ -458,6 +460,7 @@ def _converted_fingerprint(folder):
     h = hashlib.sha256(b"nbllm converted GGUF|" + folder.name.encode())
     for name in (COMPLETE_MARKER, "config.json"):
         h.update(b"|" + (folder / name).read_bytes())
+    h.update(numerics_tag(dtype))
     return h.hexdigest()[:32]
 
 
@@ -475,7 +478,7 @@ def _new_entry(spec, device, dtype, trust_remote_code):
         device=device,
         dtype=dtype,
         fingerprint=(fingerprint(model, tokenizer) if folder is None
-                     else _converted_fingerprint(folder)),
+                     else _converted_fingerprint(folder, dtype)),
         context_length=context_length(model, tokenizer),
         selfcheck_file=None if folder is None else folder / f"selfcheck-{device.type}.json",
     )

@@ -127,9 +127,16 @@ class PrefixCaches:
         if cached is None:
             device = next(model.parameters()).device
             ids = torch.tensor([prefix], device=device)
+            # Only the keys and values are wanted: the head's logits over a long
+            # few-shot prefix would cost a pass of their own (and 100 MB per
+            # 500 tokens of float32 logits for a 49k vocabulary).
+            fewer = ({"logits_to_keep": 1}
+                     if "logits_to_keep" in inspect.signature(model.forward).parameters
+                     else {})
             with torch.inference_mode():
                 # A cache without the config keeps every key (see expand_cache).
-                out = model(input_ids=ids, use_cache=True, **{kwarg: DynamicCache()})
+                out = model(input_ids=ids, use_cache=True, **{kwarg: DynamicCache()},
+                            **fewer)
             past = out["cache"] if "cache" in out else out["past_key_values"]
             cached, passes = cache_tensors(past), 1
         with _LOCK:

@@ -14,6 +14,7 @@ estimators end each label with the end-of-sequence token for these models
 """
 
 from .exact import RowBackend, padded
+from .head import float32_label_logits
 
 
 def decoder_start_id(model):
@@ -80,10 +81,11 @@ class Seq2SeqBackend(RowBackend):
             extra = {}
             if not self.pad_free:
                 extra = {"attention_mask": enc_mask[mine], "decoder_attention_mask": dec_mask}
-            logits = self.model(
-                encoder_outputs=BaseModelOutput(last_hidden_state=hidden[mine]),
-                decoder_input_ids=dec_ids, use_cache=False, **extra,
-            ).logits
+            with float32_label_logits(self.model, rows.columns):
+                logits = self.model(
+                    encoder_outputs=BaseModelOutput(last_hidden_state=hidden[mine]),
+                    decoder_input_ids=dec_ids, use_cache=False, **extra,
+                ).logits
             self.forward_passes += 1
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             starts = torch.zeros(len(indices), dtype=torch.long, device=self.device)

@@ -25,6 +25,7 @@ the exact one, and checks this backend once per model before trusting it.
 
 from .attention import attention_layout
 from .batching import deliver, longest_first
+from .head import float32_label_logits
 from .gqa import native_gqa
 from .prefix import PrefixCaches, cache_kwarg, expand_cache, shared_prefix_length
 from .trie import LabelTrie
@@ -230,7 +231,7 @@ class TreeMaskBackend:
         keep = torch.cat([
             torch.tensor([longest - 1], device=device), longest + tree.internal
         ])
-        with native_gqa(self.model, device):
+        with native_gqa(self.model, device), float32_label_logits(self.model, tree.columns):
             logits = self.model(
                 input_ids=input_ids,
                 attention_mask=mask,
@@ -285,6 +286,7 @@ class _TrieTensors:
 
         self.size = len(trie)
         self.tokens = torch.tensor(trie.tokens, device=device)
+        self.columns = torch.unique(self.tokens)
         self.depths = torch.tensor(trie.depths, device=device)
         self.internal = torch.tensor(trie.internal, dtype=torch.long, device=device)
         slot_of = {node: slot + 1 for slot, node in enumerate(trie.internal)}
