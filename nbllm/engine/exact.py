@@ -87,7 +87,8 @@ class LabelRows:
                                    device=device)
         self.valid = torch.tensor([[j < len(ids) for j in range(depth)] for ids in label_ids],
                                   device=device)
-        self.columns = torch.unique(self.tokens[self.valid])
+        # From the lists, not the device tensor: torch.unique waits for a GPU.
+        self.columns = torch.tensor(sorted({t for ids in label_ids for t in ids}), device=device)
 
     def picked(self, logprobs, starts):
         """Each row's log-probability of each label token, by position.

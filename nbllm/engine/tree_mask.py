@@ -286,7 +286,7 @@ class _TrieTensors:
 
         self.size = len(trie)
         self.tokens = torch.tensor(trie.tokens, device=device)
-        self.columns = torch.unique(self.tokens)
+        self.columns = torch.tensor(sorted(set(trie.tokens)), device=device)
         self.depths = torch.tensor(trie.depths, device=device)
         self.internal = torch.tensor(trie.internal, dtype=torch.long, device=device)
         slot_of = {node: slot + 1 for slot, node in enumerate(trie.internal)}
