@@ -66,6 +66,8 @@ def float32_label_logits(model, columns):
         yield
         return
     head = _linear_head(model)
+    # A model spread over devices may keep its head apart from its inputs.
+    columns = columns.to(head.weight.device)
     weight = head.weight[columns].float()
     bias = None if head.bias is None else head.bias[columns].float()
 
