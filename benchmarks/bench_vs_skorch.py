@@ -44,7 +44,8 @@ def skorch_examples_block(examples):
 
 def floor_seconds(loaded, clf, texts):
     """A bare batched forward pass over each sample's own tokens plus the label
-    trie tokens, with the shared prefix run once: the work nbllm cannot avoid."""
+    trie's internal nodes (a leaf's token is predicted, never read), with the
+    shared prefix run once: the work nbllm cannot avoid."""
     import torch
 
     from nbllm.engine.prefix import shared_prefix_length
@@ -55,7 +56,7 @@ def floor_seconds(loaded, clf, texts):
     # What every prompt shares (the engine uses the same, from the template).
     prefix_len = shared_prefix_length(ids, None)
     trie = LabelTrie(clf.label_ids_)
-    suffixes = [row[prefix_len:] + trie.tokens for row in ids]
+    suffixes = [row[prefix_len:] + [trie.tokens[n] for n in trie.internal] for row in ids]
     batches = plan_batches([len(s) for s in suffixes], 0, len(trie.internal),
                            loaded.model.config.vocab_size, "cpu", "auto")
     n_tokens = sum(len(s) for s in suffixes) + prefix_len

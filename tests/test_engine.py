@@ -7,7 +7,7 @@ import pytest
 
 from nbllm.engine.models import LoadedModel
 from nbllm.engine import prefix as prefix_module
-from nbllm.engine.prefix import common_prefix_length
+from nbllm.engine.prefix import common_prefix_length, shared_prefix_length
 from nbllm.engine.tree_mask import TreeMaskBackend, plan_batches
 from nbllm.engine.trie import LabelTrie
 from tiny import get_tiny_model, get_tiny_tokenizer, oracle_matrix
@@ -459,3 +459,27 @@ def test_bf16_model_reduces_in_float32(monkeypatch, path):
     assert out.dtype == np.float64
     expected = np.array(oracle_matrix(get_tiny_model(), prompts, LABELS))
     assert np.abs(out - expected).max() < 0.15
+
+
+@pytest.mark.parametrize("labels, trie_columns", [
+    ([[387], [89]], 0),  # single-token labels: the prompt's last logits decide
+    (LABELS, 5),  # internal nodes: 286, 286>299, 12, 12>30, 12>30>31
+])
+def test_the_passes_feed_internal_trie_nodes_only(labels, trie_columns):
+    model = get_tiny_model()
+    prompts = _prompts()
+    widths = []
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: widths.append(
+            (kwargs["input_ids"].shape[1], kwargs.get("logits_to_keep"))),
+        with_kwargs=True)
+    try:
+        out = TreeMaskBackend(_loaded()).score(prompts, labels, batch_size=8,
+                                               prefix_hint=_head_ids())
+    finally:
+        hook.remove()
+    _assert_matches_oracle(out, prompts, labels)
+    prefix_len = shared_prefix_length(prompts, _head_ids())
+    longest = max(len(p) for p in prompts) - prefix_len
+    # One prefix pass (one logit kept), then one pass over the suffixes and trie.
+    assert widths == [(prefix_len, 1), (longest + trie_columns, trie_columns + 1)]

@@ -9,9 +9,11 @@ The engine computes this exactly, for many prompts and all labels at once:
 * the token prefix shared by all prompts (the template before ``{text}``,
   few-shot examples included) is run once; its KV cache stays on the device
   and is reused by every batch;
-* each batch row holds one prompt's remaining tokens followed by every node
-  of the label trie.  A 4D attention mask makes each trie node see the prompt
-  and its own trie ancestors only, so one forward pass scores every label;
+* each batch row holds one prompt's remaining tokens followed by the label
+  trie's internal nodes (a leaf is predicted at its parent's column and never
+  read, so it is not run).  A 4D attention mask makes each trie node see the
+  prompt and its own trie ancestors only, so one forward pass scores every
+  label;
 * rows are left-padded, so the positions whose logits are needed are the same
   in every row, and the LM head only runs there (``logits_to_keep``);
 * layers with a sliding window get a mask with the same window, measured in
@@ -45,6 +47,10 @@ def plan_batches(lengths, trie_size, n_internal, vocab_size, device_type, batch_
     ----------
     lengths : list of int
         Tokens per sample after the shared prefix.
+    trie_size : int
+        The trie's columns per row (its internal nodes).
+    n_internal : int
+        The trie's internal nodes, each a kept logit row besides the prompt's.
     batch_size : int or 'auto'
         Fixed rows per batch, or ``'auto'`` to fill a token and logit budget.
     token_budget : int or None
@@ -114,7 +120,7 @@ class TreeMaskBackend:
         prefix_kv = self._prefix_kv(prefix)
         suffixes = [ids[prefix_len:] for ids in prompt_ids]
         batches = plan_batches(
-            [len(s) for s in suffixes], len(trie), len(trie.internal),
+            [len(s) for s in suffixes], len(trie.internal), len(trie.internal),
             getattr(self.model.config, "vocab_size", 32000), self.device.type,
             batch_size, token_budget=self._token_budget(prefix_len),
         )
@@ -199,7 +205,7 @@ class TreeMaskBackend:
         for r, s in enumerate(suffixes):
             input_ids[r, longest - len(s):longest] = torch.tensor(s)
         input_ids = input_ids.to(device)
-        input_ids[:, longest:] = tree.tokens
+        input_ids[:, longest:] = tree.inputs
 
         cols = torch.arange(width, device=device)
         start = (longest - lengths)[:, None]  # first real column per row
@@ -228,9 +234,6 @@ class TreeMaskBackend:
         ], 1)
         mask = self._masks(allowed, positions, key_positions)
 
-        keep = torch.cat([
-            torch.tensor([longest - 1], device=device), longest + tree.internal
-        ])
         with native_gqa(self.model, device), float32_label_logits(self.model, tree.columns):
             logits = self.model(
                 input_ids=input_ids,
@@ -238,7 +241,8 @@ class TreeMaskBackend:
                 position_ids=positions,
                 use_cache=prefix_kv is not None,
                 **{self._cache_kwarg: expand_cache(prefix_kv, rows)},
-                logits_to_keep=keep,
+                # The prompt's last column and every trie column.
+                logits_to_keep=tree.size + 1,
             ).logits
         self.forward_passes += 1
         logprobs = torch.log_softmax(logits.float(), dim=-1)
@@ -279,25 +283,51 @@ def _is_out_of_memory(exc):
 
 
 class _TrieTensors:
-    """The label trie as device tensors, built once per scoring call."""
+    """The label trie as device tensors, built once per scoring call.
+
+    Only the internal nodes (those with children) are fed to the model: a
+    leaf's token is predicted at its parent's column, and no later token
+    attends to it, so running it would compute keys, values and a hidden
+    state nothing reads.
+
+    Attributes
+    ----------
+    size : int
+        The number of input columns, one per internal node.
+    inputs, depths : torch.Tensor of shape (size,)
+        Each internal node's token and depth in the trie (1-based).
+    ancestors_or_self : torch.Tensor of shape (size, size), bool
+        Which internal nodes each one may attend to.
+    tokens, parent_slots : torch.Tensor of shape (n_nodes,)
+        Every node's token and the kept logit column that predicts it (0:
+        the prompt's last token; ``k``: the ``k``-th internal node).
+    columns : torch.Tensor
+        The distinct label tokens.
+    path_matrix : torch.Tensor of shape (n_nodes, n_labels)
+        Which nodes make up each label.
+    """
 
     def __init__(self, trie, device):
         import torch
 
-        self.size = len(trie)
+        internal = trie.internal
+        self.size = len(internal)
+        self.inputs = torch.tensor([trie.tokens[n] for n in internal], dtype=torch.long,
+                                   device=device)
+        self.depths = torch.tensor([trie.depths[n] for n in internal], dtype=torch.long,
+                                   device=device)
+        slot_of = {node: slot + 1 for slot, node in enumerate(internal)}
+        anc = torch.zeros(self.size, self.size, dtype=torch.bool)
+        for node in internal:
+            # Every ancestor of a node has a child, so it is internal too.
+            anc[slot_of[node] - 1, [slot_of[a] - 1 for a in trie.ancestors_or_self(node)]] = True
+        self.ancestors_or_self = anc.to(device)
         self.tokens = torch.tensor(trie.tokens, device=device)
-        self.columns = torch.tensor(sorted(set(trie.tokens)), device=device)
-        self.depths = torch.tensor(trie.depths, device=device)
-        self.internal = torch.tensor(trie.internal, dtype=torch.long, device=device)
-        slot_of = {node: slot + 1 for slot, node in enumerate(trie.internal)}
         self.parent_slots = torch.tensor(
             [0 if p < 0 else slot_of[p] for p in trie.parents], device=device
         )
-        anc = torch.zeros(self.size, self.size, dtype=torch.bool)
-        for node in range(self.size):
-            anc[node, trie.ancestors_or_self(node)] = True
-        self.ancestors_or_self = anc.to(device)
-        paths = torch.zeros(self.size, len(trie.paths), dtype=torch.float32)
+        self.columns = torch.tensor(sorted(set(trie.tokens)), device=device)
+        paths = torch.zeros(len(trie), len(trie.paths), dtype=torch.float32)
         for label, path in enumerate(trie.paths):
             paths[path, label] = 1.0
         self.path_matrix = paths.to(device)
