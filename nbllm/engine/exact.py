@@ -17,7 +17,7 @@ any decoder-only model, ALiBi ones included.
 
 from .batching import deliver, longest_first
 from .head import float32_label_logits
-from .prefix import PrefixCaches, cache_kwarg, expand_cache, shared_prefix_length
+from .prefix import PrefixCaches, accepts, cache_kwarg, expand_cache, shared_prefix_length
 from .trie import LabelTrie
 
 # Rows and tokens per forward pass, and float32 logits held at once.
@@ -136,13 +136,6 @@ def padded(rows, device, pad_id=0):
         ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
         mask[i, :len(row)] = 1
     return ids.to(device), mask.to(device)
-
-
-def accepts(model, name):
-    """Whether the model's forward takes a parameter of this name."""
-    import inspect
-
-    return name in inspect.signature(model.forward).parameters
 
 
 class RowBackend:

@@ -24,27 +24,32 @@ import contextlib
 LOW_PRECISION = ("bfloat16", "float16")
 
 
+def _is_low_precision(dtype):
+    return str(dtype).replace("torch.", "") in LOW_PRECISION
+
+
 def numerics_tag(dtype):
     """Bytes the result cache's key adds for runs in ``dtype``.
 
     Probabilities cached by a version of nbllm that rounded the label logits
     differ from today's in the third decimal; the tag keeps them apart.
     """
-    low = str(dtype).replace("torch.", "") in LOW_PRECISION
-    return b"|label logits in float32" if low else b""
+    return b"|label logits in float32" if _is_low_precision(dtype) else b""
+
+
+def _low_precision_head(model):
+    """``model``'s output head if it is a linear layer in bfloat16 or float16, else None."""
+    import torch
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if isinstance(head, torch.nn.Linear) and _is_low_precision(head.weight.dtype):
+        return head
+    return None
 
 
 def runs_low_precision(model):
     """Whether ``model``'s output head computes in bfloat16 or float16."""
-    head = _linear_head(model)
-    return head is not None and str(head.weight.dtype).replace("torch.", "") in LOW_PRECISION
-
-
-def _linear_head(model):
-    import torch
-
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    return head if isinstance(head, torch.nn.Linear) else None
+    return _low_precision_head(model) is not None
 
 
 @contextlib.contextmanager
@@ -62,10 +67,10 @@ def float32_label_logits(model, columns):
     """
     import torch
 
-    if not runs_low_precision(model):
+    head = _low_precision_head(model)
+    if head is None:
         yield
         return
-    head = _linear_head(model)
     # A model spread over devices may keep its head apart from its inputs.
     columns = columns.to(head.weight.device)
     weight = head.weight[columns].float()

@@ -90,6 +90,11 @@ def expand_cache(prefix_kv, rows):
     return cache
 
 
+def accepts(model, name):
+    """Whether the model's forward takes a parameter of this name."""
+    return name in inspect.signature(model.forward).parameters
+
+
 class PrefixCaches:
     """An LRU of prefix KV caches, keyed by the prefix's token ids.
 
@@ -130,9 +135,7 @@ class PrefixCaches:
             # Only the keys and values are wanted: the head's logits over a long
             # few-shot prefix would cost a pass of their own (and 100 MB per
             # 500 tokens of float32 logits for a 49k vocabulary).
-            fewer = ({"logits_to_keep": 1}
-                     if "logits_to_keep" in inspect.signature(model.forward).parameters
-                     else {})
+            fewer = {"logits_to_keep": 1} if accepts(model, "logits_to_keep") else {}
             with torch.inference_mode():
                 # A cache without the config keeps every key (see expand_cache).
                 out = model(input_ids=ids, use_cache=True, **{kwarg: DynamicCache()},

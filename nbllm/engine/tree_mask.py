@@ -316,15 +316,16 @@ class _TrieTensors:
                                    device=device)
         self.depths = torch.tensor([trie.depths[n] for n in internal], dtype=torch.long,
                                    device=device)
-        slot_of = {node: slot + 1 for slot, node in enumerate(internal)}
+        column = {node: i for i, node in enumerate(internal)}
         anc = torch.zeros(self.size, self.size, dtype=torch.bool)
         for node in internal:
             # Every ancestor of a node has a child, so it is internal too.
-            anc[slot_of[node] - 1, [slot_of[a] - 1 for a in trie.ancestors_or_self(node)]] = True
+            anc[column[node], [column[a] for a in trie.ancestors_or_self(node)]] = True
         self.ancestors_or_self = anc.to(device)
         self.tokens = torch.tensor(trie.tokens, device=device)
+        # Kept logit row 0 is the prompt's last token; row k + 1 is column k.
         self.parent_slots = torch.tensor(
-            [0 if p < 0 else slot_of[p] for p in trie.parents], device=device
+            [0 if p < 0 else column[p] + 1 for p in trie.parents], device=device
         )
         self.columns = torch.tensor(sorted(set(trie.tokens)), device=device)
         paths = torch.zeros(len(trie), len(trie.paths), dtype=torch.float32)
