@@ -4,7 +4,7 @@ Heavy dependencies (torch, transformers, scikit-learn) load on first use, so
 ``import nbllm`` stays fast.
 """
 
-from .exceptions import LowProbabilityError
+from .exceptions import LowProbabilityError, UserError
 from .engine.prompts import (
     DEFAULT_EXAMPLE_TEMPLATE,
     DEFAULT_PROMPT_FEW_SHOT,
@@ -42,6 +42,7 @@ __all__ = [
     "MultiLabelZeroShotClassifier",
     "Panel",
     "SKORCH_EXAMPLE_TEMPLATE",
+    "UserError",
     "ZeroShotClassifier",
     "get_model",
     "result_cache",
