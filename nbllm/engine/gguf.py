@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from ..exceptions import MissingDependencyError, ModelError
 from ..warnings_to_user import warn
 from .status import report
 
@@ -58,13 +59,13 @@ def embedded_model_path(alias):
     package, filename, install = EMBEDDED_MODELS[alias]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
+        raise MissingDependencyError(
             f"The embedded model {alias!r} needs the package that ships it; "
             f"install it with: {install}"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / filename
     if not path.is_file():
-        raise ImportError(
+        raise MissingDependencyError(
             f"The embedded model file {filename} is missing from the installed "
             f"package; reinstall it with: {install}"
         )
@@ -262,7 +263,7 @@ def _check_gguf_magic(spec, path):
     with open(path, "rb") as file:
         head = file.read(4)
     if head != b"GGUF":
-        raise ValueError(
+        raise ModelError(
             f"Could not load model {spec!r}: {path} is not a GGUF file "
             "(it does not start with the GGUF magic bytes)"
         )
@@ -303,7 +304,7 @@ def _read_gguf(spec, gguf_path):
         raise  # a missing package or memory is not the file's fault
     except Exception as exc:
         reason = _brief(exc)
-    raise ValueError(
+    raise ModelError(
         f"Could not load model {spec!r}: the GGUF file {gguf_path} could not be "
         "read or converted, so it is probably truncated or damaged, or of an "
         f"architecture that transformers does not support ({reason})"

@@ -31,6 +31,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..exceptions import ModelError, ModelFileNotFoundError, OptionError
 from .head import numerics_tag
 from .status import report
 from .gguf import (
@@ -101,22 +102,21 @@ def resolve_device(device):
     if isinstance(device, torch.device):
         device = str(device)
     if not isinstance(device, str):
-        raise ValueError(
-            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}"
-        )
+        raise OptionError(
+            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}",
+            option="device")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
     except RuntimeError:
-        raise ValueError(
-            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}"
-        ) from None
+        raise OptionError(
+            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}",
+            option="device") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
+        raise OptionError(
             f"device={device!r} was requested but CUDA is not available on this "
-            "machine; use device='auto' or 'cpu'"
-        )
+            "machine; use device='auto' or 'cpu'", option="device")
     return resolved
 
 
@@ -180,9 +180,8 @@ def resolve_dtype(dtype, device):
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in VALID_DTYPES:
-        raise ValueError(
-            f"dtype must be one of {', '.join(VALID_DTYPES)}; got {dtype!r}"
-        )
+        raise OptionError(
+            f"dtype must be one of {', '.join(VALID_DTYPES)}; got {dtype!r}", option="dtype")
     if dtype == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
@@ -230,14 +229,14 @@ def _model_folder(spec, dtype="float32"):
     if spec.lower().endswith(".gguf"):
         gguf = Path(spec).expanduser()
         if not gguf.is_file():
-            raise FileNotFoundError(f"GGUF model file not found: {spec}")
+            raise ModelFileNotFoundError(f"GGUF model file not found: {spec}")
         return str(_converted(spec, gguf, dtype)), True
     folder = Path(spec).expanduser()
     if folder.is_dir():
         return str(folder), False
     if _HUB_ID.fullmatch(spec):
         return spec, False  # _read_config says whether it is cached
-    raise ValueError(_not_found(spec, f"there is no folder at {folder.absolute()}"))
+    raise ModelError(_not_found(spec, f"there is no folder at {folder.absolute()}"))
 
 
 def _hub_failure(exc):
@@ -262,7 +261,7 @@ def _read_config(spec, folder, trust_remote_code):
 
     local = Path(folder).is_dir()
     if local and not (Path(folder) / "config.json").is_file():
-        raise ValueError(
+        raise ModelError(
             f"Could not load model {spec!r}: the folder {folder} has no "
             "config.json, so it is not a Hugging Face model folder"
         )
@@ -282,7 +281,7 @@ def _read_config(spec, folder, trust_remote_code):
                 f"Could not load model {spec!r}: its config.json could not be "
                 f"read ({_brief(exc)})"
             )
-    raise ValueError(message)
+    raise ModelError(message)
 
 
 def _auto_class(spec, config):
@@ -312,7 +311,7 @@ def _auto_class(spec, config):
         return AutoModelForCausalLM
     reason = (f"transformers has neither a causal-LM nor a seq2seq-LM class for "
               f"{config.model_type!r} models")
-    raise ValueError(_not_causal(spec, reason))
+    raise ModelError(_not_causal(spec, reason))
 
 
 def _attends_ahead(model):
@@ -356,7 +355,7 @@ def _from_pretrained(spec, what, auto_class, folder, **kwargs):
         raise  # a missing optional package says itself what to install
     except Exception as exc:
         reason = _brief(exc)
-    raise ValueError(f"Could not load the {what} of model {spec!r} ({reason})")
+    raise ModelError(f"Could not load the {what} of model {spec!r} ({reason})")
 
 
 def _load(spec, device, dtype, trust_remote_code=False):
@@ -383,7 +382,7 @@ def _load(spec, device, dtype, trust_remote_code=False):
     # GGUF encoder-decoders load as such), so the two-pass check has nothing
     # to find there; it also pays the first forward pass's warm-up, ~1 s.
     if not converted and not model.config.is_encoder_decoder and _attends_ahead(model):
-        raise ValueError(_not_causal(
+        raise ModelError(_not_causal(
             spec, "its prediction at a position depends on later tokens, as in "
             "encoders such as BERT"
         ))
@@ -466,10 +465,7 @@ def _converted_fingerprint(folder, dtype):
 
 def _new_entry(spec, device, dtype, trust_remote_code):
     """Load a model from disk into a new :class:`LoadedModel`."""
-    # Passed only when set, so wrappers of the three-argument _load (the
-    # notebook tests' guard) keep working.
-    extra = {"trust_remote_code": True} if trust_remote_code else {}
-    model, tokenizer = _load(spec, device, dtype, **extra)
+    model, tokenizer = _load(spec, device, dtype, trust_remote_code=trust_remote_code)
     folder = _converted_gguf_folder(spec, dtype)
     return LoadedModel(
         spec=spec,
@@ -533,11 +529,11 @@ def get_model(spec=None, device="auto", dtype="auto", trust_remote_code=False):
     """
     spec = DEFAULT_MODEL if spec is None else str(spec)
     if not spec.strip():
-        raise ValueError("model_name must be a non-empty string or None")
+        raise ModelError("model_name must be a non-empty string or None")
     if not isinstance(trust_remote_code, bool):
-        raise ValueError(
-            f"trust_remote_code must be True or False; got {trust_remote_code!r}"
-        )
+        raise OptionError(
+            f"trust_remote_code must be True or False; got {trust_remote_code!r}",
+            option="trust_remote_code")
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     key = (spec, str(torch_device), str(torch_dtype))
@@ -577,24 +573,24 @@ def check_model_objects(model, tokenizer):
     wanted = ("model must be a causal language model (as AutoModelForCausalLM loads) "
               "or an encoder-decoder one (AutoModelForSeq2SeqLM)")
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
-        raise ValueError(f"{wanted}; got a {name}, which is not a transformers model")
+        raise ModelError(f"{wanted}; got a {name}, which is not a transformers model")
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is None:
-        raise ValueError(f"{wanted}; {name} has no language-modelling head")
+        raise ModelError(f"{wanted}; {name} has no language-modelling head")
     if not hasattr(tokenizer, "convert_ids_to_tokens") or not callable(tokenizer):
-        raise ValueError(
+        raise ModelError(
             f"tokenizer must be a transformers tokenizer; got a {type(tokenizer).__name__}"
         )
     rows = getattr(getattr(head, "weight", None), "shape", [None])[0]
     vocab = rows or getattr(model.config, "vocab_size", None)
     if isinstance(vocab, int) and len(tokenizer) > vocab:
-        raise ValueError(
+        raise ModelError(
             f"The tokenizer has {len(tokenizer)} tokens but {name}'s vocabulary has "
             f"only {vocab}: they do not belong together; pass the tokenizer saved "
             "with the model"
         )
     if not getattr(model.config, "is_encoder_decoder", False) and _attends_ahead(model):
-        raise ValueError(
+        raise ModelError(
             f"{wanted}; {name}'s prediction at a position depends on later tokens, "
             "as in encoders such as BERT"
         )
