@@ -13,6 +13,7 @@ import math
 import re
 import uuid
 from string import Formatter
+from ..exceptions import OptionError, PromptError
 from ..warnings_to_user import warn
 
 # Chosen by measurement on the corpus' dev half with the embedded model
@@ -54,14 +55,14 @@ def template_placeholders(template):
         # format specs); a trial render finds them before any text is scored.
         _LenientFormatter().format(template, **{n: "" for n in names if n})
     except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
-        raise ValueError(
+        raise PromptError(
             f"The prompt is not a valid template ({exc}); write literal braces "
             "as '{{' and '}}'"
         ) from None
     for name, spec, conv in parsed:
         # The text is inserted as is, never formatted (see the module doc).
         if name == "text" and (spec or conv):
-            raise ValueError(
+            raise PromptError(
                 "The prompt formats the text ('{text" + (f"!{conv}" if conv else "")
                 + (f":{spec}" if spec else "") + "}'); write plain {text}: the "
                 "text is inserted exactly as given"
@@ -113,10 +114,9 @@ def check_example_template(example_template):
         Naming what is missing or extra, or what is not a valid template.
     """
     if not isinstance(example_template, str):
-        raise ValueError(
+        raise OptionError(
             "example_template must be a string with {text} and {label}; got "
-            f"{type(example_template).__name__}"
-        )
+            f"{type(example_template).__name__}", option="example_template")
     found = template_placeholders(example_template)
     missing = sorted(set(EXAMPLE_PLACEHOLDERS) - found)
     extra = sorted(found - set(EXAMPLE_PLACEHOLDERS))
@@ -124,10 +124,10 @@ def check_example_template(example_template):
         problems = ([f"missing {', '.join('{' + n + '}' for n in missing)}"] if missing
                     else []) + ([f"unknown {', '.join('{' + n + '}' for n in extra)}"]
                                 if extra else [])
-        raise ValueError(
+        raise OptionError(
             f"example_template must contain {{text}} and {{label}} and no other "
-            f"placeholders; {' and '.join(problems)} in {example_template!r}"
-        )
+            f"placeholders; {' and '.join(problems)} in {example_template!r}",
+            option="example_template")
 
 
 def format_examples(examples, example_template=DEFAULT_EXAMPLE_TEMPLATE):

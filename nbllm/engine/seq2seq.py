@@ -13,6 +13,7 @@ estimators end each label with the end-of-sequence token for these models
 (the decoder's answer is the whole label), as skorch does.
 """
 
+from ..exceptions import ModelError
 from .exact import RowBackend, padded
 from .head import float32_label_logits
 
@@ -29,7 +30,7 @@ def decoder_start_id(model):
         value = getattr(source, "decoder_start_token_id", None)
         if isinstance(value, int):
             return value
-    raise ValueError(
+    raise ModelError(
         f"{type(model).__name__} has no decoder_start_token_id in its config, so "
         "nbllm cannot tell how its decoder starts; set model.config."
         "decoder_start_token_id"

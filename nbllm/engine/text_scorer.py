@@ -20,6 +20,7 @@ It also generates the model's free continuation of a prompt (previews).
 
 import numpy as np
 
+from ..exceptions import PromptError, TextsError
 from .result_cache import result_cache, result_key, text_result_key
 from ..warnings_to_user import warn
 from . import status
@@ -124,7 +125,7 @@ class TextScorer:
         too_long = [i for i, row in enumerate(ids) if len(row) > limit]
         if too_long and self.truncation == "error":
             first = too_long[0]
-            raise ValueError(
+            raise TextsError(
                 f"{len(too_long)} sample(s) do not fit the model's context of {context} "
                 f"tokens; the first, at position "
                 f"{first if positions is None else positions[first]}, needs "
@@ -149,7 +150,7 @@ class TextScorer:
         base = len(encode(renderer.render("")))
         if base >= limit:
             context = self.loaded.context_length
-            raise ValueError(
+            raise PromptError(
                 f"The prompt template takes {base} tokens and the longest label "
                 f"{context - limit}, which leaves no room for the text in the model's "
                 f"context of {context} tokens; shorten the prompt or use fewer examples"
