@@ -6,7 +6,41 @@ so a new choice or a changed default is one edit.  Plain Python: importing it
 costs nothing.
 """
 
+import contextlib
+import contextvars
 import numbers
+
+from .exceptions import LabelsError, OptionError
+
+# The ways in, each of which names an option in its own words: the
+# estimators' keyword (``probas_sum_to_1=False``), the notebook's Python
+# keyword (``raw=True`` in ``df.llm.classify`` and ``nbllm.classify``), the
+# magics' flag (``--raw``) and the panel's widget ("raw probabilities").
+ESTIMATOR, PYTHON, MAGIC, PANEL = "estimator", "python", "magic", "panel"
+_WAY_IN = contextvars.ContextVar("nbllm_way_in", default=ESTIMATOR)
+
+
+@contextlib.contextmanager
+def way_in(name):
+    """Name options in the words of way in ``name`` inside this block.
+
+    The outermost way in wins: a magic that calls :func:`nbllm.classify`
+    keeps the magic's words.  A context variable, so a panel's worker thread
+    sets its own (a new thread starts from the default, the estimators').
+    """
+    if _WAY_IN.get() != ESTIMATOR:
+        yield
+        return
+    token = _WAY_IN.set(name)
+    try:
+        yield
+    finally:
+        _WAY_IN.reset(token)
+
+
+def current_way_in():
+    """The way in whose words messages use now (:data:`ESTIMATOR` by default)."""
+    return _WAY_IN.get()
 
 
 def _spoken(values):
@@ -16,11 +50,12 @@ def _spoken(values):
 
 
 class Option:
-    """One option: its name, default, and what values it takes.
+    """One option: its name, default, what values it takes, and its words.
 
     Parameters
     ----------
     name : str
+        The estimators' keyword.
     default : object
     choices : tuple or None
         The values it takes, when they are a fixed set.
@@ -29,28 +64,66 @@ class Option:
         ``choices``).
     expected : str or None
         What a valid value is, for the error message (default: the choices).
+    keyword : str or None
+        The notebook's Python keyword (default: ``name``).
+    flag : str or None
+        The magics' flag (default: ``--name`` with dashes).
+    widget : str or None
+        The panel widget's description (None: the panel has no widget for it).
+    inverted : bool
+        Whether the notebook's keyword, flag and widget mean ``not value`` (a
+        True ``raw`` is ``probas_sum_to_1=False``).
     """
 
-    def __init__(self, name, default, choices=None, check=None, expected=None):
+    def __init__(self, name, default, choices=None, check=None, expected=None, *,
+                 keyword=None, flag=None, widget=None, inverted=False):
         self.name, self.default, self.choices = name, default, choices
         self._check = check
         self.expected = expected or (f"must be {_spoken(choices)}" if choices else "")
+        self.keyword = keyword or name
+        self.flag = flag or "--" + self.keyword.replace("_", "-")
+        self.widget = widget
+        self.inverted = inverted
 
-    def validate(self, value):
-        """Return ``value``, or raise a ValueError that names what was expected.
-
-        Raises
-        ------
-        ValueError
-            ``"<name> <expected>; got <value>"``.
-        """
+    def problem(self, value):
+        """The :class:`~nbllm.exceptions.OptionError` for a bad ``value``, or None."""
         if self.choices is not None:
             ok = _hashable(value) and value in self.choices
         else:
             ok = self._check(value)
-        if not ok:
-            raise ValueError(f"{self.name} {self.expected}; got {value!r}")
+        if ok:
+            return None
+        return OptionError(f"{self.name} {self.expected}; got {value!r}", option=self.name)
+
+    def validate(self, value):
+        """Return ``value``, or raise an error that names what was expected.
+
+        Raises
+        ------
+        OptionError
+            A ValueError, ``"<name> <expected>; got <value>"``.
+        """
+        error = self.problem(value)
+        if error is not None:
+            raise error
         return value
+
+    def setting(self, value):
+        """The words that ask for ``value`` in the current way in.
+
+        ``PROBAS_SUM_TO_1.setting(False)`` is ``probas_sum_to_1=False`` for
+        an estimator, ``raw=True`` in Python's notebook functions, ``--raw``
+        in a magic and ``'raw probabilities'`` in the panel.
+        """
+        way = current_way_in()
+        if way == ESTIMATOR:
+            return f"{self.name}={value!r}"
+        shown = (not value) if self.inverted else value
+        if way == PANEL and self.widget is not None:
+            return f"'{self.widget}'" if shown is True else f"{self.widget} {shown}"
+        if way == MAGIC:
+            return self.flag if shown is True else f"{self.flag} {shown}"
+        return f"{self.keyword}={shown!r}"
 
 
 def _hashable(value):
@@ -79,6 +152,9 @@ MAX_SAMPLES = Option("max_samples", 5, check=_positive_int,
                      expected="must be a positive integer")
 # skorch's values and wording (its message shows the value without quotes).
 ERROR_LOW_PROB = Option("error_low_prob", "ignore", ("ignore", "raise", "warn", "return_none"))
+# One concept, three words: normalised probabilities or the model's own.
+PROBAS_SUM_TO_1 = Option("probas_sum_to_1", True, (True, False), keyword="raw",
+                         widget="raw probabilities", inverted=True)
 # The notebook layer draws few-shot examples with a fixed seed so that a rerun
 # cell shows the same prompt (and hits the result cache); the estimators keep
 # skorch's default, None.
@@ -88,9 +164,9 @@ NOTEBOOK_RANDOM_STATE = 0
 def check_error_low_prob(value):
     """skorch's check and message for ``error_low_prob``."""
     if not _hashable(value) or value not in ERROR_LOW_PROB.choices:
-        raise ValueError(
+        raise OptionError(
             f"error_low_prob must be one of {', '.join(ERROR_LOW_PROB.choices)}; got "
-            f"{value} instead"
+            f"{value} instead", option="error_low_prob"
         )
     return value
 
@@ -98,39 +174,50 @@ def check_error_low_prob(value):
 def check_threshold_low_prob(value):
     """skorch's check and message for ``threshold_low_prob``."""
     if not isinstance(value, numbers.Real) or not 0 <= value <= 1:
-        raise ValueError(f"threshold_low_prob must be between 0 and 1, got {value!r} instead")
+        raise OptionError(
+            f"threshold_low_prob must be between 0 and 1, got {value!r} instead",
+            option="threshold_low_prob")
     return value
 
 
-def check_labels(labels):
-    """An explicit label list: non-empty, no blanks, no repeats.
+def labels_problem(labels):
+    """The :class:`~nbllm.exceptions.LabelsError` for a bad label list, or None.
 
-    The notebook layer's ``labels=`` (``--labels``, the panel's tags) goes
-    through here once; a label listed twice there is a mistake, unlike a
-    repeated target in ``fit(X, y)``.
-
-    Raises
-    ------
-    ValueError
-        Naming what is wrong; every message starts with "labels ".
+    The notebook layer's ``labels=`` (``--labels``, the panel's tags) is an
+    explicit list: non-empty, no blanks, no repeats (a label listed twice
+    there is a mistake, unlike a repeated target in ``fit(X, y)``).
     """
     if isinstance(labels, str):
-        raise ValueError(
+        return LabelsError(
             f"labels must be a list of strings, got the single string {labels!r}"
         )
     labels = [str(label) for label in (labels or [])]
     if not labels:
-        raise ValueError("labels must contain at least one label; got none")
+        return LabelsError("labels must contain at least one label; got none")
     blank = [label for label in labels if not label.strip()]
     if blank:
-        raise ValueError(f"labels must be non-empty strings; got {blank[0]!r}")
+        return LabelsError(f"labels must be non-empty strings; got {blank[0]!r}")
     seen, repeated = set(), []
     for label in labels:
         if label in seen and label not in repeated:
             repeated.append(label)
         seen.add(label)
     if repeated:
-        raise ValueError(
+        return LabelsError(
             f"labels must be unique; repeated: {', '.join(map(repr, repeated))}"
         )
-    return labels
+    return None
+
+
+def check_labels(labels):
+    """An explicit label list as a list of str (see :func:`labels_problem`).
+
+    Raises
+    ------
+    LabelsError
+        A ValueError naming what is wrong.
+    """
+    error = labels_problem(labels)
+    if error is not None:
+        raise error
+    return [str(label) for label in labels]

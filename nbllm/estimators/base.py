@@ -26,6 +26,8 @@ from ..engine.prompts import (
 )
 from ..engine.result_cache import disk_cache, result_cache
 from ..engine.text_scorer import TextScorer
+from ..exceptions import (LabelsError, ModelError, OptionError, PromptError,
+                          TextsError)
 from ..exceptions import LowProbabilityError
 from .predictions import single_label_predictions
 from . import persistence
@@ -43,7 +45,7 @@ from ..warnings_to_user import warn
 def _check_same_length(X, y):
     """Raise, with skorch's wording, unless X and y hold as many samples."""
     if len(X) != len(y):
-        raise ValueError(
+        raise TextsError(
             "X and y don't have the same number of samples, found "
             f"{len(X)} and {len(y)} samples, respectively"
         )
@@ -52,17 +54,17 @@ def _check_same_length(X, y):
 def _check_texts(X):
     """Return X as a list of str, or raise a ValueError that says what is wrong."""
     if isinstance(X, (str, bytes)):
-        raise ValueError(
+        raise TextsError(
             "X must be a list-like of texts, got a single string; wrap it in a "
             "list: [text]"
         )
     if X is None:
-        raise ValueError("X must be a list-like of texts, got None")
+        raise TextsError("X must be a list-like of texts, got None")
     texts = list(X.ravel()) if isinstance(X, np.ndarray) else list(X)
     bad = [i for i, x in enumerate(texts) if is_missing(x)]
     if bad:
         shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
-        raise ValueError(
+        raise TextsError(
             f"X contains {len(bad)} missing value(s) (None or NaN) at position(s) "
             f"{shown}; drop or fill them first"
         )
@@ -116,13 +118,13 @@ class _LLMBase(ClassifierAPI):
         if self.model_name is not None and (
             self.model is not None or self.tokenizer is not None
         ):
-            raise ValueError(
+            raise ModelError(
                 f"{name} needs to be initialized with either a model name, "
                 "or a model & tokenizer, but not both."
             )
         if (self.model is None) != (self.tokenizer is None):
             # skorch's sentence first, so code matching skorch's message works.
-            raise ValueError(
+            raise ModelError(
                 f"{name} needs to be initialized with either a model name, "
                 "or a model & tokenizer, but not both. It needs both model and "
                 "tokenizer when one of them is passed; got only the "
@@ -131,20 +133,20 @@ class _LLMBase(ClassifierAPI):
         for option in (options.USE_CHAT_TEMPLATE, options.BATCH_SIZE, options.PROGRESS):
             option.validate(getattr(self, option.name))
         if self.cache_dir is not None and not isinstance(self.cache_dir, (str, os.PathLike)):
-            raise ValueError(
-                f"cache_dir must be a folder path or None; got {self.cache_dir!r}"
-            )
+            raise OptionError(
+                f"cache_dir must be a folder path or None; got {self.cache_dir!r}",
+                option="cache_dir")
         options.TRUNCATION.validate(self.truncation)
         if self.label_map is not None and not (
             isinstance(self.label_map, Mapping)
             and all(isinstance(w, str) and w.strip() for w in self.label_map.values())
         ):
-            raise ValueError(
+            raise OptionError(
                 "label_map must be a dict from class to the non-empty word the model "
-                f"scores, e.g. {{'pos': 'positive'}}; got {self.label_map!r}"
-            )
+                f"scores, e.g. {{'pos': 'positive'}}; got {self.label_map!r}",
+                option="label_map")
         if self.prompt is not None and not isinstance(self.prompt, str):
-            raise ValueError(
+            raise PromptError(
                 f"prompt must be a string or None; got {type(self.prompt).__name__}"
             )
 
@@ -153,16 +155,16 @@ class _LLMBase(ClassifierAPI):
         (``classes`` when given, else the labels of ``y``)."""
         self._check_params()
         if y is None:
-            raise ValueError(
+            raise LabelsError(
                 "y cannot be None, as it is used to infer the existing classes"
             )
         y = np.asarray(y)
         if len(y) == 0:
-            raise ValueError("y must contain at least one label; got an empty list")
+            raise LabelsError("y must contain at least one label; got an empty list")
         if classes is not None:
             missing = sorted({str(label) for label in y} - {str(c) for c in classes})
             if missing:
-                raise ValueError(
+                raise LabelsError(
                     "classes must hold every label of y; missing "
                     + ", ".join(map(repr, missing))
                 )
@@ -197,10 +199,9 @@ class _LLMBase(ClassifierAPI):
         words = [self._word(c) for c in self.classes_]
         if len(set(words)) < len(words):
             repeated = sorted({w for w in words if words.count(w) > 1})
-            raise ValueError(
+            raise OptionError(
                 "label_map maps several classes to the same word: "
-                + ", ".join(repr(w) for w in repeated)
-            )
+                + ", ".join(repr(w) for w in repeated), option="label_map")
         self.label_ids_ = [self._label_ids(w) for w in words]
 
     def _word(self, label):
@@ -212,14 +213,14 @@ class _LLMBase(ClassifierAPI):
     def _label_ids(self, label):
         text = str(label)
         if not text.strip():
-            raise ValueError(
+            raise LabelsError(
                 f"labels must be non-empty strings; got {text!r} in the classes"
             )
         ids = label_token_ids(self.tokenizer_, text, self._label_prefix())
         # A label whose own tokens are none (e.g. only characters the
         # tokenizer drops) would be scored as the bare prefix space.
         if not ids or not self.tokenizer_(text, add_special_tokens=False)["input_ids"]:
-            raise ValueError(f"label {text!r} tokenizes to no tokens")
+            raise LabelsError(f"label {text!r} tokenizes to no tokens")
         eos = self.tokenizer_.eos_token_id
         if self.model_.config.is_encoder_decoder and eos is not None:
             # A decoder's answer is the whole label and then its end: scoring
@@ -254,10 +255,9 @@ class _LLMBase(ClassifierAPI):
     def _resolve_chat_template(self):
         has_template = bool(getattr(self.tokenizer_, "chat_template", None))
         if self.use_chat_template is True and not has_template:
-            raise ValueError(
+            raise OptionError(
                 "use_chat_template=True, but the tokenizer has no chat template; "
-                "use 'auto' or False"
-            )
+                "use 'auto' or False", option="use_chat_template")
         if self.use_chat_template == "auto" and self._auto_raw:
             # Raw, the label after a space: on 22 phrasings (half with trailing
             # whitespace) this beat chat, the former trailing-space rule and a
@@ -467,18 +467,19 @@ class _SingleLabelBase(_LLMBase):
         options.check_threshold_low_prob(self.threshold_low_prob)
         options.CALIBRATION.validate(self.calibration)
         if self.calibration is not None and not self.probas_sum_to_1:
-            raise ValueError(
-                f"calibration={self.calibration!r} gives normalised probabilities; "
-                "it cannot be combined with probas_sum_to_1=False"
-            )
+            raise OptionError(
+                f"{options.CALIBRATION.setting(self.calibration)} gives normalised "
+                "probabilities; it cannot be combined with "
+                f"{options.PROBAS_SUM_TO_1.setting(False)}", option="calibration")
 
     def _set_classes(self, labels):
         super()._set_classes(labels)
         if len(self.classes_) == 1 and self.probas_sum_to_1:
             warn(
                 f"Only one label ({self._word(self.classes_[0])!r}): normalised over "
-                "the labels, its probability is always 1; use probas_sum_to_1=False "
-                "for the model's own probability, or add labels"
+                "the labels, its probability is always 1; use "
+                f"{options.PROBAS_SUM_TO_1.setting(False)} for the model's own "
+                "probability, or add labels"
             )
         # Depends on the classes, prompt and examples: computed on first use.
         self._reference = None
@@ -558,10 +559,10 @@ class _SingleLabelBase(_LLMBase):
     def _fit_calibration(self, X, y):
         """calibration='fit': learn scale and bias from labelled texts X, y."""
         if X is None or isinstance(X, (str, bytes)) or len(X) == 0:
-            raise ValueError(
+            raise OptionError(
                 "calibration='fit' learns from labelled texts: pass them to "
-                "fit(X, y) (X the texts, y their labels); got no texts"
-            )
+                "fit(X, y) (X the texts, y their labels); got no texts",
+                option="calibration")
         _check_same_length(X, y)
         logprobs = self.label_logprobs(X)
         index = {str(c): i for i, c in enumerate(self.classes_)}

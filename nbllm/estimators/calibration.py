@@ -24,6 +24,7 @@ normalised label log-probabilities:
 
 
 import numpy as np
+from ..exceptions import OptionError
 from ..warnings_to_user import warn
 
 CONTENT_FREE_TEXTS = ("N/A", "", "[MASK]")
@@ -130,7 +131,7 @@ def calibrate(logprobs, mode, reference=None):
     elif mode == "fit":
         logp = reference[0] * logp + reference[1:]
     elif mode is not None:
-        raise ValueError(
-            f"calibration must be None, 'content_free', 'batch' or 'fit'; got {mode!r}"
-        )
+        raise OptionError(
+            f"calibration must be None, 'content_free', 'batch' or 'fit'; got {mode!r}",
+            option="calibration")
     return softmax_rows(logp)

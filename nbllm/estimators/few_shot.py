@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..exceptions import ExamplesError, OptionError
 from .. import options
 from ..engine.prompts import (
     DEFAULT_EXAMPLE_TEMPLATE,
@@ -112,7 +113,7 @@ class FewShotClassifier(_SingleLabelBase):
             If ``classes`` misses a label of ``y``.
         """
         if X is None or (not isinstance(X, (str, bytes)) and len(X) == 0):
-            raise ValueError("For few-shot learning, pass at least one example")
+            raise ExamplesError("For few-shot learning, pass at least one example")
         texts = _check_texts(X)
         if y is not None:
             _check_same_length(X, y)
@@ -121,19 +122,18 @@ class FewShotClassifier(_SingleLabelBase):
             option.validate(getattr(self, option.name))
         check_example_template(self.example_template)
         if self.calibration == "fit":
-            raise ValueError(
+            raise OptionError(
                 "calibration='fit' is for ZeroShotClassifier: it learns from the "
                 "labelled texts of fit(X, y), which few-shot uses as its examples; "
-                "use calibration='content_free' here"
-            )
+                "use calibration='content_free' here", option="calibration")
         y = self._fit_common(y, classes)
         self._fit_inputs = (list(texts),) + self._fit_inputs[1:]
         if self.example_placement == "turns" and not self.use_chat_template_:
-            raise ValueError(
+            raise OptionError(
                 "example_placement='turns' writes the examples as chat turns and "
                 "needs a chat template; use example_placement='prompt' or "
-                "use_chat_template=True/'auto' with a chat model"
-            )
+                "use_chat_template=True/'auto' with a chat model",
+                option="example_placement")
         if self.example_selection == "similar":
             self.examples_ = None
             self.selector_ = SimilarExamples(texts, y, self.max_samples)

@@ -10,6 +10,7 @@ import numbers
 
 import numpy as np
 
+from ..exceptions import LabelsError, OptionError
 from ..engine.prompts import template_placeholders
 from ..engine.text_scorer import ProgressBar
 
@@ -33,10 +34,10 @@ _STEP = 256
 def _label_sets(y):
     """y as a list of label lists; a flat list of strings is one label each."""
     if y is None:
-        raise ValueError("y cannot be None, as it is used to infer the existing classes")
+        raise LabelsError("y cannot be None, as it is used to infer the existing classes")
     rows = list(y)
     if not rows:
-        raise ValueError("y must contain at least one label; got an empty list")
+        raise LabelsError("y must contain at least one label; got an empty list")
     return [[r] if isinstance(r, str) else list(r) for r in rows]
 
 
@@ -133,12 +134,13 @@ class MultiLabelZeroShotClassifier(_LLMBase):
         self
         """
         if not (isinstance(self.threshold, numbers.Real) and 0 <= self.threshold <= 1):
-            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold!r}")
+            raise OptionError(f"threshold must be between 0 and 1, got {self.threshold!r}",
+                              option="threshold")
         sets = _label_sets(y)
         # Labels keep their type, so that label_map keys such as 0 still match.
         labels = sorted({label for row in sets for label in row}, key=str)
         if not labels:
-            raise ValueError("y holds no labels; give at least one label")
+            raise LabelsError("y holds no labels; give at least one label")
         self._fit_common(labels)
         return self
 

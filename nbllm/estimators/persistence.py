@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..exceptions import FileFormatError, ModelError, OptionError
+
 FORMAT = "nbllm-classifier"
 VERSION = 1
 # What a fitted estimator holds that belongs to this process only.
@@ -70,7 +72,7 @@ def needs_restore(estimator):
 def _jsonable_params(estimator):
     params = estimator.get_params(deep=False)
     if params.get("model") is not None or params.get("tokenizer") is not None:
-        raise ValueError(
+        raise ModelError(
             "save() writes parameters as JSON, and a model object is not one: pass the "
             "model by name (a spec or a folder), or pickle the estimator instead "
             "(pickle keeps model objects)")
@@ -80,8 +82,9 @@ def _jsonable_params(estimator):
         try:
             json.dumps(value)
         except TypeError:
-            raise ValueError(
-                f"save() writes parameters as JSON; {name}={value!r} is not JSON") from None
+            raise OptionError(
+                f"save() writes parameters as JSON; {name}={value!r} is not JSON",
+                option=name) from None
     return params
 
 
@@ -114,13 +117,15 @@ def _read(path):
     try:
         payload = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{str(path)!r} is not an nbllm classifier file ({exc})") from None
+        raise FileFormatError(
+            f"{str(path)!r} is not an nbllm classifier file ({exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{str(path)!r} is not an nbllm classifier file (no "
-                         f"'format': {FORMAT!r})")
+        raise FileFormatError(f"{str(path)!r} is not an nbllm classifier file (no "
+                              f"'format': {FORMAT!r})")
     if payload.get("version") != VERSION:
-        raise ValueError(f"{str(path)!r} has format version {payload.get('version')!r}; "
-                         f"this nbllm reads version {VERSION}")
+        raise FileFormatError(
+            f"{str(path)!r} has format version {payload.get('version')!r}; "
+            f"this nbllm reads version {VERSION}")
     return payload
 
 
@@ -140,17 +145,18 @@ def load(cls, path, trust_remote_code=False):
                                      MultiLabelZeroShotClassifier)}
     name = payload.get("class")
     if name not in known or not issubclass(known[name], cls):
-        raise ValueError(f"{str(path)!r} holds a {name!r}, not a {cls.__name__}")
+        raise FileFormatError(f"{str(path)!r} holds a {name!r}, not a {cls.__name__}")
     params = dict(payload["params"])
     if params.get("trust_remote_code") and not trust_remote_code:
-        raise ValueError(
+        raise OptionError(
             f"{str(path)!r} asks for trust_remote_code=True (the model runs code from "
-            "its own files); pass trust_remote_code=True to load() to allow it")
+            "its own files); pass trust_remote_code=True to load() to allow it",
+            option="trust_remote_code")
     try:
         estimator = known[name](**params)
     except TypeError as exc:
-        raise ValueError(f"{str(path)!r} has parameters this nbllm does not know ({exc})") \
-            from None
+        raise FileFormatError(
+            f"{str(path)!r} has parameters this nbllm does not know ({exc})") from None
     fit = payload["fit"]
     calibration = params.get("calibration")
     if calibration == "fit":  # learned already: set it, do not rescore the texts
