@@ -1,7 +1,8 @@
 """nbllm: classify text in notebooks with a local language model, without training.
 
-Heavy dependencies (torch, transformers, scikit-learn) load on first use, so
-``import nbllm`` stays fast.
+torch and transformers load on first use, so ``import nbllm`` stays fast;
+it imports pandas and registers ``df.llm`` (and ``ddf.llm`` once dask.dataframe
+is imported).
 """
 
 from .exceptions import LowProbabilityError, UserError
@@ -69,8 +70,8 @@ def load_ipython_extension(ipython):
     ipython.register_magics(NbllmMagics)
 
 
-# ``df.llm`` and ``ddf.llm``, whichever of nbllm, pandas and dask.dataframe is
-# imported first, without importing pandas or dask here (see import_hooks).
-from .notebook import import_hooks as _import_hooks  # noqa: E402
+# ``df.llm`` and ``series.llm`` now; ``ddf.llm`` now or when dask.dataframe
+# is imported (see notebook/accessors.py).
+from .notebook import accessors as _accessors  # noqa: E402
 
-_import_hooks.install()
+_accessors.register()

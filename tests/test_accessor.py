@@ -91,44 +91,14 @@ def _run(code):
     assert done.returncode == 0, done.stderr
 
 
-def test_import_nbllm_does_not_import_pandas_and_df_llm_comes_with_it():
-    """pandas after nbllm: registered when pandas finishes loading, with its own loader."""
-    _run(
-        "import sys, nbllm\n"
-        "assert 'pandas' not in sys.modules, 'import nbllm imported pandas'\n"
-        "import pandas as pd\n"
-        "from nbllm.notebook.pandas_accessor import DataFrameLLMAccessor\n"
-        "assert isinstance(pd.DataFrame({'text': ['x']}).llm, DataFrameLLMAccessor)\n"
-        "assert type(pd.Series(['x']).llm).__name__ == 'SeriesLLMAccessor'\n"
-        "assert type(pd.__spec__.loader).__module__ != 'nbllm.notebook.import_hooks'\n"
-        "assert type(pd.__loader__).__module__ != 'nbllm.notebook.import_hooks'\n"
-    )
-
-
 def test_pandas_imported_by_another_package_gets_df_llm():
     _run(
         "import nbllm\n"
-        "import pandas.testing\n"  # a submodule first: pandas itself loads on the way
+        "import pandas.testing\n"
         "import sys\n"
         "df = sys.modules['pandas'].DataFrame({'text': ['x']})\n"
         "assert type(df.llm).__name__ == 'DataFrameLLMAccessor'\n"
     )
-
-
-def test_classifying_a_list_imports_neither_pandas_nor_scikit_learn(tmp_path):
-    """The first cell's cost: neither is needed to fit and predict."""
-    from tiny import save_tiny
-
-    folder = save_tiny(tmp_path / "tiny")
-    _run(
-        "import sys, nbllm\n"
-        f"clf = nbllm.ZeroShotClassifier({folder!r}, progress=False, use_caching=False)\n"
-        "clf.fit(None, ['positive', 'negative']).predict_proba(['I love it.'])\n"
-        "clf.predict(['ok']); repr(clf)\n"
-        "assert 'pandas' not in sys.modules, 'classifying imported pandas'\n"
-        "assert 'sklearn' not in sys.modules, 'classifying imported scikit-learn'\n"
-    )
-
 
 
 def test_accessor_construction_loads_no_model(df, monkeypatch):

@@ -10,7 +10,8 @@ Dask schedules, retries lost partitions and shows progress (its progress bar
 or the dashboard); nbllm adds nothing of its own there.
 
 The accessor is registered when this module is imported, which ``import
-nbllm`` does whenever ``dask.dataframe`` is already imported.
+nbllm`` does at once when ``dask.dataframe`` is already imported and
+otherwise when it is (:mod:`.accessors`).
 """
 
 import numpy as np
@@ -18,7 +19,7 @@ import pandas as pd
 
 from ..options import check_labels
 from . import classify as api
-from .session import settings
+from .session import session
 
 # Session settings (``%nbllm model|cache_dir ...``) that workers do not see;
 # they are filled in on the client when the call leaves them out.  The device
@@ -130,8 +131,8 @@ class DaskLLMAccessor:
                 f"{', '.join(map(repr, self._obj.columns))}"
             )
         for name in _SESSION_OPTIONS:
-            if options.get(name) is None and settings[name] is not None:
-                options[name] = settings[name]
+            if options.get(name) is None and getattr(session, name) is not None:
+                options[name] = getattr(session, name)
         if estimator is not None:
             # A fitted estimator travels as a light pickle (no weights); each
             # worker loads its model once, through the worker's registry.
