@@ -32,7 +32,12 @@ class UserError(Exception):
             self.option = option
 
 
-class OptionError(UserError, ValueError):
+class InputError(UserError, ValueError):
+    """A value that cannot be used here (a row that is not in the data, a call
+    made too early), when no more precise class below says it."""
+
+
+class OptionError(InputError):
     """An option's value is not one it takes, or options that do not go together."""
 
 
@@ -54,7 +59,7 @@ class PromptError(OptionError):
     option = "prompt"
 
 
-class TextsError(UserError, ValueError):
+class TextsError(InputError):
     """Texts that cannot be classified: missing, not strings, too long."""
 
 
@@ -72,7 +77,7 @@ class ColumnError(UserError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class ModelError(UserError, ValueError):
+class ModelError(InputError):
     """A model that cannot be found, loaded or used for classification."""
 
     option = "model"
@@ -88,11 +93,11 @@ class MissingDependencyError(UserError, ImportError):
     """An optional package that a feature needs is not installed."""
 
 
-class FileFormatError(UserError, ValueError):
+class FileFormatError(InputError):
     """A file of nbllm's (saved classifier, Labeler answers) that cannot be read."""
 
 
-class LowProbabilityError(UserError, ValueError):
+class LowProbabilityError(InputError):
     """The labels' total probability for a sample is too low to trust.
 
     Raised when it is exactly zero, or below ``threshold_low_prob`` with

@@ -127,23 +127,18 @@ def tiny_model():
 def notebook_state(monkeypatch):
     """Clean session settings and result cache; fail fast on the real model."""
     from nbllm.engine import models
-    from nbllm.notebook import session
-    from nbllm.engine.result_cache import result_cache
-
-    def reset():
-        session.settings.update(model=None, device="auto", dtype="auto", cache_dir=None)
-        result_cache.clear()
+    from nbllm.notebook.session import session
 
     real = models._load
 
-    def guarded(spec, device, dtype, **kwargs):
+    def guarded(spec, device, dtype, trust_remote_code=False):
         assert spec != models.DEFAULT_MODEL, "a test tried to load the embedded model"
-        return real(spec, device, dtype, **kwargs)
+        return real(spec, device, dtype, trust_remote_code=trust_remote_code)
 
     monkeypatch.setattr(models, "_load", guarded)
-    reset()
+    session.reset()
     yield
-    reset()
+    session.reset()
 
 
 @pytest.fixture(scope="module")

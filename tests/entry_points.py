@@ -39,9 +39,14 @@ SKIPPED = "{} missing text(s) (None or NaN) were skipped; their results are NaN"
 CUT = ("{n} sample(s) did not fit the model's context of {context} tokens; their text "
        "was cut {where} so that the prompt template and the labels fit")
 WHERE = {"right": "at the end", "left": "at the start", "middle": "in the middle"}
+# The advice names the option in the words of the way in: the estimators'
+# probas_sum_to_1=False, raw=True in Python's notebook functions, --raw in a
+# magic, 'raw probabilities' in the panel.
 SINGLE_LABEL = ("Only one label ({!r}): normalised over the labels, its probability is "
-                "always 1; use probas_sum_to_1=False for the model's own probability, "
+                "always 1; use {words} for the model's own probability, "
                 "or add labels")
+RAW_WORDS = {"estimator": "probas_sum_to_1=False", "python": "raw=True", "magic": "--raw",
+             "panel": "'raw probabilities'"}
 LONE_BRACE = ("The prompt is not a valid template (Single '{}' encountered in format "
               "string); write literal braces as '{{{{' and '}}}}'")
 

@@ -8,7 +8,7 @@ import pytest
 
 import nbllm  # noqa: F401  (registers the df.llm accessor)
 from nbllm.notebook import classify as api
-from nbllm.notebook import session
+from nbllm.notebook.session import session
 from nbllm.notebook.display import ClassificationResult, GenerationPreview
 from nbllm.estimators.base import _LLMBase
 from nbllm.notebook.panel import Panel
@@ -106,5 +106,5 @@ def test_result_tables_and_status_escape_payloads(ip, tiny_folder):
     assert isinstance(result, ClassificationResult)
     assert_escaped(result._repr_html_())
     status = ip.run_line_magic("nbllm", f"model '{SCRIPT}'")
-    assert session.settings["model"] == SCRIPT
+    assert session.model == SCRIPT
     assert_escaped(status._repr_html_())

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 
 import nbllm  # noqa: F401  (registers the df.llm accessor)
+from nbllm.notebook import classify as api
 from tiny import get_tiny_tokenizer, oracle_logprob
 from entry_points import (  # noqa: F401  (fixtures among them)
     LABELS,
+    RAW_WORDS,
     SCRIPT,
     SINGLE_LABEL,
     TEXTS,
@@ -81,7 +83,7 @@ def test_panel_bad_labels_show_an_escaped_line_and_the_panel_stays_usable(
         tiny_folder, labels, message):
     panel = make_panel(tiny_folder, labels=labels)
     panel.classify_button.click()
-    assert error_line(panel) == f"ValueError: {message}"
+    assert error_line(panel) == f"LabelsError: {message}"
     assert "<script" not in panel.status.value
     assert panel.last_result is None
     assert_idle(panel)
@@ -99,18 +101,28 @@ def test_panel_bad_labels_show_an_escaped_line_and_the_panel_stays_usable(
 ], ids=["zero", "few", "label_map"])
 def test_single_label_warns(make):
     clf, messages = messages_of(make)
-    assert messages == [SINGLE_LABEL.format("spam")]
+    assert messages == [SINGLE_LABEL.format("spam", words=RAW_WORDS["estimator"])]
     np.testing.assert_array_equal(clf.predict_proba(TEXTS), np.ones((len(TEXTS), 1)))
 
 
-def test_single_label_warns_through_the_accessor_and_magic(ip, tiny_folder):
+def test_single_label_advice_is_in_the_words_of_each_way_in(ip, tiny_folder):
     out, messages = messages_of(pd.DataFrame({"text": TEXTS}).llm.classify, "text",
                                 ["spam"], model=tiny_folder)
-    assert messages == [SINGLE_LABEL.format("spam")]
+    assert messages == [SINGLE_LABEL.format("spam", words=RAW_WORDS["python"])]
     assert (out["proba_spam"] == 1).all()
+    _, messages = messages_of(api.classify, TEXTS, ["spam"], model=tiny_folder)
+    assert messages == [SINGLE_LABEL.format("spam", words=RAW_WORDS["python"])]
     res, messages = run_cell(ip, f"%%zeroshot --labels spam --model {tiny_folder}\nx")
     assert res.success, res.error_in_exec
-    assert messages == [SINGLE_LABEL.format("spam")]
+    assert messages == [SINGLE_LABEL.format("spam", words=RAW_WORDS["magic"])]
+    panel = make_panel(tiny_folder, labels=["spam"])
+    panel.classify_button.click()
+    assert panel.last_error is None, panel.last_error
+    assert panel.warnings == [SINGLE_LABEL.format("spam", words=RAW_WORDS["panel"])]
+    # The panel's word is its checkbox's description, the magic's its flag.
+    assert f"'{panel.raw.description}'" == RAW_WORDS["panel"]
+    assert ip.run_cell_magic("zeroshot", f"--labels spam --raw --model {tiny_folder}",
+                             "x").raw
 
 
 def test_single_label_does_not_warn_where_its_probability_means_something(ip, tiny_folder):

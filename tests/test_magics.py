@@ -16,7 +16,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from nbllm.engine import models
 from nbllm.notebook import classify as api
-from nbllm.notebook import session
+from nbllm.notebook.session import session
 from nbllm.engine.result_cache import result_cache
 from nbllm.notebook.display import ClassificationResult, GenerationPreview
 from nbllm.estimators import FewShotClassifier, ZeroShotClassifier
@@ -418,7 +418,7 @@ def test_nbllm_status(ip):
 
 def test_nbllm_model_sets_the_session_default(ip, tiny_folder):
     status = ip.run_line_magic("nbllm", f"model {tiny_folder}")
-    assert session.settings["model"] == tiny_folder
+    assert session.model == tiny_folder
     assert repr(status).splitlines()[0] == f"model: {tiny_folder}"
     result = ip.run_cell_magic("zeroshot", f"--labels {LABELS}", CELL)
     assert result.estimator.model_name == tiny_folder
@@ -427,12 +427,12 @@ def test_nbllm_model_sets_the_session_default(ip, tiny_folder):
     res = ip.run_cell(f"%%zeroshot --labels {LABELS}\n{CELL}")
     assert res.success, res.error_in_exec
     ip.run_line_magic("nbllm", "model default")
-    assert session.settings["model"] is None
+    assert session.model is None
 
 
 def test_nbllm_device_cpu(ip, tiny_folder):
     status = ip.run_line_magic("nbllm", "device cpu")
-    assert session.settings["device"] == "cpu"
+    assert session.device == "cpu"
     assert repr(status).splitlines()[1] == "device: cpu"
     result = ip.run_cell_magic("zeroshot", f"--labels {LABELS} --model {tiny_folder}", CELL)
     assert result.estimator.device == "cpu"
@@ -442,7 +442,7 @@ def test_nbllm_device_bogus(ip):
     with pytest.raises(UsageError, match=re.escape(
             "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got 'gpu0'")):
         ip.run_line_magic("nbllm", "device gpu0")
-    assert session.settings["device"] == "auto"
+    assert session.device == "auto"
 
 
 def test_nbllm_cache_clear(ip, tiny_folder):
@@ -577,7 +577,7 @@ def test_unclosed_quote_in_options_is_a_usage_error(ip, tiny_folder):
 
 def test_nbllm_cache_dir_turns_on_the_disk_cache(ip, tiny_folder, tmp_path):
     ip.run_line_magic("nbllm", f"cache {tmp_path}")
-    assert session.settings["cache_dir"] == str(tmp_path)
+    assert session.cache_dir == str(tmp_path)
     assert repr(ip.run_line_magic("nbllm", "")).splitlines()[5] == \
         f"disk result cache: {tmp_path}"
     result = ip.run_cell_magic("zeroshot", f"--labels {LABELS} --model {tiny_folder}", CELL)
@@ -585,7 +585,7 @@ def test_nbllm_cache_dir_turns_on_the_disk_cache(ip, tiny_folder, tmp_path):
     ip.run_line_magic("nbllm", "cache clear")
     assert len(result.estimator.disk_cache_) == 0
     ip.run_line_magic("nbllm", "cache off")
-    assert session.settings["cache_dir"] is None
+    assert session.cache_dir is None
 
 
 @pytest.mark.usefixtures("float32_auto")

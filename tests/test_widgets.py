@@ -155,7 +155,7 @@ def test_threaded_error_is_reported(tiny_folder):
     panel.texts.value = "\n".join(TEXTS)
     panel.classify_button.click()
     panel.wait(30)
-    assert error_line(panel) == "ValueError: labels must contain at least one label; got none"
+    assert error_line(panel) == "LabelsError: labels must contain at least one label; got none"
     assert_idle(panel)
 
 
@@ -272,7 +272,7 @@ def test_raw_threshold_and_policy(panel, tiny_folder):
 def test_empty_labels_show_one_line_and_a_traceback(panel):
     panel.labels.value = []
     panel.classify_button.click()
-    assert error_line(panel) == "ValueError: labels must contain at least one label; got none"
+    assert error_line(panel) == "LabelsError: labels must contain at least one label; got none"
     assert isinstance(panel.last_error, ValueError)
     assert panel.last_result is None
     assert panel.traceback_button.layout.display == ""
@@ -284,7 +284,7 @@ def test_empty_labels_show_one_line_and_a_traceback(panel):
     assert out["text"].startswith("Traceback (most recent call last):")
     assert "check_labels" in out["text"]
     assert out["text"].rstrip().endswith(
-        "ValueError: labels must contain at least one label; got none")
+        "LabelsError: labels must contain at least one label; got none")
 
     # Fixing the input makes the next Classify work and hides the button.
     panel.labels.value = list(LABELS)
@@ -301,7 +301,7 @@ def test_unknown_model(panel, tmp_path):
     panel.model.value = missing
     panel.classify_button.click()
     line = error_line(panel)
-    assert line.startswith(f"ValueError: Could not load model {missing!r}")
+    assert line.startswith(f"ModelError: Could not load model {missing!r}")
     assert "\n" not in panel.status.value
     assert panel.traceback_button.layout.display == ""
     assert_idle(panel)
@@ -312,7 +312,7 @@ def test_bad_template(panel):
     assert "not a valid template" in panel.validation.value
     assert "#b00020" in panel.validation.value
     panel.classify_button.click()
-    assert error_line(panel).startswith("ValueError: prompt: The prompt is not a valid template")
+    assert error_line(panel).startswith("PromptError: prompt: The prompt is not a valid template")
     assert_idle(panel)
     panel.prompt.value = "Text: {text} {labels} {{"
     panel.classify_button.click()
@@ -349,7 +349,7 @@ def test_warnings_in_the_panel_are_not_printed(panel, recwarn):
     assert panel.status.value == "2 texts classified"
     assert panel.warnings == [
         "Only one label ('positive'): normalised over the labels, its probability is "
-        "always 1; use probas_sum_to_1=False for the model's own probability, or add labels"]
+        "always 1; use 'raw probabilities' for the model's own probability, or add labels"]
     assert not [w for w in recwarn if "label" in str(w.message)]
 
 
@@ -357,7 +357,7 @@ def test_no_texts(panel):
     panel.texts.value = "  \n\n "
     panel.classify_button.click()
     assert error_line(panel) == (
-        "ValueError: no texts: write one text per line in the texts box")
+        "TextsError: no texts: write one text per line in the texts box")
     assert_idle(panel)
 
 
@@ -367,7 +367,7 @@ def test_error_message_is_escaped(panel):
     panel.classify_button.click()
     assert "<b>" not in panel.status.value
     assert "&lt;b&gt;bold&lt;/b&gt;" in panel.status.value
-    assert error_line(panel) == "ValueError: examples: no variable named '<b>bold</b>'"
+    assert error_line(panel) == "ExamplesError: examples: no variable named '<b>bold</b>'"
     assert_idle(panel)
 
 
@@ -509,14 +509,14 @@ def test_few_shot_without_examples(panel):
     panel.mode.value = FEW
     panel.classify_button.click()
     assert error_line(panel) == (
-        "ValueError: few-shot needs examples: 'label: text' lines or a variable")
+        "ExamplesError: few-shot needs examples: 'label: text' lines or a variable")
     panel.examples.value = "positive: fine\nbroken line"
     panel.classify_button.click()
     assert error_line(panel) == (
-        "ValueError: example line 2 must look like 'label: text'; got 'broken line'")
+        "ExamplesError: example line 2 must look like 'label: text'; got 'broken line'")
     panel.examples.value = "positive: fine\nspam: nope"
     panel.classify_button.click()
-    assert error_line(panel) == "ValueError: examples use label(s) not in labels: 'spam'"
+    assert error_line(panel) == "ExamplesError: examples use label(s) not in labels: 'spam'"
     assert_idle(panel)
 
 
@@ -538,7 +538,7 @@ def test_preview(panel, tiny_folder):
 def test_preview_index_out_of_range(panel):
     panel.preview_index.value = 5
     panel.preview_button.click()
-    assert error_line(panel) == "ValueError: text # must be below 2; got 5"
+    assert error_line(panel) == "InputError: text # must be below 2; got 5"
     assert panel.traceback_button.layout.display == ""
     assert_idle(panel)
 
@@ -703,7 +703,7 @@ def test_copy_as_code_model_path_with_a_space(ip, tmp_path):
 def test_copy_as_code_error_is_one_line(panel):
     panel.labels.value = []
     panel.code_button.click()
-    assert error_line(panel) == "ValueError: labels must contain at least one label; got none"
+    assert error_line(panel) == "LabelsError: labels must contain at least one label; got none"
     assert panel.code is None
     assert panel.code_area.layout.display == "none"
     assert_idle(panel)

@@ -7,16 +7,42 @@ with other labels or another prompt never reloads weights.
 """
 
 
+import inspect
+
 import numpy as np
 
 from .. import options
 from ..engine.prompts import is_missing
-from ..options import check_labels
+from ..exceptions import ExamplesError, InputTypeError, OptionError, TextsError
+from ..options import check_labels, labels_problem
 from .display import ClassificationResult, GenerationPreview
-from .session import settings
+from .session import session
+from .stopping import Stopped, stoppable
 from ..warnings_to_user import warn
 from ..engine.status import report
 from .status import showing_status
+
+
+def examples_problem(examples, text_col="text", label_col="label"):
+    """The :class:`~nbllm.exceptions.ExamplesError` for unusable examples, or None."""
+    if hasattr(examples, "columns"):
+        missing = [c for c in (text_col, label_col) if c not in examples.columns]
+        if missing:
+            return ExamplesError(
+                f"examples DataFrame has no column(s) {', '.join(map(repr, missing))}; "
+                f"columns are {', '.join(map(repr, examples.columns))}"
+            )
+        return None
+    is_iterable = hasattr(examples, "__iter__") and not isinstance(examples, (str, bytes))
+    pairs = list(examples) if is_iterable else []
+    if not pairs or not all(
+        isinstance(p, (tuple, list)) and len(p) == 2 for p in pairs
+    ):
+        return ExamplesError(
+            "examples must be a DataFrame with text and label columns or a "
+            "non-empty list of (text, label) pairs"
+        )
+    return None
 
 
 def normalize_examples(examples, text_col="text", label_col="label"):
@@ -24,25 +50,28 @@ def normalize_examples(examples, text_col="text", label_col="label"):
 
     Accepts a DataFrame with text and label columns, or an iterable of
     (text, label) pairs.
+
+    Raises
+    ------
+    ExamplesError
+        A ValueError, for anything else.
     """
+    error = examples_problem(examples, text_col, label_col)
+    if error is not None:
+        raise error
     if hasattr(examples, "columns"):
-        missing = [c for c in (text_col, label_col) if c not in examples.columns]
-        if missing:
-            raise ValueError(
-                f"examples DataFrame has no column(s) {', '.join(map(repr, missing))}; "
-                f"columns are {', '.join(map(repr, examples.columns))}"
-            )
         return examples[text_col].tolist(), examples[label_col].tolist()
-    is_iterable = hasattr(examples, "__iter__") and not isinstance(examples, (str, bytes))
-    pairs = list(examples) if is_iterable else []
-    if not pairs or not all(
-        isinstance(p, (tuple, list)) and len(p) == 2 for p in pairs
-    ):
-        raise ValueError(
-            "examples must be a DataFrame with text and label columns or a "
-            "non-empty list of (text, label) pairs"
-        )
+    pairs = list(examples)
     return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _unknown_labels(labels, example_labels):
+    unknown = sorted({str(y) for y in example_labels} - {str(y) for y in labels})
+    if unknown:
+        return ExamplesError(
+            f"examples use label(s) not in labels: {', '.join(map(repr, unknown))}"
+        )
+    return None
 
 
 def labels_with_examples(labels, example_labels):
@@ -50,18 +79,85 @@ def labels_with_examples(labels, example_labels):
 
     Raises
     ------
-    ValueError
-        For bad labels, or examples whose labels are not in ``labels``.
+    LabelsError, ExamplesError
+        ValueErrors, for bad labels, or examples whose labels are not in ``labels``.
     """
     if labels is None:
         return None
     labels = check_labels(labels)
-    unknown = sorted({str(y) for y in example_labels} - set(labels))
-    if unknown:
-        raise ValueError(
-            f"examples use label(s) not in labels: {', '.join(map(repr, unknown))}"
-        )
+    error = _unknown_labels(labels, example_labels)
+    if error is not None:
+        raise error
     return labels
+
+
+# The options each way in passes on, with the values a magic or the panel
+# gives them; checked before any work.
+_CHOSEN = {option.name: option for option in (
+    options.TRUNCATION, options.CALIBRATION, options.USE_CHAT_TEMPLATE, options.PROGRESS,
+    options.BATCH_SIZE, options.EXAMPLE_SELECTION, options.MAX_SAMPLES)}
+
+
+def _options_problem(labels, opts):
+    """The first user error in ``labels`` and the options of a call, or None.
+
+    Every check returns its error instead of raising it, so that
+    :func:`check_options` raises it at the way in: the traceback a user sees
+    then holds the call they made and this check, not the helpers.
+    """
+    known = _OPTION_NAMES
+    unknown = sorted(set(opts) - known)
+    if unknown:
+        return InputTypeError(
+            f"unexpected option(s) {', '.join(map(repr, unknown))}; options are "
+            f"{', '.join(sorted(known))}")
+    for name, option in _CHOSEN.items():
+        if name in opts:
+            error = option.problem(opts[name])
+            if error is not None:
+                return error
+    examples = opts.get("examples")
+    raw, calibration = opts.get("raw", False), opts.get("calibration")
+    if opts.get("example_template") is not None and examples is None:
+        return OptionError("example_template is for few-shot; it needs examples",
+                           option="example_template")
+    if opts.get("multi_label"):
+        if examples is not None:
+            return OptionError("multi_label=True is zero-shot; it takes no examples",
+                               option="multi_label")
+        if raw or calibration is not None:
+            return OptionError(
+                "multi_label=True gives each label its own yes/no probability; "
+                "raw and calibration do not apply", option="multi_label")
+    elif raw and calibration is not None:
+        return OptionError(
+            f"{options.CALIBRATION.setting(calibration)} gives normalised probabilities; "
+            f"it cannot be combined with {options.PROBAS_SUM_TO_1.setting(False)}",
+            option="calibration")
+    if examples is None:
+        return labels_problem(labels)
+    error = examples_problem(examples, opts.get("text_col", "text"),
+                             opts.get("label_col", "label"))
+    if error is not None or labels is None:
+        return error
+    texts_labels = normalize_examples(examples, opts.get("text_col", "text"),
+                                      opts.get("label_col", "label"))[1]
+    return labels_problem(labels) or _unknown_labels(check_labels(labels), texts_labels)
+
+
+def check_options(labels, **opts):
+    """Raise the first user error in ``labels`` and the options of a call.
+
+    Called by every way in before any work (no model is loaded).
+
+    Raises
+    ------
+    UserError
+        A ValueError or TypeError with a one-line message.
+    """
+    error = _options_problem(labels, opts)
+    if error is not None:
+        raise error
 
 
 def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
@@ -83,35 +179,30 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
     the probability from which a label applies (default 0.5).
     ``example_template`` (few-shot only; None: the estimator's default) is how
     one example is written, e.g. ``nbllm.SKORCH_EXAMPLE_TEMPLATE``.
+    Unset model, device, dtype and cache_dir come from the :mod:`.session`.
     """
     from ..estimators import FewShotClassifier, ZeroShotClassifier
 
-    if example_template is not None and examples is None:
-        raise ValueError("example_template is for few-shot; it needs examples")
+    check_options(labels, examples=examples, raw=raw, calibration=calibration,
+                  multi_label=multi_label, example_template=example_template,
+                  text_col=text_col, label_col=label_col)
     common = dict(
         prompt=prompt,
         probas_sum_to_1=not raw,
-        device=device or settings["device"],
-        dtype=settings["dtype"],
+        device=device or session.device,
+        dtype=session.dtype,
         threshold_low_prob=0.0 if threshold is None else threshold,
         use_chat_template=use_chat_template,
         truncation=truncation,
         trust_remote_code=trust_remote_code,
         batch_size=batch_size,
         progress=progress,
-        cache_dir=cache_dir if cache_dir is not None else settings["cache_dir"],
+        cache_dir=cache_dir if cache_dir is not None else session.cache_dir,
     )
-    model = model if model is not None else settings["model"]
+    model = model if model is not None else session.model
     if multi_label:
         from ..estimators import MultiLabelZeroShotClassifier
 
-        if examples is not None:
-            raise ValueError("multi_label=True is zero-shot; it takes no examples")
-        if raw or calibration is not None:
-            raise ValueError(
-                "multi_label=True gives each label its own yes/no probability; "
-                "raw and calibration do not apply"
-            )
         for key in ("probas_sum_to_1", "threshold_low_prob"):
             common.pop(key)
         return MultiLabelZeroShotClassifier(
@@ -131,12 +222,38 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
     return clf.fit(texts, ex_labels, classes=labels)
 
 
-class _Stopped(Exception):
-    """Raised inside a run when its stop event is set."""
+_OPTION_NAMES = set(inspect.signature(build_estimator).parameters) - {"labels"}
+
+
+def _texts_problem(texts):
+    if texts is None or isinstance(texts, (str, bytes)):
+        got = "None" if texts is None else "a single string; wrap it in a list: [text]"
+        return TextsError(f"texts must be a list-like of texts, got {got}")
+    return None
+
+
+def check_call(texts, labels=None, estimator=None, **opts):
+    """Raise the first user error in a classify call, before any work.
+
+    The entry check of :func:`classify` and of the accessors' ``classify``:
+    texts, labels and options (see :func:`check_options`); with an
+    ``estimator``, its labels and options are its own.  Messages name
+    options as the notebook's Python functions do (``raw=True``).
+
+    Raises
+    ------
+    UserError
+        A ValueError or TypeError with a one-line message.
+    """
+    with options.way_in(options.PYTHON):
+        error = _texts_problem(texts) or (
+            None if estimator is not None else _options_problem(labels, opts))
+    if error is not None:
+        raise error
 
 
 def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
-             skip_missing=False, on_rows=None, stop=None, **options):
+             skip_missing=False, on_rows=None, stop=None, **opts):
     """Classify texts and return a :class:`ClassificationResult`.
 
     Parameters
@@ -156,21 +273,29 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
         ``on_rows(rows, logprobs)`` as results arrive (for progress).
     stop : threading.Event, optional
         When set during a run, the run stops after the current batch and
-        the result holds the rows finished so far (``result.stopped``).
-    **options
+        the result holds the rows finished so far (``result.stopped``; see
+        :mod:`.stopping`).
+    **opts
         Passed to :func:`build_estimator` (model, prompt, examples, ...).
+
+    Raises
+    ------
+    UserError
+        For bad texts, labels or options, before any work (see :func:`check_call`).
 
     In a Jupyter kernel, a status line in the cell says what is happening
     (loading the model, scoring) until the result is there.
     """
-    with showing_status(estimator if estimator is not None else options.get("model")):
+    check_call(texts, labels, estimator, **opts)
+    with options.way_in(options.PYTHON), \
+            showing_status(estimator if estimator is not None else opts.get("model")):
         return _classify(texts, labels, estimator, previews, index, skip_missing, on_rows,
-                         stop, options)
+                         stop, opts)
 
 
 def _classify(texts, labels, estimator, previews, index, skip_missing, on_rows, stop,
-              options):
-    clf = estimator if estimator is not None else build_estimator(labels, **options)
+              opts):
+    clf = estimator if estimator is not None else build_estimator(labels, **opts)
     texts = list(texts)
     keep = list(range(len(texts)))
     if skip_missing:
@@ -191,14 +316,13 @@ def _classify(texts, labels, estimator, previews, index, skip_missing, on_rows, 
         pending[keep_array[rows]] = False
         if on_rows is not None:
             on_rows(rows, values)
-        if stop is not None and stop.is_set():
-            raise _Stopped
 
     stopped = False
     if keep:
         try:
-            clf.label_logprobs([texts[i] for i in keep], on_rows=collect, positions=keep)
-        except _Stopped:
+            clf.label_logprobs([texts[i] for i in keep], on_rows=stoppable(collect, stop),
+                               positions=keep)
+        except Stopped:
             stopped = True
     done = ~np.isnan(logprobs).any(axis=1)
     if done.any():
@@ -219,7 +343,9 @@ def _classify(texts, labels, estimator, previews, index, skip_missing, on_rows, 
     result.pending = pending
     result.estimator = clf
     if hasattr(clf, "prompt_mode"):
-        result.prompt_mode = clf.prompt_mode()[1]
+        mode = clf.prompt_mode()
+        # A PromptMode (its reason) or, before it, a (mode, reason) pair.
+        result.prompt_mode = mode.reason if hasattr(mode, "reason") else mode[1]
     return result
 
 

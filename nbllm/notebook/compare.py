@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..exceptions import LabelsError, OptionError, PromptError, TextsError
 from ..evaluation import evaluate
 from ..options import check_labels
 from .display import NO_MATH, esc
@@ -128,21 +129,21 @@ def compare_prompts(texts, labels, prompts, y=None, *, models=None, **options):
     texts = [str(t) for t in texts]
     prompts = list(prompts)
     if not prompts:
-        raise ValueError("prompts must hold at least one prompt; got none")
+        raise PromptError("prompts must hold at least one prompt; got none")
     if not texts:
-        raise ValueError("texts must hold at least one text; got none")
+        raise TextsError("texts must hold at least one text; got none")
     if y is not None:
         y = [str(v) for v in y]
         if len(y) != len(texts):
-            raise ValueError(f"y has {len(y)} labels for {len(texts)} texts")
+            raise LabelsError(f"y has {len(y)} labels for {len(texts)} texts")
         unknown = sorted(set(y) - set(labels))
         if unknown:
-            raise ValueError(f"y holds labels that are not in labels: "
-                             f"{', '.join(map(repr, unknown))}")
+            raise LabelsError(f"y holds labels that are not in labels: "
+                              f"{', '.join(map(repr, unknown))}")
     options.setdefault("progress", False)
     single = options.pop("model", None)
     if models is not None and single is not None:
-        raise ValueError("give model= or models=, not both")
+        raise OptionError("give model= or models=, not both", option="model")
     rows, predictions = [], []
     for model in (models or [single]):
         for prompt in prompts:

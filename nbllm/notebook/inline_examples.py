@@ -3,6 +3,8 @@
 Used by ``%%fewshot`` (above its ``---`` line) and by the panel's examples box.
 """
 
+from ..exceptions import ExamplesError
+
 INLINE_SEPARATOR = "---"
 
 
@@ -25,17 +27,17 @@ def parse_inline_examples(block):
             quote = stripped[0]
             end = stripped.find(quote, 1)
             if end < 0 or stripped[end + 1:end + 2] != ":":
-                raise ValueError(
+                raise ExamplesError(
                     f"example line {number}: unclosed quoted label in {line!r}"
                 )
             label, text = stripped[1:end], stripped[end + 2:]
         else:
             label, sep, text = stripped.partition(":")
             if not sep:
-                raise ValueError(
+                raise ExamplesError(
                     f"example line {number} must look like 'label: text'; got {line!r}"
                 )
         if not label.strip():
-            raise ValueError(f"example line {number} has an empty label: {line!r}")
+            raise ExamplesError(f"example line {number} has an empty label: {line!r}")
         pairs.append((text.strip(), label.strip()))
     return pairs

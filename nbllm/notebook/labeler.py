@@ -23,9 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.prompts import is_missing
+from ..exceptions import (ColumnError, FileFormatError, InputTypeError, LabelsError,
+                          InputError, OptionError, TextsError)
 from ..options import check_labels
 from ..warnings_to_user import warn
 from . import classify as api
+from .stopping import stoppable
 
 STRATEGIES = ("margin", "entropy", "random")
 # Measured best on the dev half (benchmarks/RESULTS.md).
@@ -147,15 +150,16 @@ class Labeler:
                  strategy=DEFAULT_STRATEGY, path=None, random_state=0, **options):
         self._check_data(data, column)
         if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got "
-                             f"{strategy!r}")
+            raise OptionError(f"strategy must be one of {', '.join(STRATEGIES)}; got "
+                              f"{strategy!r}", option="strategy")
         if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-            raise ValueError(f"batch must be a positive integer; got {batch!r}")
+            raise OptionError(f"batch must be a positive integer; got {batch!r}",
+                              option="batch")
         for name in ("examples", "calibration", "multi_label", "raw"):
             if name in options:
-                raise ValueError(
+                raise OptionError(
                     f"{name}= is not a Labeler option: the Labeler improves a zero-shot "
-                    "classifier by calibration learned from your answers")
+                    "classifier by calibration learned from your answers", option=name)
         self.data, self.column = data, column
         self.labels = check_labels(labels)
         self.batch, self.strategy, self.random_state = batch, strategy, random_state
@@ -164,7 +168,7 @@ class Labeler:
         self._has_text = np.array([not is_missing(t) for t in texts])
         self.n_missing = int((~self._has_text).sum())
         if not self._has_text.any():
-            raise ValueError(f"column {column!r} has no texts (all {len(texts)} are missing)")
+            raise TextsError(f"column {column!r} has no texts (all {len(texts)} are missing)")
         if self.n_missing:
             warn(f"{self.n_missing} row(s) of column {column!r} have no text; they are "
                  "skipped (never queued, NaN predictions)")
@@ -184,23 +188,25 @@ class Labeler:
     @staticmethod
     def _check_data(data, column):
         if not hasattr(data, "columns"):
-            raise TypeError(f"data must be a pandas DataFrame; got {type(data).__name__}")
+            raise InputTypeError(
+                f"data must be a pandas DataFrame; got {type(data).__name__}")
         if len(data) == 0:
-            raise ValueError("the DataFrame has no rows")
+            raise TextsError("the DataFrame has no rows")
         if column not in data.columns:
-            raise KeyError(f"column {column!r} not found; columns are "
+            raise ColumnError(f"column {column!r} not found; columns are "
                            f"{', '.join(map(str, data.columns))}")
         if not data.index.is_unique:
-            raise ValueError("the DataFrame's index has repeated values; answers are "
+            raise InputError("the DataFrame's index has repeated values; answers are "
                              "kept by index: use df.reset_index(drop=True)")
 
     def _position(self, idx):
         try:
             found = self.data.index.get_loc(idx)
         except (KeyError, TypeError):
-            raise ValueError(f"{idx!r} is not in the DataFrame's index") from None
+            raise OptionError(f"{idx!r} is not in the DataFrame's index",
+                              option="idx") from None
         if not isinstance(found, (int, np.integer)):
-            raise ValueError(f"{idx!r} is not in the DataFrame's index")
+            raise OptionError(f"{idx!r} is not in the DataFrame's index", option="idx")
         return int(found)
 
     # ------------------------------------------------------------ answers on disk
@@ -211,7 +217,7 @@ class Labeler:
             saved = json.loads(self.path.read_text(encoding="utf-8"))
             entries, skipped = saved["answers"], saved.get("skipped", [])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(
+            raise FileFormatError(
                 f"the answers file {str(self.path)!r} cannot be read ({exc}); move it "
                 "away to start afresh, or pass path= another file") from None
         lost = 0
@@ -256,13 +262,12 @@ class Labeler:
             out = np.full((len(self._texts), len(self.estimator_.classes_)), np.nan)
 
             def keep(done, values):
-                if stop is not None and stop.is_set():
-                    raise KeyboardInterrupt("stopped")
                 out[rows[done]] = values
                 if on_rows is not None:
                     on_rows(done, values)
 
-            self.estimator_.label_logprobs([self._texts[i] for i in rows], keep)
+            self.estimator_.label_logprobs([self._texts[i] for i in rows],
+                                           stoppable(keep, stop))
             self._logprobs = out
         return self._logprobs
 
@@ -312,10 +317,10 @@ class Labeler:
         """
         pos = self._position(idx)
         if label not in self.labels:
-            raise ValueError(f"label must be one of {', '.join(map(repr, self.labels))}; "
+            raise LabelsError(f"label must be one of {', '.join(map(repr, self.labels))}; "
                              f"got {label!r}")
         if not self._has_text[pos]:
-            raise ValueError(f"row {idx!r} has no text to label")
+            raise TextsError(f"row {idx!r} has no text to label")
         self._answers[pos] = label
         self._skipped.discard(pos)
         self._save()
@@ -335,11 +340,14 @@ class Labeler:
 
         Raises
         ------
-        ValueError
-            Before any answer.
+        InputError
+            A ValueError, before any answer.
+        Stopped
+            When ``stop`` is set while the column is scored (a
+            KeyboardInterrupt, see :mod:`.stopping`).
         """
         if not self._answers:
-            raise ValueError("no answers yet: answer some rows of queue() first")
+            raise InputError("no answers yet: answer some rows of queue() first")
         self._scored(on_rows, stop)
         positions = sorted(self._answers)
         fitted = api.build_estimator(self.labels, **self.options)

@@ -9,6 +9,7 @@ import threading
 
 import ipywidgets as widgets
 
+from ..exceptions import InputError
 from .display import NO_MATH, chip, esc, label_colours
 from .panel import coloured
 from .panel_code import code_box
@@ -175,7 +176,7 @@ class LabelerWidget(widgets.VBox):
     def _save(self):
         path = self.save_path.value.strip()
         if not path:
-            raise ValueError("save as: name a file, e.g. classifier.json")
+            raise InputError("save as: name a file, e.g. classifier.json")
         self.labeler.estimator_.save(path)
         self.status.value = (f"saved to {esc(path)}; load it with "
                              f"ZeroShotClassifier.load({esc(repr(path))})")

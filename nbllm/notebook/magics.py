@@ -17,8 +17,9 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from . import classify as api
 from .inline_examples import INLINE_SEPARATOR, parse_inline_examples
-from .session import settings
+from .session import session
 from .. import options
+from ..exceptions import LabelsError, UserError
 
 def parse_labels(value):
     """Split ``a,b,"c, d"`` into labels; quotes protect commas."""
@@ -30,6 +31,24 @@ def parse_labels(value):
         raise UsageError(f"--labels: cannot parse {value!r}; use a,b,c") from None
     # Checked once, where every way in passes (options.check_labels).
     return [label.strip() for label in labels]
+
+
+# The labels' errors are the option's: a magic names it by its flag.
+_LABELS_FLAG = "--labels"
+
+
+def _classify(args, texts, index, prompts, opts):
+    """Classify (or compare prompts) with the parsed options."""
+    if len(prompts) > 1:  # one compare_prompts table instead of a result
+        from .compare import compare_prompts
+
+        return compare_prompts(texts, parse_labels(args.labels), prompts,
+                               model=args.model, device=args.device, raw=args.raw, **opts)
+    return api.classify(
+        texts, parse_labels(args.labels), model=args.model, prompt=prompts[0],
+        raw=args.raw, threshold=args.threshold, device=args.device,
+        previews=args.preview, index=index, skip_missing=True, **opts,
+    )
 
 
 # A quoted option value; re.split keeps it (the group) between the other parts.
@@ -184,37 +203,26 @@ class NbllmMagics(Magics):
             f"{type(data).__name__}"
         )
 
-    def _run(self, args, texts, index, **options):
+    def _run(self, args, texts, index, **opts):
         if args.label_map is not None:
-            options["label_map"] = self._variable(args.label_map, "--label-map")
+            opts["label_map"] = self._variable(args.label_map, "--label-map")
         if args.calibration is not None:
-            options["calibration"] = args.calibration
+            opts["calibration"] = args.calibration
         if args.truncation is not None:
-            options["truncation"] = args.truncation
-        if len(args.prompt or []) > 1 and ("examples" in options
-                                           or options.get("multi_label")):
+            opts["truncation"] = args.truncation
+        if len(args.prompt or []) > 1 and ("examples" in opts or opts.get("multi_label")):
             raise UsageError("several --prompt compare zero-shot prompts; %%fewshot and "
                              "--multi-label take one")
         prompts = [self._prompt(p) for p in (args.prompt or [None])]
         try:
-            if len(prompts) > 1:  # one compare_prompts table instead of a result
-                from .compare import compare_prompts
-
-                result = compare_prompts(texts, parse_labels(args.labels), prompts,
-                                         model=args.model, device=args.device,
-                                         raw=args.raw, **options)
-            else:
-                result = api.classify(
-                    texts, parse_labels(args.labels),
-                    model=args.model, prompt=prompts[0],
-                    raw=args.raw, threshold=args.threshold, device=args.device,
-                    previews=args.preview, index=index, skip_missing=True, **options,
-                )
-        except (ValueError, TypeError, ImportError, FileNotFoundError) as exc:
-            # options.check_labels's messages start with "labels ": name the option.
-            if str(exc).startswith("labels "):
-                raise UsageError(f"--labels: {exc}") from None
-            raise UsageError(str(exc)) from None
+            # Messages name options as the magics do (--raw).
+            with options.way_in(options.MAGIC):
+                result = _classify(args, texts, index, prompts, opts)
+        except UserError as exc:
+            # Only nbllm's user errors become one line; anything else is a bug
+            # and keeps its traceback.
+            named = f"{_LABELS_FLAG}: " if isinstance(exc, LabelsError) else ""
+            raise UsageError(f"{named}{exc}") from None
         if args.out:
             self.shell.user_ns[args.out] = result
         return result
@@ -288,7 +296,7 @@ class NbllmMagics(Magics):
             cut = [l.strip() for l in lines].index(INLINE_SEPARATOR)
             try:
                 examples = parse_inline_examples("\n".join(lines[:cut]))
-            except ValueError as exc:
+            except UserError as exc:
                 raise UsageError(str(exc)) from None
             body = "\n".join(lines[cut + 1:])
             if not examples:
@@ -320,15 +328,15 @@ class NbllmMagics(Magics):
             return status()
         command, rest = words[0], words[1:]
         if command == "model" and len(rest) == 1:
-            settings["model"] = None if rest[0] in ("default", "none") else rest[0]
+            session.model = None if rest[0] in ("default", "none") else rest[0]
         elif command == "device" and len(rest) == 1:
             from ..engine.models import resolve_device
 
             try:
                 resolve_device(rest[0])
-            except ValueError as exc:
+            except UserError as exc:
                 raise UsageError(str(exc)) from None
-            settings["device"] = rest[0]
+            session.device = rest[0]
         elif command == "panel" and not rest:
             from .panel import Panel
 
@@ -337,11 +345,11 @@ class NbllmMagics(Magics):
             from ..engine.result_cache import disk_cache, result_cache
 
             result_cache.clear()
-            disk = disk_cache(settings["cache_dir"])
+            disk = disk_cache(session.cache_dir)
             if disk is not None:
                 disk.clear()
         elif command == "cache" and len(rest) == 1:
-            settings["cache_dir"] = None if rest[0] in ("none", "off") else rest[0]
+            session.cache_dir = None if rest[0] in ("none", "off") else rest[0]
         else:
             raise UsageError(
                 f"%nbllm: unknown command {line.strip()!r}; use '%nbllm', "
@@ -370,17 +378,16 @@ class Status:
 def status():
     """A :class:`Status` with the current defaults and cache counters."""
     from ..engine.models import DEFAULT_MODEL, cache_dir, loaded_models
-    from ..engine.result_cache import result_cache
 
     loaded = loaded_models()
+    entries, hits, misses = session.cache_counters
     return Status([
-        ("model", settings["model"] or f"{DEFAULT_MODEL} (embedded default)"),
-        ("device", settings["device"]),
-        ("dtype", settings["dtype"]),
-        ("result cache", f"{len(result_cache)} entries, {result_cache.hits} hits, "
-                         f"{result_cache.misses} misses"),
+        ("model", session.model or f"{DEFAULT_MODEL} (embedded default)"),
+        ("device", session.device),
+        ("dtype", session.dtype),
+        ("result cache", f"{entries} entries, {hits} hits, {misses} misses"),
         ("cache folder", str(cache_dir())),
-        ("disk result cache", settings["cache_dir"] or
+        ("disk result cache", session.cache_dir or
          ("$NBLLM_CACHE_DIR" if os.environ.get("NBLLM_CACHE_DIR") else "off")),
         ("loaded models", ", ".join(repr(m) for m in loaded) or "none"),
         ("prompts", "sent raw, the label after a space (use_chat_template='auto'; "

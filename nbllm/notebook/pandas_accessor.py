@@ -8,6 +8,7 @@ pandas builds a new accessor object on every attribute access, so
 import pandas as pd
 
 from .. import options
+from ..exceptions import ColumnError
 from . import classify as api
 
 
@@ -39,7 +40,7 @@ class DataFrameLLMAccessor(_Base):
 
     def _column(self, column):
         if column not in self._obj.columns:
-            raise KeyError(
+            raise ColumnError(
                 f"column {column!r} not found; columns are "
                 f"{', '.join(map(repr, self._obj.columns))}"
             )
@@ -75,11 +76,13 @@ class DataFrameLLMAccessor(_Base):
             ``label``, ``proba_<label>``..., and ``label_mass`` with ``raw``.
             Rows with a missing text get NaN (with a warning counting them).
         """
-        return self._classify(
-            self._column(column), labels, proba, raw, estimator, model=model,
-            prompt=prompt, examples=examples, max_samples=max_samples,
-            batch_size=batch_size, progress=progress, **kwargs,
-        )
+        texts = self._column(column)
+        options = dict(model=model, prompt=prompt, examples=examples,
+                       max_samples=max_samples, batch_size=batch_size, progress=progress,
+                       **kwargs)
+        # User errors are raised here, at the way in, before any work.
+        api.check_call(texts, labels, estimator, raw=raw, **options)
+        return self._classify(texts, labels, proba, raw, estimator, **options)
 
     def panel(self, column, labels=None):
         """An interactive :class:`nbllm.notebook.panel.Panel` over ``column``."""
@@ -113,11 +116,11 @@ class SeriesLLMAccessor(_Base):
                  batch_size=options.BATCH_SIZE.default, progress=options.PROGRESS.default,
                  **kwargs):
         """Classify the texts of this Series; see ``DataFrame.llm.classify``."""
-        return self._classify(
-            self._obj, labels, proba, raw, estimator, model=model, prompt=prompt,
-            examples=examples, max_samples=max_samples, batch_size=batch_size,
-            progress=progress, **kwargs,
-        )
+        options = dict(model=model, prompt=prompt, examples=examples,
+                       max_samples=max_samples, batch_size=batch_size, progress=progress,
+                       **kwargs)
+        api.check_call(self._obj, labels, estimator, raw=raw, **options)
+        return self._classify(self._obj, labels, proba, raw, estimator, **options)
 
     def preview(self, i, labels=None, **options):
         """A generation preview for position ``i``."""

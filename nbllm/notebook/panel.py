@@ -13,10 +13,11 @@ import traceback
 import ipywidgets as widgets
 
 from .. import options
+from ..exceptions import ExamplesError, InputError, PromptError, TextsError
 from ..options import check_labels
 from . import classify as api
 from .inline_examples import parse_inline_examples
-from .session import settings
+from .session import session
 from .display import NO_MATH, esc
 from .panel_code import PanelSettings, build_code, code_box, variable_holding
 from ..engine.status import listening
@@ -127,12 +128,12 @@ class Panel(widgets.VBox):
         initial = {"description_width": "initial"}
         specs = [DEFAULT_MODEL] + [m.spec for m in loaded_models() if m.spec != DEFAULT_MODEL]
         self.model = widgets.Combobox(
-            value=settings["model"] or DEFAULT_MODEL, options=specs,
+            value=session.model or DEFAULT_MODEL, options=specs,
             description="model", ensure_option=False,
         )
         self.device = widgets.Dropdown(
-            options=["auto", "cpu", "cuda"], value=settings["device"]
-            if settings["device"] in ("auto", "cpu", "cuda") else "auto",
+            options=["auto", "cpu", "cuda"], value=session.device
+            if session.device in ("auto", "cpu", "cuda") else "auto",
             description="device", layout=widgets.Layout(width="180px"),
         )
         self.mode = widgets.ToggleButtons(options=[ZERO, FEW], value=ZERO)
@@ -176,7 +177,8 @@ class Panel(widgets.VBox):
             value=(0, min(n_rows, 20)), min=0, max=max(n_rows, 1), description="rows",
             layout=widgets.Layout(width="60%"),
         )
-        self.raw = widgets.Checkbox(value=False, description="raw probabilities")
+        self.raw = widgets.Checkbox(value=not options.PROBAS_SUM_TO_1.default,
+                                    description=options.PROBAS_SUM_TO_1.widget)
         self.threshold = widgets.BoundedFloatText(value=0.0, min=0.0, max=1.0, step=0.05,
                                                   description="threshold")
         self.policy = widgets.Dropdown(options=options.ERROR_LOW_PROB.choices,
@@ -302,7 +304,7 @@ class Panel(widgets.VBox):
             return self.data[self.column].iloc[start:end].tolist()
         texts = [line.strip() for line in self.texts.value.splitlines() if line.strip()]
         if not texts:
-            raise ValueError("no texts: write one text per line in the texts box")
+            raise TextsError("no texts: write one text per line in the texts box")
         return texts
 
     def _namespace(self):
@@ -318,11 +320,11 @@ class Panel(widgets.VBox):
         if name:
             namespace = self._namespace()
             if name not in namespace:
-                raise ValueError(f"examples: no variable named {name!r}")
+                raise ExamplesError(f"examples: no variable named {name!r}")
             return namespace[name]
         pairs = parse_inline_examples(self.examples.value)
         if not pairs:
-            raise ValueError("few-shot needs examples: 'label: text' lines or a variable")
+            raise ExamplesError("few-shot needs examples: 'label: text' lines or a variable")
         return pairs
 
     def _template_option(self):
@@ -340,7 +342,7 @@ class Panel(widgets.VBox):
     def _estimator(self):
         level, message = self._validate()
         if level == "error":
-            raise ValueError(f"prompt: {message}")
+            raise PromptError(f"prompt: {message}")
         clf = api.build_estimator(
             self._label_list(), model=self.model.value.strip() or None,
             prompt=self.prompt.value, examples=self._examples(),
@@ -375,7 +377,9 @@ class Panel(widgets.VBox):
         if clear:
             self._clear(clear)
         try:
-            with listening(self._report), collecting(self._warned):
+            # Messages name options as the panel does ("raw probabilities").
+            with options.way_in(options.PANEL), listening(self._report), \
+                    collecting(self._warned):
                 job()
             self.last_error = None
         except BaseException as exc:  # noqa: B902 - KeyboardInterrupt too
@@ -422,7 +426,7 @@ class Panel(widgets.VBox):
         texts = self._text_list()
         i = self.preview_index.value
         if i >= len(texts):
-            raise ValueError(f"text # must be below {len(texts)}; got {i}")
+            raise InputError(f"text # must be below {len(texts)}; got {i}")
         self._show(api.preview(clf, texts[i]))
         self.status.value = f"preview of text #{i}"
 
@@ -430,7 +434,7 @@ class Panel(widgets.VBox):
         """Save the classifier the panel would run (JSON, see ``save()``)."""
         path = self.save_path.value.strip()
         if not path:
-            raise ValueError("save as: name a file, e.g. classifier.json")
+            raise InputError("save as: name a file, e.g. classifier.json")
         self._estimator().save(path)
         self.status.value = f"saved to {esc(path)}; load it with {esc(self._class_name())}" \
                             f".load({esc(repr(path))})"
@@ -495,7 +499,8 @@ class Panel(widgets.VBox):
         if self.device.value != "auto":
             pairs.append((f"--device {self.device.value}", f"device={self.device.value!r}"))
         if self.raw.value:
-            pairs.append(("--raw", "probas_sum_to_1=False"))
+            raw = options.PROBAS_SUM_TO_1
+            pairs.append((raw.flag, f"{raw.name}={not self.raw.value}"))
         if self.threshold.value:
             value = f"{self.threshold.value:g}"
             pairs.append((f"--threshold {value}", f"threshold_low_prob={value}"))

@@ -49,9 +49,9 @@ class CellStatus:
 def _spec(model):
     """The spec a call will load: the model given, the session's or the default."""
     from ..engine.models import DEFAULT_MODEL
-    from .session import settings
+    from .session import session
 
-    return str(model) if model is not None else (settings["model"] or DEFAULT_MODEL)
+    return str(model) if model is not None else (session.model or DEFAULT_MODEL)
 
 
 def needs_loading(model):

@@ -1,0 +1,47 @@
+"""One way to stop a long run: a Stop button sets an event, the run stops after its batch.
+
+The panel's and the Labeler's Stop buttons and ``nbllm.classify(...,
+stop=event)`` share it.  :func:`stoppable` wraps a run's ``on_rows``
+callback: once the event is set, the callback raises :class:`Stopped` after
+the batch it reports is kept, and the estimators let it through, leaving the
+finished batches in the result cache (a rerun picks up from there).
+"""
+
+
+class Stopped(KeyboardInterrupt):
+    """A run stopped by its stop event (a Stop button).
+
+    A ``KeyboardInterrupt``, as Ctrl-C is: code that keeps finished work on an
+    interrupt keeps it on a Stop too.  :func:`nbllm.classify` turns it into a
+    partial result (``result.stopped``); :meth:`nbllm.Labeler.improve` lets it
+    through, since an improvement needs every row scored.
+    """
+
+    def __init__(self, message="stopped"):
+        super().__init__(message)
+
+
+def stoppable(on_rows, stop):
+    """``on_rows`` that raises :class:`Stopped` once ``stop`` is set.
+
+    Parameters
+    ----------
+    on_rows : callable or None
+        ``on_rows(rows, values)``, called first for every batch.
+    stop : threading.Event or None
+        None: never stops (``on_rows`` is returned as it is).
+
+    Returns
+    -------
+    callable or None
+    """
+    if stop is None:
+        return on_rows
+
+    def checked(rows, values):
+        if on_rows is not None:
+            on_rows(rows, values)
+        if stop.is_set():
+            raise Stopped
+
+    return checked

@@ -1,0 +1,275 @@
+"""One error policy, one stop mechanism, one typed session, one word per way in.
+
+User errors are :class:`nbllm.UserError`s (each also its built-in type),
+raised at the entry of each way in with a short traceback and a one- or
+two-line message; the magics turn exactly those into ``UsageError``.
+"""
+
+import re
+import threading
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from IPython.core.error import UsageError
+
+import nbllm
+from nbllm import exceptions, options
+from nbllm.exceptions import ColumnError, LabelsError, UserError
+from nbllm.notebook import classify as api
+from nbllm.notebook.session import Session, session
+from nbllm.notebook.stopping import Stopped, stoppable
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
+
+PACKAGE = Path(nbllm.__file__).parent
+TEXTS = ["I love it.", "The train was late again this morning.", "ok"]
+CELL = "\n".join(TEXTS)
+
+
+def nbllm_frames(exc):
+    """The frames of nbllm's own code in the exception's traceback."""
+    return [frame for frame in traceback.extract_tb(exc.__traceback__)
+            if Path(frame.filename).is_relative_to(PACKAGE)]
+
+
+# ------------------------------------------------------------------ the classes
+@pytest.mark.parametrize("cls, builtin", [
+    (exceptions.InputError, ValueError),
+    (exceptions.OptionError, ValueError),
+    (exceptions.LabelsError, ValueError),
+    (exceptions.ExamplesError, ValueError),
+    (exceptions.PromptError, ValueError),
+    (exceptions.TextsError, ValueError),
+    (exceptions.ModelError, ValueError),
+    (exceptions.FileFormatError, ValueError),
+    (exceptions.LowProbabilityError, ValueError),
+    (exceptions.InputTypeError, TypeError),
+    (exceptions.ColumnError, KeyError),
+    (exceptions.ModelFileNotFoundError, FileNotFoundError),
+    (exceptions.MissingDependencyError, ImportError),
+])
+def test_every_user_error_is_also_its_builtin_type(cls, builtin):
+    assert issubclass(cls, UserError) and issubclass(cls, builtin)
+    with pytest.raises(builtin, match="^went wrong$"):
+        raise cls("went wrong")
+
+
+def test_a_column_error_shows_its_message_without_quotes():
+    assert str(ColumnError("column 'x' not found")) == "column 'x' not found"
+
+
+def test_user_error_is_exported_from_nbllm():
+    assert nbllm.UserError is UserError and "UserError" in nbllm.__all__
+
+
+# ------------------------------------------------------------ checked at the entry
+FRAME = pd.DataFrame({"text": TEXTS, "other": [1, 2, 3]})
+COLUMNS = "column 'nope' not found; columns are 'text', 'other'"
+BAD_CALLS = [
+    (dict(labels=[]), LabelsError, "labels must contain at least one label; got none"),
+    (dict(labels="ab"), LabelsError,
+     "labels must be a list of strings, got the single string 'ab'"),
+    (dict(labels=["a", "a"]), LabelsError, "labels must be unique; repeated: 'a'"),
+    (dict(labels=["a", "b"], truncation="top"), exceptions.OptionError,
+     "truncation must be 'right', 'left', 'middle' or 'error'; got 'top'"),
+    (dict(labels=["a", "b"], batch_size=0), exceptions.OptionError,
+     "batch_size must be 'auto' or a positive integer; got 0"),
+    (dict(labels=["a", "b"], raw=True, calibration="content_free"), exceptions.OptionError,
+     "calibration='content_free' gives normalised probabilities; it cannot be combined "
+     "with raw=True"),
+    (dict(labels=["a"], examples=[("good", "a"), ("bad", "b")]), exceptions.ExamplesError,
+     "examples use label(s) not in labels: 'b'"),
+    (dict(labels=["a", "b"], examples=3), exceptions.ExamplesError,
+     "examples must be a DataFrame with text and label columns or a non-empty list of "
+     "(text, label) pairs"),
+    (dict(labels=["a", "b"], colour="red"), exceptions.InputTypeError,
+     "unexpected option(s) 'colour'; options are "),
+]
+
+
+def _raised(call):
+    with pytest.raises(UserError) as info:
+        call()
+    return info.value
+
+
+def _check(exc, cls, message):
+    assert type(exc) is cls
+    assert re.match(f"^{re.escape(message)}", str(exc)), str(exc)
+    if cls is not exceptions.InputTypeError:
+        assert str(exc) == message
+    assert len(str(exc).splitlines()) <= 2
+    frames = nbllm_frames(exc)
+    assert len(frames) <= 2, traceback.format_list(frames)
+
+
+@pytest.mark.parametrize("kwargs, cls, message", BAD_CALLS)
+def test_bad_input_to_df_llm_classify_stops_at_the_entry(tiny_folder, kwargs, cls,
+                                                          message):
+    _check(_raised(lambda: FRAME.llm.classify("text", model=tiny_folder, **kwargs)),
+           cls, message)
+
+
+@pytest.mark.parametrize("kwargs, cls, message", BAD_CALLS)
+def test_bad_input_to_series_llm_classify_stops_at_the_entry(tiny_folder, kwargs, cls,
+                                                              message):
+    _check(_raised(lambda: FRAME["text"].llm.classify(model=tiny_folder, **kwargs)),
+           cls, message)
+
+
+@pytest.mark.parametrize("kwargs, cls, message", BAD_CALLS)
+def test_bad_input_to_nbllm_classify_stops_at_the_entry(tiny_folder, kwargs, cls,
+                                                        message):
+    _check(_raised(lambda: nbllm.classify(TEXTS, model=tiny_folder, **kwargs)),
+           cls, message)
+
+
+def test_a_missing_column_stops_at_the_entry():
+    exc = _raised(lambda: FRAME.llm.classify("nope", ["a", "b"]))
+    _check(exc, ColumnError, COLUMNS)
+    assert isinstance(exc, KeyError)
+
+
+def test_a_single_string_as_texts_stops_at_the_entry():
+    exc = _raised(lambda: nbllm.classify("one text", ["a", "b"]))
+    _check(exc, exceptions.TextsError,
+           "texts must be a list-like of texts, got a single string; wrap it in a list: "
+           "[text]")
+
+
+def test_bad_input_loads_no_model(monkeypatch):
+    from nbllm.engine import models
+
+    def never(*args, **kwargs):
+        raise AssertionError("a model was loaded for a call with bad input")
+
+    monkeypatch.setattr(models, "_load", never)
+    for kwargs, cls, _ in BAD_CALLS:
+        with pytest.raises(cls):
+            FRAME.llm.classify("text", model="somewhere/else", **kwargs)
+
+
+# ------------------------------------------------------------------ the magics
+def test_magic_turns_a_user_error_into_one_line(ip, tiny_folder, capsys):
+    res = ip.run_cell(f"%%zeroshot --labels a,b --model {tiny_folder} --truncation left\n"
+                      f"{CELL}")
+    assert res.success
+    message = "multi_label=True gives each label its own yes/no probability; raw and " \
+              "calibration do not apply"
+    with pytest.raises(UsageError, match=f"^{re.escape(message)}$"):
+        ip.run_cell_magic("zeroshot", f"--labels a,b --model {tiny_folder} --multi-label "
+                                      "--raw", CELL)
+
+
+def test_magic_names_labels_errors_by_class_not_by_message_text(ip, monkeypatch):
+    def fail(*args, **kwargs):
+        raise LabelsError("these are not labels")
+
+    monkeypatch.setattr(api, "classify", fail)
+    with pytest.raises(UsageError, match=f"^{re.escape('--labels: these are not labels')}$"):
+        ip.run_cell_magic("zeroshot", "--labels a,b", CELL)
+
+
+@pytest.mark.parametrize("bug", [ValueError("labels broken"), TypeError("a bug"),
+                                 FileNotFoundError("a bug"), ImportError("a bug")])
+def test_magic_keeps_the_traceback_of_anything_else(ip, monkeypatch, bug):
+    def fail(*args, **kwargs):
+        raise bug
+
+    monkeypatch.setattr(api, "classify", fail)
+    with pytest.raises(type(bug)) as info:
+        ip.run_cell_magic("zeroshot", "--labels a,b", CELL)
+    assert info.value is bug and not isinstance(info.value, UsageError)
+    res = ip.run_cell(f"%%zeroshot --labels a,b\n{CELL}")
+    assert res.error_in_exec is bug
+
+
+def test_no_error_is_routed_by_its_message_text():
+    """The magics tell user errors from bugs by class alone."""
+    source = (PACKAGE / "notebook" / "magics.py").read_text()
+    assert "str(exc).startswith" not in source
+    assert "except (ValueError, TypeError, ImportError, FileNotFoundError)" not in source
+
+
+# ------------------------------------------------------------------ one word per way in
+def test_raw_probabilities_have_one_declaration_and_a_word_per_way_in():
+    raw = options.PROBAS_SUM_TO_1
+    assert raw.setting(False) == "probas_sum_to_1=False"
+    words = {}
+    for way in (options.PYTHON, options.MAGIC, options.PANEL):
+        with options.way_in(way):
+            words[way] = raw.setting(False)
+    assert words == {options.PYTHON: "raw=True", options.MAGIC: "--raw",
+                     options.PANEL: "'raw probabilities'"}
+    with options.way_in(options.MAGIC), options.way_in(options.PYTHON):
+        assert raw.setting(False) == "--raw"  # the outermost way in wins
+    assert options.current_way_in() == options.ESTIMATOR
+
+
+def test_magic_raw_calibration_clash_speaks_the_magics_words(ip, tiny_folder):
+    message = ("--calibration content_free gives normalised probabilities; it cannot be "
+               "combined with --raw")
+    with pytest.raises(UsageError, match=f"^{re.escape(message)}$"):
+        ip.run_cell_magic("zeroshot", f"--labels a,b --model {tiny_folder} --raw "
+                                      "--calibration content_free", CELL)
+
+
+# ------------------------------------------------------------------ the session
+def test_session_is_typed_and_resets(ip, tiny_folder, tmp_path):
+    assert session == Session()
+    ip.run_line_magic("nbllm", f"model {tiny_folder}")
+    ip.run_line_magic("nbllm", f"cache {tmp_path}")
+    assert (session.model, session.cache_dir) == (tiny_folder, str(tmp_path))
+    with pytest.raises(AttributeError, match="Session has no setting 'modle'"):
+        session.modle = "x"
+    result = ip.run_cell_magic("zeroshot", "--labels a,b", CELL)  # the session's model
+    assert result.estimator.model_name == tiny_folder
+    ip.run_cell_magic("zeroshot", "--labels a,b", CELL)
+    entries, hits, misses = session.cache_counters
+    assert entries == 3 and hits >= 3
+    session.reset()
+    assert session == Session() and session.cache_counters == (0, 0, 0)
+
+
+# ------------------------------------------------------------------ one stop
+def test_stoppable_keeps_the_batch_then_stops():
+    seen, stop = [], threading.Event()
+    on_rows = stoppable(lambda rows, values: seen.append(rows), stop)
+    on_rows([0], None)
+    stop.set()
+    with pytest.raises(Stopped):
+        on_rows([1], None)
+    assert seen == [[0], [1]]
+    assert stoppable(None, None) is None
+    assert issubclass(Stopped, KeyboardInterrupt)
+
+
+def test_classify_stops_after_the_batch_in_progress(tiny_folder):
+    stop = threading.Event()
+    batches = []
+
+    def on_rows(rows, values):
+        batches.append(list(rows))
+        stop.set()  # a Stop clicked while the first batch runs
+
+    result = nbllm.classify(TEXTS, ["a", "b"], model=tiny_folder, batch_size=1,
+                            on_rows=on_rows, stop=stop, progress=False)
+    assert result.stopped and len(batches) == 1
+    assert result.pending.sum() == len(TEXTS) - 1
+    assert np.isnan(result.probas[result.pending]).all()
+
+
+def test_the_labeler_stops_with_the_same_exception(tiny_folder, tmp_path):
+    frame = pd.DataFrame({"text": TEXTS})
+    labeler = frame.llm.labeler("text", ["a", "b"], model=tiny_folder,
+                                path=tmp_path / "answers.json")
+    labeler.answer(0, "a")
+    labeler._logprobs = None  # nothing scored yet: improve has to score
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Stopped):
+        labeler.improve(stop=stop)
+    assert labeler.answers.index.tolist() == [0]
