@@ -8,6 +8,7 @@ matplotlib.  They take plain arrays, so they work for any classifier.
 
 import numpy as np
 
+from .exceptions import MissingDependencyError
 
 def _index(y_true, classes):
     lookup = {str(c): j for j, c in enumerate(classes)}
@@ -80,7 +81,7 @@ def _axes(ax):
         try:
             import matplotlib.pyplot as plt
         except ImportError as exc:
-            raise ImportError(
+            raise MissingDependencyError(
                 "the plots need nbllm's plots extra: pip install 'nbllm[plots]'"
             ) from exc
 

@@ -62,7 +62,7 @@ def validate_prompt(template, mode):
     """
     try:
         found = template_placeholders(template)
-    except ValueError as exc:
+    except PromptError as exc:
         return "error", str(exc)
     expected = set(PLACEHOLDERS[mode])
     missing, extra = sorted(expected - found), sorted(found - expected)
