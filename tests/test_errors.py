@@ -273,3 +273,13 @@ def test_the_labeler_stops_with_the_same_exception(tiny_folder, tmp_path):
     with pytest.raises(Stopped):
         labeler.improve(stop=stop)
     assert labeler.answers.index.tolist() == [0]
+
+
+@pytest.mark.parametrize("kwargs, cls, message", BAD_CALLS)
+def test_bad_input_to_ddf_llm_classify_stops_at_the_entry(tiny_folder, kwargs, cls,
+                                                           message):
+    dd = pytest.importorskip("dask.dataframe")
+    ddf = dd.from_pandas(FRAME, npartitions=1)
+    _check(_raised(lambda: ddf.llm.classify("text", model=tiny_folder, **kwargs)),
+           cls, message)
+    _check(_raised(lambda: ddf.llm.classify("nope", ["a", "b"])), ColumnError, COLUMNS)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..options import check_labels
 from . import classify as api
+from ..exceptions import ColumnError, OptionError
 from .session import session
 
 # Session settings (``%nbllm model|cache_dir ...``) that workers do not see;
@@ -120,16 +121,17 @@ class DaskLLMAccessor:
         """
         estimator = options.get("estimator")
         if estimator is not None and getattr(estimator, "model", None) is not None:
-            raise ValueError(
+            raise OptionError(
                 "ddf.llm.classify does not take an estimator built on a model object: "
                 "the model would be copied to every worker; give the estimator the "
-                "model by name (a spec or a folder every worker sees)"
-            )
+                "model by name (a spec or a folder every worker sees)", option="estimator")
         if column not in self._obj.columns:
-            raise KeyError(
+            raise ColumnError(
                 f"column {column!r} not found; columns are "
                 f"{', '.join(map(repr, self._obj.columns))}"
             )
+        # User errors are raised here, at the way in, before a graph is built.
+        api.check_call(self._obj[column], labels, raw=raw, progress=progress, **options)
         for name in _SESSION_OPTIONS:
             if options.get(name) is None and getattr(session, name) is not None:
                 options[name] = getattr(session, name)
