@@ -101,7 +101,9 @@ def _common_arguments(func):
                  help="with --input, only these rows, by position (as .iloc[START:END])"),
         argument("-o", "--out", help="store the result in this variable"),
         argument("--device", help="auto, cpu, cuda or cuda:N"),
-        argument("--raw", action="store_true", help="raw probabilities (no normalising)"),
+        # The flag's name, like the panel's checkbox, comes from the declaration.
+        argument(options.PROBAS_SUM_TO_1.flag, action="store_true",
+                 help=f"{options.PROBAS_SUM_TO_1.widget} (no normalising)"),
         argument("--threshold", type=float, default=None,
                  help="flag rows whose label mass is below this (default 0); with "
                       "--multi-label, the probability from which a label applies "
