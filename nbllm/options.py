@@ -67,7 +67,7 @@ class Option:
     keyword : str or None
         The notebook's Python keyword (default: ``name``).
     flag : str or None
-        The magics' flag (default: ``--name`` with dashes).
+        The magics' flag (None: the magics do not take it).
     widget : str or None
         The panel widget's description (None: the panel has no widget for it).
     inverted : bool
@@ -81,7 +81,7 @@ class Option:
         self._check = check
         self.expected = expected or (f"must be {_spoken(choices)}" if choices else "")
         self.keyword = keyword or name
-        self.flag = flag or "--" + self.keyword.replace("_", "-")
+        self.flag = flag
         self.widget = widget
         self.inverted = inverted
 
@@ -93,7 +93,8 @@ class Option:
             ok = self._check(value)
         if ok:
             return None
-        return OptionError(f"{self.name} {self.expected}; got {value!r}", option=self.name)
+        return OptionError(f"{self.spoken_name()} {self.expected}; got {value!r}",
+                           option=self.name)
 
     def validate(self, value):
         """Return ``value``, or raise an error that names what was expected.
@@ -108,6 +109,15 @@ class Option:
             raise error
         return value
 
+    def spoken_name(self):
+        """The option's name in the current way in (``--truncation`` in a magic)."""
+        way = current_way_in()
+        if self.inverted or way == ESTIMATOR:
+            return self.name  # an inverted keyword would turn its values round too
+        if way == PANEL and self.widget is not None:
+            return f"'{self.widget}'"
+        return self.flag if way == MAGIC and self.flag else self.keyword
+
     def setting(self, value):
         """The words that ask for ``value`` in the current way in.
 
@@ -121,7 +131,7 @@ class Option:
         shown = (not value) if self.inverted else value
         if way == PANEL and self.widget is not None:
             return f"'{self.widget}'" if shown is True else f"{self.widget} {shown}"
-        if way == MAGIC:
+        if way == MAGIC and self.flag:
             return self.flag if shown is True else f"{self.flag} {shown}"
         return f"{self.keyword}={shown!r}"
 
@@ -139,22 +149,30 @@ def _positive_int(value):
             and value >= 1)
 
 
-TRUNCATION = Option("truncation", "right", ("right", "left", "middle", "error"))
-CALIBRATION = Option("calibration", None, (None, "content_free", "batch", "fit"))
+TRUNCATION = Option("truncation", "right", ("right", "left", "middle", "error"),
+                    flag="--truncation")
+CALIBRATION = Option("calibration", None, (None, "content_free", "batch", "fit"),
+                     flag="--calibration")
 USE_CHAT_TEMPLATE = Option("use_chat_template", "auto", ("auto", True, False))
 PROGRESS = Option("progress", "auto", ("auto", True, False))
 BATCH_SIZE = Option("batch_size", "auto",
                     check=lambda v: v == "auto" if isinstance(v, str) else _positive_int(v),
                     expected="must be 'auto' or a positive integer")
-EXAMPLE_SELECTION = Option("example_selection", "similar", ("stratified", "random", "similar"))
+EXAMPLE_SELECTION = Option("example_selection", "similar",
+                           ("stratified", "random", "similar"), flag="--selection")
 EXAMPLE_PLACEMENT = Option("example_placement", "prompt", ("prompt", "turns"))
 MAX_SAMPLES = Option("max_samples", 5, check=_positive_int,
-                     expected="must be a positive integer")
+                     expected="must be a positive integer", flag="--max-samples")
 # skorch's values and wording (its message shows the value without quotes).
 ERROR_LOW_PROB = Option("error_low_prob", "ignore", ("ignore", "raise", "warn", "return_none"))
+# The notebook's threshold: the low-probability threshold of the single-label
+# estimators, or the probability from which a label applies with multi_label.
+THRESHOLD = Option("threshold", None, check=lambda v: v is None or (
+    isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v <= 1),
+    expected="must be between 0 and 1", flag="--threshold")
 # One concept, three words: normalised probabilities or the model's own.
 PROBAS_SUM_TO_1 = Option("probas_sum_to_1", True, (True, False), keyword="raw",
-                         widget="raw probabilities", inverted=True)
+                         flag="--raw", widget="raw probabilities", inverted=True)
 # The notebook layer draws few-shot examples with a fixed seed so that a rerun
 # cell shows the same prompt (and hits the result cache); the estimators keep
 # skorch's default, None.

@@ -543,7 +543,7 @@ def test_model_errors_become_usage_errors(ip, tmp_path):
 
 def test_bad_threshold_is_a_usage_error(ip, tiny_folder):
     with pytest.raises(UsageError, match=re.escape(
-            "threshold_low_prob must be between 0 and 1, got 2.0 instead")):
+            "--threshold must be between 0 and 1; got 2.0")):
         ip.run_cell_magic("zeroshot", f"--labels a,b --model {tiny_folder} --threshold 2",
                           CELL)
 

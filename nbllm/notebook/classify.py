@@ -95,7 +95,7 @@ def labels_with_examples(labels, example_labels):
 # gives them; checked before any work.
 _CHOSEN = {option.name: option for option in (
     options.TRUNCATION, options.CALIBRATION, options.USE_CHAT_TEMPLATE, options.PROGRESS,
-    options.BATCH_SIZE, options.EXAMPLE_SELECTION, options.MAX_SAMPLES)}
+    options.BATCH_SIZE, options.EXAMPLE_SELECTION, options.MAX_SAMPLES, options.THRESHOLD)}
 
 
 def _options_problem(labels, opts):

@@ -104,17 +104,17 @@ def _common_arguments(func):
         # The flag's name, like the panel's checkbox, comes from the declaration.
         argument(options.PROBAS_SUM_TO_1.flag, action="store_true",
                  help=f"{options.PROBAS_SUM_TO_1.widget} (no normalising)"),
-        argument("--threshold", type=float, default=None,
+        argument(options.THRESHOLD.flag, type=float, default=None,
                  help="flag rows whose label mass is below this (default 0); with "
                       "--multi-label, the probability from which a label applies "
                       "(default 0.5)"),
         argument("--preview", type=int, default=0, metavar="N",
                  help="show generation previews for the first N texts"),
         # 'fit' learns from labelled texts, which a magic does not have.
-        argument("--calibration", choices=[c for c in options.CALIBRATION.choices
+        argument(options.CALIBRATION.flag, choices=[c for c in options.CALIBRATION.choices
                                            if c and c != "fit"],
                  help="correct the prompt's label bias"),
-        argument("--truncation", choices=options.TRUNCATION.choices,
+        argument(options.TRUNCATION.flag, choices=options.TRUNCATION.choices,
                  help="how texts longer than the context are cut "
                       f"(default {options.TRUNCATION.default})"),
         argument("--label-map", metavar="VAR",
@@ -260,11 +260,11 @@ class NbllmMagics(Magics):
     @magic_arguments()
     @_common_arguments
     @argument("-e", "--examples", help="variable with a DataFrame or (text, label) pairs")
-    @argument("-k", "--max-samples", type=int, default=options.MAX_SAMPLES.default,
+    @argument("-k", options.MAX_SAMPLES.flag, type=int, default=options.MAX_SAMPLES.default,
               help="examples in the prompt")
     @argument("--text-col", default="text", help="text column of --examples")
     @argument("--label-col", default="label", help="label column of --examples")
-    @argument("--selection", choices=options.EXAMPLE_SELECTION.choices,
+    @argument(options.EXAMPLE_SELECTION.flag, choices=options.EXAMPLE_SELECTION.choices,
               default=options.EXAMPLE_SELECTION.default,
               help="how examples are picked for each prompt")
     @argument("--example-template",
