@@ -24,7 +24,7 @@ def test_one_row_per_prompt_with_the_estimators_numbers(tiny_folder):
         clf = ZeroShotClassifier(tiny_folder, prompt=prompt, progress=False).fit(
             None, LABELS)
         probas = clf.predict_proba(TEXTS)
-        assert row.prompt == clf.prompt_ and row.mode == clf.prompt_mode()[1]
+        assert row.prompt == clf.prompt_ and row.mode == clf.prompt_mode().reason
         assert row.mean_label_mass == pytest.approx(
             clf.label_mass(clf.label_logprobs(TEXTS)).mean())
         truth = np.array([LABELS.index(v) for v in Y])
@@ -77,7 +77,7 @@ def test_bad_input(tiny_folder, kwargs, message):
 def test_prompt_mode_says_why(tiny_folder, prompt, setting, expected):
     clf = ZeroShotClassifier(tiny_folder, prompt=prompt, use_chat_template=setting,
                              progress=False).fit(None, LABELS)
-    assert clf.prompt_mode() == expected
+    assert (clf.prompt_mode().mode, clf.prompt_mode().reason) == expected
 
 
 def test_the_trailing_space_pair_scores_alike(tiny_folder):
@@ -135,11 +135,11 @@ def test_multi_label_keeps_the_former_rule_and_says_so(tiny_folder):
 
     question = MultiLabelZeroShotClassifier(tiny_folder, progress=False).fit(
         None, [["a"], ["b"]])
-    assert question.prompt_mode() == (
+    assert (question.prompt_mode().mode, question.prompt_mode().reason) == (
         "chat", "sent as chat: the prompt does not end with a space "
                 "(use_chat_template='auto')")
     completion = MultiLabelZeroShotClassifier(
         tiny_folder, prompt="{text} about {label}? Answer: ", progress=False).fit(
         None, [["a"], ["b"]])
-    assert completion.prompt_mode() == (
+    assert (completion.prompt_mode().mode, completion.prompt_mode().reason) == (
         "raw", "sent raw: the prompt ends with a space (use_chat_template='auto')")

@@ -189,7 +189,7 @@ def test_chat_template_auto_sends_the_default_prompts_raw(tiny_tok):
         assert clf.use_chat_template_ is False, prompt
         assert clf.get_prompt("hi") == prompt.format(labels=LABELS_TEXT, text="hi").rstrip()
         assert clf.label_ids_ == spaced.label_ids_
-        assert clf.prompt_mode() == (
+        assert (clf.prompt_mode().mode, clf.prompt_mode().reason) == (
             "raw", "sent raw, the label after a space (use_chat_template='auto')")
     np.testing.assert_allclose(
         zero_shot(prompt="Labels: {labels}\n\nText: {text}\nLabel:",
@@ -444,7 +444,8 @@ def test_few_shot_names_itself_in_messages():
 
 
 @pytest.mark.parametrize("y, msg", [
-    (None, "y cannot be None, as it is used to infer the existing classes"),
+    (None, "ZeroShotClassifier requires y to be passed, but the target y is None; "
+           "y names the classes"),
     ([], "y must contain at least one label; got an empty list"),
     (["a", ""], "labels must be non-empty strings; got '' in the classes"),
     (["a", "  "], "labels must be non-empty strings; got '  ' in the classes"),
@@ -461,7 +462,8 @@ def test_bad_labels(y, msg):
      "X and y don't have the same number of samples, found 2 and 3 samples, "
      "respectively"),
     (FEW_X[:2], None,
-     "y cannot be None, as it is used to infer the existing classes"),
+     "FewShotClassifier requires y to be passed, but the target y is None; y names "
+     "the classes"),
 ])
 def test_few_shot_bad_fit_data(X, y, msg):
     with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):

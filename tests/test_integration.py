@@ -142,7 +142,8 @@ def test_chat_template_wraps_an_instruction_prompt(real_model):
         None, ["negative", "positive"])
     prompt = clf.get_prompt("I love it")
     assert clf.use_chat_template_ is True
-    assert clf.prompt_mode() == ("chat", "sent as a chat message (use_chat_template=True)")
+    mode = clf.prompt_mode()
+    assert (mode.mode, mode.reason) == ("chat", "sent as a chat message (use_chat_template=True)")
     assert prompt.startswith("<|im_start|>system\n")
     assert prompt.endswith("<|im_start|>assistant\n")
     assert "Text: I love it" in prompt

@@ -126,7 +126,8 @@ def test_multi_label_threshold_out_of_range(threshold):
 
 
 @pytest.mark.parametrize("y, msg", [
-    (None, "y cannot be None, as it is used to infer the existing classes"),
+    (None, "MultiLabelZeroShotClassifier requires y to be passed, but the target y "
+           "is None; y names the classes"),
     ([], "y must contain at least one label; got an empty list"),
     ([[], []], "y holds no labels; give at least one label"),
 ])

@@ -42,7 +42,7 @@ def test_trailing_space_helpers():
 def test_raw_prompt_with_trailing_space_scores_the_joint_string():
     clf = zero_shot(prompt=RAW_PROMPT, use_chat_template=False,
                     probas_sum_to_1=False).fit(None, LABELS)
-    assert clf._label_prefix() == " "
+    assert clf.prompt_mode().label_prefix == " "
     assert clf.get_prompt("I love it.") == (
         "Labels: ['negative', 'neutral', 'positive']\nText: I love it.\nCategory:")
     expected = []
@@ -67,7 +67,7 @@ def test_chat_prompt_with_trailing_space_is_unaffected():
     clf = zero_shot(prompt=RAW_PROMPT, probas_sum_to_1=False,
                     use_chat_template=True).fit(None, LABELS)
     assert clf.use_chat_template_ is True
-    assert clf._label_prefix() == ""
+    assert clf.prompt_mode().label_prefix == ""
     assert clf.label_ids_ == [ids_of(label) for label in CLASSES]
     message = RAW_PROMPT.format(labels="['negative', 'neutral', 'positive']", text="hi")
     assert clf.get_prompt("hi") == chat(message)
@@ -78,5 +78,5 @@ def test_chat_prompt_with_trailing_space_is_unaffected():
 
 def test_prompt_without_trailing_space_keeps_plain_label_ids():
     clf = zero_shot(prompt=RAW_PROMPT.rstrip(), use_chat_template=False).fit(None, LABELS)
-    assert clf._label_prefix() == ""
+    assert clf.prompt_mode().label_prefix == ""
     assert clf.label_ids_ == [ids_of(label) for label in CLASSES]

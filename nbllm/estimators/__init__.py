@@ -1,15 +1,18 @@
 """The scikit-learn layer: classifiers over the engine, and their policies.
 
 * :mod:`.zero_shot`, :mod:`.few_shot`, :mod:`.multi_label`: the classifiers;
-* :mod:`.base`: what they share (checks, model loading, the low-probability
-  policy);
+* :mod:`.base`: what they all share (parameter checks, model loading,
+  scoring), on scikit-learn's ``BaseEstimator``;
+* :mod:`.single_label`: zero- and few-shot's shared base (the
+  low-probability policy, calibration), a ``ClassifierMixin``;
+* :mod:`.prompt_mode`: how a prompt goes to the model, decided once in fit;
+* :mod:`.inputs`: the checks of X (texts) and y (classes);
 * :mod:`.example_selection`: which few-shot examples go into a prompt;
 * :mod:`.calibration`: correcting a prompt's bias towards some labels;
 * :mod:`.predictions`: from probabilities to predicted labels.
 
-Nothing here imports IPython, ipywidgets or pandas.  The classifiers load on
-first use, so the notebook layer's display can use :mod:`.predictions`
-without importing scikit-learn.
+Nothing here imports IPython or ipywidgets.  The classifiers load on first
+use, so that importing the notebook layer does not import torch.
 """
 
 _CLASSES = {

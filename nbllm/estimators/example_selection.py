@@ -13,8 +13,7 @@ import numpy as np
 
 
 def _rng(random_state):
-    # scikit-learn's rule for None / int / RandomState; imported only here,
-    # at fit time (see sklearn_api for why the estimators avoid it).
+    # scikit-learn's rule for None / int / RandomState.
     from sklearn.utils import check_random_state
 
     return check_random_state(random_state)

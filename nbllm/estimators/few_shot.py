@@ -14,15 +14,15 @@ from ..engine.prompts import (
     without_examples,
 )
 from . import docs
-from .sklearn_api import check_fitted
-from .base import _check_same_length, _check_texts, _SingleLabelBase
+from .base import check_fitted
+from .inputs import check_fit_params, check_same_length, check_texts
+from .single_label import _SingleLabelBase
 from .example_selection import (
     PerTextRenderer,
     SimilarExamples,
     draw_random,
     draw_stratified,
 )
-from .zero_shot import ZeroShotClassifier
 
 
 class FewShotClassifier(_SingleLabelBase):
@@ -75,8 +75,8 @@ class FewShotClassifier(_SingleLabelBase):
         example_template=DEFAULT_EXAMPLE_TEMPLATE,
     ):
         # Only stores the arguments, as scikit-learn requires.
-        ZeroShotClassifier.__init__(
-            self, model_name, model=model, tokenizer=tokenizer, prompt=prompt,
+        super().__init__(
+            model_name, model=model, tokenizer=tokenizer, prompt=prompt,
             probas_sum_to_1=probas_sum_to_1, device=device, dtype=dtype,
             error_low_prob=error_low_prob, threshold_low_prob=threshold_low_prob,
             use_caching=use_caching, use_chat_template=use_chat_template,
@@ -112,11 +112,14 @@ class FewShotClassifier(_SingleLabelBase):
         ValueError
             If ``classes`` misses a label of ``y``.
         """
-        if X is None or (not isinstance(X, (str, bytes)) and len(X) == 0):
+        check_fit_params(fit_params)
+        if X is None:
             raise ExamplesError("For few-shot learning, pass at least one example")
-        texts = _check_texts(X)
+        texts = check_texts(X)
+        if not texts:
+            raise ExamplesError("For few-shot learning, pass at least one example")
         if y is not None:
-            _check_same_length(X, y)
+            check_same_length(texts, y)
         for option in (options.MAX_SAMPLES, options.EXAMPLE_PLACEMENT,
                        options.EXAMPLE_SELECTION):
             option.validate(getattr(self, option.name))
@@ -143,6 +146,7 @@ class FewShotClassifier(_SingleLabelBase):
         else:
             chosen = draw_random(len(y), self.max_samples, self.random_state)
             self.examples_ = [(texts[i], y[i]) for i in chosen]
+        self._fit_reference()
         return self
 
     def get_examples(self, X, y, n_samples):
@@ -171,14 +175,14 @@ class FewShotClassifier(_SingleLabelBase):
         """
         texts = X if isinstance(X, np.ndarray) else list(X)
         labels = y if isinstance(y, np.ndarray) else list(y)
-        _check_same_length(texts, labels)
+        check_same_length(texts, labels)
         chosen = draw_stratified(texts, labels, n_samples, self.random_state)
         return [(texts[i], labels[i]) for i in chosen]
 
     def examples_for(self, X):
         """The (text, label) examples in the prompt of each text of X."""
-        check_fitted(self, "loaded_")
-        texts = _check_texts(X)
+        check_fitted(self)
+        texts = check_texts(X)
         if self.examples_ is not None:
             return [list(self.examples_) for _ in texts]
         return self._renderer().examples_for(texts)

@@ -9,14 +9,16 @@ or none.
 import numbers
 
 import numpy as np
+from sklearn.base import ClassifierMixin
 
 from ..exceptions import LabelsError, OptionError
 from ..engine.prompts import template_placeholders
 from ..engine.text_scorer import ProgressBar
 
 from . import docs
-from .base import _check_texts, _LLMBase
-from .sklearn_api import check_fitted
+from .base import _LLMBase, check_fitted
+from .inputs import (as_sequence, check_fit_params, check_same_length, check_targets, check_texts,
+                     missing_y_message)
 from .predictions import multi_label_predictions
 
 DEFAULT_PROMPT_MULTI_LABEL = (
@@ -31,14 +33,34 @@ NO = ("No", "no")
 _STEP = 256
 
 
-def _label_sets(y):
-    """y as a list of label lists; a flat list of strings is one label each."""
+def _label_sets(y, estimator=None):
+    """y as a list of label lists; a flat list of labels is one label each."""
     if y is None:
-        raise LabelsError("y cannot be None, as it is used to infer the existing classes")
-    rows = list(y)
+        raise LabelsError(missing_y_message(estimator))
+    rows = list(as_sequence(y))
     if not rows:
         raise LabelsError("y must contain at least one label; got an empty list")
-    return [[r] if isinstance(r, str) else list(r) for r in rows]
+    if all(isinstance(r, str) or np.ndim(r) == 0 for r in rows):
+        try:
+            check_targets(np.asarray(rows))  # numbers must be whole, not inf
+        except ValueError as exc:
+            raise LabelsError(str(exc)) from None
+        return [[r] for r in rows]
+    return [[r] if isinstance(r, str) or np.ndim(r) == 0 else list(r) for r in rows]
+
+
+def _indicator_width(y):
+    """The number of columns when y is a 0/1 integer matrix, else 0."""
+    if y is None or isinstance(y, str):
+        return 0
+    try:
+        array = np.asarray(y)
+    except ValueError:  # ragged lists
+        return 0
+    if (array.ndim == 2 and array.shape[1] > 0 and array.dtype.kind in "biu"
+            and np.isin(array, (0, 1)).all()):
+        return array.shape[1]
+    return 0
 
 
 def _is_indicator(y, n_classes):
@@ -54,7 +76,7 @@ def _is_indicator(y, n_classes):
             and array.dtype.kind in "biu" and np.isin(array, (0, 1)).all())
 
 
-class MultiLabelZeroShotClassifier(_LLMBase):
+class MultiLabelZeroShotClassifier(ClassifierMixin, _LLMBase):
     __doc__ = (
         """Multi-label zero-shot classification: an independent yes/no question
     per label.
@@ -114,6 +136,14 @@ class MultiLabelZeroShotClassifier(_LLMBase):
         self.truncation = truncation
         self.trust_remote_code = trust_remote_code
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        tags.classifier_tags.poor_score = True  # nothing is learned from X
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = False
+        return tags
+
     @property
     def _placeholders(self):
         found = template_placeholders(self.prompt or self._default_prompt)
@@ -124,10 +154,13 @@ class MultiLabelZeroShotClassifier(_LLMBase):
 
         Parameters
         ----------
-        X : ignored, may be None
-        y : list of label lists, or list of str
+        X : list-like of str or None
+            The texts of ``y``; only checked (one per label set).
+        y : list of label lists, list of str, or indicator matrix
             The labels of each sample (``[["sports", "politics"], []]``); a
-            flat list of strings gives one label per sample.
+            flat list of labels gives one label per sample; a 0/1 integer
+            matrix (scikit-learn's multi-label format) has the classes
+            0, 1, ... as its columns, best named with ``label_map``.
 
         Returns
         -------
@@ -136,9 +169,20 @@ class MultiLabelZeroShotClassifier(_LLMBase):
         if not (isinstance(self.threshold, numbers.Real) and 0 <= self.threshold <= 1):
             raise OptionError(f"threshold must be between 0 and 1, got {self.threshold!r}",
                               option="threshold")
-        sets = _label_sets(y)
-        # Labels keep their type, so that label_map keys such as 0 still match.
-        labels = sorted({label for row in sets for label in row}, key=str)
+        check_fit_params(fit_params)
+        if X is not None:
+            texts = check_texts(X)
+            if y is not None:
+                check_same_length(texts, y)
+        width = _indicator_width(y)
+        if width:
+            # scikit-learn's indicator matrix: the classes are its columns
+            # (name them with label_map).
+            labels = list(range(width))
+        else:
+            sets = _label_sets(y, self)
+            # Labels keep their type, so that label_map keys such as 0 still match.
+            labels = sorted({label for row in sets for label in row}, key=str)
         if not labels:
             raise LabelsError("y holds no labels; give at least one label")
         self._fit_common(labels)
@@ -162,8 +206,8 @@ class MultiLabelZeroShotClassifier(_LLMBase):
 
         ``on_rows(rows, log_odds)`` is called as each step of texts finishes.
         """
-        check_fitted(self, "loaded_")
-        texts = _check_texts(X)
+        check_fitted(self)
+        texts = check_texts(X)
         out = np.empty((len(texts), len(self.classes_)))
         renderers = [self._renderer_for(c) for c in self.classes_]
         bar = ProgressBar(self.progress, len(texts))
@@ -203,7 +247,7 @@ class MultiLabelZeroShotClassifier(_LLMBase):
     def get_prompt(self, text, label=None):
         """The exact prompt the model sees for ``text`` and one label
         (the first class when ``label`` is None)."""
-        check_fitted(self, "loaded_")
+        check_fitted(self)
         label = self.classes_[0] if label is None else label
         return self._renderer_for(label).render(text)
 

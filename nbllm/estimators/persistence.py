@@ -96,9 +96,9 @@ def _plain(values):
 def save(estimator, path):
     """Write a fitted estimator's parameters and fitted state as JSON."""
     from .. import __version__
-    from .sklearn_api import check_fitted
+    from .base import check_fitted
 
-    check_fitted(estimator, "classes_")
+    check_fitted(estimator)
     X, y, classes = estimator._fit_inputs
     payload = {
         "format": FORMAT, "version": VERSION, "nbllm": __version__,
@@ -168,5 +168,6 @@ def load(cls, path, trust_remote_code=False):
         estimator.calibration_fit_ = np.asarray(payload["calibration_fit"])
     if payload.get("examples") is not None:
         estimator.examples_ = [tuple(pair) for pair in payload["examples"]]
+        estimator._fit_reference()  # the bias of the prompt with these examples
     return estimator
 

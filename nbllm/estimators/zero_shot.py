@@ -1,7 +1,8 @@
 """Zero-shot classification: the labels and a prompt, no examples."""
 
 from . import docs
-from .base import _SingleLabelBase
+from .inputs import check_fit_params, check_same_length, check_texts
+from .single_label import _SingleLabelBase
 
 
 class ZeroShotClassifier(_SingleLabelBase):
@@ -30,47 +31,6 @@ class ZeroShotClassifier(_SingleLabelBase):
     """
     )
 
-    def __init__(
-        self,
-        model_name=None,
-        *,
-        model=None,
-        tokenizer=None,
-        prompt=None,
-        probas_sum_to_1=True,
-        device="auto",
-        dtype="auto",
-        error_low_prob="ignore",
-        threshold_low_prob=0.0,
-        use_caching=True,
-        use_chat_template="auto",
-        batch_size="auto",
-        progress="auto",
-        cache_dir=None,
-        calibration=None,
-        label_map=None,
-        truncation="right",
-        trust_remote_code=False,
-    ):
-        self.model_name = model_name
-        self.model = model
-        self.tokenizer = tokenizer
-        self.prompt = prompt
-        self.probas_sum_to_1 = probas_sum_to_1
-        self.device = device
-        self.dtype = dtype
-        self.error_low_prob = error_low_prob
-        self.threshold_low_prob = threshold_low_prob
-        self.use_caching = use_caching
-        self.use_chat_template = use_chat_template
-        self.batch_size = batch_size
-        self.progress = progress
-        self.cache_dir = cache_dir
-        self.calibration = calibration
-        self.label_map = label_map
-        self.truncation = truncation
-        self.trust_remote_code = trust_remote_code
-
     def fit(self, X, y, classes=None, **fit_params):
         """Load the model and take the classes from ``y`` (no training happens,
         except for ``calibration='fit'``).
@@ -78,8 +38,9 @@ class ZeroShotClassifier(_SingleLabelBase):
         Parameters
         ----------
         X : list-like of str or None
-            Ignored, except with ``calibration='fit'``: the labelled texts
-            the calibration learns from.
+            The texts of ``y``; only checked (one per label), except with
+            ``calibration='fit'``: the labelled texts the calibration
+            learns from.
         y : list-like of str
             The labels, or labelled targets; ``classes_ = np.unique(y)``.
         classes : list-like of str, optional
@@ -96,8 +57,15 @@ class ZeroShotClassifier(_SingleLabelBase):
             If ``classes`` misses a label of ``y``, or ``calibration='fit'``
             gets no texts.
         """
+        check_fit_params(fit_params)
+        if X is not None and self.calibration != "fit":
+            # Not needed, but a mismatch with y is a mistake worth reporting.
+            texts = check_texts(X)
+            if y is not None:
+                check_same_length(texts, y)
         self._fit_common(y, classes)
         if self.calibration == "fit":
             self._fit_calibration(X, y)
             self._fit_inputs = (list(X),) + self._fit_inputs[1:]
+        self._fit_reference()
         return self

@@ -154,7 +154,7 @@ def compare_prompts(texts, labels, prompts, y=None, *, models=None, **options):
             predicted = np.asarray(classes)[probas.argmax(axis=1)]
             counts = {c: int((predicted == c).sum()) for c in classes}
             row = PromptRow(prompt=clf.prompt_, model=clf.loaded_.spec,
-                            mode=clf.prompt_mode()[1],
+                            mode=clf.prompt_mode().reason,
                             mean_label_mass=float(clf.label_mass(logprobs).mean()),
                             distribution=counts)
             if y is not None:

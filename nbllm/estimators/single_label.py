@@ -1,0 +1,228 @@
+"""The single-label classifiers' shared base: zero- and few-shot.
+
+The labels compete in one distribution; this is where the low-probability
+policy, the raw or normalised probabilities and the calibration live.
+"""
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .. import options
+from ..exceptions import LowProbabilityError, OptionError
+from ..warnings_to_user import warn
+from .base import _LLMBase, check_fitted
+from .calibration import (
+    CONTENT_FREE_TEXTS,
+    calibrate,
+    content_free_reference,
+    fit_scale_and_bias,
+)
+from .inputs import check_same_length
+from .predictions import single_label_predictions
+
+
+class _SingleLabelBase(ClassifierMixin, _LLMBase):
+    """Zero- and few-shot: the labels compete in one distribution, with
+    skorch's low-probability policy and optional calibration.
+
+    Holds the parameters the two share; :class:`FewShotClassifier` adds its
+    own after them.  (scikit-learn reads the parameter names from the
+    signature, so it stays literal.)
+    """
+
+    _auto_raw = True
+
+    def __init__(
+        self,
+        model_name=None,
+        *,
+        model=None,
+        tokenizer=None,
+        prompt=None,
+        probas_sum_to_1=True,
+        device="auto",
+        dtype="auto",
+        error_low_prob="ignore",
+        threshold_low_prob=0.0,
+        use_caching=True,
+        use_chat_template="auto",
+        batch_size="auto",
+        progress="auto",
+        cache_dir=None,
+        calibration=None,
+        label_map=None,
+        truncation="right",
+        trust_remote_code=False,
+    ):
+        self.model_name = model_name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.prompt = prompt
+        self.probas_sum_to_1 = probas_sum_to_1
+        self.device = device
+        self.dtype = dtype
+        self.error_low_prob = error_low_prob
+        self.threshold_low_prob = threshold_low_prob
+        self.use_caching = use_caching
+        self.use_chat_template = use_chat_template
+        self.batch_size = batch_size
+        self.progress = progress
+        self.cache_dir = cache_dir
+        self.calibration = calibration
+        self.label_map = label_map
+        self.truncation = truncation
+        self.trust_remote_code = trust_remote_code
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Nothing is learned from X: on numbers (scikit-learn's test data)
+        # the model is near chance.
+        tags.classifier_tags.poor_score = True
+        return tags
+
+    def _check_params(self):
+        super()._check_params()
+        options.check_error_low_prob(self.error_low_prob)
+        options.check_threshold_low_prob(self.threshold_low_prob)
+        options.CALIBRATION.validate(self.calibration)
+        if self.calibration is not None and not self.probas_sum_to_1:
+            raise OptionError(
+                f"{options.CALIBRATION.setting(self.calibration)} gives normalised "
+                "probabilities; it cannot be combined with "
+                f"{options.PROBAS_SUM_TO_1.setting(False)}", option="calibration")
+
+    def _set_classes(self, labels):
+        super()._set_classes(labels)
+        if len(self.classes_) == 1 and self.probas_sum_to_1:
+            warn(
+                f"Only one label ({self._word(self.classes_[0])!r}): normalised over "
+                "the labels, its probability is always 1; use "
+                f"{options.PROBAS_SUM_TO_1.setting(False)} for the model's own "
+                "probability, or add labels"
+            )
+        # Depends on the classes, prompt and examples: see _fit_reference.
+        self._reference = None
+
+    def _fit_reference(self):
+        """Measure the prompt's bias for ``calibration='content_free'``; the
+        last step of ``fit``, once the examples are chosen, so that predicting
+        leaves the fitted state as it is."""
+        if self.calibration == "content_free":
+            self._reference = content_free_reference(self.calibration_logprobs())
+
+    # --------------------------------------------------------- prediction
+    def label_mass(self, logprobs):
+        """The model's total probability of all labels, per row."""
+        return np.exp(logprobs).sum(axis=1)
+
+    def low_probability_rows(self, logprobs):
+        """Rows whose label mass is under ``threshold_low_prob``, after raising
+        or warning as ``error_low_prob`` says.
+
+        Raises
+        ------
+        LowProbabilityError
+            If a row's label mass is zero, or below the threshold with
+            ``error_low_prob='raise'``.
+        """
+        totals = self.label_mass(logprobs)
+        if np.any(totals == 0.0):
+            raise LowProbabilityError("The sum of all probabilities is zero.")
+        low = totals < self.threshold_low_prob
+        if low.any() and self.error_low_prob == "raise":
+            raise LowProbabilityError(
+                f"The sum of all probabilities is {totals[low][0]:.3f}, "
+                f"which is below the minimum threshold of {self.threshold_low_prob:.3f}"
+            )
+        if low.any() and self.error_low_prob == "warn":
+            warn(
+                f"Found {int(low.sum())} sample(s) to have a total probability "
+                f"below the threshold of {self.threshold_low_prob:.3f}."
+            )
+        return low
+
+    def predict_proba(self, X):
+        """Probability of each class (columns follow ``classes_``).
+
+        Parameters
+        ----------
+        X : list-like of str
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_samples, n_classes)
+            Normalised to sum to 1 per row unless ``probas_sum_to_1=False``;
+            then each entry is the model's exact probability of that label.
+
+        Raises
+        ------
+        LowProbabilityError
+            If a row's total label probability is zero, or below
+            ``threshold_low_prob`` with ``error_low_prob='raise'``.
+        """
+        logprobs = self.label_logprobs(X)
+        self.low_probability_rows(logprobs)
+        return self.probas_from_logprobs(logprobs)
+
+    def probas_from_logprobs(self, logprobs):
+        """Turn label log-probabilities into this estimator's probabilities:
+        exact (``probas_sum_to_1=False``) or normalised and calibrated."""
+        if not self.probas_sum_to_1:
+            return np.exp(logprobs)
+        return calibrate(logprobs, self.calibration, self.calibration_reference_)
+
+    def predictions_from_logprobs(self, logprobs, low=None):
+        """The predicted class per row from label log-probabilities.
+
+        ``low`` marks low-probability rows (see :meth:`low_probability_rows`);
+        with ``error_low_prob='return_none'`` they predict None.
+        """
+        probas = self.probas_from_logprobs(logprobs)
+        if self.error_low_prob != "return_none":
+            return self.classes_[probas.argmax(axis=1)]
+        return single_label_predictions(self.classes_, probas, low, return_none=True)
+
+    def _fit_calibration(self, X, y):
+        """calibration='fit': learn scale and bias from labelled texts X, y."""
+        if X is None or isinstance(X, (str, bytes)) or len(X) == 0:
+            raise OptionError(
+                "calibration='fit' learns from labelled texts: pass them to "
+                "fit(X, y) (X the texts, y their labels); got no texts",
+                option="calibration")
+        check_same_length(X, y)
+        logprobs = self.label_logprobs(X)
+        index = {str(c): i for i, c in enumerate(self.classes_)}
+        start = -content_free_reference(self.calibration_logprobs())
+        self.calibration_fit_ = fit_scale_and_bias(
+            logprobs, np.array([index[str(label)] for label in y]), start=start)
+
+    @property
+    def calibration_reference_(self):
+        """Log of the mean normalised label distribution for content-free
+        texts: what ``calibration='content_free'`` divides by (None otherwise)."""
+        check_fitted(self)
+        if self.calibration == "fit":
+            check_is_fitted(self, "calibration_fit_")
+            return self.calibration_fit_
+        if self.calibration != "content_free":
+            return None
+        if self._reference is None:
+            # calibration set after fit: measured now, and not kept (refit).
+            return content_free_reference(self.calibration_logprobs())
+        return self._reference
+
+    def calibration_logprobs(self):
+        """Label log-probabilities of the content-free texts ("N/A", "", "[MASK]").
+
+        Their normalised mean is what ``calibration='content_free'`` divides by;
+        it shows how biased the prompt is before seeing any text.
+        """
+        check_fitted(self)
+        return self.label_logprobs(list(CONTENT_FREE_TEXTS))
+
+    def predict(self, X):
+        """The most probable class per sample (None for low-probability rows
+        when ``error_low_prob='return_none'``)."""
+        logprobs = self.label_logprobs(X)
+        return self.predictions_from_logprobs(logprobs, self.low_probability_rows(logprobs))
