@@ -283,3 +283,23 @@ def test_bad_input_to_ddf_llm_classify_stops_at_the_entry(tiny_folder, kwargs, c
     _check(_raised(lambda: ddf.llm.classify("text", model=tiny_folder, **kwargs)),
            cls, message)
     _check(_raised(lambda: ddf.llm.classify("nope", ["a", "b"])), ColumnError, COLUMNS)
+
+
+def test_the_labeler_widget_says_stopped(tiny_folder, tmp_path):
+    class AlreadyStopped(threading.Event):
+        """A Stop clicked before the run checks (clear() cannot undo it)."""
+
+        def clear(self):
+            self.set()
+
+    frame = pd.DataFrame({"text": TEXTS})
+    labeler = frame.llm.labeler("text", ["a", "b"], model=tiny_folder,
+                                path=tmp_path / "answers.json")
+    labeler.answer(0, "a")
+    widget = labeler.widget
+    widget.threaded = False
+    labeler._logprobs = None  # the cards scored the column: make Improve score it
+    widget._stop = AlreadyStopped()
+    widget.improve_button.click()
+    assert widget.status.value == "stopped: every answer is kept; Improve again to finish"
+    assert not widget.improve_button.disabled and widget.stop_button.disabled

@@ -13,6 +13,7 @@ from ..exceptions import InputError
 from .display import NO_MATH, chip, esc, label_colours
 from .panel import coloured
 from .panel_code import code_box
+from .stopping import Stopped
 
 
 def accuracy_plot(rounds, width=220, height=60):
@@ -167,6 +168,8 @@ class LabelerWidget(widgets.VBox):
             self.labeler.improve(on_rows=on_rows, stop=self._stop)
             self.refresh()
             self.status.value = f"improved from {len(self.labeler.answers)} answers"
+        except Stopped:
+            self.status.value = "stopped: every answer is kept; Improve again to finish"
         except BaseException as exc:  # noqa: B902
             self.status.value = coloured("error", f"{type(exc).__name__}: {exc}")
         finally:
