@@ -93,8 +93,9 @@ class Option:
             ok = self._check(value)
         if ok:
             return None
-        return OptionError(f"{self.spoken_name()} {self.expected}; got {value!r}",
-                           option=self.name)
+        # An inverted keyword would turn the expected values round too.
+        name = self.name if self.inverted else self.spoken_name()
+        return OptionError(f"{name} {self.expected}; got {value!r}", option=self.name)
 
     def validate(self, value):
         """Return ``value``, or raise an error that names what was expected.
@@ -112,8 +113,8 @@ class Option:
     def spoken_name(self):
         """The option's name in the current way in (``--truncation`` in a magic)."""
         way = current_way_in()
-        if self.inverted or way == ESTIMATOR:
-            return self.name  # an inverted keyword would turn its values round too
+        if way == ESTIMATOR:
+            return self.name
         if way == PANEL and self.widget is not None:
             return f"'{self.widget}'"
         return self.flag if way == MAGIC and self.flag else self.keyword
@@ -170,6 +171,7 @@ ERROR_LOW_PROB = Option("error_low_prob", "ignore", ("ignore", "raise", "warn", 
 THRESHOLD = Option("threshold", None, check=lambda v: v is None or (
     isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v <= 1),
     expected="must be between 0 and 1", flag="--threshold")
+MULTI_LABEL = Option("multi_label", False, (True, False), flag="--multi-label")
 # One concept, three words: normalised probabilities or the model's own.
 PROBAS_SUM_TO_1 = Option("probas_sum_to_1", True, (True, False), keyword="raw",
                          flag="--raw", widget="raw probabilities", inverted=True)

@@ -157,8 +157,8 @@ def test_magic_turns_a_user_error_into_one_line(ip, tiny_folder, capsys):
     res = ip.run_cell(f"%%zeroshot --labels a,b --model {tiny_folder} --truncation left\n"
                       f"{CELL}")
     assert res.success
-    message = "multi_label=True gives each label its own yes/no probability; raw and " \
-              "calibration do not apply"
+    message = "--multi-label gives each label its own yes/no probability; --raw and " \
+              "--calibration do not apply"
     with pytest.raises(UsageError, match=f"^{re.escape(message)}$"):
         ip.run_cell_magic("zeroshot", f"--labels a,b --model {tiny_folder} --multi-label "
                                       "--raw", CELL)

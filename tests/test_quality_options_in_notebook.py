@@ -122,8 +122,8 @@ def test_magic_zeroshot_multi_label(ip, tiny_folder):
 
 
 def test_magic_multi_label_with_raw_is_a_usage_error(ip, tiny_folder):
-    msg = ("multi_label=True gives each label its own yes/no probability; raw and "
-           "calibration do not apply")
+    msg = ("--multi-label gives each label its own yes/no probability; --raw and "
+           "--calibration do not apply")
     with pytest.raises(UsageError, match=f"^{re.escape(msg)}$"):
         ip.run_cell_magic("zeroshot", f"--labels a,b --model {tiny_folder} --multi-label "
                                       "--raw", CELL)

@@ -122,13 +122,15 @@ def _options_problem(labels, opts):
         return OptionError("example_template is for few-shot; it needs examples",
                            option="example_template")
     if opts.get("multi_label"):
+        multi = options.MULTI_LABEL.setting(True)
         if examples is not None:
-            return OptionError("multi_label=True is zero-shot; it takes no examples",
+            return OptionError(f"{multi} is zero-shot; it takes no examples",
                                option="multi_label")
         if raw or calibration is not None:
             return OptionError(
-                "multi_label=True gives each label its own yes/no probability; "
-                "raw and calibration do not apply", option="multi_label")
+                f"{multi} gives each label its own yes/no probability; "
+                f"{options.PROBAS_SUM_TO_1.spoken_name()} and "
+                f"{options.CALIBRATION.spoken_name()} do not apply", option="multi_label")
     elif raw and calibration is not None:
         return OptionError(
             f"{options.CALIBRATION.setting(calibration)} gives normalised probabilities; "

@@ -231,7 +231,7 @@ class NbllmMagics(Magics):
 
     @magic_arguments()
     @_common_arguments
-    @argument("--multi-label", action="store_true",
+    @argument(options.MULTI_LABEL.flag, action="store_true",
               help="ask about each label alone; a text can get several or none "
                    "(--threshold defaults to 0.5)")
     @no_var_expand  # expanded by _parse, outside quoted values
