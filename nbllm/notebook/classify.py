@@ -345,9 +345,7 @@ def _classify(texts, labels, estimator, previews, index, skip_missing, on_rows, 
     result.pending = pending
     result.estimator = clf
     if hasattr(clf, "prompt_mode"):
-        mode = clf.prompt_mode()
-        # A PromptMode (its reason) or, before it, a (mode, reason) pair.
-        result.prompt_mode = mode.reason if hasattr(mode, "reason") else mode[1]
+        result.prompt_mode = clf.prompt_mode().reason
     return result
 
 
