@@ -91,8 +91,8 @@ def labels_with_examples(labels, example_labels):
     return labels
 
 
-# The options each way in passes on, with the values a magic or the panel
-# gives them; checked before any work.
+# The call's options that nbllm.options declares a check for (the others are
+# checked by the estimators' fit).
 _CHOSEN = {option.name: option for option in (
     options.TRUNCATION, options.CALIBRATION, options.USE_CHAT_TEMPLATE, options.PROGRESS,
     options.BATCH_SIZE, options.EXAMPLE_SELECTION, options.MAX_SAMPLES, options.THRESHOLD)}
@@ -105,12 +105,11 @@ def _options_problem(labels, opts):
     :func:`check_options` raises it at the way in: the traceback a user sees
     then holds the call they made and this check, not the helpers.
     """
-    known = _OPTION_NAMES
-    unknown = sorted(set(opts) - known)
+    unknown = sorted(set(opts) - _OPTION_NAMES)
     if unknown:
         return InputTypeError(
             f"unexpected option(s) {', '.join(map(repr, unknown))}; options are "
-            f"{', '.join(sorted(known))}")
+            f"{', '.join(sorted(_OPTION_NAMES))}")
     for name, option in _CHOSEN.items():
         if name in opts:
             error = option.problem(opts[name])
@@ -142,9 +141,9 @@ def _options_problem(labels, opts):
                              opts.get("label_col", "label"))
     if error is not None or labels is None:
         return error
-    texts_labels = normalize_examples(examples, opts.get("text_col", "text"),
-                                      opts.get("label_col", "label"))[1]
-    return labels_problem(labels) or _unknown_labels(check_labels(labels), texts_labels)
+    example_labels = normalize_examples(examples, opts.get("text_col", "text"),
+                                        opts.get("label_col", "label"))[1]
+    return labels_problem(labels) or _unknown_labels(check_labels(labels), example_labels)
 
 
 def check_options(labels, **opts):
