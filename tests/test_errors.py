@@ -140,6 +140,18 @@ def test_a_single_string_as_texts_stops_at_the_entry():
            "[text]")
 
 
+def test_missing_texts_stop_at_the_entry_unless_skipped(tiny_folder):
+    texts = ["a", None, "b", float("nan")]
+    exc = _raised(lambda: nbllm.classify(texts, ["a", "b"], model=tiny_folder))
+    _check(exc, exceptions.TextsError,
+           "texts contain 2 missing value(s) (None or NaN) at position(s) 1, 3; drop or "
+           "fill them, or pass skip_missing=True")
+    with pytest.warns(UserWarning, match="2 missing text"):
+        result = nbllm.classify(iter(texts), ["a", "b"], model=tiny_folder,
+                                skip_missing=True, progress=False)
+    assert np.isnan(result.probas[[1, 3]]).all() and not np.isnan(result.probas[[0, 2]]).any()
+
+
 def test_bad_input_loads_no_model(monkeypatch):
     from nbllm.engine import models
 

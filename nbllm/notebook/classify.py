@@ -226,20 +226,29 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
 _OPTION_NAMES = set(inspect.signature(build_estimator).parameters) - {"labels"}
 
 
-def _texts_problem(texts):
+def _texts_problem(texts, skip_missing):
     if texts is None or isinstance(texts, (str, bytes)):
         got = "None" if texts is None else "a single string; wrap it in a list: [text]"
         return TextsError(f"texts must be a list-like of texts, got {got}")
+    if skip_missing:
+        return None
+    missing = [i for i, text in enumerate(texts) if is_missing(text)]
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        return TextsError(
+            f"texts contain {len(missing)} missing value(s) (None or NaN) at position(s) "
+            f"{shown}; drop or fill them, or pass skip_missing=True")
     return None
 
 
-def check_call(texts, labels=None, estimator=None, **opts):
+def check_call(texts, labels=None, estimator=None, *, skip_missing=True, **opts):
     """Raise the first user error in a classify call, before any work.
 
     The entry check of :func:`classify` and of the accessors' ``classify``:
-    texts, labels and options (see :func:`check_options`); with an
-    ``estimator``, its labels and options are its own.  Messages name
-    options as the notebook's Python functions do (``raw=True``).
+    texts (missing ones too, unless ``skip_missing``), labels and options
+    (see :func:`check_options`); with an ``estimator``, its labels and
+    options are its own.  Messages name options as the notebook's Python
+    functions do (``raw=True``).
 
     Raises
     ------
@@ -247,7 +256,7 @@ def check_call(texts, labels=None, estimator=None, **opts):
         A ValueError or TypeError with a one-line message.
     """
     with options.way_in(options.PYTHON):
-        error = _texts_problem(texts) or (
+        error = _texts_problem(texts, skip_missing) or (
             None if estimator is not None else _options_problem(labels, opts))
     if error is not None:
         raise error
@@ -287,7 +296,9 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
     In a Jupyter kernel, a status line in the cell says what is happening
     (loading the model, scoring) until the result is there.
     """
-    check_call(texts, labels, estimator, **opts)
+    if texts is not None and not hasattr(texts, "__len__"):
+        texts = list(texts)  # an iterator: read once, for the check and the run
+    check_call(texts, labels, estimator, skip_missing=skip_missing, **opts)
     with options.way_in(options.PYTHON), \
             showing_status(estimator if estimator is not None else opts.get("model")):
         return _classify(texts, labels, estimator, previews, index, skip_missing, on_rows,
