@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = {"torch", "transformers", "gguf", "accelerate", "safetensors", "scikit-learn",
-        "pandas", "numpy", "tqdm", "ipython", "ipywidgets"}
+        "pandas", "wrapt", "numpy", "tqdm", "ipython", "ipywidgets"}
 
 
 @pytest.fixture(scope="module")
