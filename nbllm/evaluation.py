@@ -8,13 +8,13 @@ matplotlib.  They take plain arrays, so they work for any classifier.
 
 import numpy as np
 
-from .exceptions import MissingDependencyError
+from .exceptions import LabelsError, MissingDependencyError
 
 def _index(y_true, classes):
     lookup = {str(c): j for j, c in enumerate(classes)}
     unknown = sorted({str(y) for y in y_true} - set(lookup))
     if unknown:
-        raise ValueError(
+        raise LabelsError(
             f"y_true holds label(s) not among the classes: {', '.join(map(repr, unknown))}"
         )
     return np.array([lookup[str(y)] for y in y_true])

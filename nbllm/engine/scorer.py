@@ -16,6 +16,7 @@ loaded model's repr.
 
 import threading
 
+from ..exceptions import OptionError
 from .attention import UnsupportedAttention, attention_layout
 from .exact import ExactBackend
 from .seq2seq import Seq2SeqBackend, decoder_start_id
@@ -154,7 +155,8 @@ def use_path(loaded, name):
     for factory, candidate, _ in _candidates(loaded):
         names.setdefault(candidate, factory)
     if name not in names:
-        raise ValueError(f"path must be one of {', '.join(names)}; got {name!r}")
+        raise OptionError(f"path must be one of {', '.join(names)}; got {name!r}",
+                          option="path")
     with _LOCK:
         loaded.state["backend"] = BackendChoice(names[name], name, "chosen by use_path")
 
