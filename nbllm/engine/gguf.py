@@ -311,14 +311,7 @@ def _check_gguf_magic(spec, path):
 
 
 def _dequantize(gguf_path):
-    """Read a GGUF file with transformers.
-
-    Returns
-    -------
-    tuple
-        The float32 model, its tokenizer (following the file's special-token
-        declaration) and that declaration.
-    """
+    """Read a GGUF file with transformers; return the float32 (model, tokenizer)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -334,13 +327,18 @@ def _dequantize(gguf_path):
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    declared = read_declared_special_tokens(gguf_path)
-    follow_special_tokens(tokenizer, declared)
-    return model, tokenizer, declared
+    return model, tokenizer
 
 
 def _read_gguf(spec, gguf_path):
-    """:func:`_dequantize`, with any failure to read the file as one clear error.
+    """:func:`_dequantize` and the file's special-token declaration, with any
+    failure to read the file as one clear error.
+
+    Returns
+    -------
+    tuple
+        The float32 model, its tokenizer (following the declaration) and the
+        declaration (:func:`read_declared_special_tokens`).
 
     Raises
     ------
@@ -349,11 +347,15 @@ def _read_gguf(spec, gguf_path):
     """
     try:
         with _quiet_progress():
-            return _dequantize(gguf_path)
+            model, tokenizer = _dequantize(gguf_path)
+        declared = read_declared_special_tokens(gguf_path)
     except (ImportError, MemoryError):
         raise  # a missing package or memory is not the file's fault
     except Exception as exc:
         reason = _brief(exc)
+    else:
+        follow_special_tokens(tokenizer, declared)
+        return model, tokenizer, declared
     raise ModelError(
         f"Could not load model {spec!r}: the GGUF file {gguf_path} could not be "
         "read or converted, so it is probably truncated or damaged, or of an "
