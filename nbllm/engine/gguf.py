@@ -3,8 +3,13 @@
 transformers de-quantizes a GGUF file on load, which is slow.  nbllm does it
 once and keeps the converted weights as safetensors in a folder of the cache,
 stored in the dtype they run in (bfloat16 weights are half the bytes to read,
-and load without a cast), keyed by the file's path, size and modification time
-and that dtype.  A bfloat16 or float16 copy is derived from a float32 copy when
+and load without a cast), keyed by the file's path, size and modification time,
+that dtype, and the versions of the libraries that convert it (a copy made
+under one transformers is never served under another, which might build the
+tokenizer or the weights differently).  Whether the tokenizer adds a BOS or EOS
+token is the GGUF file's own declaration, kept in the copy's marker and applied
+at every load (:mod:`nbllm.engine.special_tokens`), not whatever the converting
+transformers wrote into the saved tokenizer.  A bfloat16 or float16 copy is derived from a float32 copy when
 there is one (a cast, seconds) instead of de-quantizing again.  A conversion is
 written to a temporary folder, made user-only (0700 folders, 0600 files),
 marked complete by a file written last, and renamed into place; a converted
@@ -24,6 +29,7 @@ import uuid
 from pathlib import Path
 from ..exceptions import MissingDependencyError, ModelError
 from ..warnings_to_user import warn
+from .special_tokens import follow_special_tokens, read_declared_special_tokens
 from .status import report
 
 EMBEDDED_MODELS = {
@@ -42,6 +48,10 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 STALE_SECONDS = 24 * 3600
 # The one-off GGUF conversion's pace here (benchmarks/RESULTS.md, 2 CPU cores).
 CONVERSION_SECONDS_PER_100MB = 20
+# The layout of a converted folder and its marker; raised when either changes.
+CONVERSION_FORMAT = 3
+# The libraries whose versions shape a converted copy (see converter_versions).
+CONVERTERS = ("transformers", "tokenizers", "gguf")
 
 
 def cache_dir():
@@ -92,18 +102,33 @@ def dtype_name(dtype):
     return name
 
 
+def converter_versions():
+    """``'format 3, transformers 5.2.0, tokenizers 0.22.1, gguf 0.17.1'``.
+
+    What shaped a converted copy besides the file and the dtype: transformers
+    4.56 and 5.x build different tokenizers from the same GGUF file, so each
+    version gets a copy of its own.  Read from the installed packages'
+    metadata, which imports none of them.
+    """
+    from importlib.metadata import version
+
+    parts = [f"format {CONVERSION_FORMAT}"]
+    parts += [f"{package} {version(package)}" for package in CONVERTERS]
+    return ", ".join(parts)
+
+
 def _converted_folder(gguf_path, dtype="float32"):
     """Where the safetensors copy of a GGUF file, stored in ``dtype``, lives.
 
-    Keyed by the file's resolved path, size and modification time, and the
-    stored dtype: cheap to compute, any change to the file gives a new folder,
-    and a copy in one dtype is never read as another.  (Folders of nbllm
-    versions that stored float32 only had no dtype in the key, so they are
-    never read as any of these.)
+    Keyed by the file's resolved path, size and modification time, the
+    stored dtype and :func:`converter_versions`: cheap to compute, any change
+    to the file gives a new folder, a copy in one dtype is never read as
+    another, and a copy made by other library versions is never served.
     """
     name = dtype_name(dtype)
     stat = gguf_path.stat()
-    key = f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{name}"
+    key = (f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{name}|"
+           f"{converter_versions()}")
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_dir() / "converted" / f"{gguf_path.stem}-{STORED_DTYPES[name]}-{digest}"
 
@@ -125,10 +150,11 @@ def _private_mkdir(path):
         folder.mkdir(mode=0o700, exist_ok=True)
 
 
-def _seal(folder, dtype):
+def _seal(folder, dtype, declared):
     """Make a freshly written model folder user-only and mark it complete.
 
-    The marker lists every file with its size and the weights' dtype, and is
+    The marker lists every file with its size, the weights' dtype, the GGUF
+    file's special-token declaration and the converter versions, and is
     written last, so a folder without it, or whose files differ from it, is
     an interrupted or damaged conversion.
     """
@@ -139,18 +165,20 @@ def _seal(folder, dtype):
             files[path.relative_to(folder).as_posix()] = path.stat().st_size
     fd = os.open(folder / COMPLETE_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as marker:
-        json.dump({"format": 2, "dtype": dtype, "files": files}, marker)
+        json.dump({"format": CONVERSION_FORMAT, "dtype": dtype, "files": files,
+                   "special_tokens": declared,
+                   "converter": converter_versions()}, marker)
 
 
 def _read_marker(folder):
-    """The ``({file: size}, dtype)`` of a converted folder's completeness marker.
+    """The completeness marker of a converted folder, as a dict.
 
     Raises
     ------
     FileNotFoundError
         If the folder or its marker is missing.
     ValueError
-        If the marker is not a table of sizes.
+        If the marker's ``files`` is not a table of sizes.
     """
     marker = json.loads((folder / COMPLETE_MARKER).read_text())
     files = marker.get("files")
@@ -158,13 +186,26 @@ def _read_marker(folder):
         isinstance(size, int) for size in files.values()
     ):
         raise ValueError("not a table of file sizes")
-    return files, marker.get("dtype")
+    return marker
+
+
+def declared_special_tokens(folder):
+    """The GGUF file's special-token declaration kept in a converted folder.
+
+    Returns
+    -------
+    dict
+        ``{'add_bos_token': bool or None, 'add_eos_token': bool or None}``;
+        None where the file does not say.
+    """
+    return _read_marker(Path(folder))["special_tokens"]
 
 
 def _incomplete(folder, dtype="float32"):
     """Why a converted model folder cannot be used, or None when it is complete."""
     try:
-        files, stored = _read_marker(folder)
+        marker = _read_marker(folder)
+        files, stored = marker["files"], marker.get("dtype")
     except FileNotFoundError:
         if not folder.exists():
             return "missing"
@@ -174,8 +215,8 @@ def _incomplete(folder, dtype="float32"):
         )
     except (OSError, ValueError, AttributeError):
         return f"its {COMPLETE_MARKER} is unreadable"
-    if stored is None:
-        return f"its {COMPLETE_MARKER} names no dtype: it was made by an older nbllm"
+    if stored is None or not isinstance(marker.get("special_tokens"), dict):
+        return f"its {COMPLETE_MARKER} is of an older format: it was made by an older nbllm"
     if stored != dtype_name(dtype):
         return f"it holds {stored} weights, not {dtype_name(dtype)}"
     for name, size in files.items():
@@ -290,7 +331,14 @@ def _dequantize(gguf_path):
 
 
 def _read_gguf(spec, gguf_path):
-    """:func:`_dequantize`, with any failure to read the file as one clear error.
+    """:func:`_dequantize` and the file's special-token declaration, with any
+    failure to read the file as one clear error.
+
+    Returns
+    -------
+    tuple
+        The float32 model, its tokenizer (following the declaration) and the
+        declaration (:func:`read_declared_special_tokens`).
 
     Raises
     ------
@@ -299,11 +347,15 @@ def _read_gguf(spec, gguf_path):
     """
     try:
         with _quiet_progress():
-            return _dequantize(gguf_path)
+            model, tokenizer = _dequantize(gguf_path)
+        declared = read_declared_special_tokens(gguf_path)
     except (ImportError, MemoryError):
         raise  # a missing package or memory is not the file's fault
     except Exception as exc:
         reason = _brief(exc)
+    else:
+        follow_special_tokens(tokenizer, declared)
+        return model, tokenizer, declared
     raise ModelError(
         f"Could not load model {spec!r}: the GGUF file {gguf_path} could not be "
         "read or converted, so it is probably truncated or damaged, or of an "
@@ -311,7 +363,7 @@ def _read_gguf(spec, gguf_path):
     )
 
 
-def _write_converted(model, tokenizer, target, dtype):
+def _write_converted(model, tokenizer, declared, target, dtype):
     """Save a model folder to ``target`` atomically, user-only, marked complete.
 
     The weights are cast to ``dtype`` first, so a load reads them as they
@@ -330,7 +382,7 @@ def _write_converted(model, tokenizer, target, dtype):
             model.to(getattr(torch, dtype_name(dtype)))
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-        _seal(tmp, dtype_name(dtype))
+        _seal(tmp, dtype_name(dtype), declared)
         try:
             os.replace(tmp, target)
         except OSError:
@@ -386,16 +438,18 @@ def _converted(spec, gguf_path, dtype="float32"):
 
 
 def _read_folder(folder):
-    """The float32 (model, tokenizer) of a converted folder."""
+    """The float32 model, tokenizer and special-token declaration of a converted folder."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    declared = declared_special_tokens(folder)
     with _quiet_progress():
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(
             folder, dtype=torch.float32, use_safetensors=True
         )
-    return model, tokenizer
+    follow_special_tokens(tokenizer, declared)
+    return model, tokenizer, declared
 
 
 @contextlib.contextmanager

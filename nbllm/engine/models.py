@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ..exceptions import ModelError, ModelFileNotFoundError, OptionError
 from .head import numerics_tag
+from .special_tokens import follow_special_tokens
 from .status import report
 from .gguf import (
     EMBEDDED_MODELS,
@@ -40,6 +41,7 @@ from .gguf import (
     _brief,
     _converted,
     _quiet_progress,
+    declared_special_tokens,
     cache_dir,  # noqa: F401  (nbllm.engine.models.cache_dir, used by the magics)
     embedded_model_path,
 )
@@ -376,6 +378,10 @@ def _load(spec, device, dtype, trust_remote_code=False):
             # nbllm's own cache holds safetensors only: never unpickle from it.
             use_safetensors=True if converted else None,
         )
+    if converted:
+        # The GGUF file's own BOS/EOS convention, whichever transformers built
+        # the saved tokenizer (see nbllm.engine.special_tokens).
+        follow_special_tokens(tokenizer, declared_special_tokens(folder))
     model.to(device)
     model.eval()
     # transformers converts GGUF files of decoder-only architectures only (its
