@@ -10,6 +10,8 @@ declaration is read once at conversion, kept in the converted copy's marker,
 and applied to the tokenizer at every load, whichever transformers built it.
 """
 
+from ..exceptions import ModelError
+
 # The tokenizer attribute and the GGUF metadata key of each declaration.
 DECLARATIONS = {
     "add_bos_token": "tokenizer.ggml.add_bos_token",
@@ -75,7 +77,7 @@ def follow_special_tokens(tokenizer, declared):
 
     Raises
     ------
-    ValueError
+    ModelError
         If the tokenizer cannot be made to follow the declaration.
     """
     wanted = (declared.get("add_bos_token"), declared.get("add_eos_token"))
@@ -93,7 +95,7 @@ def follow_special_tokens(tokenizer, declared):
     if added_special_tokens(tokenizer) != wanted:
         _set_post_processor(tokenizer, *wanted)
     if added_special_tokens(tokenizer) != wanted:
-        raise ValueError(
+        raise ModelError(
             f"The {type(tokenizer).__name__} built from the GGUF file cannot be "
             f"made to add BOS={wanted[0]} and EOS={wanted[1]} as the file declares"
         )
