@@ -105,7 +105,7 @@ def main():
     from skorch.llm.prompts import DEFAULT_PROMPT_ZERO_SHOT
 
     from nbllm import ZeroShotClassifier
-    from nbllm.engine import models
+    from nbllm.engine import devices, models
     from nbllm.engine.result_cache import result_cache
     from nbllm.tools.tweets import load_tweets
 
@@ -135,7 +135,7 @@ def main():
             failures.append(f"{dtype} log-probabilities off by {err:.2e}")
     cpu.model.to(torch.float32)
 
-    auto = models.resolve_dtype("auto", torch.device("cuda"))
+    auto = devices.resolve_dtype("auto", torch.device("cuda"))
     table.append(("dtype='auto' on cuda", str(auto).replace("torch.", "")))
     if torch.cuda.is_bf16_supported() and auto is not torch.bfloat16:
         failures.append(f"dtype='auto' is {auto} on a bf16-capable GPU")

@@ -88,17 +88,17 @@ def float32_auto(monkeypatch):
     bfloat16 a text's result depends on the batch it is scored in (by up to
     0.027 in a probability on real tweets), in float32 by ~1e-6.
     """
-    from nbllm.engine import models
+    from nbllm.engine import devices
 
-    monkeypatch.setattr(models, "_NATIVE_BF16", False)
+    monkeypatch.setattr(devices, "_NATIVE_BF16", False)
 
 
 @pytest.fixture
 def bf16_auto(monkeypatch):
     """Make ``dtype='auto'`` mean bfloat16 on CPU, as on a CPU with native bf16."""
-    from nbllm.engine import models
+    from nbllm.engine import devices
 
-    monkeypatch.setattr(models, "_NATIVE_BF16", True)
+    monkeypatch.setattr(devices, "_NATIVE_BF16", True)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from nbllm import DEFAULT_PROMPT_ZERO_SHOT, FewShotClassifier, ZeroShotClassifier
-from nbllm.engine import models
+from nbllm.engine import devices, models
 
 pytestmark = pytest.mark.slow
 
@@ -247,7 +247,7 @@ def test_bfloat16_default_stays_close_to_float32_on_real_tweets(real_model, real
     from nbllm.engine.scorer import backend_choice
 
     monkeypatch.setenv("NBLLM_CACHE_DIR", real_model.cache_dir)
-    monkeypatch.setattr(models, "_NATIVE_BF16", True)
+    monkeypatch.setattr(devices, "_NATIVE_BF16", True)
     texts = real_tweets["text"].tolist()
     labels = ["negative", "positive"]
     bf16 = ZeroShotClassifier(progress=False, use_caching=False).fit(None, labels)

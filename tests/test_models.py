@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from nbllm.engine import gguf, models
+from nbllm.engine import devices, gguf, models
 from tiny import get_tiny_model, get_tiny_tokenizer
 
 needs_no_cuda = pytest.mark.skipif(
@@ -32,12 +32,12 @@ def fresh_registry(monkeypatch):
 
 @needs_no_cuda
 def test_resolve_device_auto_is_cpu_without_cuda():
-    assert models.resolve_device("auto") == torch.device("cpu")
+    assert devices.resolve_device("auto") == torch.device("cpu")
 
 
 def test_resolve_device_accepts_cpu_and_torch_device():
-    assert models.resolve_device("cpu") == torch.device("cpu")
-    assert models.resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert devices.resolve_device("cpu") == torch.device("cpu")
+    assert devices.resolve_device(torch.device("cpu")) == torch.device("cpu")
 
 
 @needs_no_cuda
@@ -48,23 +48,23 @@ def test_resolve_device_cuda_without_cuda(device):
         "machine; use device='auto' or 'cpu'"
     )
     with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
-        models.resolve_device(device)
+        devices.resolve_device(device)
 
 
 @pytest.mark.parametrize("device", ["gpu", 3, None])
 def test_resolve_device_rejects_unknown_values(device):
     msg = f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}"
     with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
-        models.resolve_device(device)
+        devices.resolve_device(device)
 
 
 @pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float32)])
 def test_auto_dtype_on_cpu_follows_native_bf16_support(monkeypatch, native, expected):
-    monkeypatch.setattr(models, "_NATIVE_BF16", native)
-    assert models.resolve_dtype("auto", torch.device("cpu")) is expected
+    monkeypatch.setattr(devices, "_NATIVE_BF16", native)
+    assert devices.resolve_dtype("auto", torch.device("cpu")) is expected
     # Names other than 'auto' are what they say, whatever the CPU.
-    assert models.resolve_dtype("float32", torch.device("cpu")) is torch.float32
-    assert models.resolve_dtype("bfloat16", torch.device("cpu")) is torch.bfloat16
+    assert devices.resolve_dtype("float32", torch.device("cpu")) is torch.float32
+    assert devices.resolve_dtype("bfloat16", torch.device("cpu")) is torch.bfloat16
 
 
 CPUINFO_X86 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw {extra}\n"
@@ -86,14 +86,14 @@ def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, tmp_path, text, nat
     real_open = builtins.open
     monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(
         info if path == "/proc/cpuinfo" else path, *a, **k))
-    monkeypatch.setattr(models, "_NATIVE_BF16", None)
-    assert models.cpu_has_native_bf16() is native
+    monkeypatch.setattr(devices, "_NATIVE_BF16", None)
+    assert devices.cpu_has_native_bf16() is native
     info.write_text(CPUINFO_X86.format(extra=""))
-    assert models.cpu_has_native_bf16() is native  # read once per process
+    assert devices.cpu_has_native_bf16() is native  # read once per process
 
 
 def test_this_machines_answer_is_a_bool():
-    assert isinstance(models.cpu_has_native_bf16(), bool)
+    assert isinstance(devices.cpu_has_native_bf16(), bool)
 
 
 def test_user_model_objects_keep_their_dtype(bf16_auto):
@@ -114,17 +114,17 @@ def test_auto_loads_bf16_on_a_bf16_cpu(fresh_registry, tiny_folder, bf16_auto):
 
 def test_resolve_dtype(float32_auto):
     cpu = torch.device("cpu")
-    assert models.resolve_dtype("auto", cpu) is torch.float32
-    assert models.resolve_dtype("float16", cpu) is torch.float16
-    assert models.resolve_dtype("bfloat16", cpu) is torch.bfloat16
-    assert models.resolve_dtype(torch.float64, cpu) is torch.float64
+    assert devices.resolve_dtype("auto", cpu) is torch.float32
+    assert devices.resolve_dtype("float16", cpu) is torch.float16
+    assert devices.resolve_dtype("bfloat16", cpu) is torch.bfloat16
+    assert devices.resolve_dtype(torch.float64, cpu) is torch.float64
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "float64", None])
 def test_resolve_dtype_rejects_unknown_names(dtype):
     msg = f"dtype must be one of auto, float32, float16, bfloat16; got {dtype!r}"
     with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
-        models.resolve_dtype(dtype, torch.device("cpu"))
+        devices.resolve_dtype(dtype, torch.device("cpu"))
 
 
 # ------------------------------------------------------- registry and loads

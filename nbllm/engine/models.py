@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..exceptions import ModelError, ModelFileNotFoundError, OptionError
+from .devices import resolve_device, resolve_dtype
 from .head import numerics_tag
 from .special_tokens import follow_special_tokens
 from .status import report
@@ -47,7 +48,6 @@ from .gguf import (
 )
 
 DEFAULT_MODEL = "smollm2-135m"
-VALID_DTYPES = ("auto", "float32", "float16", "bfloat16")
 # What a Hugging Face model id can look like; any other spec must be a path.
 _HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*(/[A-Za-z0-9_][\w.-]*)?")
 
@@ -89,108 +89,6 @@ class LoadedModel:
             f"LoadedModel(spec={self.spec!r}, device={str(self.device)!r}, "
             f"dtype={str(self.dtype).replace('torch.', '')!r}, scoring={path!r})"
         )
-
-
-def resolve_device(device):
-    """Turn ``'auto'``, ``'cpu'``, ``'cuda'`` or ``'cuda:N'`` into a torch.device.
-
-    Raises
-    ------
-    ValueError
-        If the value is not a device name, or CUDA is asked for but missing.
-    """
-    import torch
-
-    if isinstance(device, torch.device):
-        device = str(device)
-    if not isinstance(device, str):
-        raise OptionError(
-            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}",
-            option="device")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise OptionError(
-            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}",
-            option="device") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError(
-            f"device={device!r} was requested but CUDA is not available on this "
-            "machine; use device='auto' or 'cpu'", option="device")
-    return resolved
-
-
-def cpu_has_native_bf16():
-    """Whether this machine's CPU computes bfloat16 matmuls natively.
-
-    x86 CPUs with AVX512-BF16 or AMX-BF16 and ARM CPUs with the BF16
-    extension run bfloat16 matmuls at two to four times their float32 speed;
-    on any other CPU torch emulates bfloat16 and it is slower than float32.
-    ``torch.backends.cpu.get_cpu_capability()`` names only the vector width
-    ("AVX512"), not bf16 support, so the kernel's CPU flags decide.  The
-    answer is read once per process.
-
-    Returns
-    -------
-    bool
-    """
-    global _NATIVE_BF16
-    if _NATIVE_BF16 is None:
-        _NATIVE_BF16 = _read_bf16_flags()
-    return _NATIVE_BF16
-
-
-_NATIVE_BF16 = None
-# /proc/cpuinfo flag names: x86 ("flags") and aarch64 ("Features").
-_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
-
-
-def _read_bf16_flags():
-    """The CPU's bf16 support from /proc/cpuinfo (Linux) or sysctl (macOS)."""
-    import platform
-    import subprocess
-
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                name, _, value = line.partition(":")
-                if name.strip().lower() in ("flags", "features"):
-                    return bool(_BF16_FLAGS & set(value.split()))
-    except OSError:
-        pass
-    if platform.system() == "Darwin" and platform.machine() == "arm64":
-        try:
-            out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"],
-                                 capture_output=True, text=True, timeout=5).stdout
-            return out.strip() == "1"
-        except (OSError, subprocess.SubprocessError):
-            return False
-    return False
-
-
-def resolve_dtype(dtype, device):
-    """Turn ``'auto'`` or a dtype name into a torch dtype for ``device``.
-
-    ``'auto'`` means bfloat16 on CUDA devices that support it and on CPUs
-    with native bfloat16 arithmetic (:func:`cpu_has_native_bf16`), else
-    float32.  Pass ``'float32'`` for probabilities that match skorch's.
-    """
-    import torch
-
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in VALID_DTYPES:
-        raise OptionError(
-            f"dtype must be one of {', '.join(VALID_DTYPES)}; got {dtype!r}", option="dtype")
-    if dtype == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        if device.type == "cpu" and cpu_has_native_bf16():
-            return torch.bfloat16
-        return torch.float32
-    return getattr(torch, dtype)
 
 
 # ------------------------------------------------------------- loading

@@ -332,7 +332,7 @@ class NbllmMagics(Magics):
         if command == "model" and len(rest) == 1:
             session.model = None if rest[0] in ("default", "none") else rest[0]
         elif command == "device" and len(rest) == 1:
-            from ..engine.models import resolve_device
+            from ..engine.devices import resolve_device
 
             try:
                 resolve_device(rest[0])
