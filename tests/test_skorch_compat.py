@@ -56,6 +56,33 @@ def test_get_examples_matches_skorch(seed, n_samples):
     assert [(str(a), str(b)) for a, b in got] == [(str(a), str(b)) for a, b in expected]
 
 
+@pytest.mark.filterwarnings("ignore:Only one label")
+@pytest.mark.parametrize("seed", [0, 1, 5, 42])
+@pytest.mark.parametrize("n_rows", range(1, 9))
+@pytest.mark.parametrize("max_samples", [2, 5])
+def test_fit_draws_skorchs_examples_in_skorchs_order_for_any_number_of_rows(
+        seed, n_rows, max_samples):
+    # skorch's fit asks for min(max_samples, rows): with few rows its rule
+    # stops early and keeps the drawn order (issue 28, point 9).
+    X_n, Y_n = X[:n_rows], Y[:n_rows]
+    theirs = skorch_few(random_state=seed, max_samples=max_samples).fit(X_n, Y_n)
+    ours = ours_as_skorch(random_state=seed, max_samples=max_samples).fit(X_n, Y_n)
+    assert [(str(a), str(b)) for a, b in ours.examples_] == \
+        [(str(a), str(b)) for a, b in theirs.examples_]
+    assert ours.get_prompt("a text") == theirs.get_prompt("a text")
+
+
+def test_skorchs_own_get_prompt_case_two_examples_seed_0():
+    # skorch's TestFewShotClassifier.test_get_prompt, on the tiny model.
+    clf = ours_as_skorch(prompt="Foo {labels} bar {text} baz {examples}",
+                         random_state=0, use_caching=False)
+    clf.fit(["example-1", "example-2"], ["label-a", "label-b"])
+    assert clf.get_prompt("My input") == (
+        "Foo ['label-a', 'label-b'] bar My input baz "
+        "```\nexample-2\n```\n\nYour response:\nlabel-b\n\n"
+        "```\nexample-1\n```\n\nYour response:\nlabel-a\n")
+
+
 @pytest.mark.parametrize("n_samples", [3, 4, 6])
 def test_get_examples_covers_every_label_when_it_can(n_samples):
     pairs = ours_as_skorch(random_state=3).fit(X, Y).get_examples(X, Y, n_samples)

@@ -27,7 +27,10 @@ def draw_stratified(texts, labels, n, random_state):
     random permutation, first taking one example of each label not yet seen
     (until every label is in or ``n`` are taken), then filling up with other
     examples whose text was not taken yet; return them reversed, so the
-    one-per-label examples come last, nearest the text.
+    one-per-label examples come last, nearest the text.  When the first walk
+    alone reaches ``n``, they come back in the order drawn, not reversed (as
+    in skorch); ``FewShotClassifier.fit`` asks for at most as many examples as
+    there are, as skorch's ``fit`` does, so that this holds for small data too.
     """
     rng = _rng(random_state)
     order = rng.permutation(np.arange(len(labels)))

@@ -32,7 +32,7 @@ class FewShotClassifier(_SingleLabelBase):
     Like :class:`ZeroShotClassifier`, with up to ``max_samples`` labelled
     examples from the fit data written into the prompt.
     """
-        + docs.parameters(docs.SINGLE_LABEL + docs.FEW_SHOT,
+        + docs.parameters(options.FEW_SHOT,
                           "``{text}``, ``{labels}`` and ``{examples}``",
                           "``DEFAULT_PROMPT_FEW_SHOT``")
         + """
@@ -141,8 +141,11 @@ class FewShotClassifier(_SingleLabelBase):
             self.examples_ = None
             self.selector_ = SimilarExamples(texts, y, self.max_samples)
         elif self.example_selection == "stratified":
+            # skorch asks for no more examples than there are: with fewer rows
+            # than max_samples its rule stops early and keeps the draw's order.
+            n_samples = min(self.max_samples, len(y))
             self.examples_ = [tuple(pair) for pair in self.get_examples(texts, y,
-                                                                        self.max_samples)]
+                                                                        n_samples)]
         else:
             chosen = draw_random(len(y), self.max_samples, self.random_state)
             self.examples_ = [(texts[i], y[i]) for i in chosen]
