@@ -20,6 +20,7 @@ It also generates the model's free continuation of a prompt (previews).
 
 import numpy as np
 
+from .. import options
 from ..exceptions import PromptError, TextsError
 from .result_cache import result_cache, result_key, text_result_key
 from ..warnings_to_user import warn
@@ -61,6 +62,12 @@ class ProgressBar:
             self.bar.close()
 
 
+def _cutting():
+    """``truncation='right', 'left' or 'middle'``: the choices that cut a text."""
+    option = options.TRUNCATION
+    return f"{option.name}=" + options.spoken([c for c in option.choices if c != "error"])
+
+
 class TextScorer:
     """Scores texts under one loaded model with one way of prompting.
 
@@ -70,7 +77,8 @@ class TextScorer:
     use_chat_template : bool
         Whether prompts are chat messages (then the tokenizer adds no special
         tokens of its own: the template has them).
-    truncation : {'right', 'left', 'middle', 'error'}
+    truncation : str
+        One of ``options.TRUNCATION.choices`` (see the classifiers' docs).
     use_caching : bool
     disk_cache : nbllm.engine.result_cache.DiskCache or None
     batch_size : int or 'auto'
@@ -81,8 +89,9 @@ class TextScorer:
         Result-cache lookups of this scorer's calls (with ``use_caching``).
     """
 
-    def __init__(self, loaded, *, use_chat_template, truncation="right", use_caching=True,
-                 disk_cache=None, batch_size="auto"):
+    def __init__(self, loaded, *, use_chat_template, truncation=options.TRUNCATION.default,
+                 use_caching=options.USE_CACHING.default, disk_cache=None,
+                 batch_size=options.BATCH_SIZE.default):
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.special = not use_chat_template
@@ -131,7 +140,7 @@ class TextScorer:
                 f"{first if positions is None else positions[first]}, needs "
                 f"{len(ids[first])} prompt tokens plus "
                 f"{context - limit} for the longest label.  Shorten the texts or "
-                "use truncation='right', 'left' or 'middle'"
+                f"use {_cutting()}"
             )
         for i in too_long:
             ids[i] = self._truncate(texts[i], renderers[i], limit)

@@ -15,6 +15,7 @@ from ..exceptions import LabelsError, OptionError
 from ..engine.prompts import template_placeholders
 from ..engine.text_scorer import ProgressBar
 
+from .. import options
 from . import docs
 from .base import _LLMBase, check_fitted
 from .inputs import (as_sequence, check_fit_params, check_same_length, check_targets, check_texts,
@@ -86,7 +87,7 @@ class MultiLabelZeroShotClassifier(ClassifierMixin, _LLMBase):
     label lists.
     """
         + docs.parameters(
-            docs.SHARED[:3] + ("threshold",) + docs.SHARED[3:],
+            options.MULTI_LABEL_CLASSIFIER,
             "``{text}`` and ``{label}`` (one label; ``{labels}``, all of them, is "
             "optional)", "``DEFAULT_PROMPT_MULTI_LABEL``")
         + """

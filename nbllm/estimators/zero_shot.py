@@ -1,5 +1,6 @@
 """Zero-shot classification: the labels and a prompt, no examples."""
 
+from .. import options
 from . import docs
 from .inputs import check_fit_params, check_same_length, check_texts
 from .single_label import _SingleLabelBase
@@ -12,7 +13,7 @@ class ZeroShotClassifier(_SingleLabelBase):
     Every label string is scored under a causal LM after the prompt; the
     predicted label is the most likely one, and the probabilities are exact.
     """
-        + docs.parameters(docs.SINGLE_LABEL, "``{text}`` and ``{labels}``",
+        + docs.parameters(options.ZERO_SHOT, "``{text}`` and ``{labels}``",
                           "``DEFAULT_PROMPT_ZERO_SHOT``")
         + """
     Attributes

@@ -105,11 +105,11 @@ def _options_problem(labels, opts):
     :func:`check_options` raises it at the way in: the traceback a user sees
     then holds the call they made and this check, not the helpers.
     """
-    unknown = sorted(set(opts) - _OPTION_NAMES)
+    unknown = sorted(set(opts) - OPTION_NAMES)
     if unknown:
         return InputTypeError(
             f"unexpected option(s) {', '.join(map(repr, unknown))}; options are "
-            f"{', '.join(sorted(_OPTION_NAMES))}")
+            f"{', '.join(sorted(OPTION_NAMES))}")
     for name, option in _CHOSEN.items():
         if name in opts:
             error = option.problem(opts[name])
@@ -161,17 +161,29 @@ def check_options(labels, **opts):
         raise error
 
 
-def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
-                    max_samples=options.MAX_SAMPLES.default, raw=False, threshold=None,
-                    device=None, batch_size=options.BATCH_SIZE.default,
-                    progress=options.PROGRESS.default,
-                    random_state=options.NOTEBOOK_RANDOM_STATE,
-                    text_col="text", label_col="label", cache_dir=None,
-                    calibration=options.CALIBRATION.default, label_map=None,
-                    example_selection=options.EXAMPLE_SELECTION.default,
-                    multi_label=False, use_chat_template=options.USE_CHAT_TEMPLATE.default,
-                    truncation=options.TRUNCATION.default, trust_remote_code=False,
-                    example_template=None):
+# The defaults below are the notebook's Python keywords' (options.default_for).
+_NB = options.PYTHON
+
+
+def build_estimator(labels=None, *, model=options.MODEL_NAME.default_for(_NB),
+                    prompt=options.PROMPT.default_for(_NB), examples=None,
+                    max_samples=options.MAX_SAMPLES.default_for(_NB),
+                    raw=options.PROBAS_SUM_TO_1.default_for(_NB),
+                    threshold=options.THRESHOLD.default_for(_NB),
+                    device=options.DEVICE.default_for(_NB),
+                    batch_size=options.BATCH_SIZE.default_for(_NB),
+                    progress=options.PROGRESS.default_for(_NB),
+                    random_state=options.RANDOM_STATE.default_for(_NB),
+                    text_col="text", label_col="label",
+                    cache_dir=options.CACHE_DIR.default_for(_NB),
+                    calibration=options.CALIBRATION.default_for(_NB),
+                    label_map=options.LABEL_MAP.default_for(_NB),
+                    example_selection=options.EXAMPLE_SELECTION.default_for(_NB),
+                    multi_label=options.MULTI_LABEL.default_for(_NB),
+                    use_chat_template=options.USE_CHAT_TEMPLATE.default_for(_NB),
+                    truncation=options.TRUNCATION.default_for(_NB),
+                    trust_remote_code=options.TRUST_REMOTE_CODE.default_for(_NB),
+                    example_template=options.EXAMPLE_TEMPLATE.default_for(_NB)):
     """A fitted estimator for the options.
 
     ZeroShotClassifier; FewShotClassifier when ``examples`` are given;
@@ -192,7 +204,8 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
         probas_sum_to_1=not raw,
         device=device or session.device,
         dtype=session.dtype,
-        threshold_low_prob=0.0 if threshold is None else threshold,
+        threshold_low_prob=(options.THRESHOLD_LOW_PROB.default if threshold is None
+                            else threshold),
         use_chat_template=use_chat_template,
         truncation=truncation,
         trust_remote_code=trust_remote_code,
@@ -207,7 +220,7 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
         for key in ("probas_sum_to_1", "threshold_low_prob"):
             common.pop(key)
         return MultiLabelZeroShotClassifier(
-            model, threshold=0.5 if threshold is None else threshold,
+            model, threshold=options.THRESHOLD.default if threshold is None else threshold,
             label_map=label_map, **common
         ).fit(None, [[label] for label in check_labels(labels)])
     common.update(calibration=calibration, label_map=label_map)
@@ -223,7 +236,8 @@ def build_estimator(labels=None, *, model=None, prompt=None, examples=None,
     return clf.fit(texts, ex_labels, classes=labels)
 
 
-_OPTION_NAMES = set(inspect.signature(build_estimator).parameters) - {"labels"}
+# The keywords build_estimator takes (and so nbllm.classify and the accessors).
+OPTION_NAMES = set(inspect.signature(build_estimator).parameters) - {"labels"}
 
 
 def _texts_problem(texts, skip_missing):

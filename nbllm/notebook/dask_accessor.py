@@ -17,7 +17,7 @@ otherwise when it is (:mod:`.accessors`).
 import numpy as np
 import pandas as pd
 
-from ..options import check_labels
+from ..options import DASK, PROBAS_SUM_TO_1, PROGRESS, check_labels
 from . import classify as api
 from ..exceptions import ColumnError, OptionError
 from .session import session
@@ -104,7 +104,8 @@ class DaskLLMAccessor:
     def __init__(self, obj):
         self._obj = obj
 
-    def classify(self, column, labels=None, *, proba=True, raw=False, progress=False,
+    def classify(self, column, labels=None, *, proba=True,
+                 raw=PROBAS_SUM_TO_1.default_for(DASK), progress=PROGRESS.default_for(DASK),
                  **options):
         """Classify a text column lazily; see ``DataFrame.llm.classify``.
 

@@ -5,7 +5,6 @@ result object (so it renders inline and ``_`` holds it).  Bad options raise
 :class:`~IPython.core.error.UsageError`, which IPython shows as one line.
 """
 
-import csv
 import os
 import re
 import shlex
@@ -17,21 +16,10 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from . import classify as api
 from .inline_examples import INLINE_SEPARATOR, parse_inline_examples
+from .magic_syntax import read_labels, read_template, unquote
 from .session import session
 from .. import options
 from ..exceptions import LabelsError, UserError
-
-def parse_labels(value):
-    """Split ``a,b,"c, d"`` into labels; quotes protect commas."""
-    if value is None:
-        return None
-    try:
-        labels = next(csv.reader([value], skipinitialspace=True))
-    except (csv.Error, StopIteration):
-        raise UsageError(f"--labels: cannot parse {value!r}; use a,b,c") from None
-    # Checked once, where every way in passes (options.check_labels).
-    return [label.strip() for label in labels]
-
 
 # The labels' errors are the option's: a magic names it by its flag.
 _LABELS_FLAG = "--labels"
@@ -42,13 +30,9 @@ def _classify(args, texts, index, prompts, opts):
     if len(prompts) > 1:  # one compare_prompts table instead of a result
         from .compare import compare_prompts
 
-        return compare_prompts(texts, parse_labels(args.labels), prompts,
-                               model=args.model, device=args.device, raw=args.raw, **opts)
-    return api.classify(
-        texts, parse_labels(args.labels), model=args.model, prompt=prompts[0],
-        raw=args.raw, threshold=args.threshold, device=args.device,
-        previews=args.preview, index=index, skip_missing=True, **opts,
-    )
+        return compare_prompts(texts, read_labels(args.labels), prompts, **opts)
+    return api.classify(texts, read_labels(args.labels), prompt=prompts[0],
+                        previews=args.preview, index=index, skip_missing=True, **opts)
 
 
 # A quoted option value; re.split keeps it (the group) between the other parts.
@@ -66,14 +50,6 @@ def _expand_part(text, namespace):
         return text
 
 
-def _unquote(value):
-    """A value without one pair of outer quotes (IPython's split keeps them)."""
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] \
-            and value[0] in "'\"":
-        return value[1:-1]
-    return value
-
-
 def row_slice(value):
     """``--rows START:END`` as a slice (either end may be left out; None: all rows)."""
     if value is None:
@@ -88,10 +64,39 @@ def row_slice(value):
     return slice(start, end)
 
 
+def option_argument(option):
+    """The ``argument`` decorator of an option's flag, all of it from the table:
+    flags, default (the magics' own, see ``Option.default_for``), choices, help."""
+    default = option.default_for(options.MAGIC)
+    kwargs = dict(dest=option.keyword, default=default, help=option.help)
+    if option.choices == (True, False):
+        kwargs["action"] = "store_true"
+    else:
+        if option.magic_choices or option.choices:
+            kwargs["choices"] = option.magic_choices or option.choices
+        if option.value_type is not None:
+            kwargs["type"] = option.value_type
+        if default is not None:
+            kwargs["help"] += f" (default {default})"
+    return argument(*[name for name in (option.short, option.flag) if name], **kwargs)
+
+
+def _arguments(decorators):
+    def decorate(func):
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+    return decorate
+
+
+def _magic_options(magic):
+    """The decorators of the options the table gives magic ``magic``."""
+    return _arguments([option_argument(option) for option in options.flags_of(magic)])
+
+
 def _common_arguments(func):
-    decorators = [
-        argument("-l", "--labels", help="comma-separated labels; quote labels with commas"),
-        argument("-m", "--model", help="model spec (default: session default or embedded)"),
+    return _arguments([
+        argument("-l", _LABELS_FLAG, help="comma-separated labels; quote labels with commas"),
         argument("-p", "--prompt", action="append",
                  help="a variable holding the template, or a quoted template; give it "
                       "twice or more to compare prompts in one table"),
@@ -100,29 +105,11 @@ def _common_arguments(func):
         argument("--rows", metavar="START:END",
                  help="with --input, only these rows, by position (as .iloc[START:END])"),
         argument("-o", "--out", help="store the result in this variable"),
-        argument("--device", help="auto, cpu, cuda or cuda:N"),
-        # The flag's name, like the panel's checkbox, comes from the declaration.
-        argument(options.PROBAS_SUM_TO_1.flag, action="store_true",
-                 help=f"{options.PROBAS_SUM_TO_1.widget} (no normalising)"),
-        argument(options.THRESHOLD.flag, type=float, default=None,
-                 help="flag rows whose label mass is below this (default 0); with "
-                      "--multi-label, the probability from which a label applies "
-                      "(default 0.5)"),
         argument("--preview", type=int, default=0, metavar="N",
                  help="show generation previews for the first N texts"),
-        # 'fit' learns from labelled texts, which a magic does not have.
-        argument(options.CALIBRATION.flag, choices=[c for c in options.CALIBRATION.choices
-                                           if c and c != "fit"],
-                 help="correct the prompt's label bias"),
-        argument(options.TRUNCATION.flag, choices=options.TRUNCATION.choices,
-                 help="how texts longer than the context are cut "
-                      f"(default {options.TRUNCATION.default})"),
         argument("--label-map", metavar="VAR",
                  help="variable holding a dict: class -> word the model scores"),
-    ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+    ])(func)
 
 
 @magics_class
@@ -146,9 +133,9 @@ class NbllmMagics(Magics):
         # IPython splits the line without removing quotes around a value.
         for name, value in vars(args).items():
             if isinstance(value, list):  # an option given several times
-                setattr(args, name, [_unquote(v) for v in value])
+                setattr(args, name, [unquote(v) for v in value])
             else:
-                setattr(args, name, _unquote(value))
+                setattr(args, name, unquote(value))
         return args
 
     def _variable(self, name, option):
@@ -170,7 +157,7 @@ class NbllmMagics(Magics):
             return prompt
         # A template on the option line cannot hold real newlines; accept
         # the escapes \n and \t for them.
-        return value.replace("\\n", "\n").replace("\\t", "\t")
+        return read_template(value)
 
     def _texts(self, args, body):
         """Texts and their index from --input (and --rows) or the cell body."""
@@ -205,13 +192,12 @@ class NbllmMagics(Magics):
             f"{type(data).__name__}"
         )
 
-    def _run(self, args, texts, index, **opts):
+    def _run(self, magic, args, texts, index, **opts):
+        # Every option of the table this magic has, as parsed (defaults included).
+        opts.update({option.keyword: getattr(args, option.keyword)
+                     for option in options.flags_of(magic)})
         if args.label_map is not None:
             opts["label_map"] = self._variable(args.label_map, "--label-map")
-        if args.calibration is not None:
-            opts["calibration"] = args.calibration
-        if args.truncation is not None:
-            opts["truncation"] = args.truncation
         if len(args.prompt or []) > 1 and ("examples" in opts or opts.get("multi_label")):
             raise UsageError("several --prompt compare zero-shot prompts; %%fewshot and "
                              "--multi-label take one")
@@ -231,9 +217,7 @@ class NbllmMagics(Magics):
 
     @magic_arguments()
     @_common_arguments
-    @argument(options.MULTI_LABEL.flag, action="store_true",
-              help="ask about each label alone; a text can get several or none "
-                   "(--threshold defaults to 0.5)")
+    @_magic_options("zeroshot")
     @no_var_expand  # expanded by _parse, outside quoted values
     @line_cell_magic
     def zeroshot(self, line, cell=""):
@@ -253,20 +237,14 @@ class NbllmMagics(Magics):
         if args.labels is None:
             raise UsageError("%%zeroshot needs --labels, e.g. --labels negative,positive")
         texts, index = self._texts(args, cell)
-        if args.multi_label:
-            return self._run(args, texts, index, multi_label=True)
-        return self._run(args, texts, index)
+        return self._run("zeroshot", args, texts, index)
 
     @magic_arguments()
     @_common_arguments
+    @_magic_options("fewshot")
     @argument("-e", "--examples", help="variable with a DataFrame or (text, label) pairs")
-    @argument("-k", options.MAX_SAMPLES.flag, type=int, default=options.MAX_SAMPLES.default,
-              help="examples in the prompt")
     @argument("--text-col", default="text", help="text column of --examples")
     @argument("--label-col", default="label", help="label column of --examples")
-    @argument(options.EXAMPLE_SELECTION.flag, choices=options.EXAMPLE_SELECTION.choices,
-              default=options.EXAMPLE_SELECTION.default,
-              help="how examples are picked for each prompt")
     @argument("--example-template",
               help="how one example is written: a variable or a quoted template "
                    "with {text} and {label} (e.g. nbllm.SKORCH_EXAMPLE_TEMPLATE)")
@@ -310,10 +288,8 @@ class NbllmMagics(Magics):
         if args.example_template is not None:
             template["example_template"] = self._prompt(args.example_template,
                                                         "--example-template")
-        return self._run(args, texts, index, examples=examples,
-                         max_samples=args.max_samples, text_col=args.text_col,
-                         label_col=args.label_col, example_selection=args.selection,
-                         **template)
+        return self._run("fewshot", args, texts, index, examples=examples,
+                         text_col=args.text_col, label_col=args.label_col, **template)
 
     @line_magic
     def nbllm(self, line):

@@ -12,6 +12,11 @@ from ..exceptions import ColumnError
 from . import classify as api
 
 
+def _default(option):
+    """The option's default for the notebook's Python keywords (``raw=False``)."""
+    return option.default_for(options.PYTHON)
+
+
 def _output_frame(result, proba, raw):
     frame = result.frame.drop(columns=["text"])
     if not proba:
@@ -46,10 +51,11 @@ class DataFrameLLMAccessor(_Base):
             )
         return self._obj[column]
 
-    def classify(self, column, labels=None, *, model=None, prompt=None, examples=None,
-                 max_samples=options.MAX_SAMPLES.default, proba=True, raw=False,
-                 estimator=None,
-                 batch_size=options.BATCH_SIZE.default, progress=options.PROGRESS.default,
+    def classify(self, column, labels=None, *, model=_default(options.MODEL_NAME),
+                 prompt=_default(options.PROMPT), examples=None,
+                 max_samples=_default(options.MAX_SAMPLES), proba=True,
+                 raw=_default(options.PROBAS_SUM_TO_1), estimator=None,
+                 batch_size=_default(options.BATCH_SIZE), progress=_default(options.PROGRESS),
                  **kwargs):
         """Classify a text column; return a new DataFrame on the same index.
 
@@ -110,10 +116,11 @@ class DataFrameLLMAccessor(_Base):
 class SeriesLLMAccessor(_Base):
     """``series.llm.classify(labels, ...)``: the Series holds the texts."""
 
-    def classify(self, labels=None, *, model=None, prompt=None, examples=None,
-                 max_samples=options.MAX_SAMPLES.default, proba=True, raw=False,
-                 estimator=None,
-                 batch_size=options.BATCH_SIZE.default, progress=options.PROGRESS.default,
+    def classify(self, labels=None, *, model=_default(options.MODEL_NAME),
+                 prompt=_default(options.PROMPT), examples=None,
+                 max_samples=_default(options.MAX_SAMPLES), proba=True,
+                 raw=_default(options.PROBAS_SUM_TO_1), estimator=None,
+                 batch_size=_default(options.BATCH_SIZE), progress=_default(options.PROGRESS),
                  **kwargs):
         """Classify the texts of this Series; see ``DataFrame.llm.classify``."""
         options = dict(model=model, prompt=prompt, examples=examples,

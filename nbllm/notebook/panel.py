@@ -32,6 +32,8 @@ from ..engine.prompts import (
 )
 
 ZERO, FEW = "zero-shot", "few-shot"
+# The devices the panel offers (cuda:N is for the other ways in).
+DEVICES = ("auto", "cpu", "cuda")
 DEFAULTS = {ZERO: DEFAULT_PROMPT_ZERO_SHOT, FEW: DEFAULT_PROMPT_FEW_SHOT}
 PLACEHOLDERS = {ZERO: ZERO_SHOT_PLACEHOLDERS, FEW: FEW_SHOT_PLACEHOLDERS}
 
@@ -42,6 +44,11 @@ COLOURS = {
     "warning": "var(--jp-warn-color1,#b26a00)",
     "error": "var(--jp-error-color1,#b00020)",
 }
+
+
+def _default(option):
+    """The option's default in the panel (the table's, or the panel's own)."""
+    return option.default_for(options.PANEL)
 
 
 def coloured(kind, text):
@@ -132,9 +139,9 @@ class Panel(widgets.VBox):
             description="model", ensure_option=False,
         )
         self.device = widgets.Dropdown(
-            options=["auto", "cpu", "cuda"], value=session.device
-            if session.device in ("auto", "cpu", "cuda") else "auto",
-            description="device", layout=widgets.Layout(width="180px"),
+            options=DEVICES, value=session.device if session.device in DEVICES
+            else options.DEVICE.default_for(options.PANEL),
+            description=options.DEVICE.widget, layout=widgets.Layout(width="180px"),
         )
         self.mode = widgets.ToggleButtons(options=[ZERO, FEW], value=ZERO)
         self.labels = widgets.TagsInput(
@@ -159,8 +166,9 @@ class Panel(widgets.VBox):
             layout=widgets.Layout(width="420px"),
         )
         self.max_samples = widgets.BoundedIntText(
-            value=options.MAX_SAMPLES.default, min=1, max=100, description="max samples",
-            style=initial, layout=widgets.Layout(width="170px"),
+            value=_default(options.MAX_SAMPLES), min=1, max=100,
+            description=options.MAX_SAMPLES.widget, style=initial,
+            layout=widgets.Layout(width="170px"),
         )
         self.example_template = widgets.Textarea(
             value=DEFAULT_EXAMPLE_TEMPLATE, description="example as",
@@ -177,13 +185,22 @@ class Panel(widgets.VBox):
             value=(0, min(n_rows, 20)), min=0, max=max(n_rows, 1), description="rows",
             layout=widgets.Layout(width="60%"),
         )
-        self.raw = widgets.Checkbox(value=not options.PROBAS_SUM_TO_1.default,
+        self.raw = widgets.Checkbox(value=_default(options.PROBAS_SUM_TO_1),
                                     description=options.PROBAS_SUM_TO_1.widget)
-        self.threshold = widgets.BoundedFloatText(value=0.0, min=0.0, max=1.0, step=0.05,
-                                                  description="threshold")
+        self.threshold = widgets.BoundedFloatText(
+            value=_default(options.THRESHOLD_LOW_PROB), min=0.0, max=1.0, step=0.05,
+            description=options.THRESHOLD_LOW_PROB.widget)
         self.policy = widgets.Dropdown(options=options.ERROR_LOW_PROB.choices,
-                                       value=options.ERROR_LOW_PROB.default,
-                                       description="low prob")
+                                       value=_default(options.ERROR_LOW_PROB),
+                                       description=options.ERROR_LOW_PROB.widget)
+        # The one mapping from the table's options to the panel's widgets: the
+        # classifier is built, and its code written, from it.
+        self.option_widgets = {
+            options.PROBAS_SUM_TO_1: self.raw, options.DEVICE: self.device,
+            options.ERROR_LOW_PROB: self.policy,
+            options.THRESHOLD_LOW_PROB: self.threshold,
+            options.MAX_SAMPLES: self.max_samples,
+        }
         self.classify_button = widgets.Button(description="Classify", button_style="primary",
                                               icon="play")
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
@@ -208,9 +225,9 @@ class Panel(widgets.VBox):
         self.code_area = widgets.VBox([self.magic_code, self.python_code],
                                       layout=widgets.Layout(width="95%", **hidden))
         self.output = widgets.Output()
-        self._inputs = [self.model, self.device, self.labels, self.prompt, self.examples,
-                        self.examples_var, self.max_samples, self.example_template,
-                        self.texts, self.rows, self.raw, self.threshold, self.policy]
+        self._inputs = [self.model, self.labels, self.prompt, self.examples,
+                        self.examples_var, self.example_template, self.texts, self.rows,
+                        *self.option_widgets.values()]
 
         source = (
             widgets.HBox([widgets.HTML(f"texts: column <b>{esc(column)}</b>"), self.rows])
@@ -343,14 +360,16 @@ class Panel(widgets.VBox):
         level, message = self._validate()
         if level == "error":
             raise PromptError(f"prompt: {message}")
+        shown = {option: widget.value for option, widget in self.option_widgets.items()}
         clf = api.build_estimator(
             self._label_list(), model=self.model.value.strip() or None,
             prompt=self.prompt.value, examples=self._examples(),
-            max_samples=self.max_samples.value, raw=self.raw.value,
-            threshold=self.threshold.value, device=self.device.value, progress=False,
-            **self._template_option(),
+            progress=_default(options.PROGRESS), **self._template_option(),
+            **{o.keyword: v for o, v in shown.items() if o.keyword in api.OPTION_NAMES},
         )
-        return clf.set_params(error_low_prob=self.policy.value)
+        # The options build_estimator has no keyword for.
+        return clf.set_params(**{o.name: o.to_estimator(v) for o, v in shown.items()
+                                 if o.keyword not in api.OPTION_NAMES})
 
     # ------------------------------------------------------------ actions
     def _start(self, job):
@@ -472,11 +491,7 @@ class Panel(widgets.VBox):
             few=few, labels=labels, model=self.model.value.strip(),
             prompt=None if self.prompt.value == DEFAULTS[self.mode.value]
             else self.prompt.value,
-            options=self._option_pairs(),
-            policy=None if self.policy.value == options.ERROR_LOW_PROB.default
-            else self.policy.value,
-            max_samples=self.max_samples.value,
-            random_state=options.NOTEBOOK_RANDOM_STATE,
+            options=self._option_values(),
             example_template=self._template_option().get("example_template"),
         )
         if few:
@@ -492,16 +507,17 @@ class Panel(widgets.VBox):
             settings_.texts = self._text_list()
         return settings_
 
-    def _option_pairs(self):
-        """The options that differ from their defaults, as (magic option,
-        estimator keyword) pairs, so both kinds of code say the same."""
-        pairs = []
-        if self.device.value != "auto":
-            pairs.append((f"--device {self.device.value}", f"device={self.device.value!r}"))
-        if self.raw.value:
-            raw = options.PROBAS_SUM_TO_1
-            pairs.append((raw.flag, f"{raw.name}={not self.raw.value}"))
-        if self.threshold.value:
-            value = f"{self.threshold.value:g}"
-            pairs.append((f"--threshold {value}", f"threshold_low_prob={value}"))
-        return pairs
+    def _option_values(self):
+        """The options of the classifier the panel builds, in the estimators'
+        words and the table's order: the widgets' values, and the notebook's
+        own defaults of options without a widget (the few-shot
+        ``random_state=0``; a None there means the estimators' default, and
+        the panel's ``progress`` changes no result)."""
+        classifier = options.FEW_SHOT if self.mode.value == FEW else options.ZERO_SHOT
+        values = {}
+        for option in options.taken_by(classifier):
+            if option in self.option_widgets:
+                values[option] = option.to_estimator(self.option_widgets[option].value)
+            elif option.overrides.get(options.NOTEBOOK) is not None:
+                values[option] = option.to_estimator(_default(option))
+        return values

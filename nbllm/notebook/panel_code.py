@@ -6,51 +6,19 @@ by the user's variable and column; texts typed into the panel are written out,
 shortened past :data:`MAX_INLINE_TEXTS` lines with a note.
 """
 
-import csv
-import io
 from dataclasses import dataclass, field
 
+from .. import options as table
 from .display import NO_MATH, esc
+from .magic_syntax import quote, write_labels, write_option, write_template
+
+# The panel_code names of the magic syntax (tests and callers use them).
+template_option = write_template
 
 # Typed texts beyond this many are left out of the code (with a note).
 MAX_INLINE_TEXTS = 5
 # What a DataFrame is called in the code when no variable of the user's holds it.
 FALLBACK_DATA_NAME = "data"
-
-
-def quote_option(value, always=False):
-    """Quote one option value for the magics' parser, which strips one pair
-    of outer quotes; raise when it holds both kinds of quote."""
-    if not always and not any(c in value for c in " \"'\t"):
-        return value
-    if "'" not in value:
-        return f"'{value}'"
-    if '"' not in value:
-        return f'"{value}"'
-    raise ValueError(
-        f"{value!r} holds both ' and \" and cannot be written as a magic option; "
-        "use the Python code instead"
-    )
-
-
-def labels_option(labels):
-    """Labels as one ``--labels`` value (CSV, so commas can be quoted)."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(labels)
-    return quote_option(buffer.getvalue())
-
-
-def template_option(template):
-    """A template as a quoted magic option, or None when the option line cannot
-    hold it (the magics decode only ``\\n`` and ``\\t``)."""
-    if "\\" in template or template.isidentifier() or any(
-            ord(c) < 32 and c not in "\n\t" for c in template):
-        return None  # a backslash would be read as an escape; a bare word as a variable
-    escaped = template.replace("\n", "\\n").replace("\t", "\\t")
-    try:
-        return quote_option(escaped, always=True)
-    except ValueError:
-        return None
 
 
 def variable_holding(value, namespace):
@@ -87,20 +55,17 @@ class PanelSettings:
     """What the panel would run, as plain values (read off its widgets).
 
     ``prompt`` and ``example_template`` are None when they are the defaults;
-    ``options`` holds (magic option, estimator keyword) pairs for the options
-    that differ from their defaults; ``policy`` is the ``error_low_prob``
-    value when it is not the default.  Texts come from ``data_name[column]``
-    rows ``rows`` when ``column`` is set, else from ``texts``.
+    ``options`` maps each :class:`nbllm.options.Option` the classifier takes
+    to its value in the estimators' words; the code writes those that differ
+    from their defaults.  Texts come from ``data_name[column]`` rows ``rows``
+    when ``column`` is set, else from ``texts``.
     """
 
     few: bool
     labels: list
     model: str = ""
     prompt: str = None
-    options: list = field(default_factory=list)
-    policy: str = None
-    max_samples: int = 5
-    random_state: int = 0
+    options: dict = field(default_factory=dict)
     example_template: str = None
     examples_var: str = ""
     examples: list = field(default_factory=list)
@@ -158,17 +123,45 @@ def _list_literal(items):
     return "[\n" + "".join(f"    {item!r},\n" for item in items) + "]"
 
 
+# What the magic's table shows instead of an option it has no flag for.
+_INSTEAD = {"error_low_prob": "the low-probability policy; its table flags low rows "
+                              "instead"}
+
+
+def _magic_default(option):
+    """The value (in the estimators' words) a magic gives ``option`` unless told;
+    a magic's None means the estimators' default."""
+    shown = option.default_for(table.MAGIC)
+    return option.default if shown is None else option.to_estimator(shown)
+
+
+def _magic_options(s):
+    """The magic's words for the options that differ from its defaults, and a
+    note for those it has no flag for."""
+    words, missing = [], []
+    for option, value in s.options.items():
+        if value == _magic_default(option):
+            continue
+        if option.flag:
+            words.append(write_option(option, value))
+        else:
+            missing.append(_INSTEAD.get(option.name, option.name))
+    note = f"The magic has no option for {'; '.join(missing)}." if missing else ""
+    return [word for word in words if word], note
+
+
 def _magic(s):
     """The magic cell, or (None, why) when its option line cannot say it all."""
-    options = [f"--labels {labels_option(s.labels)}"]
+    options = [f"--labels {write_labels(s.labels)}"]
     if s.model:
-        options.append(f"--model {quote_option(s.model)}")
-    options += [magic for magic, _ in s.options]
+        options.append(f"--model {quote(s.model)}")
+    chosen, note = _magic_options(s)
+    options += chosen
     for name, template in (("--prompt", s.prompt), ("--example-template",
                                                     s.example_template)):
         if template is None:
             continue
-        quoted = template_option(template)
+        quoted = write_template(template)
         if quoted is None:
             return None, (f"This {name[2:].replace('-', ' ')} cannot be written on a magic's "
                           "option line (it holds a backslash, both kinds of quote or "
@@ -176,19 +169,16 @@ def _magic(s):
                           "code, or put the template in a variable and pass "
                           f"{name} VARIABLE.")
         options.append(f"{name} {quoted}")
-    note = ("The magic has no option for the low-probability policy; its table "
-            "flags low rows instead." if s.policy else "")
     if s.column is not None:
         start, end = s.rows
         options += [f"--input {s.data_name or FALLBACK_DATA_NAME}",
-                    f"--column {quote_option(s.column)}", f"--rows {start}:{end}"]
+                    f"--column {quote(s.column)}", f"--rows {start}:{end}"]
         texts = []
     else:
         texts, note_texts = _shown_texts(s.texts)
         note = " ".join(n for n in (note, note_texts) if n)
     body = list(texts)
     if s.few:
-        options.append(f"--max-samples {s.max_samples}")
         if s.examples_var:
             options.append(f"--examples {s.examples_var}")
         else:
@@ -207,13 +197,10 @@ def _python(s):
     args = [repr(s.model)] if s.model else []
     if s.prompt is not None:
         args.append(f"prompt={s.prompt!r}")
-    args += [python for _, python in s.options]
-    if s.policy:
-        args.append(f"error_low_prob={s.policy!r}")
-    if s.few:
-        args += [f"max_samples={s.max_samples}", f"random_state={s.random_state}"]
-        if s.example_template is not None:
-            args.append(f"example_template={s.example_template!r}")
+    args += [f"{option.name}={value!r}" for option, value in s.options.items()
+             if value != option.default]
+    if s.example_template is not None:
+        args.append(f"example_template={s.example_template!r}")
     lines = [f"from nbllm import {cls}", "", f"clf = {cls}({', '.join(args)})"]
     if s.few:
         # Labels without examples must stay predictable, as in the panel.
