@@ -260,7 +260,10 @@ def test_widget_cards_answer_skip_and_improve(make, df):
     for card in list(widget.cards.children):
         card.children[1].children[0].click()
     widget.improve_button.click()
-    assert widget.plot.value.startswith('<svg class="nbllm-plot"')  # two rounds: a line
+    assert widget.plot.value.startswith('<svg class="nbllm-plot"')
+    assert svg_texts(widget.plot.value, "nbllm-xtick") == ["2", "5"]
+    assert svg_texts(widget.plot.value, "nbllm-value") == [
+        f"{r['estimated_accuracy']:.0%}" for r in lab.rounds]
 
 
 def test_widget_errors_are_one_escaped_line(make, df):
@@ -287,8 +290,74 @@ def test_copy_as_code_rebuilds_the_fitted_classifier(make, df, tiny_folder):
     assert "nbllm-copy" in widget.code.value
 
 
-def test_accuracy_plot_needs_two_rounds():
-    assert accuracy_plot([{"answers": 10, "estimated_accuracy": 0.7}]) == ""
-    svg = accuracy_plot([{"answers": 10, "estimated_accuracy": 0.7},
-                         {"answers": 20, "estimated_accuracy": 0.8}])
-    assert svg.count("<polyline") == 1
+def svg_texts(svg, cls):
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(svg)
+    return [e.text for e in root.iter("{http://www.w3.org/2000/svg}text")
+            if e.get("class") == cls]
+
+
+def test_accuracy_plot_has_axes_ticks_from_the_data_values_and_a_title():
+    assert accuracy_plot([]) == ""
+    rounds = [{"answers": 5, "estimated_accuracy": 0.712},
+              {"answers": 10, "estimated_accuracy": 0.804},
+              {"answers": 20, "estimated_accuracy": 0.867}]
+    svg = accuracy_plot(rounds, start=0.74)
+    assert svg_texts(svg, "nbllm-plot-title") == ["Estimated accuracy on the rows not answered"]
+    assert svg_texts(svg, "nbllm-xtick") == ["5", "10", "20"]
+    assert svg_texts(svg, "nbllm-value") == ["71%", "80%", "87%"]
+    assert svg_texts(svg, "nbllm-ytick") == ["60%", "70%", "80%", "90%", "100%"]
+    assert "zero-shot start 74%" in svg and svg.count("<polyline") == 1
+    one = accuracy_plot(rounds[:1])  # one round: one point, still a plot
+    assert svg_texts(one, "nbllm-xtick") == ["5"] and "<polyline" not in one
+    many = [{"answers": 5 * k, "estimated_accuracy": 0.3 + 0.02 * k} for k in range(1, 31)]
+    ticks = svg_texts(accuracy_plot(many), "nbllm-xtick")
+    assert len(ticks) <= 9 and ticks[0] == "5" and ticks[-1] == "150"
+    assert svg_texts(accuracy_plot(many), "nbllm-ytick")[0] == "20%"
+
+
+def test_creating_a_labeler_loads_no_model_and_the_first_scoring_says_so(make, df,
+                                                                         monkeypatch):
+    from nbllm.engine import models
+    from nbllm.engine import status as engine_status
+
+    loads = []
+    real = models._new_entry
+    monkeypatch.setattr(models, "_new_entry",
+                        lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    models.clear_registry()  # so that a load would show
+    lab = make(df)
+    assert loads == [] and not lab.scored
+    seen = []
+    with engine_status.listening(seen.append):
+        lab.queue()
+    assert seen[-1] == "scoring 10 / 10 texts\u2026"
+    assert "scoring 0 / 10 texts\u2026" in seen
+    assert lab.scored
+
+
+def test_widget_shows_its_status_before_the_work_and_the_calibrated_note(make, df):
+    lab = make(df)
+    seen = []
+
+    class Recording(LabelerWidget):
+        def show_status(self, message):
+            seen.append(message)
+            super().show_status(message)
+
+    widget = Recording(lab, threaded=False)
+    assert seen[0].startswith(("loading ", "scoring 10 texts"))
+    assert "scoring 10 / 10 texts\u2026" in seen and seen[-1] == ""
+    assert widget.status_line.value == "" and len(widget.cards.children) == lab.batch
+    assert "calibrated for these labels" in widget.note.value
+    assert "df.llm.classify" in widget.note.value
+    for idx in ["r0", "r1", "r4"]:
+        lab.answer(idx, df.at[idx, "truth"])
+    seen.clear()
+    widget.improve_button.click()
+    assert seen[0] == "improving\u2026"
+    assert "fitting the calibration to 3 answers\u2026" in seen
+    assert "zero-shot start" in widget.progress_line.value
+    assert "re-estimated at each Improve" in widget.progress_line.value
+    assert svg_texts(widget.plot.value, "nbllm-xtick") == ["3"]

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +27,11 @@ from ..engine.prompts import is_missing
 from ..exceptions import (ColumnError, FileFormatError, InputTypeError, LabelsError,
                           InputError, OptionError, TextsError)
 from ..options import check_labels
+from ..engine import status as engine_status
 from ..warnings_to_user import warn
 from . import classify as api
+from .session import session
+from .status import showing_status
 from .stopping import stoppable
 
 STRATEGIES = ("margin", "entropy", "random")
@@ -68,7 +72,9 @@ class LabelerReport:
         Expected accuracy on the rows not answered, from the calibrated
         probabilities (None before the first :meth:`Labeler.improve`).
     start_estimated_accuracy : float or None
-        The same estimate for the starting zero-shot predictions.
+        The same estimate for the starting zero-shot predictions: their
+        expected accuracy under the calibration fitted now, so it moves from
+        one :meth:`Labeler.improve` to the next as the calibration learns.
     answered_accuracy : float or None
         Leave-one-out accuracy on the answered rows (the hardest rows, since
         the queue picks them: a lower bound, not the estimate).
@@ -96,7 +102,8 @@ class LabelerReport:
         return (
             f'<div class="nbllm-report {NO_MATH}"><b>{self.answered} / {self.total}'
             f"</b> answered; estimated accuracy {pct(self.estimated_accuracy)} "
-            f"(at the start {pct(self.start_estimated_accuracy)}); on the answered "
+            f"(the zero-shot start, judged by the same calibration: "
+            f"{pct(self.start_estimated_accuracy)}); on the answered "
             f"(hardest) rows {pct(self.answered_accuracy)}<br>predicted: {counts}</div>"
         )
 
@@ -164,6 +171,10 @@ class Labeler:
         self.labels = check_labels(labels)
         self.batch, self.strategy, self.random_state = batch, strategy, random_state
         self.options = dict(progress=False) | options
+        # The model is loaded at the first scoring, where a status line shows
+        # it; the session's model is the one of now, not of that moment.
+        self.options.setdefault("model", session.model)
+        api.check_options(self.labels, calibration="content_free", **self.options)
         texts = data[column].tolist()
         self._has_text = np.array([not is_missing(t) for t in texts])
         self.n_missing = int((~self._has_text).sum())
@@ -178,10 +189,10 @@ class Labeler:
         self._answers = {}  # position -> label
         self._skipped = set()
         self._logprobs = None
+        self._lock = threading.RLock()  # the widget scores in a thread
         self.rounds = []
-        self.estimator_ = api.build_estimator(self.labels, calibration="content_free",
-                                              **self.options)
-        self._start = self.estimator_
+        self._fitted = None  # the classifier after improve()
+        self._start_clf = None  # the zero-shot start, built at the first scoring
         self._load_answers()
 
     # ------------------------------------------------------------ input checks
@@ -255,21 +266,53 @@ class Labeler:
             raise
 
     # ------------------------------------------------------------ scoring
+    @property
+    def _start(self):
+        """The zero-shot start (content-free calibrated); loads the model once."""
+        with self._lock:
+            if self._start_clf is None:
+                self._start_clf = api.build_estimator(
+                    self.labels, calibration="content_free", **self.options)
+            return self._start_clf
+
+    @property
+    def estimator_(self):
+        """The classifier now (see the class docstring)."""
+        return self._fitted if self._fitted is not None else self._start
+
+    @property
+    def scored(self):
+        """Whether every row is scored (queue() and the widget need no model run)."""
+        return self._logprobs is not None
+
     def _scored(self, on_rows=None, stop=None):
-        """Label log-probabilities of every row with a text (NaN for the others)."""
-        if self._logprobs is None:
-            rows = np.flatnonzero(self._has_text)
-            out = np.full((len(self._texts), len(self.estimator_.classes_)), np.nan)
+        """Label log-probabilities of every row with a text (NaN for the others).
 
-            def keep(done, values):
-                out[rows[done]] = values
-                if on_rows is not None:
-                    on_rows(done, values)
+        The first call loads the model and scores the column; in a notebook a
+        status line says so ("loading …", then "scoring 20 / 60 texts…").
+        """
+        with self._lock:
+            if self._logprobs is None:
+                with showing_status(self.options.get("model")):
+                    self._logprobs = self._score_all(on_rows, stop)
+            return self._logprobs
 
-            self.estimator_.label_logprobs([self._texts[i] for i in rows],
-                                           stoppable(keep, stop))
-            self._logprobs = out
-        return self._logprobs
+    def _score_all(self, on_rows, stop):
+        clf = self._start
+        rows = np.flatnonzero(self._has_text)
+        out = np.full((len(self._texts), len(clf.classes_)), np.nan)
+        done_rows = [0]
+        engine_status.report(f"scoring 0 / {len(rows)} texts\u2026")
+
+        def keep(done, values):
+            out[rows[done]] = values
+            done_rows[0] += len(done)
+            engine_status.report(f"scoring {done_rows[0]} / {len(rows)} texts\u2026")
+            if on_rows is not None:
+                on_rows(done, values)
+
+        clf.label_logprobs([self._texts[i] for i in rows], stoppable(keep, stop))
+        return out
 
     def _probas(self, estimator=None):
         estimator = estimator or self.estimator_
@@ -350,11 +393,13 @@ class Labeler:
             raise InputError("no answers yet: answer some rows of queue() first")
         self._scored(on_rows, stop)
         positions = sorted(self._answers)
+        engine_status.report(f"fitting the calibration to {len(positions)} "
+                             f"answer{'s' if len(positions) != 1 else ''}\u2026")
         fitted = api.build_estimator(self.labels, **self.options)
         fitted.set_params(calibration="fit").fit(
             [self._texts[p] for p in positions], [self._answers[p] for p in positions],
             classes=self.labels)
-        self.estimator_ = fitted
+        self._fitted = fitted
         self.rounds.append({"answers": len(positions),
                             "estimated_accuracy": self._estimate(fitted)[0]})
         return self.predictions
@@ -390,7 +435,9 @@ class Labeler:
 
     def report(self):
         """A :class:`LabelerReport`: estimated accuracy, label counts, answers."""
-        improved = self.estimator_ is not self._start
+        improved = self._fitted is not None
+        if improved:
+            engine_status.report("estimating the accuracy\u2026")
         now, start = self._estimate(self.estimator_) if improved else (None, None)
         predicted = self.predictions["label"].dropna()
         return LabelerReport(

@@ -1,34 +1,38 @@
-"""The Labeler as ipywidgets: cards to answer, Improve, progress and a small plot.
+"""The Labeler as ipywidgets: cards to answer, Improve, progress and a plot.
 
 A thin view: every button calls the :class:`~nbllm.notebook.labeler.Labeler`'s
 own methods (answer, skip, improve), so the widget and the Python object
 never disagree.  Errors show as one escaped line, as in the panel.
+
+The widget shows at once: the first scoring of the column (loading the model,
+then every row) runs in a thread, and a status line says what it is doing
+("loading smollm2-135m…", "scoring 20 / 60 texts…") until the cards come.
 """
 
 import threading
 
 import ipywidgets as widgets
 
+from ..engine import status as engine_status
 from ..exceptions import InputError
 from .display import NO_MATH, chip, esc, label_colours
+from .labeler_plot import accuracy_plot
 from .panel import coloured
 from .panel_code import code_box
+from .status import first_message
 from .stopping import Stopped
 
+__all__ = ["LabelerWidget", "accuracy_plot", "estimator_code"]
 
-def accuracy_plot(rounds, width=220, height=60):
-    """An inline SVG of the estimated accuracy per round ('' before two rounds)."""
-    values = [r["estimated_accuracy"] for r in rounds if r["estimated_accuracy"] is not None]
-    if len(values) < 2:
-        return ""
-    low, high = min(values + [0.5]), max(values + [1.0])
-    step = (width - 20) / (len(values) - 1)
-    points = " ".join(f"{10 + i * step:.1f},{height - 8 - (v - low) / (high - low) * (height - 16):.1f}"
-                      for i, v in enumerate(values))
-    return (f'<svg class="nbllm-plot" width="{width}" height="{height}" role="img" '
-            f'aria-label="estimated accuracy per round">'
-            f'<polyline fill="none" stroke="var(--jp-brand-color1,#1976d2)" '
-            f'stroke-width="2" points="{points}"/></svg>')
+_MUTED = "font-size:12px;color:var(--jp-ui-font-color2,#666)"
+CALIBRATED_NOTE = (
+    "The guesses here are calibrated for these labels: against the prompt's own "
+    "bias at the start, then fitted to your answers at each Improve. "
+    "<code>df.llm.classify</code> gives the model's uncalibrated probabilities by "
+    "default, so the same text can get other numbers there.")
+START_NOTE = (
+    "Both estimates judge the rows not answered yet with the calibration fitted to "
+    "your answers; so the zero-shot start's figure is re-estimated at each Improve.")
 
 
 class LabelerWidget(widgets.VBox):
@@ -60,14 +64,18 @@ class LabelerWidget(widgets.VBox):
         self.progress = widgets.IntProgress(min=0, max=1,
                                             layout=widgets.Layout(display="none"))
         self.status = widgets.HTML()
+        self.status_line = widgets.HTML()
+        self.status_line.add_class("nbllm-labeler-status")
+        self.note = widgets.HTML(f'<div class="nbllm-note" style="{_MUTED}">'
+                                 f"{CALIBRATED_NOTE}</div>")
         self.plot = widgets.HTML()
         self.code = widgets.HTML()
         self.children = [
-            self.progress_line, self.cards,
+            self.status_line, self.progress_line, self.cards,
             widgets.HBox([self.improve_button, self.stop_button, self.code_button,
                           self.progress, self.status]),
             widgets.HBox([self.save_path, self.save_button]),
-            self.plot, self.code,
+            self.note, self.plot, self.code,
         ]
         for name in ("nbllm-labeler", *NO_MATH.split()):
             self.add_class(name)
@@ -75,7 +83,56 @@ class LabelerWidget(widgets.VBox):
         self.stop_button.on_click(lambda _: self._stop.set())
         self.code_button.on_click(lambda _: self._safely(self._show_code))
         self.save_button.on_click(lambda _: self._safely(self._save))
-        self._safely(self.refresh)
+        if labeler.scored:
+            self._safely(self.refresh)
+        else:
+            self._start_job(self._first_scoring, first_message(labeler.options.get("model"))
+                            or f"scoring {labeler.counts[1]} texts\u2026")
+
+    # ------------------------------------------------------------ status
+    def show_status(self, message):
+        """Show what the Labeler is doing now ('' hides the line)."""
+        self.status_line.value = (
+            f'<div class="nbllm-status" style="{_MUTED}">\u23f3 {esc(message)}</div>'
+            if message else "")
+
+    def _start_job(self, job, message):
+        """Run ``job`` (in a thread when threaded), with its status lines shown."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self.improve_button.disabled, self.stop_button.disabled = True, False
+        self.show_status(message)  # before any work: the first thing the user sees
+        if self.threaded:
+            self._thread = threading.Thread(target=self._run_job, args=(job,), daemon=True)
+            self._thread.start()
+        else:
+            self._run_job(job)
+
+    def _run_job(self, job):
+        total = self.labeler.counts[1]
+        self.progress.max, self.progress.value = total, 0
+
+        def on_rows(rows, values):
+            self.progress.layout.display = ""
+            self.progress.value = min(total, self.progress.value + len(rows))
+
+        try:
+            with engine_status.listening(self.show_status):
+                job(on_rows)
+        except Stopped:
+            self.status.value = ("stopped: every answer and every row scored so far is "
+                                 "kept; press Improve to go on")
+        except BaseException as exc:  # noqa: B902 - shown, as ipywidgets would hide it
+            self.status.value = coloured("error", f"{type(exc).__name__}: {exc}")
+        finally:
+            self.show_status("")
+            self.progress.layout.display = "none"
+            self.improve_button.disabled, self.stop_button.disabled = False, True
+
+    def _first_scoring(self, on_rows):
+        self.labeler._scored(on_rows=on_rows, stop=self._stop)
+        self.refresh()
 
     # ------------------------------------------------------------ views
     def refresh(self):
@@ -85,12 +142,16 @@ class LabelerWidget(widgets.VBox):
         report = self.labeler.report()
         line = f"<b>{report.answered} / {report.total}</b> answered"
         if report.estimated_accuracy is not None:
-            line += (f"; estimated accuracy {report.estimated_accuracy:.0%} (at the start "
-                     f"{report.start_estimated_accuracy:.0%})")
+            rest = report.total - report.answered
+            line += (f"; estimated accuracy on the {rest} rows left "
+                     f"<b>{report.estimated_accuracy:.0%}</b> (the zero-shot start: "
+                     f"{report.start_estimated_accuracy:.0%})"
+                     f'<div style="{_MUTED}">{START_NOTE}</div>')
         if not queue.shape[0]:
             line += "; nothing left to label"
         self.progress_line.value = line
-        self.plot.value = accuracy_plot(self.labeler.rounds)
+        self.plot.value = accuracy_plot(self.labeler.rounds,
+                                        start=report.start_estimated_accuracy)
 
     def _card(self, idx, row):
         guess = row["label"]
@@ -140,41 +201,21 @@ class LabelerWidget(widgets.VBox):
             self.progress_line.value = f"<b>{answered} / {total}</b> answered"
 
     def _start_improve(self):
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self.improve_button.disabled, self.stop_button.disabled = True, False
-        self.status.value = "\u23f3 improving\u2026"
-        if self.threaded:
-            self._thread = threading.Thread(target=self._improve, daemon=True)
-            self._thread.start()
+        if not self.labeler.scored and self.labeler.answers.empty:
+            # After a Stop in the first scoring: go on with it.
+            self._start_job(self._first_scoring, "scoring the rest\u2026")
         else:
-            self._improve()
+            self._start_job(self._improve, "improving\u2026")
 
     def wait(self, timeout=None):
-        """Block until a running Improve has finished."""
+        """Block until a running job (the first scoring, Improve) has finished."""
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _improve(self):
-        total = self.labeler.counts[1]
-        self.progress.max, self.progress.value = total, 0
-        self.progress.layout.display = ""
-
-        def on_rows(rows, values):
-            self.progress.value = min(total, self.progress.value + len(rows))
-
-        try:
-            self.labeler.improve(on_rows=on_rows, stop=self._stop)
-            self.refresh()
-            self.status.value = f"improved from {len(self.labeler.answers)} answers"
-        except Stopped:
-            self.status.value = "stopped: every answer is kept; Improve again to finish"
-        except BaseException as exc:  # noqa: B902
-            self.status.value = coloured("error", f"{type(exc).__name__}: {exc}")
-        finally:
-            self.progress.layout.display = "none"
-            self.improve_button.disabled, self.stop_button.disabled = False, True
+    def _improve(self, on_rows):
+        self.labeler.improve(on_rows=on_rows, stop=self._stop)
+        self.refresh()
+        self.status.value = f"improved from {len(self.labeler.answers)} answers"
 
     def _save(self):
         path = self.save_path.value.strip()

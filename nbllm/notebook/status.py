@@ -64,6 +64,12 @@ def needs_loading(model):
     return all(m.spec != spec for m in loaded_models())
 
 
+def first_message(model):
+    """What a call that scores with ``model`` does first: "loading …" when the
+    model is not loaded yet, else None."""
+    return f"loading {_spec(model)}\u2026" if needs_loading(model) else None
+
+
 def _kernel_display():
     """IPython's display when running in a Jupyter kernel, else None."""
     try:
@@ -100,8 +106,9 @@ def showing_status(model=None, display=None):
         line = CellStatus(display)
     with engine_status.listening(line) if line else contextlib.nullcontext():
         try:
-            if needs_loading(model):
-                engine_status.report(f"loading {_spec(model)}\u2026")
+            message = first_message(model)
+            if message is not None:
+                engine_status.report(message)
             yield
         finally:
             if line is not None:
