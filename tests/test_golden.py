@@ -117,17 +117,23 @@ def test_the_embedded_tokenizer_adds_no_bos(real_model):
     assert tokenizer("a b")["input_ids"] == tokenizer("a b", add_special_tokens=False)["input_ids"]
 
 
+def assert_equals_a_plain_forward_pass(clf, loaded, texts):
+    """A fitted raw-probability estimator's log-probabilities for ``texts``
+    equal one plain forward pass of ``loaded``'s model per text and label."""
+    got = np.log(clf.predict_proba(texts))
+    for row, text in zip(got, texts):
+        prompt_ids = loaded.tokenizer(
+            clf.get_prompt(text), add_special_tokens=not clf.use_chat_template_
+        )["input_ids"]
+        expected = [full_forward_logprob(loaded.model, prompt_ids, ids)
+                    for ids in clf.label_ids_]
+        np.testing.assert_allclose(row, expected, atol=1e-4)
+
+
 def test_engine_equals_a_plain_forward_pass(real_model):
     clf = ZeroShotClassifier(**REAL, probas_sum_to_1=False, use_caching=False)
     clf.fit(None, ["negative", "positive", "very positive"])
-    got = np.log(clf.predict_proba(TEXTS[:4]))
-    for row, text in zip(got, TEXTS[:4]):
-        prompt_ids = real_model.tokenizer(
-            clf.get_prompt(text), add_special_tokens=not clf.use_chat_template_
-        )["input_ids"]
-        expected = [full_forward_logprob(real_model.model, prompt_ids, ids)
-                    for ids in clf.label_ids_]
-        np.testing.assert_allclose(row, expected, atol=1e-4)
+    assert_equals_a_plain_forward_pass(clf, real_model, TEXTS[:5])
 
 
 @pytest.mark.usefixtures("float32_auto")

@@ -15,6 +15,7 @@ import torch
 
 from nbllm import DEFAULT_PROMPT_ZERO_SHOT, FewShotClassifier, ZeroShotClassifier
 from nbllm.engine import devices, models
+from test_golden import assert_equals_a_plain_forward_pass
 
 pytestmark = pytest.mark.slow
 
@@ -23,15 +24,6 @@ REAL = dict(model_name="smollm2-135m", device="cpu", dtype="float32", progress=F
 # An instruction prompt (the former default); it does not end with a space, so
 # use_chat_template='auto' sends it through the chat template.
 CHAT_PROMPT = "Text: {text}\nCategories: {labels}\nWhat is the category of the text?"
-
-
-def full_forward_logprob(model, prompt_ids, label_ids):
-    """log P(label | prompt) from one plain forward pass over prompt + label."""
-    ids = torch.tensor([prompt_ids + label_ids])
-    with torch.no_grad():
-        logprobs = model(ids).logits[0].float().log_softmax(-1)
-    start = len(prompt_ids) - 1
-    return sum(logprobs[start + i, t].item() for i, t in enumerate(label_ids))
 
 
 def test_gguf_is_converted_once_and_reloads_fast(real_model, monkeypatch):
@@ -106,20 +98,6 @@ def test_raw_probabilities_match_skorch_multi_token(real_model, real_tweets):
     assert (p_ours.sum(1) < 1).all()
 
 
-def test_engine_equals_full_forward_pass(real_model, real_tweets):
-    clf = ZeroShotClassifier(**REAL, probas_sum_to_1=False, use_caching=False)
-    clf.fit(None, ["negative", "positive", "very positive"])
-    texts = real_tweets["text"].tolist()[:5]
-    got = np.log(clf.predict_proba(texts))
-    for row, text in zip(got, texts):
-        prompt_ids = real_model.tokenizer(
-            clf.get_prompt(text), add_special_tokens=not clf.use_chat_template_
-        )["input_ids"]
-        expected = [full_forward_logprob(real_model.model, prompt_ids, ids)
-                    for ids in clf.label_ids_]
-        np.testing.assert_allclose(row, expected, atol=1e-4)
-
-
 def test_default_prompt_is_sent_raw_with_spaced_labels(real_model):
     # The default ends with "Label: ": a completion prompt, sent without the
     # chat template; its final space is scored as part of each label.
@@ -178,14 +156,8 @@ def test_few_shot_on_real_tweets(real_model, real_tweets):
     texts = real_tweets["text"].tolist()[:10]
     probas = clf.predict_proba(texts)
     np.testing.assert_allclose(probas.sum(1), 1.0, atol=1e-9)
-    raw = clf.set_params(probas_sum_to_1=False).predict_proba(texts[:2])
-    for row, text in zip(raw, texts[:2]):
-        prompt_ids = real_model.tokenizer(
-            clf.get_prompt(text), add_special_tokens=not clf.use_chat_template_
-        )["input_ids"]
-        expected = [full_forward_logprob(real_model.model, prompt_ids, ids)
-                    for ids in clf.label_ids_]
-        np.testing.assert_allclose(np.log(row), expected, atol=1e-4)
+    assert_equals_a_plain_forward_pass(clf.set_params(probas_sum_to_1=False), real_model,
+                                       texts[:2])
 
 
 def test_generate_returns_free_text(real_model):
