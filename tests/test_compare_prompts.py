@@ -1,5 +1,6 @@
 """nbllm.compare_prompts and the estimators' prompt_mode(), on the tiny model."""
 
+import html as html_module
 import re
 
 import numpy as np
@@ -56,7 +57,7 @@ def test_every_prompt_on_every_model(tiny_folder, tmp_path):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(prompts=[]), "prompts must hold at least one prompt; got none"),
-    (dict(prompts=[None], y=["positive"]), "y has 1 labels for 4 texts"),
+    (dict(prompts=[None], y=["positive"]), "y has 1 label for 4 texts"),
     (dict(prompts=[None], y=["good"] * 4), "y holds labels that are not in labels: 'good'"),
 ])
 def test_bad_input(tiny_folder, kwargs, message):
@@ -117,17 +118,75 @@ def test_several_prompt_options_compare_in_one_table(ip, tiny_folder, capsys):
                                       "%%fewshot and --multi-label take one")
 
 
-def test_a_mode_far_apart_in_label_mass_gets_a_hint(tiny_folder, monkeypatch):
+@pytest.mark.parametrize("chat, mass, other, expected", [
+    (False, 0.01, 0.5, "sent as a chat message, the same prompt got 50\u00d7 more label "
+                       "mass on the first 16 texts (0.5 against 0.01); try "
+                       "use_chat_template=True and compare accuracy"),
+    (True, 0.002, 0.1, "sent raw, the same prompt got 50\u00d7 more label mass on the "
+                       "first 16 texts (0.1 against 0.002); try use_chat_template=False "
+                       "and compare accuracy"),
+    (False, 0.5, 0.01, ""),   # the current way is better: no advice
+    (True, 0.1, 0.002, ""),
+    (False, 0.1, 0.5, ""),    # better, but not ten times: no advice
+])
+def test_a_hint_only_when_the_other_way_measured_better(chat, mass, other, expected):
+    from nbllm.notebook.compare import mode_hint
+
+    assert mode_hint(chat, mass, other, 16) == expected
+
+
+@pytest.mark.parametrize("setting", [True, False])
+def test_the_hint_agrees_with_the_measured_masses_both_ways(tiny_folder, monkeypatch,
+                                                             setting):
     from nbllm.notebook import compare
 
-    row = nbllm.compare_prompts(TEXTS, LABELS, [None], model=tiny_folder).rows[0]
-    assert re.fullmatch(r"sent as a chat message, its label mass is \d+\u00d7 (higher|lower) "
-                        r"on the first 4 texts; try use_chat_template=True and compare "
-                        r"accuracy", row.hint), row.hint
-    html = compare.PromptComparison([row], [np.array(["a"] * 4)], 4, LABELS)._repr_html_()
-    assert '<p class="nbllm-legend">#0: sent as a chat message' in html
+    monkeypatch.setattr(compare, "HINT_RATIO", 1.0)  # any better way gets a hint
+    row = nbllm.compare_prompts(TEXTS, LABELS, [None], model=tiny_folder,
+                                use_chat_template=setting).rows[0]
+    other = ZeroShotClassifier(tiny_folder, use_chat_template=not setting,
+                               progress=False).fit(None, LABELS)
+    other_mass = other.label_mass(other.label_logprobs(TEXTS)).mean()
+    assert row.sent == ("chat" if setting else "raw")
+    if other_mass > row.mean_label_mass:
+        assert row.hint.startswith("sent raw" if setting else "sent as a chat message")
+        assert f"try use_chat_template={not setting!r}" in row.hint
+        assert "more label mass on the first 4 texts" in row.hint
+    else:
+        assert row.hint == ""
     monkeypatch.setattr(compare, "HINT_RATIO", 1e12)  # nothing is that far apart
-    assert nbllm.compare_prompts(TEXTS, LABELS, [None], model=tiny_folder).rows[0].hint == ""
+    assert nbllm.compare_prompts(TEXTS, LABELS, [None], model=tiny_folder,
+                                 use_chat_template=setting).rows[0].hint == ""
+
+
+def test_the_table_says_how_it_was_sent_once_and_cuts_long_prompts(tiny_folder, tmp_path):
+    from tiny import save_tiny
+
+    long = "Classify <b>this</b> & that: " + "very " * 40 + "{text} {labels}: "
+    table = nbllm.compare_prompts(TEXTS, LABELS, [None, long], y=Y, model=tiny_folder)
+    html = table._repr_html_()
+    assert html.count("<th>") == 8 and "<th>model</th>" not in html
+    assert ">raw<" in html or ">chat<" in html
+    reasons = {r.mode for r in table.rows}
+    for reason in reasons:
+        assert html.count(f"{html_module.escape(reason)}</p>") == 1
+    assert f'title="{html_module.escape(long)}"' in html  # the whole prompt on hover
+    assert "very " * 40 not in html.replace(f'title="{html_module.escape(long)}"', "")
+    assert "caption>4 texts, 2 prompts, labels negative, positive, model " in html
+    other = save_tiny(tmp_path / "other")
+    two = nbllm.compare_prompts(TEXTS, LABELS, [None], y=Y,
+                                models=[tiny_folder, other])._repr_html_()
+    assert "<th>model</th>" in two
+
+
+def test_compare_prompts_says_what_it_is_doing(tiny_folder):
+    from nbllm.engine import status as engine_status
+
+    seen = []
+    with engine_status.listening(seen.append):
+        nbllm.compare_prompts(TEXTS, LABELS, PROMPTS[:2], model=tiny_folder)
+    assert seen[0] == "prompt 1 / 2: preparing\u2026"
+    assert "prompt 2 / 2: scored 4 / 4 texts\u2026" in seen
+    assert "prompt 1 / 2: trying the other way of sending it on 4 texts\u2026" in seen
 
 
 def test_multi_label_keeps_the_former_rule_and_says_so(tiny_folder):

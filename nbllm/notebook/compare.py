@@ -13,16 +13,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..engine import status as engine_status
 from ..exceptions import LabelsError, OptionError, PromptError, TextsError
 from ..evaluation import evaluate
 from ..options import check_labels
-from .display import NO_MATH, esc
+from .display import _STYLE, NO_MATH, esc, plural
+from .status import showing_status
 from . import classify as api
 
 _PROMPT_CHARS = 90
-# The other mode is tried on this many texts; a label mass this many times
-# higher or lower there gets a hint.
+# The other way of sending a prompt is tried on this many texts; when its
+# label mass there is this many times higher, the row gets a hint.
 HINT_TEXTS, HINT_RATIO = 16, 10.0
+# Column widths that keep the table within a ~1,000 px output: the prompt
+# and the model are cut (in full on hover), the predicted counts wrap.
+_COMPARE_STYLE = (
+    "<style>"
+    ".nbllm-compare td.nbllm-prompt{max-width:340px;overflow:hidden;"
+    "text-overflow:ellipsis}"
+    ".nbllm-compare td.nbllm-model{max-width:160px;overflow:hidden;text-overflow:ellipsis}"
+    ".nbllm-compare td.nbllm-predicted{white-space:normal;min-width:120px}"
+    ".nbllm-compare td.nbllm-num{text-align:right !important}"
+    "</style>"
+)
 
 
 @dataclass
@@ -38,6 +51,7 @@ class PromptRow:
     log_loss: float = None
     agreement: float = None
     hint: str = ""
+    sent: str = ""
 
 
 class PromptComparison:
@@ -64,35 +78,63 @@ class PromptComparison:
 
     def _repr_html_(self):
         scored = any(r.accuracy is not None for r in self.rows)
-        head = ["#", "prompt", "model", "sent", "mean label mass", "predicted"]
+        models = list(dict.fromkeys(r.model for r in self.rows))
+        head = ["#", "prompt"] + (["model"] if len(models) > 1 else []) + ["sent"]
         head += ["accuracy", "log-loss"] if scored else []
-        head += ["agrees with #0"]
+        head += ["agrees with #0", "label mass", "predicted"]
         cells = []
         for i, r in enumerate(self.rows):
             flat = r.prompt.replace("\n", "\u21b5 ")
             short = flat if len(flat) <= _PROMPT_CHARS else flat[:_PROMPT_CHARS - 1] + "\u2026"
             dist = ", ".join(f"{esc(k)} {v}" for k, v in r.distribution.items())
-            row = [str(i), f'<span title="{esc(r.prompt)}">{esc(short)}</span>',
-                   esc(r.model), esc(r.mode), f"{r.mean_label_mass:.3g}", dist]
+            row = [("", str(i)),
+                   ("nbllm-prompt", f'<span title="{esc(r.prompt)}">{esc(short)}</span>')]
+            if len(models) > 1:
+                row.append(("nbllm-model", f'<span title="{esc(r.model)}">{esc(r.model)}</span>'))
+            row.append(("nbllm-sent", f'<span title="{esc(r.mode)}">{esc(r.sent)}</span>'))
             if scored:
-                row += [f"{r.accuracy:.3f}", f"{r.log_loss:.3f}"]
-            row.append("\u2013" if i == 0 else f"{r.agreement:.0%}")
-            cells.append("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
-        hints = "".join(f'<p class="nbllm-legend">#{i}: {esc(r.hint)}</p>'
-                        for i, r in enumerate(self.rows) if r.hint)
+                row += [("nbllm-num nbllm-accuracy", f"{r.accuracy:.3f}"),
+                        ("nbllm-num nbllm-logloss", f"{r.log_loss:.3f}")]
+            row += [("nbllm-num nbllm-agreement",
+                     "\u2013" if i == 0 else f"{r.agreement:.0%}"),
+                    ("nbllm-num", f"{r.mean_label_mass:.3g}"),
+                    ("nbllm-predicted", dist)]
+            cells.append("<tr>" + "".join(f'<td class="{c}">{v}</td>' for c, v in row)
+                         + "</tr>")
+        caption = (f"{plural(self.n_texts, 'text')}, {plural(len(self.rows), 'prompt')}, "
+                   f"labels {esc(', '.join(self.labels))}")
+        if len(models) == 1:
+            caption += f", model {esc(models[0])}"
         return (
-            f'<div class="{NO_MATH}"><table class="nbllm-table nbllm-compare">'
-            f"<caption>{self.n_texts} text(s), {len(self.rows)} prompt(s), labels "
-            f"{esc(', '.join(self.labels))}</caption><thead><tr>"
+            f'{_STYLE}{_COMPARE_STYLE}<div class="{NO_MATH}">'
+            '<table class="nbllm-table nbllm-compare">'
+            f"<caption>{caption}</caption><thead><tr>"
             + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
-            + "".join(cells) + "</tbody></table>" + hints + "</div>"
+            + "".join(cells) + "</tbody></table>" + self._notes() + "</div>"
         )
 
+    def _notes(self):
+        """How each prompt was sent and why (once per reason), then the hints."""
+        by_reason = {}
+        for i, r in enumerate(self.rows):
+            by_reason.setdefault(r.mode, []).append(i)
+        notes = []
+        for reason, rows in by_reason.items():
+            which = "" if len(by_reason) == 1 else (
+                "#" + ", #".join(map(str, rows)) + ": ")
+            notes.append(f'<p class="nbllm-legend nbllm-sent-note">{which}{esc(reason)}</p>')
+        notes += [f'<p class="nbllm-legend nbllm-hint">#{i}: {esc(r.hint)}</p>'
+                  for i, r in enumerate(self.rows) if r.hint]
+        notes.append('<p class="nbllm-legend">label mass: the probability the model '
+                     "gives the labels together, averaged over the texts.</p>")
+        return "".join(notes)
+
     def __repr__(self):
-        lines = [f"PromptComparison: {self.n_texts} text(s), {len(self.rows)} prompt(s)"]
+        lines = [f"PromptComparison: {plural(self.n_texts, 'text')}, "
+                 f"{plural(len(self.rows), 'prompt')}"]
         for i, r in enumerate(self.rows):
             score = f", accuracy {r.accuracy:.3f}" if r.accuracy is not None else ""
-            lines.append(f"  #{i} [{r.mode}] mass {r.mean_label_mass:.3g}{score}: "
+            lines.append(f"  #{i} [{r.sent}] mass {r.mean_label_mass:.3g}{score}: "
                          f"{r.prompt[:60]!r}")
         return "\n".join(lines)
 
@@ -135,7 +177,8 @@ def compare_prompts(texts, labels, prompts, y=None, *, models=None, **options):
     if y is not None:
         y = [str(v) for v in y]
         if len(y) != len(texts):
-            raise LabelsError(f"y has {len(y)} labels for {len(texts)} texts")
+            raise LabelsError(f"y has {plural(len(y), 'label')} for "
+                              f"{plural(len(texts), 'text')}")
         unknown = sorted(set(y) - set(labels))
         if unknown:
             raise LabelsError(f"y holds labels that are not in labels: "
@@ -144,24 +187,35 @@ def compare_prompts(texts, labels, prompts, y=None, *, models=None, **options):
     single = options.pop("model", None)
     if models is not None and single is not None:
         raise OptionError("give model= or models=, not both", option="model")
+    models = list(models or [single])
+    with showing_status(models[0]):
+        return _compare(texts, labels, prompts, y, models, options)
+
+
+def _compare(texts, labels, prompts, y, models, options):
     rows, predictions = [], []
-    for model in (models or [single]):
+    total = len(models) * len(prompts)
+    for model in models:
         for prompt in prompts:
+            step = f"prompt {len(rows) + 1} / {total}"
+            engine_status.report(f"{step}: preparing\u2026")
             clf = api.build_estimator(labels, model=model, prompt=prompt, **options)
-            logprobs = clf.label_logprobs(texts)
+            logprobs = _scored(clf, texts, step)
             probas = clf.probas_from_logprobs(logprobs)
             classes = [str(c) for c in clf.classes_]
             predicted = np.asarray(classes)[probas.argmax(axis=1)]
             counts = {c: int((predicted == c).sum()) for c in classes}
-            row = PromptRow(prompt=clf.prompt_, model=clf.loaded_.spec,
-                            mode=clf.prompt_mode().reason,
+            mode = clf.prompt_mode()
+            row = PromptRow(prompt=clf.prompt_, model=clf.loaded_.spec, mode=mode.reason,
                             mean_label_mass=float(clf.label_mass(logprobs).mean()),
-                            distribution=counts)
+                            distribution=counts, sent=mode.mode)
             if y is not None:
                 metrics = evaluate(y, probas, classes)
                 row.accuracy, row.log_loss = metrics["accuracy"], metrics["log_loss"]
             if predictions:
                 row.agreement = float((predicted == predictions[0]).mean())
+            engine_status.report(f"{step}: trying the other way of sending it on "
+                                 f"{plural(min(HINT_TEXTS, len(texts)), 'text')}\u2026")
             row.hint = _mode_hint(
                 clf, lambda other, m=model, p=prompt: api.build_estimator(
                     labels, model=m, prompt=p, **dict(options, use_chat_template=other)),
@@ -171,22 +225,58 @@ def compare_prompts(texts, labels, prompts, y=None, *, models=None, **options):
     return PromptComparison(rows, predictions, len(texts), labels)
 
 
-def _mode_hint(clf, build_other, texts, logprobs):
-    """One line when the other way of sending the prompt (chat or raw) gives a
-    label mass an order of magnitude apart on these texts; '' otherwise.
+def _scored(clf, texts, step):
+    """The label log-probabilities of ``texts``, reporting "prompt 2 / 3: 20 / 40 texts"."""
+    done = [0]
 
-    ``build_other(use_chat_template)`` builds the same estimator sent the other way.
+    def counted(rows, values):
+        done[0] += len(rows)
+        engine_status.report(f"{step}: scored {done[0]} / {len(texts)} texts\u2026")
+
+    return clf.label_logprobs(texts, on_rows=counted)
+
+
+def _mode_hint(clf, build_other, texts, logprobs):
+    """The hint for one row, '' when the other way of sending is no better.
+
+    ``build_other(use_chat_template)`` builds the same estimator sent the other
+    way (chat or raw); both are measured by their mean label mass on ``texts``.
     """
     if not getattr(clf.tokenizer_, "chat_template", None) or \
             clf.model_.config.is_encoder_decoder:
         return ""
     other = not clf.use_chat_template_
     alt = build_other(other)
-    mass = clf.label_mass(logprobs).mean()
-    ratio = alt.label_mass(alt.label_logprobs(texts)).mean() / mass if mass > 0 else np.inf
-    if 1 / HINT_RATIO < ratio < HINT_RATIO:
+    return mode_hint(clf.prompt_mode().chat,
+                     float(clf.label_mass(logprobs).mean()),
+                     float(alt.label_mass(alt.label_logprobs(texts)).mean()), len(texts))
+
+
+def mode_hint(chat, mass, other_mass, n_texts, ratio=None):
+    """A one-line hint when sending the prompt the other way measured better.
+
+    Parameters
+    ----------
+    chat : bool
+        Whether the row's prompt was sent as a chat message.
+    mass, other_mass : float
+        Mean label mass of the row's way and of the other way, on the same texts.
+    n_texts : int
+        How many texts were measured (the first ones).
+    ratio : float, optional
+        How many times higher the other way must be (default ``HINT_RATIO``).
+
+    Returns
+    -------
+    str
+        '' unless ``other_mass`` is at least ``ratio`` times ``mass``: a way
+        that is already better, or about as good, gets no advice.
+    """
+    ratio = HINT_RATIO if ratio is None else ratio
+    if not other_mass > 0 or (mass > 0 and other_mass < ratio * mass):
         return ""
-    way = "as a chat message" if other else "raw"
-    how, times = ("higher", ratio) if ratio > 1 else ("lower", 1 / ratio)
-    return (f"sent {way}, its label mass is {times:.0f}\u00d7 {how} on the first "
-            f"{len(texts)} texts; try use_chat_template={other!r} and compare accuracy")
+    times = f"{other_mass / mass:.0f}\u00d7" if mass > 0 else "far"
+    way, setting = ("raw", False) if chat else ("as a chat message", True)
+    return (f"sent {way}, the same prompt got {times} more label mass on the first "
+            f"{plural(n_texts, 'text')} ({other_mass:.3g} against {mass:.3g}); try "
+            f"use_chat_template={setting!r} and compare accuracy")

@@ -66,6 +66,11 @@ def esc(value):
     return html.escape(str(value), quote=True)
 
 
+def plural(count, word):
+    """``'1 label'``, ``'2 labels'``: a count and its noun, in the right number."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
 def shorten(text, width=_TEXT_WIDTH):
     """One-line preview of a text, cut with an ellipsis."""
     flat = " ".join(str(text).split())
@@ -200,7 +205,7 @@ class ClassificationResult:
         return ", ".join(label) if self.multi_label_threshold is not None else label
 
     def _caption(self, low):
-        parts = [f"{len(self)} text(s), {len(self.classes)} labels"]
+        parts = [f"{len(self)} text(s), {plural(len(self.classes), 'label')}"]
         if self.raw:
             parts.append("raw label probabilities")
         if low.any():
