@@ -1,9 +1,14 @@
-"""Every option's choices, default and check, in one place.
+"""The option table: every option declared once.
 
-The estimators check their parameters here; the magics' argument parser, the
-panel's widgets and the accessors take their choices and defaults from here,
-so a new choice or a changed default is one edit.  Plain Python: importing it
-costs nothing.
+Each :class:`Option` says its name, choices or check, default, one-line
+help, magic flag, panel widget, which classifiers take it, and any default a
+way in gives it on purpose (``overrides``).  Everything else derives from it:
+the estimators check their parameters here; the magics' arguments, the
+panel's widgets (and its "Copy as code"), the accessors' and
+:func:`nbllm.classify`'s keyword defaults and the docstrings' type lines are
+built from it; the classifiers' literal ``__init__`` signatures are tested
+against it (``tests/test_option_table.py``).  A new choice or a changed
+default is one edit.  Plain Python: importing it costs nothing.
 """
 
 import contextlib
@@ -156,6 +161,11 @@ class Option:
         """The estimators' value for ``shown``, a value in the notebook's words."""
         return (not shown) if self.inverted else shown
 
+    @property
+    def checked(self):
+        """Whether the table checks its values (choices or a check)."""
+        return self.choices is not None or self._check is not None
+
     def problem(self, value):
         """The :class:`~nbllm.exceptions.OptionError` for a bad ``value``, or None."""
         if self.choices is not None:
@@ -235,8 +245,7 @@ def _real_in_0_1(value):
 # notebook's own options.  The classifiers' __init__ signatures stay literal
 # (scikit-learn reads them); tests/test_option_table.py checks them, their
 # docstrings, the magics' flags and the panel's widgets against this table.
-MODEL_NAME = Option("model_name", None, check=lambda v: v is None or isinstance(v, str),
-                    expected="must be a model spec (str) or None", keyword="model",
+MODEL_NAME = Option("model_name", None, keyword="model",
                     flag="--model", short="-m", magics=tuple(MAGICS),
                     help="model spec (default: session default or embedded)",
                     doc_type="str or None")

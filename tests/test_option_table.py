@@ -99,7 +99,7 @@ def test_every_panel_widget_comes_from_the_table():
     panel = Panel(threaded=False)
     assert set(panel.option_widgets) == {o for o in options.TABLE if o.widget}
     for option, widget in panel.option_widgets.items():
-        assert widget.description == option.widget
+        assert widget.description == option.widget and widget.tooltip == option.help
         assert widget.value == option.default_for(options.PANEL), option.name
         if option.choices and hasattr(widget, "options") and option.choices != (True, False):
             assert tuple(widget.options) == option.choices

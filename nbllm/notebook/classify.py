@@ -91,13 +91,6 @@ def labels_with_examples(labels, example_labels):
     return labels
 
 
-# The call's options that nbllm.options declares a check for (the others are
-# checked by the estimators' fit).
-_CHOSEN = {option.name: option for option in (
-    options.TRUNCATION, options.CALIBRATION, options.USE_CHAT_TEMPLATE, options.PROGRESS,
-    options.BATCH_SIZE, options.EXAMPLE_SELECTION, options.MAX_SAMPLES, options.THRESHOLD)}
-
-
 def _options_problem(labels, opts):
     """The first user error in ``labels`` and the options of a call, or None.
 
@@ -110,9 +103,9 @@ def _options_problem(labels, opts):
         return InputTypeError(
             f"unexpected option(s) {', '.join(map(repr, unknown))}; options are "
             f"{', '.join(sorted(OPTION_NAMES))}")
-    for name, option in _CHOSEN.items():
-        if name in opts:
-            error = option.problem(opts[name])
+    for option in _checked_options():
+        if option.keyword in opts:
+            error = option.problem(opts[option.keyword])
             if error is not None:
                 return error
     examples = opts.get("examples")
@@ -238,6 +231,13 @@ def build_estimator(labels=None, *, model=options.MODEL_NAME.default_for(_NB),
 
 # The keywords build_estimator takes (and so nbllm.classify and the accessors).
 OPTION_NAMES = set(inspect.signature(build_estimator).parameters) - {"labels"}
+
+
+def _checked_options():
+    """The call's options the table declares a check for (the estimators' fit
+    checks the others; an inverted keyword, ``raw``, is any truth value)."""
+    return [option for option in options.BY_KEYWORD.values()
+            if option.keyword in OPTION_NAMES and option.checked and not option.inverted]
 
 
 def _texts_problem(texts, skip_missing):
