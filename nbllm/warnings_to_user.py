@@ -6,6 +6,13 @@ would otherwise show ``nbllm/estimators/base.py:240`` and that line of code.
 for the magics, IPython's own machinery, so the warning names the user's own
 call (a notebook cell, a script line).
 
+In a Jupyter kernel, Python would still print the warning as
+``/tmp/ipykernel_…/….py:1: UserWarning: …`` followed by the cell's source line
+(for a magic, ``get_ipython().run_cell_magic(...)``); there :func:`warn`
+writes the warning as one line, ``UserWarning: …``, to the cell's stderr.  It
+still goes through Python's warning filters, so ``warnings.filterwarnings``
+silences it or turns it into an error as usual.
+
 A front end that shows warnings itself (the panel, whose work runs in a
 thread where a printed warning would land in whichever cell ran last) sets a
 collector with :func:`collecting`; within it, warnings go to the collector
@@ -58,11 +65,27 @@ def collecting(callback):
     return context_set(_collector, callback)
 
 
+def _in_kernel():
+    """Whether this runs in a Jupyter kernel (IPython with a kernel attached)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
+
+
 def warn(message, category=UserWarning):
     """``warnings.warn`` at the user's frame (the first one outside nbllm),
-    or the collector set by :func:`collecting`."""
+    or the collector set by :func:`collecting`; in a Jupyter kernel, shown as
+    one line without the file name and source line."""
     callback = _collector.get()
     if callback is not None:
         callback(str(message))
         return
-    warnings.warn(message, category, stacklevel=_outside_nbllm())
+    level = _outside_nbllm()
+    if not _in_kernel():
+        warnings.warn(message, category, stacklevel=level)
+        return
+    # The filters still decide (ignore, error, ...); only the display changes.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.warn(message, category, stacklevel=level)
+    for shown in caught:
+        sys.stderr.write(f"{shown.category.__name__}: {shown.message}\n")

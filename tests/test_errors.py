@@ -309,9 +309,11 @@ def test_the_labeler_widget_says_stopped(tiny_folder, tmp_path):
                                 path=tmp_path / "answers.json")
     labeler.answer(0, "a")
     widget = labeler.widget
+    widget.wait()  # its first scoring runs in a thread
     widget.threaded = False
     labeler._logprobs = None  # the cards scored the column: make Improve score it
     widget._stop = AlreadyStopped()
     widget.improve_button.click()
-    assert widget.status.value == "stopped: every answer is kept; Improve again to finish"
+    assert widget.status.value == ("stopped: every answer and every row scored so far "
+                                   "is kept; press Improve to go on")
     assert not widget.improve_button.disabled and widget.stop_button.disabled

@@ -134,6 +134,8 @@ class _LLMBase(BaseEstimator):
                 "y should contain the name of the labels as strings, e.g. "
                 "'positive' and 'negative', don't pass label-encoded targets"
             )
+        # Before the model loads: what is known from the labels alone is said now.
+        self._check_classes(np.unique(y if classes is None else classes))
         if self.model is not None:
             self.loaded_ = models.wrap_model(self.model, self.tokenizer)
         else:
@@ -155,6 +157,9 @@ class _LLMBase(BaseEstimator):
         # What save() writes, so that load() can refit to the same state.
         self._fit_inputs = (None, list(y), None if classes is None else list(classes))
         return y
+
+    def _check_classes(self, classes):
+        """Warn of what the classes alone tell, before any model work (subclasses)."""
 
     def _set_classes(self, labels):
         """Set ``classes_`` and their token ids (used by fit and by callers that

@@ -92,15 +92,18 @@ class _SingleLabelBase(ClassifierMixin, _LLMBase):
                 "probabilities; it cannot be combined with "
                 f"{options.PROBAS_SUM_TO_1.setting(False)}", option="calibration")
 
-    def _set_classes(self, labels):
-        super()._set_classes(labels)
-        if len(self.classes_) == 1 and self.probas_sum_to_1:
+    def _check_classes(self, classes):
+        # Known before the model runs: normalised over one label, every row is 1.
+        if len(classes) == 1 and self.probas_sum_to_1:
             warn(
-                f"Only one label ({self._word(self.classes_[0])!r}): normalised over "
+                f"Only one label ({self._word(classes[0])!r}): normalised over "
                 "the labels, its probability is always 1; use "
                 f"{options.PROBAS_SUM_TO_1.setting(False)} for the model's own "
                 "probability, or add labels"
             )
+
+    def _set_classes(self, labels):
+        super()._set_classes(labels)
         # Depends on the classes, prompt and examples: see _fit_reference.
         self._reference = None
 
