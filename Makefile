@@ -3,7 +3,8 @@
 #                 demo, then execute notebooks/quickstart.ipynb headless
 #   make test   - the same environment, then the whole test suite
 #   make test-lowest - a second environment with the lowest versions pyproject.toml
-#                 admits (.ci/lowest_versions.py), then the golden tests in it
+#                 admits (.ci/lowest_versions.py), then the golden tests and
+#                 scikit-learn's and the import-order checks in it
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,6 +12,8 @@ PIP := $(PY) -m pip
 export HF_HUB_OFFLINE := 1
 
 LOWEST_VENV ?= .venv-lowest
+# What the minimum-versions run proves (docs/dependencies.md says why each).
+LOWEST_TESTS := tests/test_golden.py tests/test_sklearn_checks.py tests/test_import_order.py
 LOWEST_PIP := $(LOWEST_VENV)/bin/python -m pip
 
 .PHONY: demo test test-lowest install clean chromium
@@ -25,7 +28,7 @@ test: $(VENV)/.installed chromium
 # The minimum-versions run (docs/dependencies.md): the golden probabilities
 # must hold on the lowest versions nbllm admits.
 test-lowest: $(LOWEST_VENV)/.installed
-	$(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_golden.py
+	$(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS)
 
 # The browser test drives Debian's Chromium; install it when we can.
 chromium:

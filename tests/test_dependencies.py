@@ -68,3 +68,9 @@ def test_the_pins_follow_pyproject(tmp_path):
     pins, skipped = lowest_versions().lowest_pins(pyproject)
     assert pins == ["pandas==2.0", "scikit-learn==1.6"]
     assert [name for name, _ in skipped] == ["torch", "numpy"]
+
+
+def test_the_page_names_every_file_the_run_tests():
+    makefile = (ROOT / "Makefile").read_text()
+    files = re.search(r"^LOWEST_TESTS := (.+)$", makefile, re.M).group(1).split()
+    assert files and all((ROOT / f).is_file() and f"`{f}`" in PAGE for f in files)

@@ -7,12 +7,17 @@ pandas when a model loads), a model load before the import, and
 ``%load_ext nbllm`` with a magic in a real IPython shell before pandas.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+# dask is the [dask] extra: the minimum-versions run (make test-lowest) has none.
+needs_dask = pytest.mark.skipif(importlib.util.find_spec("dask") is None,
+                                reason="dask (the nbllm[dask] extra) is not installed")
 
 CHECK_PANDAS = """
     import pandas as pd
@@ -70,6 +75,7 @@ def test_a_find_spec_probe_before_pandas_keeps_df_llm():
     """, CHECK_PANDAS)
 
 
+@needs_dask
 @pytest.mark.parametrize("order", ["nbllm first", "dask first"])
 def test_ddf_llm_in_either_import_order(order):
     if order == "nbllm first":
@@ -83,6 +89,7 @@ def test_ddf_llm_in_either_import_order(order):
     run_python(first, CHECK_DASK, NO_HOOK_OF_OURS)
 
 
+@needs_dask
 def test_a_find_spec_probe_before_dask_keeps_ddf_llm():
     run_python("""
         import importlib.util
@@ -94,6 +101,7 @@ def test_a_find_spec_probe_before_dask_keeps_ddf_llm():
     """, CHECK_DASK)
 
 
+@needs_dask
 def test_dask_dataframe_imported_through_its_parent_gets_ddf_llm():
     run_python("""
         import nbllm
@@ -102,6 +110,7 @@ def test_dask_dataframe_imported_through_its_parent_gets_ddf_llm():
     """, CHECK_DASK)
 
 
+@needs_dask
 def test_a_model_load_before_pandas_and_dask_keeps_the_accessors(tiny_folder):
     run_python(f"""
         import nbllm
