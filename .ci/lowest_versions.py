@@ -17,6 +17,9 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
+# Extras installed in the run, their bounds pinned too: Dask, so that ddf.llm's
+# import hook (wrapt) fires on the lowest versions.
+EXTRAS = ("dask",)
 # Dependencies whose lowest version this run cannot install, and why.
 NOT_PINNED = {
     "torch": "only the CPU wheel of torch 2.13.0 lies on this machine's disk; "
@@ -30,7 +33,8 @@ def lowest_pins(pyproject):
     Parameters
     ----------
     pyproject : pathlib.Path
-        The project's ``pyproject.toml``.
+        The project's ``pyproject.toml``; its dependencies and the extras in
+        ``EXTRAS`` are read.
 
     Returns
     -------
@@ -39,8 +43,12 @@ def lowest_pins(pyproject):
         them: those in ``NOT_PINNED`` and those with no lower bound.
     """
     project = tomllib.loads(pyproject.read_text())["project"]
+    extras = project.get("optional-dependencies", {})
+    lines = list(project["dependencies"])
+    for extra in EXTRAS:
+        lines += extras.get(extra, [])
     pins, skipped = [], []
-    for line in project["dependencies"]:
+    for line in lines:
         requirement = Requirement(line)
         name = requirement.name
         lows = [spec.version for spec in requirement.specifier if spec.operator == ">="]
