@@ -7,6 +7,7 @@ fresh interpreter with one default changed in the table sees every way in
 follow it.
 """
 
+import ast
 import inspect
 import os
 import re
@@ -60,6 +61,37 @@ def test_every_docstring_entry_is_the_tables(cls):
                 if option.choices is not None and option.doc_type is None:
                     assert kind == "{" + ", ".join(map(repr, option.choices)) + "}"
     assert documented == {o.name for o in options.taken_by(cls.__name__)}
+
+
+def literal_defaults(path):
+    """(function, parameter, value) for each parameter named as an option
+    whose default is written as a literal in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            pairs = list(zip(args.args[len(args.args) - len(args.defaults):], args.defaults))
+            pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d]
+            found += [(node.name, arg.arg, default.value) for arg, default in pairs
+                      if isinstance(default, ast.Constant)
+                      and (arg.arg in options.BY_NAME or arg.arg in options.BY_KEYWORD)]
+    return found
+
+
+@pytest.mark.parametrize("place", [
+    "estimators/docs.py", "engine/text_scorer.py", "notebook/classify.py",
+    "notebook/pandas_accessor.py", "notebook/dask_accessor.py", "notebook/magics.py",
+    "notebook/panel.py", "notebook/panel_code.py", "notebook/magic_syntax.py"])
+def test_no_default_is_written_out_beside_the_table(place):
+    """Only the classifiers' signatures spell a default; these places read the table."""
+    assert literal_defaults(Path(options.__file__).parent / place) == []
+
+
+def test_the_classifiers_signatures_do_spell_their_defaults():
+    root = Path(options.__file__).parent / "estimators"
+    spelled = {name for path in ("single_label.py", "few_shot.py", "multi_label.py")
+               for _, name, _ in literal_defaults(root / path)}
+    assert {"truncation", "max_samples", "threshold", "probas_sum_to_1"} <= spelled
 
 
 # ------------------------------------------------------------------ magics

@@ -63,7 +63,7 @@ class ProgressBar:
 
 
 def _cutting():
-    """``truncation='right', 'left' or 'middle'``: the choices that cut a text."""
+    """The truncation choices that cut a text, as a message suggests them."""
     option = options.TRUNCATION
     return f"{option.name}=" + options.spoken([c for c in option.choices if c != "error"])
 
@@ -187,8 +187,8 @@ class TextScorer:
                 + (decode(text_ids[len(text_ids) - tail:]) if tail else ""))
 
     # ------------------------------------------------------------- scoring
-    def score(self, texts, renderer, label_ids, on_rows=None, progress="auto",
-              positions=None):
+    def score(self, texts, renderer, label_ids, on_rows=None,
+              progress=options.PROGRESS.default, positions=None):
         """log P(label | prompt) for each text and label, using the result cache.
 
         Parameters

@@ -17,7 +17,7 @@ otherwise when it is (:mod:`.accessors`).
 import numpy as np
 import pandas as pd
 
-from ..options import DASK, PROBAS_SUM_TO_1, PROGRESS, check_labels
+from ..options import DASK, MULTI_LABEL, PROBAS_SUM_TO_1, PROGRESS, check_labels
 from . import classify as api
 from ..exceptions import ColumnError, OptionError
 from .session import session
@@ -29,7 +29,7 @@ _SESSION_OPTIONS = ("model", "cache_dir")
 
 
 def output_classes(labels, examples=None, text_col="text", label_col="label",
-                   multi_label=False):
+                   multi_label=MULTI_LABEL.default_for(DASK)):
     """The classes (output column order) a run will have, without a model.
 
     Mirrors :func:`nbllm.notebook.classify.build_estimator`: estimators order classes with
@@ -54,7 +54,8 @@ def output_classes(labels, examples=None, text_col="text", label_col="label",
     return [str(c) for c in classes]
 
 
-def output_meta(classes, proba=True, raw=False, multi_label=False, index=None):
+def output_meta(classes, proba=True, raw=PROBAS_SUM_TO_1.default_for(DASK),
+                multi_label=MULTI_LABEL.default_for(DASK), index=None):
     """An empty frame with the columns and dtypes the accessor returns.
 
     ``label`` holds strings (pandas' default string dtype) or, with
