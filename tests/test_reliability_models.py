@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import stat
 import time
 import weakref
@@ -822,3 +823,23 @@ def test_converter_versions_name_the_installed_libraries():
     assert gguf_cache.converter_versions() == (
         f"format {gguf_cache.CONVERSION_FORMAT}, transformers {version('transformers')}, "
         f"tokenizers {version('tokenizers')}, gguf {version('gguf')}")
+
+
+def test_a_new_conversion_deletes_the_copies_older_formats_made(
+    monkeypatch, gguf, cache, conversions
+):
+    models.get_model(str(gguf), device="cpu")
+    current = gguf_cache._converted_folder(gguf)
+    old = current.with_name(f"{gguf.stem}-f32-0123456789abcdef")
+    other_versions = current.with_name(f"{gguf.stem}-f32-fedcba9876543210")
+    for folder, made_by in ((old, 2), (other_versions, gguf_cache.CONVERSION_FORMAT)):
+        shutil.copytree(current, folder)
+        marker = json.loads((folder / gguf_cache.COMPLETE_MARKER).read_text())
+        (folder / gguf_cache.COMPLETE_MARKER).write_text(
+            json.dumps({**marker, "format": made_by}))
+    monkeypatch.setattr(gguf_cache, "converter_versions", lambda: "format 3, newer")
+    models.clear_registry()
+    models.get_model(str(gguf), device="cpu")
+    assert not old.exists()
+    assert other_versions.exists() and current.exists()
+    assert len(conversions) == 2

@@ -434,7 +434,26 @@ def _converted(spec, gguf_path, dtype="float32"):
     _check_gguf_magic(spec, gguf_path)
     report(conversion_message(spec, gguf_path))
     _write_converted(*_read_gguf(spec, gguf_path), target, name)
+    _remove_older_formats(gguf_path, name)
     return target
+
+
+def _remove_older_formats(gguf_path, dtype):
+    """Delete the copies of this file in ``dtype`` that older nbllm versions made.
+
+    Their folder names come from keys no version of this format computes, so
+    they would never be read again, and each holds the whole model (0.5 GB
+    for the embedded one).  Copies made under other library versions keep
+    their format and stay: another environment may use them.
+    """
+    prefix = f"{gguf_path.stem}-{STORED_DTYPES[dtype]}-"
+    for folder in _converted_folder(gguf_path, dtype).parent.glob(prefix + "*"):
+        try:
+            made_by = _read_marker(folder).get("format")
+        except (OSError, ValueError, AttributeError):
+            continue  # not ours to judge: damaged folders are handled on use
+        if not isinstance(made_by, int) or made_by < CONVERSION_FORMAT:
+            _discard(folder)
 
 
 def _read_folder(folder):
