@@ -85,7 +85,8 @@ class Option:
     expected : str or None
         What a valid value is, for the error message (default: the choices).
     help : str
-        One line: what it does (the magic's ``--help``, the docstrings).
+        One line: what it does (the magic's ``--help``, the panel's tooltip);
+        ``{name}`` in it is option ``name``'s default (see :attr:`help_text`).
     doc_type : str or None
         Its numpydoc type, when there are no ``choices`` (``'int'``).
     doc_default : str or None
@@ -142,6 +143,11 @@ class Option:
 
     def __repr__(self):
         return f"<Option {self.name}={self.default!r}>"
+
+    @property
+    def help_text(self):
+        """``help`` with the defaults it names filled in from the table now."""
+        return self.help.format_map({o.name: o.default for o in TABLE})
 
     def default_for(self, way):
         """The default in way in ``way``, in its words (``raw=False``).
@@ -254,12 +260,13 @@ MODEL = Option("model", None, doc_type="object or None", notebook=False,
 TOKENIZER = Option("tokenizer", None, doc_type="object or None", notebook=False,
                    help="the tokenizer of model")
 PROMPT = Option("prompt", None, doc_type="str or None",
-                help="a format string with {placeholders}; None: the default prompt")
+                help="the prompt template (a format string); None: the default prompt")
 PROBAS_SUM_TO_1 = Option(
     "probas_sum_to_1", True, (True, False), doc_type="bool", estimators=SINGLE_LABEL,
     # One concept, three words: normalised probabilities or the model's own.
     keyword="raw", flag="--raw", widget="raw probabilities", inverted=True,
-    help="normalise each row over the labels (raw probabilities: the model's own)")
+    # In the notebook's words (True: raw), like keyword, flag and widget.
+    help="raw probabilities: the model's own, not normalised over the labels")
 DEVICE = Option(
     "device", "auto", doc_type="{'auto', 'cpu', 'cuda', 'cuda:N'}", flag="--device",
     widget="device", help="auto, cpu, cuda or cuda:N",
@@ -326,7 +333,7 @@ RANDOM_STATE = Option(
 EXAMPLE_TEMPLATE = Option(
     "example_template", DEFAULT_EXAMPLE_TEMPLATE, doc_type="str",
     doc_default="DEFAULT_EXAMPLE_TEMPLATE", estimators=(FEW_SHOT,),
-    help="how one example is written, with {text} and {label}",
+    help="how one example is written, with {{text}} and {{label}}",
     # The notebook's None: the estimator's default.
     overrides={NOTEBOOK: None})
 # The notebook's threshold: the low-probability threshold of the single-label
@@ -335,14 +342,15 @@ THRESHOLD = Option(
     "threshold", 0.5, check=lambda v: v is None or _real_in_0_1(v), value_type=float,
     expected="must be between 0 and 1", doc_type="float in [0, 1]",
     estimators=(MULTI_LABEL_CLASSIFIER,), flag="--threshold", magics=tuple(MAGICS),
-    help="flag rows whose label mass is below this (default 0); with --multi-label, "
-         "the probability from which a label applies (default 0.5)",
+    help="flag rows whose label mass is below this (default {threshold_low_prob:g}); "
+         "with --multi-label, the probability from which a label applies (default "
+         "{threshold:g})",
     # None: threshold_low_prob's default, or with multi_label this one's.
     overrides={NOTEBOOK: None})
 MULTI_LABEL = Option("multi_label", False, (True, False), doc_type="bool", estimators=(),
                      flag="--multi-label", magics=("zeroshot",),
                      help="ask about each label alone; a text can get several or none "
-                          "(--threshold defaults to 0.5)")
+                          "(--threshold defaults to {threshold:g})")
 
 TABLE = tuple(value for value in list(globals().values()) if isinstance(value, Option))
 BY_NAME = {option.name: option for option in TABLE}

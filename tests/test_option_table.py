@@ -104,7 +104,7 @@ def test_every_magic_argument_comes_from_the_table(magic):
         choices = option.magic_choices or option.choices
         if choices != (True, False):
             assert tuple(action.choices or ()) == tuple(choices or ()), option.name
-            assert action.help.startswith(option.help)
+            assert action.help.startswith(option.help_text)
         if option.short:
             assert option.short in action.option_strings
 
@@ -131,7 +131,7 @@ def test_every_panel_widget_comes_from_the_table():
     panel = Panel(threaded=False)
     assert set(panel.option_widgets) == {o for o in options.TABLE if o.widget}
     for option, widget in panel.option_widgets.items():
-        assert widget.description == option.widget and widget.tooltip == option.help
+        assert widget.description == option.widget and widget.tooltip == option.help_text
         assert widget.value == option.default_for(options.PANEL), option.name
         if option.choices and hasattr(widget, "options") and option.choices != (True, False):
             assert tuple(widget.options) == option.choices
@@ -201,6 +201,7 @@ CHANGED_TABLE = """
     assert "nbllm.notebook" not in sys.modules
     options.MAX_SAMPLES.default = 7
     options.TRUNCATION.default = "left"
+    options.THRESHOLD.default = 0.25
     spec.loader.exec_module(package)
 
     from nbllm.notebook import classify as api
@@ -215,6 +216,10 @@ CHANGED_TABLE = """
 
     assert default("fewshot", "--max-samples") == 7
     assert default("zeroshot", "--truncation") == "left"
+    parser = NbllmMagics.zeroshot.parser
+    helps = {a.dest: a.help for a in parser._actions}
+    assert "(default 0.25)" in helps["threshold"] and "defaults to 0.25" in helps["multi_label"]
+    assert "(default left)" in helps["truncation"]
     assert Panel(threaded=False).max_samples.value == 7
     for function in (DataFrameLLMAccessor.classify, SeriesLLMAccessor.classify,
                      api.build_estimator):

@@ -68,7 +68,7 @@ def option_argument(option):
     """The ``argument`` decorator of an option's flag, all of it from the table:
     flags, default (the magics' own, see ``Option.default_for``), choices, help."""
     default = option.default_for(options.MAGIC)
-    kwargs = dict(dest=option.keyword, default=default, help=option.help)
+    kwargs = dict(dest=option.keyword, default=default, help=option.help_text)
     if option.choices == (True, False):
         kwargs["action"] = "store_true"
     else:

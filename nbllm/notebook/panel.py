@@ -202,7 +202,7 @@ class Panel(widgets.VBox):
             options.MAX_SAMPLES: self.max_samples,
         }
         for option, widget in self.option_widgets.items():
-            widget.tooltip = option.help  # the magic's --help line, on hover
+            widget.tooltip = option.help_text  # the magic's --help line, on hover
         self.classify_button = widgets.Button(description="Classify", button_style="primary",
                                               icon="play")
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
