@@ -12,12 +12,8 @@ import pytest
 
 from nbllm.engine.prompts import DEFAULT_PROMPT_ZERO_SHOT
 from nbllm.notebook.panel import FEW, Panel
-from nbllm.notebook.panel_code import (
-    MAX_INLINE_TEXTS,
-    code_box,
-    template_option,
-    variable_holding,
-)
+from nbllm.notebook.magic_syntax import write_template as template_option
+from nbllm.notebook.panel_code import MAX_INLINE_TEXTS, code_box, variable_holding
 from entry_points import assert_idle, make_panel, run_magic, run_python
 from tiny import save_tiny
 

@@ -12,9 +12,6 @@ from .. import options as table
 from .display import NO_MATH, esc
 from .magic_syntax import quote, write_labels, write_option, write_template
 
-# The panel_code names of the magic syntax (tests and callers use them).
-template_option = write_template
-
 # Typed texts beyond this many are left out of the code (with a note).
 MAX_INLINE_TEXTS = 5
 # What a DataFrame is called in the code when no variable of the user's holds it.
