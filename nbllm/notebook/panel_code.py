@@ -3,7 +3,10 @@
 Both say what the panel would run: the same labels, model, prompt, examples
 and options, through public API only.  Texts from a DataFrame are referred to
 by the user's variable and column; texts typed into the panel are written out,
-shortened past :data:`MAX_INLINE_TEXTS` lines with a note.
+shortened past :data:`MAX_INLINE_TEXTS` lines with a note.  The options
+written are those that differ from their defaults in :mod:`nbllm.options`'
+table, each in the words of its way in (``--raw`` in the magic,
+``probas_sum_to_1=False`` in Python) as :mod:`.magic_syntax` reads them back.
 """
 
 from dataclasses import dataclass, field
