@@ -170,8 +170,11 @@ def test_panel_classifies_in_the_browser(jupyter_lab):
     print(f"panel Classify of {len(TEXTS)} texts: {timings}")
 
 
-def open_and_run(sync_api, page, url, token, name, selector):
-    """Open a notebook, run its first cell, return the locator of its widget."""
+def open_and_run(sync_api, page, url, token, name, selector, before_run=None):
+    """Open a notebook, run its first cell, return the locator of its widget.
+
+    ``before_run(page)``, when given, is called once the kernel is idle, just
+    before the cell runs (to start watching what the cell shows)."""
     # ?reset: a fresh workspace, not the tabs an earlier test left open.
     page.goto(f"{url}/lab/tree/{name}?reset&token={token}")
     cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").first
@@ -181,6 +184,8 @@ def open_and_run(sync_api, page, url, token, name, selector):
     # makes JupyterLab ask which kernel to start.
     page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first \
         .wait_for(state="attached", timeout=90_000)
+    if before_run is not None:
+        before_run(page)
     # Run the cell that shows the panel; try again if the run got lost.
     for attempt in range(4):
         select_kernel = page.locator(".jp-Dialog button", has_text="Select")
