@@ -247,8 +247,8 @@ def _real_in_0_1(value):
 
 
 # ------------------------------------------------------------------ the table
-# Every parameter of the classifiers, in their signatures' order, and the
-# notebook's own options.  The classifiers' __init__ signatures stay literal
+# Every parameter of the classifiers (in the single-label ones' signature
+# order; the docstrings list them in this order), and the notebook's own options.  The classifiers' __init__ signatures stay literal
 # (scikit-learn reads them); tests/test_option_table.py checks them, their
 # docstrings, the magics' flags and the panel's widgets against this table.
 MODEL_NAME = Option("model_name", None, keyword="model",
@@ -352,6 +352,7 @@ MULTI_LABEL = Option("multi_label", False, (True, False), doc_type="bool", estim
                      help="ask about each label alone; a text can get several or none "
                           "(--threshold defaults to {threshold:g})")
 
+# Every Option declared above, in order.
 TABLE = tuple(value for value in list(globals().values()) if isinstance(value, Option))
 BY_NAME = {option.name: option for option in TABLE}
 # The notebook's Python keywords (``raw``, ``threshold``, ``model``).
@@ -359,7 +360,7 @@ BY_KEYWORD = {option.keyword: option for option in TABLE if option.notebook}
 
 
 def taken_by(classifier):
-    """The options of ``classifier`` (a class name), in signature order."""
+    """The options of ``classifier`` (a class name), in the table's order."""
     return [option for option in TABLE if classifier in option.estimators]
 
 
