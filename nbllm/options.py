@@ -107,6 +107,12 @@ class Option:
         classifier in ``estimators``).
     magic_choices : tuple or None
         The choices a magic offers, when fewer than ``choices``.
+    magic_value : {None, 'variable', 'template'}
+        What the flag's value is: the value itself (None), the name of a
+        variable holding it, or a variable or a quoted template.
+    magic_action : str or None
+        The flag's argparse action when not the plain one (``'append'``: the
+        flag may be given several times).
     value_type : type or None
         What a magic converts the flag's value to (``int``, ``float``).
     widget : str or None
@@ -122,8 +128,8 @@ class Option:
     def __init__(self, name, default, choices=None, check=None, expected=None, *,
                  help="", doc_type=None, doc_default=None, estimators=ALL_CLASSIFIERS,
                  overrides=None, keyword=None, flag=None, short=None, magics=None,
-                 magic_choices=None, value_type=None, widget=None, inverted=False,
-                 notebook=True):
+                 magic_choices=None, magic_value=None, magic_action=None, value_type=None,
+                 widget=None, inverted=False, notebook=True):
         self.name, self.default, self.choices = name, default, choices
         self._check = check
         self.expected = expected or (f"must be {spoken(choices)}" if choices else "")
@@ -136,6 +142,7 @@ class Option:
             magics = [magic for magic, built in MAGICS.items() if set(built) & set(estimators)]
         self.magics = tuple(magics or ())
         self.magic_choices = magic_choices
+        self.magic_value, self.magic_action = magic_value, magic_action
         self.value_type = value_type
         self.widget = widget
         self.inverted = inverted
@@ -259,8 +266,10 @@ MODEL = Option("model", None, doc_type="object or None", notebook=False,
                help="an already loaded language model, instead of model_name")
 TOKENIZER = Option("tokenizer", None, doc_type="object or None", notebook=False,
                    help="the tokenizer of model")
-PROMPT = Option("prompt", None, doc_type="str or None",
-                help="the prompt template (a format string); None: the default prompt")
+PROMPT = Option("prompt", None, doc_type="str or None", flag="--prompt", short="-p",
+                magic_value="template", magic_action="append",
+                help="a variable holding the template, or a quoted template; give it "
+                     "twice or more to compare prompts in one table")
 PROBAS_SUM_TO_1 = Option(
     "probas_sum_to_1", True, (True, False), doc_type="bool", estimators=SINGLE_LABEL,
     # One concept, three words: normalised probabilities or the model's own.
@@ -306,8 +315,9 @@ CALIBRATION = Option("calibration", None, (None, "content_free", "batch", "fit")
                      # 'fit' learns from labelled texts, which a magic does not have.
                      magic_choices=("content_free", "batch"),
                      help="correct the prompt's label bias")
-LABEL_MAP = Option("label_map", None, doc_type="dict or None",
-                   help="maps a class to the word the model scores")
+LABEL_MAP = Option("label_map", None, doc_type="dict or None", flag="--label-map",
+                   magic_value="variable",
+                   help="variable holding a dict: class -> word the model scores")
 TRUNCATION = Option("truncation", "right", ("right", "left", "middle", "error"),
                     flag="--truncation", help="how texts longer than the context are cut")
 TRUST_REMOTE_CODE = Option("trust_remote_code", False, (True, False), doc_type="bool",
@@ -333,7 +343,9 @@ RANDOM_STATE = Option(
 EXAMPLE_TEMPLATE = Option(
     "example_template", DEFAULT_EXAMPLE_TEMPLATE, doc_type="str",
     doc_default="DEFAULT_EXAMPLE_TEMPLATE", estimators=(FEW_SHOT,),
-    help="how one example is written, with {{text}} and {{label}}",
+    flag="--example-template", magic_value="template",
+    help="how one example is written: a variable or a quoted template with {{text}} "
+         "and {{label}} (e.g. nbllm.SKORCH_EXAMPLE_TEMPLATE)",
     # The notebook's None: the estimator's default.
     overrides={NOTEBOOK: None})
 # The notebook's threshold: the low-probability threshold of the single-label

@@ -69,7 +69,11 @@ def option_argument(option):
     flags, default (the magics' own, see ``Option.default_for``), choices, help."""
     default = option.default_for(options.MAGIC)
     kwargs = dict(dest=option.keyword, default=default, help=option.help_text)
-    if option.choices == (True, False):
+    if option.magic_value == "variable":
+        kwargs["metavar"] = "VAR"
+    if option.magic_action is not None:
+        kwargs["action"] = option.magic_action
+    elif option.choices == (True, False):
         kwargs["action"] = "store_true"
     else:
         if option.magic_choices or option.choices:
@@ -97,9 +101,6 @@ def _magic_options(magic):
 def _common_arguments(func):
     return _arguments([
         argument("-l", _LABELS_FLAG, help="comma-separated labels; quote labels with commas"),
-        argument("-p", "--prompt", action="append",
-                 help="a variable holding the template, or a quoted template; give it "
-                      "twice or more to compare prompts in one table"),
         argument("-i", "--input", help="variable holding a DataFrame, Series or list"),
         argument("-c", "--column", help="text column when --input is a DataFrame"),
         argument("--rows", metavar="START:END",
@@ -107,8 +108,6 @@ def _common_arguments(func):
         argument("-o", "--out", help="store the result in this variable"),
         argument("--preview", type=int, default=0, metavar="N",
                  help="show generation previews for the first N texts"),
-        argument("--label-map", metavar="VAR",
-                 help="variable holding a dict: class -> word the model scores"),
     ])(func)
 
 
@@ -159,6 +158,17 @@ class NbllmMagics(Magics):
         # the escapes \n and \t for them.
         return read_template(value)
 
+    def _value(self, option, value):
+        """An option's parsed value, with the variable or template it names
+        read (each of several values when the flag may be repeated)."""
+        if value is None or option.magic_value is None:
+            return value
+        if isinstance(value, list):
+            return [self._value(option, v) for v in value]
+        if option.magic_value == "variable":
+            return self._variable(value, option.flag)
+        return self._prompt(value, option.flag)
+
     def _texts(self, args, body):
         """Texts and their index from --input (and --rows) or the cell body."""
         if args.input is None:
@@ -193,15 +203,14 @@ class NbllmMagics(Magics):
         )
 
     def _run(self, magic, args, texts, index, **opts):
-        # Every option of the table this magic has, as parsed (defaults included).
-        opts.update({option.keyword: getattr(args, option.keyword)
-                     for option in options.flags_of(magic)})
-        if args.label_map is not None:
-            opts["label_map"] = self._variable(args.label_map, "--label-map")
-        if len(args.prompt or []) > 1 and ("examples" in opts or opts.get("multi_label")):
+        if len(args.prompt or []) > 1 and ("examples" in opts or
+                                           getattr(args, "multi_label", False)):
             raise UsageError("several --prompt compare zero-shot prompts; %%fewshot and "
                              "--multi-label take one")
-        prompts = [self._prompt(p) for p in (args.prompt or [None])]
+        # Every option of the table this magic has, as parsed (defaults included).
+        for option in options.flags_of(magic):
+            opts[option.keyword] = self._value(option, getattr(args, option.keyword))
+        prompts = opts.pop("prompt") or [None]
         try:
             # Messages name options as the magics do (--raw).
             with options.way_in(options.MAGIC):
@@ -245,9 +254,6 @@ class NbllmMagics(Magics):
     @argument("-e", "--examples", help="variable with a DataFrame or (text, label) pairs")
     @argument("--text-col", default="text", help="text column of --examples")
     @argument("--label-col", default="label", help="label column of --examples")
-    @argument("--example-template",
-              help="how one example is written: a variable or a quoted template "
-                   "with {text} and {label} (e.g. nbllm.SKORCH_EXAMPLE_TEMPLATE)")
     @no_var_expand
     @line_cell_magic
     def fewshot(self, line, cell=""):
@@ -284,12 +290,8 @@ class NbllmMagics(Magics):
         if args.max_samples < 1:
             raise UsageError(f"--max-samples must be at least 1; got {args.max_samples}")
         texts, index = self._texts(args, body)
-        template = {}
-        if args.example_template is not None:
-            template["example_template"] = self._prompt(args.example_template,
-                                                        "--example-template")
         return self._run("fewshot", args, texts, index, examples=examples,
-                         text_col=args.text_col, label_col=args.label_col, **template)
+                         text_col=args.text_col, label_col=args.label_col)
 
     @line_magic
     def nbllm(self, line):

@@ -157,11 +157,11 @@ def _magic(s):
         options.append(f"--model {quote(s.model)}")
     chosen, note = _magic_options(s)
     options += chosen
-    for name, template in (("--prompt", s.prompt), ("--example-template",
-                                                    s.example_template)):
+    for option, template in ((table.PROMPT, s.prompt),
+                             (table.EXAMPLE_TEMPLATE, s.example_template)):
         if template is None:
             continue
-        quoted = write_template(template)
+        name, quoted = option.flag, write_template(template)
         if quoted is None:
             return None, (f"This {name[2:].replace('-', ' ')} cannot be written on a magic's "
                           "option line (it holds a backslash, both kinds of quote or "
