@@ -3,6 +3,9 @@
 A thin shell: parse the options, call :func:`nbllm.notebook.classify.classify`, return the
 result object (so it renders inline and ``_`` holds it).  Bad options raise
 :class:`~IPython.core.error.UsageError`, which IPython shows as one line.
+The options' flags, defaults, choices and help come from :mod:`nbllm.options`'
+table (:func:`option_argument`); the rest (labels, texts, output) are the
+magics' own.
 """
 
 import os
@@ -86,6 +89,7 @@ def option_argument(option):
 
 
 def _arguments(decorators):
+    """One decorator applying ``decorators`` in order (help lists them so)."""
     def decorate(func):
         for decorator in reversed(decorators):
             func = decorator(func)
