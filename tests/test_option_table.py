@@ -123,6 +123,17 @@ def test_every_flag_is_in_the_readmes_magic_options():
             assert f"`{option.flag}" in section or f"/{option.flag}" in section, option.flag
 
 
+def test_the_readmes_signatures_say_the_tables_defaults():
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### Parameters"):]
+    section = section[:section.index("- **Models.**")]
+    written = dict(re.findall(r"(\w+)=([^,`;)\s]+)", section))
+    assert set(written) == set(options.BY_NAME) - {"multi_label"}
+    for name, default in written.items():
+        option = options.BY_NAME[name]
+        assert default == (option.doc_default or repr(option.default)), name
+
+
 # ------------------------------------------------------------------ panel
 @pytest.mark.usefixtures("notebook_state")
 def test_every_panel_widget_comes_from_the_table():
