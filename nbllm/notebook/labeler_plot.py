@@ -66,10 +66,11 @@ def accuracy_plot(rounds, start=None):
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x_of(i):
-        span = answers[-1] - answers[0]
+        # Inset from the axes, so that the first value is not written on the y axis.
+        span, inset = answers[-1] - answers[0], 24
         if span <= 0:
             return LEFT + plot_w / 2
-        return LEFT + (answers[i] - answers[0]) / span * plot_w
+        return LEFT + inset + (answers[i] - answers[0]) / span * (plot_w - 2 * inset)
 
     def y_of(v):
         return TOP + (high - v) / (high - low) * plot_h
