@@ -13,7 +13,7 @@ from .engine.prompts import (
     SKORCH_EXAMPLE_TEMPLATE,
 )
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _LAZY = {
     "ClassificationResult": "notebook.display",

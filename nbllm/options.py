@@ -15,8 +15,11 @@ import contextlib
 import contextvars
 import numbers
 
-from .engine.prompts import DEFAULT_EXAMPLE_TEMPLATE
 from .exceptions import LabelsError, OptionError
+
+# How one few-shot example is written into {examples}: the example_template
+# option's default, which the engine's prompt builder also uses.
+DEFAULT_EXAMPLE_TEMPLATE = "Text: {text}\nLabel: {label}"
 
 # The ways in, each of which names an option in its own words: the
 # estimators' keyword (``probas_sum_to_1=False``), the notebook's Python

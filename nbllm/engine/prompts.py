@@ -14,6 +14,7 @@ import re
 import uuid
 from string import Formatter
 from ..exceptions import OptionError, PromptError
+from ..options import DEFAULT_EXAMPLE_TEMPLATE
 from ..warnings_to_user import warn
 
 # Chosen by measurement on the corpus' dev half with the embedded model
@@ -24,8 +25,6 @@ DEFAULT_PROMPT_ZERO_SHOT = "Labels: {labels}\n\nText: {text}\nLabel: "
 
 DEFAULT_PROMPT_FEW_SHOT = "Labels: {labels}\n\n{examples}\n\nText: {text}\nLabel: "
 
-# How one few-shot example is written into ``{examples}`` (``example_template``).
-DEFAULT_EXAMPLE_TEMPLATE = "Text: {text}\nLabel: {label}"
 # skorch.llm's own example block: the text between triple-backtick fences,
 # then its answer.  With skorch's few-shot prompt it reproduces skorch's
 # prompt character for character.

@@ -95,10 +95,11 @@ def _plain(values):
 
 def save(estimator, path):
     """Write a fitted estimator's parameters and fitted state as JSON."""
-    from .. import __version__
-    from .base import check_fitted
+    from sklearn.utils.validation import check_is_fitted
 
-    check_fitted(estimator)
+    from .._version import __version__
+
+    check_is_fitted(estimator)
     X, y, classes = estimator._fit_inputs
     payload = {
         "format": FORMAT, "version": VERSION, "nbllm": __version__,
