@@ -182,7 +182,7 @@ def panel_html(panel):
         if isinstance(w, widgets.HTML):
             pieces.append(w.value)
         stack.extend(getattr(w, "children", ()))
-    for out in panel.output.outputs:
+    for out in (*panel.output.outputs, *panel.preview_output.outputs):
         pieces.append(out.get("data", {}).get("text/html", ""))
     return "\n".join(pieces)
 

@@ -91,18 +91,40 @@ def test_prompt_with_a_backslash_has_python_only(ip, panel):
     same(ns["probas"], panel.last_result.probas)
 
 
-def test_many_typed_texts_are_shortened_with_a_note(ip, panel):
-    texts = [f"text number {i} is fine" for i in range(8)]
+def test_typed_texts_are_all_written_up_to_the_cap(ip, panel):
+    texts = [f"text number {i} is fine" for i in range(MAX_INLINE_TEXTS)]
     panel.texts.value = "\n".join(texts)
+    panel.classify_button.click()
     panel.code_button.click()
     magic, python = panel.code
-    assert magic.split("\n")[1:] == texts[:MAX_INLINE_TEXTS]
-    note = (f"The code holds the first {MAX_INLINE_TEXTS} of your 8 texts; add the "
-            "others (or read them from a DataFrame).")
+    assert magic.split("\n")[1:] == texts
+    assert "nbllm-code-note" not in panel.magic_code.value + panel.python_code.value
+    ns = run_python(python)
+    assert ns["texts"] == texts
+    same(ns["probas"], panel.last_result.probas)
+    same(run_magic(ip, magic).probas, panel.last_result.probas)
+
+
+def test_more_typed_texts_than_the_cap_come_from_a_variable(ip, panel):
+    texts = [f"text number {i} is fine" for i in range(MAX_INLINE_TEXTS + 1)]
+    panel.texts.value = "\n".join(texts)
+    ip.user_ns["my_panel"] = panel
+    panel.classify_button.click()
+    panel.code_button.click()
+    magic, python = panel.code
+    assert magic == ("%zeroshot --labels positive,negative --model "
+                     f"{panel.model.value} --input texts")
+    assert "# texts: the panel's 101 typed texts (too many to write out), made before " \
+           "this cell" in python
+    note = ("The panel holds 101 typed texts, more than the 100 the code writes out: it "
+            "reads them from the variable texts. Make it first: texts = my_panel.text_list()")
     assert html.escape(note) in panel.magic_code.value
     assert html.escape(note) in panel.python_code.value
-    ns = run_python(python)
-    assert ns["texts"] == texts[:MAX_INLINE_TEXTS]
+    ip.user_ns["texts"] = panel.text_list()  # what the note says
+    assert panel.text_list() == texts
+    same(run_magic(ip, magic).probas, panel.last_result.probas)
+    ns = run_python(python, texts=panel.text_list())
+    same(ns["probas"], panel.last_result.probas)
 
 
 def test_dataframe_texts_are_referred_to_by_the_users_variable(ip, tweets, tiny_folder):

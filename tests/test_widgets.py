@@ -399,13 +399,24 @@ def test_failing_progress_callback_never_leaves_the_panel_stuck(panel):
 
 
 # ------------------------------------------------------------------ output
-def test_second_display_replaces_the_first(panel):
-    """The Output shows one result at a time: outputs[0] is the latest one."""
+def test_preview_keeps_the_result_table(panel):
+    """Preview shows under the table, in its own Output; each Output holds one
+    display at a time, and the next Classify clears the old preview."""
     panel.classify_button.click()
-    panel.preview_index.value = 1
-    panel.preview_button.click()
-    assert len(panel.output.outputs) == 1, [o["output_type"] for o in panel.output.outputs]
-    assert "Free generation" in panel.output.outputs[0]["data"]["text/html"]
+    table = last_html(panel)
+    for index in (1, 0):
+        panel.preview_index.value = index
+        panel.preview_button.click()
+        assert panel.last_error is None, panel.last_error
+        assert panel.output.outputs[0]["data"]["text/html"] == table
+        assert len(panel.output.outputs) == 1
+        assert len(panel.preview_output.outputs) == 1
+        preview = panel.preview_output.outputs[0]["data"]["text/html"]
+        assert "Free generation" in preview and html.escape(TEXTS[index]) in preview
+    assert panel.children.index(panel.preview_output) == \
+        panel.children.index(panel.output) + 1
+    panel.classify_button.click()
+    assert panel.preview_output.outputs == () and len(panel.output.outputs) == 1
 
 
 def test_traceback_replaces_the_result(panel):
@@ -526,7 +537,8 @@ def test_preview(panel, tiny_folder):
     panel.preview_index.value = 1
     panel.preview_button.click()
     assert panel.last_error is None, panel.last_error
-    page = last_html(panel)
+    assert panel.output.outputs == ()  # nothing classified: no table
+    page = panel.preview_output.outputs[-1]["data"]["text/html"]
     assert "Free generation" in page
     assert "Preview: Tom &amp; &lt;Jerry&gt; were late.</h4>" in page
     assert "<Jerry>" not in page

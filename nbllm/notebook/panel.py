@@ -17,9 +17,10 @@ from ..exceptions import ExamplesError, InputError, PromptError, TextsError
 from ..options import check_labels
 from . import classify as api
 from .inline_examples import parse_inline_examples
-from .session import session
 from .display import NO_MATH, esc
 from .panel_code import PanelSettings, build_code, code_box, variable_holding
+from .panel_labels import check_not_merged, split_added
+from .panel_widgets import DEVICES, FEW, ZERO, PanelWidgets, _default  # noqa: F401
 from ..engine.status import listening
 from ..warnings_to_user import collecting
 from ..engine.prompts import (
@@ -31,9 +32,6 @@ from ..engine.prompts import (
     template_placeholders,
 )
 
-ZERO, FEW = "zero-shot", "few-shot"
-# The devices the panel offers (cuda:N is for the other ways in).
-DEVICES = ("auto", "cpu", "cuda")
 DEFAULTS = {ZERO: DEFAULT_PROMPT_ZERO_SHOT, FEW: DEFAULT_PROMPT_FEW_SHOT}
 PLACEHOLDERS = {ZERO: ZERO_SHOT_PLACEHOLDERS, FEW: FEW_SHOT_PLACEHOLDERS}
 
@@ -44,11 +42,6 @@ COLOURS = {
     "warning": "var(--jp-warn-color1,#b26a00)",
     "error": "var(--jp-error-color1,#b00020)",
 }
-
-
-def _default(option):
-    """The option's default in the panel (the table's, or the panel's own)."""
-    return option.default_for(options.PANEL)
 
 
 def coloured(kind, text):
@@ -83,7 +76,7 @@ def validate_prompt(template, mode):
     return "warning", "; ".join(parts) + " (it runs, but check the prompt)"
 
 
-class Panel(widgets.VBox):
+class Panel(PanelWidgets, widgets.VBox):
     """Shape a zero- or few-shot classifier with widgets and see results at once.
 
     Parameters
@@ -116,145 +109,22 @@ class Panel(widgets.VBox):
             self.add_class(name)
         self._buttons = [self.classify_button, self.preview_button, self.code_button,
                          self.reset_prompt, self.save_button]
+        self._splitting = False
+        self.labels.observe(self._labels_changed, "value")
         self.prompt.observe(lambda _: self._validate(), "value")
         self.mode.observe(self._mode_changed, "value")
         for widget in self._inputs:  # the code shown no longer says what would run
             widget.observe(lambda _: self._hide_code(), "value")
         self.reset_prompt.on_click(lambda _: self._safely(self._reset_prompt))
         self.classify_button.on_click(lambda _: self._start(self._classify))
-        self.preview_button.on_click(lambda _: self._start(self._preview))
+        self.preview_button.on_click(lambda _: self._start(self._preview, clear="preview"))
         self.code_button.on_click(lambda _: self._safely(self._show_code, clear="error"))
-        self.save_button.on_click(lambda _: self._safely(self._save, clear="error"))
+        # Saving fits the classifier, which may load the model: it runs as a job.
+        self.save_button.on_click(lambda _: self._start(
+            self._save, clear="error", doing="saving: building the classifier"))
         self.stop_button.on_click(lambda _: self._stop.set())
         self.traceback_button.on_click(lambda _: self._show_traceback())
         self._mode_changed()
-
-    def _make_widgets(self, data, column, labels):
-        from ..engine.models import DEFAULT_MODEL, loaded_models
-
-        initial = {"description_width": "initial"}
-        specs = [DEFAULT_MODEL] + [m.spec for m in loaded_models() if m.spec != DEFAULT_MODEL]
-        self.model = widgets.Combobox(
-            value=session.model or DEFAULT_MODEL, options=specs,
-            description="model", ensure_option=False,
-        )
-        self.device = widgets.Dropdown(
-            options=DEVICES, value=session.device if session.device in DEVICES
-            else options.DEVICE.default_for(options.PANEL),
-            description=options.DEVICE.widget, layout=widgets.Layout(width="180px"),
-        )
-        self.mode = widgets.ToggleButtons(options=[ZERO, FEW], value=ZERO)
-        self.labels = widgets.TagsInput(
-            value=list(labels or []), allow_duplicates=False,
-            placeholder="type a label, then Enter",
-            layout=widgets.Layout(flex="1 1 auto", width="auto", max_width="860px",
-                                  min_height="28px"),
-        )
-        self.prompt = widgets.Textarea(
-            value=DEFAULT_PROMPT_ZERO_SHOT, description="prompt",
-            layout=widgets.Layout(width="95%", height="90px"),
-        )
-        self.reset_prompt = widgets.Button(description="reset to default", icon="undo")
-        self.validation = widgets.HTML()
-        self.examples = widgets.Textarea(
-            placeholder="label: text  (one example per line)", description="examples",
-            layout=widgets.Layout(width="95%", height="90px"),
-        )
-        self.examples_var = widgets.Text(
-            placeholder="a DataFrame with text and label columns",
-            description="or from variable", style=initial,
-            layout=widgets.Layout(width="420px"),
-        )
-        self.max_samples = widgets.BoundedIntText(
-            value=_default(options.MAX_SAMPLES), min=1, max=100,
-            description=options.MAX_SAMPLES.widget, style=initial,
-            layout=widgets.Layout(width="170px"),
-        )
-        self.example_template = widgets.Textarea(
-            value=DEFAULT_EXAMPLE_TEMPLATE, description="example as",
-            layout=widgets.Layout(width="95%", height="50px"),
-        )
-        self.examples_box = widgets.VBox([self.examples, widgets.HBox(
-            [self.examples_var, self.max_samples]), self.example_template])
-        self.texts = widgets.Textarea(
-            placeholder="one text per line", description="texts",
-            layout=widgets.Layout(width="95%", height="110px"),
-        )
-        n_rows = len(data) if data is not None else 0
-        self.rows = widgets.IntRangeSlider(
-            value=(0, min(n_rows, 20)), min=0, max=max(n_rows, 1), description="rows",
-            layout=widgets.Layout(width="60%"),
-        )
-        self.raw = widgets.Checkbox(value=_default(options.PROBAS_SUM_TO_1),
-                                    description=options.PROBAS_SUM_TO_1.widget)
-        self.threshold = widgets.BoundedFloatText(
-            value=_default(options.THRESHOLD_LOW_PROB), min=0.0, max=1.0, step=0.05,
-            description=options.THRESHOLD_LOW_PROB.widget)
-        self.policy = widgets.Dropdown(options=options.ERROR_LOW_PROB.choices,
-                                       value=_default(options.ERROR_LOW_PROB),
-                                       description=options.ERROR_LOW_PROB.widget)
-        # The one mapping from the table's options to the panel's widgets: the
-        # classifier is built, and its code written, from it.
-        self.option_widgets = {
-            options.PROBAS_SUM_TO_1: self.raw, options.DEVICE: self.device,
-            options.ERROR_LOW_PROB: self.policy,
-            options.THRESHOLD_LOW_PROB: self.threshold,
-            options.MAX_SAMPLES: self.max_samples,
-        }
-        for option, widget in self.option_widgets.items():
-            widget.tooltip = option.help_text  # the magic's --help line, on hover
-        self.classify_button = widgets.Button(description="Classify", button_style="primary",
-                                              icon="play")
-        self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
-        self.preview_button = widgets.Button(description="Preview", icon="eye")
-        self.preview_index = widgets.BoundedIntText(
-            value=0, min=0, max=10**9, description="of text #", style=initial,
-            layout=widgets.Layout(width="130px"),
-        )
-        self.code_button = widgets.Button(description="Copy as code", icon="code")
-        self.save_path = widgets.Text(value="classifier.json", description="save as",
-                                      layout=widgets.Layout(width="260px"))
-        self.save_button = widgets.Button(description="Save classifier", icon="save")
-        hidden = dict(display="none")
-        self.progress = widgets.IntProgress(value=0, min=0, max=1,
-                                            layout=widgets.Layout(width="200px", **hidden))
-        self.progress_count = widgets.Label(layout=widgets.Layout(**hidden))
-        self.status = widgets.HTML()
-        self.traceback_button = widgets.Button(description="show traceback",
-                                               layout=widgets.Layout(**hidden))
-        self.warning_line = widgets.HTML()
-        self.magic_code, self.python_code = widgets.HTML(), widgets.HTML()
-        self.code_area = widgets.VBox([self.magic_code, self.python_code],
-                                      layout=widgets.Layout(width="95%", **hidden))
-        self.output = widgets.Output()
-        self._inputs = [self.model, self.labels, self.prompt, self.examples,
-                        self.examples_var, self.example_template, self.texts, self.rows,
-                        *self.option_widgets.values()]
-
-        source = (
-            widgets.HBox([widgets.HTML(f"texts: column <b>{esc(column)}</b>"), self.rows])
-            if data is not None else self.texts
-        )
-        # Aligned with the other widgets' descriptions (JupyterLab's width).
-        caption = widgets.HTML(
-            '<div style="width:var(--jp-widgets-inline-description-width,80px);'
-            'text-align:right;padding-right:8px;box-sizing:border-box;'
-            'line-height:var(--jp-widgets-inline-height,28px)">labels</div>',
-            layout=widgets.Layout(margin="0"),
-        )
-        self.children = [
-            widgets.HBox([self.model, self.device, self.mode]),
-            widgets.HBox([caption, self.labels], layout=widgets.Layout(width="95%")),
-            self.prompt, widgets.HBox([self.reset_prompt, self.validation]),
-            self.examples_box, source,
-            widgets.HBox([self.raw, self.threshold, self.policy]),
-            widgets.HBox([self.classify_button, self.stop_button, self.preview_button,
-                          self.preview_index, self.code_button]),
-            widgets.HBox([self.save_path, self.save_button]),
-            widgets.HBox([self.progress, self.progress_count, self.status,
-                          self.traceback_button]),
-            self.warning_line, self.code_area, self.output,
-        ]
 
     # ------------------------------------------------------------ state
     @property
@@ -289,10 +159,16 @@ class Panel(widgets.VBox):
         self.code_area.layout.display = "none"
 
     def _clear(self, what="all"):
-        """Remove the outputs that belong to an earlier action: all of them, or
-        (``what='error'``, for Copy as code) only an earlier error and warnings."""
-        if what == "all":
+        """Remove the outputs that belong to an earlier action.
+
+        ``what`` is ``'all'`` (Classify), ``'preview'`` (the code shown and an
+        earlier preview, but not the result table) or ``'error'`` (Copy as
+        code, Save: only an earlier error and warnings).
+        """
+        if what in ("all", "preview"):
             self._hide_code()
+            self.preview_output.outputs = ()
+        if what == "all":
             self.output.outputs = ()
         elif self._traceback and self.output.outputs and \
                 self.output.outputs[0].get("output_type") == "stream":
@@ -313,9 +189,34 @@ class Panel(widgets.VBox):
             self.warning_line.value = "<br>".join(
                 coloured("warning", f"\u26a0 {m}") for m in self.warnings)
 
+    def _labels_changed(self, change):
+        """Split a typed or pasted ``a, b`` tag into labels, as the magic reads
+        ``--labels`` (see :mod:`.panel_labels`)."""
+        if self._splitting:
+            return
+        labels = split_added(change["old"], change["new"])
+        if labels is None:
+            return
+        self._splitting = True  # the split labels are not split again
+        try:
+            self.labels.value = labels
+        finally:
+            self._splitting = False
+
     # ------------------------------------------------------------ inputs
     def _label_list(self):
-        return check_labels(list(self.labels.value))
+        return check_not_merged(check_labels(list(self.labels.value)))
+
+    def text_list(self):
+        """The texts the panel classifies: the typed lines (blank ones left
+        out) or the DataFrame column's rows in the range.
+
+        Raises
+        ------
+        TextsError
+            When no text is typed.
+        """
+        return self._text_list()
 
     def _text_list(self):
         if self.data is not None:
@@ -374,21 +275,25 @@ class Panel(widgets.VBox):
                                  if o.keyword not in api.OPTION_NAMES})
 
     # ------------------------------------------------------------ actions
-    def _start(self, job):
-        """Run a job with the buttons disabled, in a thread when threaded."""
+    def _start(self, job, clear="all", doing="starting"):
+        """Run a job with the buttons disabled, in a thread when threaded.
+
+        ``doing`` is shown at once (the engine's own lines follow), so a
+        click never meets a silent panel; ``clear`` goes to :meth:`_clear`.
+        """
         if self.busy:
             return
         self._stop.clear()
         for button in self._buttons:
             button.disabled = True
         self.stop_button.disabled = False
-        self.status.value = "\u23f3 starting\u2026"
+        self._report(doing + "\u2026")
         if self.threaded:
-            self._thread = threading.Thread(target=self._safely, args=(job, "all"),
+            self._thread = threading.Thread(target=self._safely, args=(job, clear),
                                             daemon=True)
             self._thread.start()
         else:
-            self._safely(job, "all")
+            self._safely(job, clear)
 
     def _safely(self, job, clear=None):
         """Run ``job``; show its status lines, warnings and any error in the panel.
@@ -414,11 +319,12 @@ class Panel(widgets.VBox):
             self.stop_button.disabled = True
             self.progress.layout.display = self.progress_count.layout.display = "none"
 
-    def _show(self, obj):
+    def _show(self, obj, output=None):
         # Assigning the outputs (not clear_output) works from a thread and
         # without a front end answering.
-        self.output.outputs = ()
-        self.output.append_display_data(obj)
+        output = output or self.output
+        output.outputs = ()
+        output.append_display_data(obj)
 
     def _classify(self):
         clf = self._estimator()
@@ -448,7 +354,7 @@ class Panel(widgets.VBox):
         i = self.preview_index.value
         if i >= len(texts):
             raise InputError(f"text # must be below {len(texts)}; got {i}")
-        self._show(api.preview(clf, texts[i]))
+        self._show(api.preview(clf, texts[i]), self.preview_output)
         self.status.value = f"preview of text #{i}"
 
     def _save(self):
@@ -507,6 +413,7 @@ class Panel(widgets.VBox):
             settings_.column, settings_.rows = self.column, tuple(self.rows.value)
         else:
             settings_.texts = self._text_list()
+            settings_.panel_name = variable_holding(self, self._namespace())
         return settings_
 
     def _option_values(self):

@@ -3,7 +3,8 @@
 Both say what the panel would run: the same labels, model, prompt, examples
 and options, through public API only.  Texts from a DataFrame are referred to
 by the user's variable and column; texts typed into the panel are written out,
-shortened past :data:`MAX_INLINE_TEXTS` lines with a note.  The options
+all of them up to :data:`MAX_INLINE_TEXTS`; past that the code reads them from
+the variable :data:`TEXTS_VARIABLE`, and a note says how to make it.  The options
 written are those that differ from their defaults in :mod:`nbllm.options`'
 table, each in the words of its way in (``--raw`` in the magic,
 ``probas_sum_to_1=False`` in Python) as :mod:`.magic_syntax` reads them back.
@@ -15,8 +16,10 @@ from .. import options as table
 from .display import NO_MATH, esc
 from .magic_syntax import quote, write_labels, write_option, write_template
 
-# Typed texts beyond this many are left out of the code (with a note).
-MAX_INLINE_TEXTS = 5
+# Typed texts up to this many are written into the code; more would make a
+# cell too long to read, so the code reads them from a variable instead.
+MAX_INLINE_TEXTS = 100
+TEXTS_VARIABLE = "texts"
 # What a DataFrame is called in the code when no variable of the user's holds it.
 FALLBACK_DATA_NAME = "data"
 
@@ -58,7 +61,8 @@ class PanelSettings:
     ``options`` maps each :class:`nbllm.options.Option` the classifier takes
     to its value in the estimators' words; the code writes those that differ
     from their defaults.  Texts come from ``data_name[column]`` rows ``rows``
-    when ``column`` is set, else from ``texts``.
+    when ``column`` is set, else from ``texts``; ``panel_name`` is the
+    user's variable that holds the panel (None when none does).
     """
 
     few: bool
@@ -74,6 +78,7 @@ class PanelSettings:
     column: str = None
     rows: tuple = (0, 0)
     texts: list = field(default_factory=list)
+    panel_name: str = None
 
 
 def _copy_script():
@@ -107,13 +112,15 @@ def code_box(title, code, note=""):
     )
 
 
-def _shown_texts(texts):
-    """The typed texts the code holds, and a note when some are left out."""
-    if len(texts) <= MAX_INLINE_TEXTS:
-        return list(texts), ""
-    return list(texts[:MAX_INLINE_TEXTS]), (
-        f"The code holds the first {MAX_INLINE_TEXTS} of your {len(texts)} texts; "
-        "add the others (or read them from a DataFrame).")
+def _texts_in_variable(s):
+    """A note when the typed texts are too many to write out ('' when not):
+    the code then reads them from :data:`TEXTS_VARIABLE`."""
+    if len(s.texts) <= MAX_INLINE_TEXTS:
+        return ""
+    source = f"{s.panel_name}.text_list()" if s.panel_name else "the panel's text_list()"
+    return (f"The panel holds {len(s.texts)} typed texts, more than the "
+            f"{MAX_INLINE_TEXTS} the code writes out: it reads them from the variable "
+            f"{TEXTS_VARIABLE}. Make it first: {TEXTS_VARIABLE} = {source}")
 
 
 def _list_literal(items):
@@ -174,9 +181,12 @@ def _magic(s):
         options += [f"--input {s.data_name or FALLBACK_DATA_NAME}",
                     f"--column {quote(s.column)}", f"--rows {start}:{end}"]
         texts = []
+    elif _texts_in_variable(s):
+        options.append(f"--input {TEXTS_VARIABLE}")
+        texts = []
+        note = " ".join(n for n in (note, _texts_in_variable(s)) if n)
     else:
-        texts, note_texts = _shown_texts(s.texts)
-        note = " ".join(n for n in (note, note_texts) if n)
+        texts = s.texts
     body = list(texts)
     if s.few:
         if s.examples_var:
@@ -220,9 +230,13 @@ def _python(s):
         name = s.data_name or FALLBACK_DATA_NAME
         lines.append(f"texts = {name}[{s.column!r}].iloc[{start}:{end}].tolist()")
     else:
-        texts, note = _shown_texts(s.texts)
-        lines.append(f"texts = {_list_literal(texts)}")
-    lines.append("probas = clf.predict_proba(texts)  # one column per label of clf.classes_")
+        note = _texts_in_variable(s)
+        if note:  # said in the code too, for whoever reads the pasted cell
+            lines.append(f"# {TEXTS_VARIABLE}: the panel's {len(s.texts)} typed texts "
+                         f"(too many to write out), made before this cell")
+        else:
+            lines.append(f"{TEXTS_VARIABLE} = {_list_literal(s.texts)}")
+    lines.append(f"probas = clf.predict_proba({TEXTS_VARIABLE})  # one column per label of clf.classes_")
     return "\n".join(lines), note
 
 
