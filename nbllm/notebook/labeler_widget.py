@@ -53,6 +53,10 @@ class LabelerWidget(widgets.VBox):
         self.colours = label_colours(labeler.labels)
         self.progress_line = widgets.HTML()
         self.cards = widgets.VBox()
+        # The cards are made here, in the thread that runs the cell, and only
+        # filled later: a widget made in a worker thread gets a comm whose
+        # clicks ipykernel 7 may route to an unknown subshell and drop.
+        self._pool = [self._make_card() for _ in range(labeler.batch)]
         self.improve_button = widgets.Button(description="Improve", icon="magic",
                                              button_style="primary")
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
@@ -138,7 +142,8 @@ class LabelerWidget(widgets.VBox):
     def refresh(self):
         """Show the current queue as cards and the progress line."""
         queue = self.labeler.queue()
-        self.cards.children = [self._card(idx, row) for idx, row in queue.iterrows()]
+        self.cards.children = [self._fill_card(card, idx, row) for card, (idx, row)
+                               in zip(self._pool, queue.iterrows())]
         report = self.labeler.report()
         line = f"<b>{report.answered} / {report.total}</b> answered"
         if report.estimated_accuracy is not None:
@@ -153,26 +158,36 @@ class LabelerWidget(widgets.VBox):
         self.plot.value = accuracy_plot(self.labeler.rounds,
                                         start=report.start_estimated_accuracy)
 
-    def _card(self, idx, row):
-        guess = row["label"]
-        probas = ", ".join(f"{esc(label)} {row[f'proba_{label}']:.2f}"
-                           for label in self.labeler.labels)
-        text = widgets.HTML(
-            f'<div class="nbllm-card-text" style="white-space:pre-wrap">{esc(row["text"])}'
-            f'</div><div style="font-size:12px">guess: {chip(guess, self.colours[guess])} '
-            f"({probas})</div>")
+    def _make_card(self):
+        """An empty card: the text, a button per label and Skip."""
+        text = widgets.HTML()
         buttons = []
         for number, label in enumerate(self.labeler.labels, start=1):
             button = widgets.Button(description=f"{number}. {label}" if number <= 9
                                     else label, tooltip=f"answer {label!r}")
-            button.on_click(lambda _, i=idx, l=label: self._safely(self._answer, i, l))
             buttons.append(button)
         skip = widgets.Button(description="Skip", icon="forward")
-        skip.on_click(lambda _, i=idx: self._safely(self._skip, i))
         card = widgets.VBox([text, widgets.HBox(buttons + [skip])],
                             layout=widgets.Layout(border="1px solid var(--jp-border-color2,#ccc)",
                                                   padding="4px", margin="2px 0"))
         card.add_class("nbllm-card")
+        card.row_index = None
+        # The row is read at click time: a card shows another row after a refresh.
+        for button, label in zip(buttons, self.labeler.labels):
+            button.on_click(lambda _, c=card, l=label: self._safely(self._answer,
+                                                                    c.row_index, l))
+        skip.on_click(lambda _, c=card: self._safely(self._skip, c.row_index))
+        return card
+
+    def _fill_card(self, card, idx, row):
+        """Show row ``idx`` on ``card``; returns the card."""
+        guess = row["label"]
+        probas = ", ".join(f"{esc(label)} {row[f'proba_{label}']:.2f}"
+                           for label in self.labeler.labels)
+        card.children[0].value = (
+            f'<div class="nbllm-card-text" style="white-space:pre-wrap">{esc(row["text"])}'
+            f'</div><div style="font-size:12px">guess: {chip(guess, self.colours[guess])} '
+            f"({probas})</div>")
         card.row_index = idx
         return card
 
