@@ -115,9 +115,12 @@ def test_labeler_status_arrives_before_the_model_loads_and_scores(kernel, tiny_f
     assert first(found, f"status: scoring 0 / {len(TEXTS)} texts") < starts[-1], found
     # The counts: every row, as the batches come in.
     assert f"status: scoring {len(TEXTS)} / {len(TEXTS)} texts\u2026" in found, found
-    cards = [m for m in messages if m["msg_type"] == "comm_open"
-             and "nbllm-card" in json.dumps(m["content"])]
-    assert len(cards) == 3  # the cards came after the scoring, from the thread
+    # The three cards are filled once every row is scored.
+    filled = [i for i, m in enumerate(messages) if m["msg_type"] == "comm_msg"
+              and "nbllm-card-text" in json.dumps(m["content"])]
+    scored = [i for i, m in enumerate(messages) if m["msg_type"] == "comm_msg"
+              and f"scoring {len(TEXTS)} / {len(TEXTS)}" in json.dumps(m["content"])]
+    assert len(filled) == 3 and scored and min(filled) > scored[0]
     (tmp_path / "labeler-kernel-events.json").write_text(json.dumps(found, indent=1))
 
 
