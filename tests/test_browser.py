@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from nbllm.notebook.panel_labels import HINT
+
 pytestmark = pytest.mark.slow
 
 CHROMIUM = os.environ.get("NBLLM_CHROMIUM", "/usr/bin/chromium")
@@ -218,8 +220,7 @@ def drive_panel(sync_api, page, url, token, timings):
             timeout=10_000)
 
     check_layout(page, panel)  # before any label: the empty box and its placeholder
-    add_label("negative")
-    add_label("positive")
+    check_labels_box(page, panel)
 
     watch_status(page)
     table = panel.locator("table.nbllm-table")
@@ -311,7 +312,7 @@ def check_layout(page, panel):
     tags = box(panel.locator(".jupyter-widget-tagsinput"))
     assert tags["width"] > 300  # not a tiny box
     assert panel.locator(".jupyter-widget-tagsinput input").first.get_attribute(
-        "placeholder") == "type a label, then Enter"
+        "placeholder") == HINT
     preview, number = (box(panel.locator("button", has_text="Preview")),
                        box(panel.locator(".widget-inline-hbox", has_text="of text #")))
     assert 0 <= number["x"] - (preview["x"] + preview["width"]) <= 20, (preview, number)
@@ -322,6 +323,12 @@ def check_layout(page, panel):
         label.wait_for()
         cut = label.evaluate("e => e.scrollWidth > e.clientWidth + 1")
         assert not cut, f"the caption {text!r} is cut off"
+    # The few-shot prompt shows every line, its last "Label:" included.
+    prompt = panel.locator(".widget-textarea", has_text="prompt").first.locator("textarea")
+    assert prompt.input_value().rstrip().endswith("Label:")
+    assert prompt.evaluate("e => e.scrollHeight <= e.clientHeight + 1"), \
+        prompt.evaluate("e => [e.scrollHeight, e.clientHeight]")
+    assert_no_button_cut(panel)
     page.screenshot(path=str(ARTIFACTS / "panel-few-shot.png"), full_page=True)
     panel.locator(".widget-toggle-button", has_text="zero-shot").click()
 
@@ -383,14 +390,59 @@ def check_copy_as_code(page, panel):
         assert page.evaluate("() => navigator.clipboard.readText()") == code
     magic = snippets.nth(0).locator("textarea").input_value()
     assert magic.split("\n") == ["%%zeroshot --labels negative,positive --model "
-                                  "smollm2-135m"] + TEXTS[:5]  # the first five, a note says
+                                  "smollm2-135m"] + TEXTS  # every typed text
     assert panel.locator("mjx-container, .MathJax").count() == 0
     page.screenshot(path=str(ARTIFACTS / "panel-code.png"), full_page=True)
 
 
+def assert_no_button_cut(panel):
+    """Every visible button of the panel shows its whole caption."""
+    cut = panel.locator("button").evaluate_all(
+        "bs => bs.filter(b => b.offsetParent && b.scrollWidth > b.clientWidth + 1)"
+        ".map(b => [b.innerText, b.scrollWidth, b.clientWidth])")
+    assert not cut, f"buttons cut off: {cut}"
+
+
+def check_labels_box(page, panel):
+    """``negative, positive`` pasted, then typed with Enter: two tags each time."""
+    tags = panel.locator(".jupyter-widget-tagsinput")
+    tag = panel.locator(".jupyter-widget-tag")
+    field = tags.locator("input").first
+
+    def two_tags():
+        # The widget keeps an empty tag element of its own: only named tags count.
+        deadline = time.time() + 10
+        while [t for t in tag.all_inner_texts() if t.strip()] != ["negative", "positive"]:
+            assert time.time() < deadline, tag.all_inner_texts()
+            page.wait_for_timeout(100)
+
+    page.evaluate("() => navigator.clipboard.writeText('negative, positive')")
+    tags.click()
+    page.keyboard.press("Control+V")
+    assert field.input_value() == "negative, positive"
+    page.keyboard.press("Tab")
+    two_tags()
+    tags.click()
+    for _ in range(2):  # Backspace in the empty field removes the tag before it
+        page.keyboard.press("Backspace")
+    panel.locator(".jupyter-widget-tag", has_text="negative").wait_for(
+        state="detached", timeout=10_000)
+    page.keyboard.type("negative, positive")
+    page.keyboard.press("Enter")
+    two_tags()
+    assert field.input_value() == ""
+    page.screenshot(path=str(ARTIFACTS / "panel-labels.png"), full_page=True)
+
+
 def check_preview(panel):
-    """A preview of a price text: its heading reads as typed, on one line."""
+    """A preview of a price text: its heading reads as typed, on one line,
+    under the result table, which stays."""
     number = panel.locator(".widget-inline-hbox", has_text="of text #").locator("input")
+    number.fill("999")  # an error first: its traceback button shows whole
+    number.press("Tab")
+    panel.locator("button", has_text="Preview").click()
+    panel.locator("button", has_text="show traceback").wait_for(timeout=60_000)
+    assert_no_button_cut(panel)
     number.fill(str(PRICES[1]))
     number.press("Tab")
     panel.locator("button", has_text="Preview").click()
@@ -398,6 +450,13 @@ def check_preview(panel):
     heading.wait_for(timeout=120_000)
     assert "$25 for wifi and $12" in heading.inner_text()
     assert style(heading, "whiteSpace") == "nowrap"
+    table = panel.locator("table.nbllm-table").first  # the results (the preview has one too)
+    assert table.is_visible()
+    assert table.locator("tbody tr").count() == len(TEXTS)
+    assert box(heading)["y"] > box(table)["y"] + box(table)["height"] - 1
+    assert_no_button_cut(panel)
+    heading.scroll_into_view_if_needed()
+    panel.page.screenshot(path=str(ARTIFACTS / "panel-preview.png"), full_page=True)
     assert panel.locator(".nbllm-code").count() == 0 or not \
         panel.locator(".nbllm-code").first.is_visible()  # the old code is gone
     assert panel.locator("mjx-container, .MathJax").count() == 0
@@ -429,3 +488,12 @@ def check_dark_theme(page, panel):
     assert style(cell, "color") != "rgb(0, 0, 0)"  # the theme's text colour, not black
     page.screenshot(path=str(ARTIFACTS / "panel-dark.png"), full_page=True)
     panel.locator("table.nbllm-table").screenshot(path=str(ARTIFACTS / "table-dark.png"))
+    # Preview under the table, and the few-shot prompt, in the dark theme too.
+    panel.locator("button", has_text="Preview").click()
+    panel.locator("h4.nbllm-heading").wait_for(timeout=120_000)
+    assert panel.locator("table.nbllm-table").first.locator("tbody tr").count() == len(TEXTS)
+    page.screenshot(path=str(ARTIFACTS / "panel-preview-dark.png"), full_page=True)
+    panel.locator(".widget-toggle-button", has_text="few-shot").click()
+    panel.locator("label", has_text="max samples").first.wait_for()
+    assert_no_button_cut(panel)
+    page.screenshot(path=str(ARTIFACTS / "panel-few-shot-dark.png"), full_page=True)

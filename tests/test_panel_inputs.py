@@ -154,3 +154,16 @@ def test_buttons_are_as_wide_as_their_words():
                    panel.code_button, panel.save_button, panel.reset_prompt,
                    panel.traceback_button):
         assert button.layout.width == "auto", button.description
+
+
+def test_the_enter_hook_is_in_the_labels_row_and_fixed():
+    """The browser-side hook that commits a tag on Enter (JupyterLab keeps the
+    key from the widget) is one fixed piece of HTML beside the labels box."""
+    from nbllm.notebook.panel_widgets import ENTER_HOOK
+
+    panel = Panel(threaded=False, labels=["<b>x</b>"])
+    row = panel.children[1]
+    assert panel.labels in row.children
+    hooks = [w for w in row.children if getattr(w, "value", None) == ENTER_HOOK]
+    assert len(hooks) == 1
+    assert "<b>" not in ENTER_HOOK and "'" not in ENTER_HOOK  # attribute fully escaped

@@ -28,6 +28,22 @@ def fit_rows(area, least=3):
     area.rows = max(least, area.value.count("\n") + 2)
 
 
+# JupyterLab takes Enter in a widget's text field for its own shortcuts, so
+# the TagsInput never sees the change event that commits a tag.  This hook,
+# run once by the browser when the panel is shown (an image that fails to
+# load, the one way an ipywidgets HTML runs a script), commits the typed tag
+# on Enter itself before JupyterLab sees the key.  A fixed script: no user
+# text goes in it.
+_ENTER_ADDS_TAG = (
+    "const p=this.closest('.nbllm-panel');if(!p||p.dataset.nbllmEnter)return;"
+    "p.dataset.nbllmEnter='1';p.addEventListener('keydown',e=>{"
+    "const t=e.target;if(e.key!=='Enter'||!t.matches('.jupyter-widget-tagsinput input')"
+    "||!t.value.trim())return;e.preventDefault();e.stopPropagation();"
+    "t.dispatchEvent(new Event('change'))},true)"
+)
+ENTER_HOOK = f'<img src="data:,x" alt="" style="display:none" onerror="{esc(_ENTER_ADDS_TAG)}">'
+
+
 def _button(description, **kwargs):
     # width auto: the button is as wide as its words (ipywidgets' fixed
     # width cuts "show traceback" to "show traceba…").
@@ -159,7 +175,9 @@ class PanelWidgets:
         )
         self.children = [
             widgets.HBox([self.model, self.device, self.mode]),
-            widgets.HBox([caption, self.labels], layout=widgets.Layout(width="95%")),
+            widgets.HBox([caption, self.labels, widgets.HTML(
+                ENTER_HOOK, layout=widgets.Layout(width="0", margin="0"))],
+                         layout=widgets.Layout(width="95%")),
             self.prompt, widgets.HBox([self.reset_prompt, self.validation]),
             self.examples_box, source,
             widgets.HBox([self.raw, self.threshold, self.policy]),
