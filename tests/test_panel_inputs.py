@@ -125,6 +125,11 @@ def test_every_job_says_what_it_does_before_it_works(panel, tmp_path, monkeypatc
     assert_idle(panel)
 
 
+def test_stop_says_at_once_that_the_run_ends_after_its_batch(panel):
+    panel.stop_button.click()
+    assert panel.status.value == "\u23f3 stopping after the current batch\u2026"
+
+
 def test_save_runs_in_the_background(tiny_folder, tmp_path):
     panel = Panel(threaded=True, labels=["negative", "positive"])
     panel.model.value = tiny_folder

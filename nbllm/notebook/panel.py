@@ -122,7 +122,7 @@ class Panel(PanelWidgets, widgets.VBox):
         # Saving fits the classifier, which may load the model: it runs as a job.
         self.save_button.on_click(lambda _: self._start(
             self._save, clear="error", doing="saving: building the classifier"))
-        self.stop_button.on_click(lambda _: self._stop.set())
+        self.stop_button.on_click(lambda _: self._stop_soon())
         self.traceback_button.on_click(lambda _: self._show_traceback())
         self._mode_changed()
 
@@ -294,6 +294,11 @@ class Panel(PanelWidgets, widgets.VBox):
             self._thread.start()
         else:
             self._safely(job, clear)
+
+    def _stop_soon(self):
+        """Ask the run to stop; it ends after its batch, which may take a while."""
+        self._stop.set()
+        self._report("stopping after the current batch\u2026")
 
     def _safely(self, job, clear=None):
         """Run ``job``; show its status lines, warnings and any error in the panel.
