@@ -29,10 +29,11 @@ HINT_TEXTS, HINT_RATIO = 16, 10.0
 # and the model are cut (in full on hover), the predicted counts wrap.
 _COMPARE_STYLE = (
     "<style>"
-    ".nbllm-compare td.nbllm-prompt{max-width:340px;overflow:hidden;"
+    ".nbllm-compare td.nbllm-prompt{max-width:240px;overflow:hidden;"
     "text-overflow:ellipsis}"
-    ".nbllm-compare td.nbllm-model{max-width:160px;overflow:hidden;text-overflow:ellipsis}"
-    ".nbllm-compare td.nbllm-predicted{white-space:normal;min-width:120px}"
+    ".nbllm-compare td.nbllm-model{max-width:120px;overflow:hidden;text-overflow:ellipsis}"
+    ".nbllm-compare td.nbllm-predicted{white-space:normal;min-width:110px}"
+    ".nbllm-compare th{white-space:normal;vertical-align:bottom}"
     ".nbllm-compare td.nbllm-num{text-align:right !important}"
     "</style>"
 )
@@ -97,7 +98,7 @@ class PromptComparison:
                         ("nbllm-num nbllm-logloss", f"{r.log_loss:.3f}")]
             row += [("nbllm-num nbllm-agreement",
                      "\u2013" if i == 0 else f"{r.agreement:.0%}"),
-                    ("nbllm-num", f"{r.mean_label_mass:.3g}"),
+                    ("nbllm-num nbllm-mass", f"{r.mean_label_mass:.3g}"),
                     ("nbllm-predicted", dist)]
             cells.append("<tr>" + "".join(f'<td class="{c}">{v}</td>' for c, v in row)
                          + "</tr>")

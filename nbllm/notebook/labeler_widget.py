@@ -9,6 +9,7 @@ then every row) runs in a thread, and a status line says what it is doing
 ("loading smollm2-135m…", "scoring 20 / 60 texts…") until the cards come.
 """
 
+import contextvars
 import threading
 
 import ipywidgets as widgets
@@ -53,9 +54,7 @@ class LabelerWidget(widgets.VBox):
         self.colours = label_colours(labeler.labels)
         self.progress_line = widgets.HTML()
         self.cards = widgets.VBox()
-        # The cards are made here, in the thread that runs the cell, and only
-        # filled later: a widget made in a worker thread gets a comm whose
-        # clicks ipykernel 7 may route to an unknown subshell and drop.
+        # The cards are made once, here, and refilled: cheaper than new widgets.
         self._pool = [self._make_card() for _ in range(labeler.batch)]
         self.improve_button = widgets.Button(description="Improve", icon="magic",
                                              button_style="primary")
@@ -108,7 +107,13 @@ class LabelerWidget(widgets.VBox):
         self.improve_button.disabled, self.stop_button.disabled = True, False
         self.show_status(message)  # before any work: the first thing the user sees
         if self.threaded:
-            self._thread = threading.Thread(target=self._run_job, args=(job,), daemon=True)
+            # The thread runs in a copy of this context: ipykernel routes the
+            # front end's replies to a widget by the parent message of the
+            # widget's last update, and without it a thread takes whatever
+            # message the kernel handled last (clicks then went nowhere).
+            context = contextvars.copy_context()
+            self._thread = threading.Thread(target=context.run,
+                                            args=(self._run_job, job), daemon=True)
             self._thread.start()
         else:
             self._run_job(job)
