@@ -10,6 +10,7 @@ runs in milliseconds instead of converting the real 100 MB file.
 import builtins
 import copy
 import gc
+import hashlib
 import importlib.util
 import json
 import os
@@ -335,8 +336,11 @@ def test_completeness_marker_lists_every_file(gguf, cache, conversions):
     marker = json.loads((target / gguf_cache.COMPLETE_MARKER).read_text())
     others = {p.name: p.stat().st_size for p in target.iterdir()}
     del others[gguf_cache.COMPLETE_MARKER]
-    assert marker == {"format": 3, "dtype": "float32", "files": others,
+    assert marker == {"format": gguf_cache.CONVERSION_FORMAT, "dtype": "float32",
+                      "files": others,
                       "special_tokens": {"add_bos_token": None, "add_eos_token": None},
+                      "source": {"file": gguf.name,
+                                 "sha256": hashlib.sha256(gguf.read_bytes()).hexdigest()},
                       "converter": gguf_cache.converter_versions()}
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(others)
 
@@ -597,7 +601,7 @@ def test_each_dtype_has_its_own_converted_copy(gguf, cache, conversions):
     f32_folder = gguf_cache._converted_folder(gguf, "float32")
     bf16_folder = gguf_cache._converted_folder(gguf, "bfloat16")
     assert bf16_folder != f32_folder
-    assert bf16_folder.name.startswith("tiny-bf16-") and f32_folder.name.startswith("tiny-f32-")
+    assert bf16_folder.name.startswith("gguf-bf16-") and f32_folder.name.startswith("gguf-f32-")
     assert _stored_dtypes(bf16_folder) == {"BF16"}
     marker = json.loads((bf16_folder / gguf_cache.COMPLETE_MARKER).read_text())
     assert marker["dtype"] == "bfloat16"
@@ -843,3 +847,29 @@ def test_a_new_conversion_deletes_the_copies_older_formats_made(
     assert not old.exists()
     assert other_versions.exists() and current.exists()
     assert len(conversions) == 2
+
+
+def test_a_copy_of_the_file_elsewhere_finds_the_converted_copy(tmp_path, gguf, cache,
+                                                                conversions):
+    models.get_model(str(gguf), device="cpu")
+    elsewhere = tmp_path / "another-venv" / "renamed.gguf"
+    elsewhere.parent.mkdir()
+    shutil.copy(gguf, elsewhere)
+    assert gguf_cache._converted_folder(elsewhere) == gguf_cache._converted_folder(gguf)
+    assert models.get_model(str(elsewhere), device="cpu").spec == str(elsewhere)
+    assert len(conversions) == 1
+
+
+def test_two_files_never_share_a_copy(tmp_path, gguf, cache, conversions):
+    other = write_gguf(tmp_path / "fine-tune.gguf", add_bos_token=False)
+    assert gguf_cache._converted_folder(other) != gguf_cache._converted_folder(gguf)
+
+
+def test_the_digest_is_read_once_per_path_size_and_mtime(monkeypatch, gguf, cache):
+    first = gguf_cache.file_digest(gguf)
+    assert first == hashlib.sha256(gguf.read_bytes()).hexdigest()
+    gguf_cache._digests.clear()  # a new process: the memo file answers
+    monkeypatch.setattr(gguf_cache.hashlib, "sha256", None)
+    assert gguf_cache.file_digest(gguf) == first
+    memo = json.loads((cache / gguf_cache.DIGESTS_FILE).read_text())
+    assert list(memo.values()) == [first]

@@ -3,8 +3,9 @@
 transformers de-quantizes a GGUF file on load, which is slow.  nbllm does it
 once and keeps the converted weights as safetensors in a folder of the cache,
 stored in the dtype they run in (bfloat16 weights are half the bytes to read,
-and load without a cast), keyed by the file's path, size and modification time,
-that dtype, and the versions of the libraries that convert it (a copy made
+and load without a cast), keyed by the file's content (its SHA-256, computed
+once per path, size and modification time), that dtype, and the versions of
+the libraries that convert it (a copy made
 under one transformers is never served under another, which might build the
 tokenizer or the weights differently).  Whether the tokenizer adds a BOS or EOS
 token is the GGUF file's own declaration, kept in the copy's marker and applied
@@ -49,7 +50,7 @@ STALE_SECONDS = 24 * 3600
 # The one-off GGUF conversion's pace here (benchmarks/RESULTS.md, 2 CPU cores).
 CONVERSION_SECONDS_PER_100MB = 20
 # The layout of a converted folder and its marker; raised when either changes.
-CONVERSION_FORMAT = 3
+CONVERSION_FORMAT = 4
 # The libraries whose versions shape a converted copy (see converter_versions).
 CONVERTERS = ("transformers", "tokenizers", "gguf")
 
@@ -117,20 +118,69 @@ def converter_versions():
     return ", ".join(parts)
 
 
+# Where the SHA-256 of each GGUF file is remembered (in the cache folder),
+# under its resolved path, size and modification time: a file is read whole
+# once, not at every load.
+DIGESTS_FILE = "gguf-digests.json"
+# The same, for this process.
+_digests = {}
+
+
+def file_digest(gguf_path):
+    """The SHA-256 of a GGUF file's bytes, computed once per path, size and mtime.
+
+    Reading a 250 MB file takes about half a second; the answer is kept in
+    ``DIGESTS_FILE`` so later processes only look it up.  A memo that cannot
+    be read or written costs a re-read, never a wrong answer: it is keyed by
+    what changes when the file does.
+    """
+    stat = gguf_path.stat()
+    where = f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    if where in _digests:
+        return _digests[where]
+    memo_path = cache_dir() / DIGESTS_FILE
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    memo = memo if isinstance(memo, dict) else {}
+    digest = memo.get(where)
+    if not (isinstance(digest, str) and len(digest) == 64):
+        sha = hashlib.sha256()
+        with open(gguf_path, "rb") as file:
+            for block in iter(lambda: file.read(1 << 22), b""):
+                sha.update(block)
+        digest = memo[where] = sha.hexdigest()
+        _write_memo(memo_path, memo)
+    _digests[where] = digest
+    return digest
+
+
+def _write_memo(path, memo):
+    """Replace the digest memo atomically; a failure only means hashing again."""
+    try:
+        _private_mkdir(path.parent)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        tmp.write_text(json.dumps(memo))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 def _converted_folder(gguf_path, dtype="float32"):
     """Where the safetensors copy of a GGUF file, stored in ``dtype``, lives.
 
-    Keyed by the file's resolved path, size and modification time, the
-    stored dtype and :func:`converter_versions`: cheap to compute, any change
-    to the file gives a new folder, a copy in one dtype is never read as
-    another, and a copy made by other library versions is never served.
+    Keyed by the file's content (:func:`file_digest`), the stored dtype and
+    :func:`converter_versions`, not by where the file is: the same file in
+    another virtualenv, a copy or a reinstall finds its copy again, two
+    files never share one (two fine-tunes of one architecture included), a
+    copy in one dtype is never read as another, and a copy made by other
+    library versions is never served.
     """
     name = dtype_name(dtype)
-    stat = gguf_path.stat()
-    key = (f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{name}|"
-           f"{converter_versions()}")
+    key = f"{file_digest(gguf_path)}|{name}|{converter_versions()}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache_dir() / "converted" / f"{gguf_path.stem}-{STORED_DTYPES[name]}-{digest}"
+    return cache_dir() / "converted" / f"gguf-{STORED_DTYPES[name]}-{digest}"
 
 
 # ------------------------------------------------- the converted-model cache
@@ -150,7 +200,7 @@ def _private_mkdir(path):
         folder.mkdir(mode=0o700, exist_ok=True)
 
 
-def _seal(folder, dtype, declared):
+def _seal(folder, dtype, declared, source):
     """Make a freshly written model folder user-only and mark it complete.
 
     The marker lists every file with its size, the weights' dtype, the GGUF
@@ -166,7 +216,7 @@ def _seal(folder, dtype, declared):
     fd = os.open(folder / COMPLETE_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as marker:
         json.dump({"format": CONVERSION_FORMAT, "dtype": dtype, "files": files,
-                   "special_tokens": declared,
+                   "special_tokens": declared, "source": source,
                    "converter": converter_versions()}, marker)
 
 
@@ -363,7 +413,7 @@ def _read_gguf(spec, gguf_path):
     )
 
 
-def _write_converted(model, tokenizer, declared, target, dtype):
+def _write_converted(model, tokenizer, declared, target, dtype, source):
     """Save a model folder to ``target`` atomically, user-only, marked complete.
 
     The weights are cast to ``dtype`` first, so a load reads them as they
@@ -382,7 +432,7 @@ def _write_converted(model, tokenizer, declared, target, dtype):
             model.to(getattr(torch, dtype_name(dtype)))
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-        _seal(tmp, dtype_name(dtype), declared)
+        _seal(tmp, dtype_name(dtype), declared, source)
         try:
             os.replace(tmp, target)
         except OSError:
@@ -429,22 +479,28 @@ def _converted(spec, gguf_path, dtype="float32"):
         except Exception:
             source_model = None  # unreadable after all: de-quantize the file instead
         if source_model is not None:
-            _write_converted(*source_model, target, name)
+            _write_converted(*source_model, target, name, _source(gguf_path))
             return target
     _check_gguf_magic(spec, gguf_path)
     report(conversion_message(spec, gguf_path))
-    _write_converted(*_read_gguf(spec, gguf_path), target, name)
+    _write_converted(*_read_gguf(spec, gguf_path), target, name, _source(gguf_path))
     _remove_older_formats(gguf_path, name)
     return target
+
+
+def _source(gguf_path):
+    """What the marker says of the file a copy was converted from."""
+    return {"file": gguf_path.name, "sha256": file_digest(gguf_path)}
 
 
 def _remove_older_formats(gguf_path, dtype):
     """Delete the copies of this file in ``dtype`` that older nbllm versions made.
 
-    Their folder names come from keys no version of this format computes, so
-    they would never be read again, and each holds the whole model (0.5 GB
-    for the embedded one).  Copies made under other library versions keep
-    their format and stay: another environment may use them.
+    Older formats named the folder after the file (``<stem>-f32-<key>``)
+    and keyed it by where the file was, so this version never reads them
+    again, and each holds the whole model (0.5 GB for the embedded one).
+    Copies made under other library versions keep this format and stay:
+    another environment may use them.
     """
     prefix = f"{gguf_path.stem}-{STORED_DTYPES[dtype]}-"
     for folder in _converted_folder(gguf_path, dtype).parent.glob(prefix + "*"):
