@@ -30,6 +30,7 @@ import uuid
 from pathlib import Path
 from ..exceptions import MissingDependencyError, ModelError
 from ..warnings_to_user import warn
+from .room import check_room, weights_in
 from .special_tokens import follow_special_tokens, read_declared_special_tokens
 from .status import report
 
@@ -380,36 +381,51 @@ def _dequantize(gguf_path):
     return model, tokenizer
 
 
-def _read_gguf(spec, gguf_path):
-    """:func:`_dequantize` and the file's special-token declaration, with any
-    failure to read the file as one clear error.
+def _read_gguf(spec, gguf_path, target, dtype):
+    """Check that converting the file fits (:func:`.room.check_room`), then
+    :func:`_dequantize` it, with any failure to read it as one clear error.
 
     Returns
     -------
     tuple
-        The float32 model, its tokenizer (following the declaration) and the
-        declaration (:func:`read_declared_special_tokens`).
+        The float32 model, its tokenizer (following the file's special-token
+        declaration) and that declaration (:func:`read_declared_special_tokens`).
 
     Raises
     ------
-    ValueError
-        If transformers cannot read or convert the file.
+    ModelError
+        If the conversion cannot fit, or transformers cannot read or convert
+        the file.
     """
     try:
-        with _quiet_progress():
-            model, tokenizer = _dequantize(gguf_path)
-        declared = read_declared_special_tokens(gguf_path)
+        from gguf import GGUFReader
+
+        reader = GGUFReader(str(gguf_path))
+        declared = read_declared_special_tokens(reader)
+        n_weights = weights_in(reader)
+        del reader  # its memory map
     except (ImportError, MemoryError):
         raise  # a missing package or memory is not the file's fault
     except Exception as exc:
-        reason = _brief(exc)
-    else:
-        follow_special_tokens(tokenizer, declared)
-        return model, tokenizer, declared
-    raise ModelError(
+        raise _unreadable(spec, gguf_path, exc) from None
+    check_room(spec, n_weights, target, dtype)
+    try:
+        with _quiet_progress():
+            model, tokenizer = _dequantize(gguf_path)
+    except (ImportError, MemoryError):
+        raise
+    except Exception as exc:
+        raise _unreadable(spec, gguf_path, exc) from None
+    follow_special_tokens(tokenizer, declared)
+    return model, tokenizer, declared
+
+
+def _unreadable(spec, gguf_path, exc):
+    """The error for a GGUF file that cannot be read or converted."""
+    return ModelError(
         f"Could not load model {spec!r}: the GGUF file {gguf_path} could not be "
         "read or converted, so it is probably truncated or damaged, or of an "
-        f"architecture that transformers does not support ({reason})"
+        f"architecture that transformers does not support ({_brief(exc)})"
     )
 
 
@@ -483,7 +499,8 @@ def _converted(spec, gguf_path, dtype="float32"):
             return target
     _check_gguf_magic(spec, gguf_path)
     report(conversion_message(spec, gguf_path))
-    _write_converted(*_read_gguf(spec, gguf_path), target, name, _source(gguf_path))
+    _write_converted(*_read_gguf(spec, gguf_path, target, name), target, name,
+                     _source(gguf_path))
     _remove_older_formats(gguf_path, name)
     return target
 

@@ -21,13 +21,13 @@ DECLARATIONS = {
 _PROBE = "a"
 
 
-def read_declared_special_tokens(gguf_path):
+def read_declared_special_tokens(reader):
     """The special-token declaration of a GGUF file.
 
     Parameters
     ----------
-    gguf_path : pathlib.Path
-        The GGUF file.
+    reader : gguf.GGUFReader
+        The file, opened.
 
     Returns
     -------
@@ -36,9 +36,7 @@ def read_declared_special_tokens(gguf_path):
         None where the file does not say (the tokenizer is then left as
         transformers builds it).
     """
-    from gguf import GGUFReader
-
-    fields = GGUFReader(str(gguf_path)).fields
+    fields = reader.fields
     declared = {}
     for attribute, key in DECLARATIONS.items():
         field = fields.get(key)
