@@ -876,6 +876,7 @@ def test_the_digest_is_read_once_per_path_size_and_mtime(monkeypatch, gguf, cach
     assert gguf_cache.file_digest(gguf) == first
     memo = json.loads((cache / gguf_cache.DIGESTS_FILE).read_text())
     assert list(memo.values()) == [first]
+    assert stat.S_IMODE((cache / gguf_cache.DIGESTS_FILE).stat().st_mode) == 0o600
 
 
 def test_a_conversion_that_cannot_fit_is_refused_before_it_starts(

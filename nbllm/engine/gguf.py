@@ -19,6 +19,7 @@ again.  Every failure to read a file is one clear error naming it.
 """
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -104,13 +105,15 @@ def dtype_name(dtype):
     return name
 
 
+@functools.lru_cache(maxsize=None)
 def converter_versions():
-    """``'format 3, transformers 5.2.0, tokenizers 0.22.1, gguf 0.17.1'``.
+    """``'format 4, transformers 5.2.0, tokenizers 0.22.1, gguf 0.17.1'``.
 
     What shaped a converted copy besides the file and the dtype: transformers
     4.56 and 5.x build different tokenizers from the same GGUF file, so each
-    version gets a copy of its own.  Read from the installed packages'
-    metadata, which imports none of them.
+    version gets a copy of its own.  Read once per process (the libraries a
+    process has imported do not change under it) from the installed
+    packages' metadata, which imports none of them.
     """
     from importlib.metadata import version
 
@@ -152,20 +155,30 @@ def file_digest(gguf_path):
             for block in iter(lambda: file.read(1 << 22), b""):
                 sha.update(block)
         digest = memo[where] = sha.hexdigest()
-        _write_memo(memo_path, memo)
+        write_private_json(memo_path, memo)
     _digests[where] = digest
     return digest
 
 
-def _write_memo(path, memo):
-    """Replace the digest memo atomically; a failure only means hashing again."""
+def write_private_json(path, data):
+    """Replace a small JSON file of the cache atomically, readable by the user only.
+
+    Readers see the old file or the new one.  A failure (a read-only cache)
+    is swallowed: these files only save work (a digest, a self-check's
+    verdict), so losing one costs that work again, never a wrong answer.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         _private_mkdir(path.parent)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        tmp.write_text(json.dumps(memo))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(data, out)
         os.replace(tmp, path)
     except OSError:
-        pass
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def _converted_folder(gguf_path, dtype="float32"):

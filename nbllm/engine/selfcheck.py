@@ -17,6 +17,8 @@ import math
 import random
 import time
 
+from .gguf import write_private_json
+
 # Largest |difference| in log-probability accepted between two exact paths:
 # float32 paths agree to ~1e-5; half precision rounds every matmul.
 TOLERANCE = {"float32": 2e-3, "float64": 1e-6, "bfloat16": 0.15, "float16": 0.05}
@@ -186,22 +188,9 @@ def remembered_pass(loaded, path_name):
 
 def remember_pass(loaded, path_name, probe):
     """Keep a passed probe's verdict next to the model's converted weights."""
-    import json
-    import os
-
     file = getattr(loaded, "selfcheck_file", None)
     if file is None or not probe.passed:
         return
-    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump({"key": verdict_key(loaded, path_name),
-                       "difference": probe.difference}, out)
-        os.replace(tmp, file)  # readers see the old file or the new one
-    except OSError:
-        # A read-only cache only costs the probe next time.
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    # A read-only cache only costs the probe next time.
+    write_private_json(file, {"key": verdict_key(loaded, path_name),
+                              "difference": probe.difference})
