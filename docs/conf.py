@@ -1,0 +1,54 @@
+"""Sphinx configuration of nbllm's documentation (``make docs``).
+
+Built offline: no intersphinx, no CDN. Markdown pages through myst-parser,
+docstrings through autodoc + numpydoc, executed notebooks through myst-nb
+(execution off: the executed copies come from build/notebooks/).
+"""
+
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(DOCS / "_ext"))
+
+import nbllm  # noqa: E402
+
+project = "nbllm"
+author = "the nbllm developers"
+copyright = "the nbllm developers"
+release = version = nbllm.__version__
+
+extensions = [
+    "myst_nb",  # Markdown (myst-parser) and notebooks
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "numpydoc",
+    "nbllm_docs",  # the magics' option list, generated from nbllm/options.py
+]
+
+source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
+root_doc = "index"
+exclude_patterns = ["_build", "_vendor", "Thumbs.db", ".DS_Store"]
+
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+# The notebooks are rendered from their executed copies (the tests or
+# ``make docs`` write them); never executed by Sphinx.
+nb_execution_mode = "off"
+
+autodoc_default_options = {"members": True, "inherited-members": False}
+autodoc_typehints = "none"
+autosummary_generate = True
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = False
+# A public name without a docstring is an error (numpydoc's GL08).
+numpydoc_validation_checks = {"GL08"}
+
+html_theme = "furo"
+html_title = f"nbllm {release}"
+html_static_path = []
+html_show_sourcelink = False
