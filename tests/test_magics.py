@@ -456,11 +456,12 @@ def test_nbllm_cache_clear(ip, tiny_folder):
 
 
 UNKNOWN = ("%nbllm: unknown command {!r}; use '%nbllm', '%nbllm model NAME', "
-           "'%nbllm device cpu|cuda|auto', '%nbllm cache clear|DIR' or '%nbllm panel'")
+           "'%nbllm device cpu|cuda|auto', '%nbllm cache clear|DIR', "
+           "'%nbllm cache [delete NAME|stale|all]' or '%nbllm panel'")
 
 
-@pytest.mark.parametrize("line", ["bogus", "model", "model a b", "cache", "cache a b",
-                                  "panel x"])
+# '%nbllm cache' alone lists the converted copies (tests/test_converted_copies.py).
+@pytest.mark.parametrize("line", ["bogus", "model", "model a b", "cache a b", "panel x"])
 def test_nbllm_unknown_subcommand(ip, line):
     with pytest.raises(UsageError, match=re.escape(UNKNOWN.format(line))):
         ip.run_line_magic("nbllm", line)

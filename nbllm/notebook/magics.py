@@ -306,6 +306,17 @@ class NbllmMagics(Magics):
         ``%nbllm cache clear`` change them; ``%nbllm cache DIR`` keeps results
         on disk under DIR (``%nbllm cache off`` stops that); ``%nbllm panel``
         opens the panel.
+
+        ``%nbllm cache`` lists the converted copies of GGUF models in the
+        cache folder (each GGUF file is converted once to safetensors,
+        several times its size) with their source file, dtype, size, whether
+        this environment can use them and when they were last used, and the
+        GGUF files assembled there.  ``%nbllm cache delete NAME`` deletes one;
+        ``%nbllm cache delete stale`` deletes those this environment cannot
+        use (made by an older nbllm or other library versions, or incomplete)
+        and the leftovers of interrupted conversions; ``%nbllm cache delete
+        all`` deletes every copy (a later load converts again).  A copy that a
+        model loaded in this kernel uses is kept.
         """
         words = shlex.split(line)
         if not words:
@@ -332,15 +343,36 @@ class NbllmMagics(Magics):
             disk = disk_cache(session.cache_dir)
             if disk is not None:
                 disk.clear()
+        elif command == "cache" and (not rest or rest[0] == "delete"):
+            return _converted_copies(rest[1:] if rest else None)
         elif command == "cache" and len(rest) == 1:
             session.cache_dir = None if rest[0] in ("none", "off") else rest[0]
         else:
             raise UsageError(
                 f"%nbllm: unknown command {line.strip()!r}; use '%nbllm', "
                 "'%nbllm model NAME', '%nbllm device cpu|cuda|auto', "
-                "'%nbllm cache clear|DIR' or '%nbllm panel'"
+                "'%nbllm cache clear|DIR', '%nbllm cache [delete NAME|stale|all]' or "
+                "'%nbllm panel'"
             )
         return status()
+
+
+def _converted_copies(delete):
+    """``%nbllm cache``'s listing; with ``delete`` (the words after ``delete``)
+    it deletes first and says what it did above the listing."""
+    from ..engine.converted_copies import converted_copies, delete_converted
+    from .cache_listing import CacheListing, deletion_note
+
+    note = None
+    if delete is not None:
+        if len(delete) != 1:
+            raise UsageError("%nbllm cache delete: say what to delete: a converted copy's "
+                             "name (see %nbllm cache), 'stale' or 'all'")
+        try:
+            note = deletion_note(delete_converted(delete[0]))
+        except UserError as exc:
+            raise UsageError(str(exc)) from None
+    return CacheListing(converted_copies(), note)
 
 
 class Status:
