@@ -16,7 +16,7 @@ LOWEST_VENV ?= .venv-lowest
 LOWEST_TESTS := tests/test_golden.py tests/test_sklearn_checks.py tests/test_import_order.py
 LOWEST_PIP := $(LOWEST_VENV)/bin/python -m pip
 
-.PHONY: demo test test-lowest install clean chromium
+.PHONY: demo test test-lowest install clean chromium docs docs-check
 
 demo: $(VENV)/.installed
 	$(PY) -m nbllm.tools.demo
@@ -29,6 +29,24 @@ test: $(VENV)/.installed chromium
 # must hold on the lowest versions nbllm admits.
 test-lowest: $(LOWEST_VENV)/.installed
 	$(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS)
+
+# The documentation site, into docs/_build/html (open its index.html). The
+# docs extra goes into the same .venv; docs/prepare.py fetches the widgets'
+# JavaScript once and uses the executed notebooks the tests keep in
+# build/notebooks/ (executing them itself when missing). Warnings are errors.
+DOCS_OUT := docs/_build/html
+docs: $(VENV)/.installed-docs
+	$(PY) docs/prepare.py
+	$(PY) -m sphinx -W --keep-going -q -b html docs $(DOCS_OUT)
+	@echo "the site: $(CURDIR)/$(DOCS_OUT)/index.html"
+
+# The site, then the checks that read it (links, no CDN, a browser renders it).
+docs-check: docs chromium
+	NBLLM_DOCS_BUILT=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_docs_site.py
+
+$(VENV)/.installed-docs: $(VENV)/.installed pyproject.toml
+	$(PIP) install -q -e '.[docs]'
+	touch $@
 
 # The browser test drives Debian's Chromium; install it when we can.
 chromium:
@@ -66,4 +84,4 @@ $(LOWEST_VENV)/.installed: pyproject.toml Makefile .ci/lowest_versions.py
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(LOWEST_VENV)
+	rm -rf $(VENV) $(LOWEST_VENV) docs/_build docs/_vendor docs/examples

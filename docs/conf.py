@@ -39,7 +39,7 @@ myst_heading_anchors = 3
 # ``make docs`` write them); never executed by Sphinx.
 nb_execution_mode = "off"
 
-autodoc_default_options = {"members": True, "inherited-members": False}
+autodoc_default_options = {}
 autodoc_typehints = "none"
 autosummary_generate = True
 numpydoc_show_class_members = False
@@ -50,5 +50,11 @@ numpydoc_validation_checks = {"GL08"}
 
 html_theme = "furo"
 html_title = f"nbllm {release}"
-html_static_path = []
+# The widgets' JavaScript, vendored from the npm registry by docs/prepare.py;
+# the notebook pages load it from _static/, never from a CDN.
+html_static_path = ["_vendor/widgets"]
+nb_ipywidgets_js = {
+    "require.js": {},
+    "embed-amd.js": {"data-jupyter-widgets-cdn": "_static/"},
+}
 html_show_sourcelink = False

@@ -1,6 +1,7 @@
 """The quickstart notebook, executed top to bottom by nbclient on a real ipykernel."""
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,14 @@ import pytest
 pytestmark = pytest.mark.slow
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
+# The executed copies the documentation renders (make docs; gitignored).
+KEPT = Path(__file__).resolve().parents[1] / "build" / "notebooks"
+
+
+def keep(written):
+    """Copy the executed notebook to build/notebooks/ for ``make docs``."""
+    KEPT.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(written["ipynb"], KEPT / written["ipynb"].name)
 
 
 def outputs_of(cell):
@@ -38,6 +47,7 @@ def test_quickstart_runs_and_shows_tables(real_model, tmp_path, monkeypatch):
     assert any('class="nbllm-report' in h for h in html)  # lab.report()
     compared = [h for h in html if "nbllm-compare" in h]  # compare_prompts' table
     assert len(compared) == 1 and compared[0].count("<tr>") == 4  # header + 3 prompts
+    keep(written)
 
 
 EVALUATION = NOTEBOOK.with_name("evaluation.ipynb")
@@ -63,3 +73,4 @@ def test_evaluation_notebook_runs_and_renders_its_plots(real_model, tmp_path, mo
     assert len(metrics) >= 2  # zero-shot calibrations, then with the baselines
     assert "TF-IDF + LR, 500 labelled" in metrics[-1]
     assert "zero-shot, calibration=content_free" in metrics[0]
+    keep(written)
