@@ -29,6 +29,7 @@ LABELS = ["negative", "positive"]
 REAL = dict(model_name="smollm2-135m", device="cpu", dtype="float32", progress=False)
 TOLERANCE = 1e-3
 README = Path(__file__).resolve().parent.parent / "README.md"
+GETTING_STARTED = README.parent / "docs" / "getting-started.md"
 
 TEXTS = [
     'I love this airline',
@@ -159,8 +160,10 @@ def test_the_accessor_gives_the_golden_probabilities(real_model):
                                ZERO_SHOT, atol=TOLERANCE, rtol=0)
 
 
-def test_the_readme_example_shows_the_golden_probabilities():
-    # The quickstart's comment under predict_proba(["I love this airline",
-    # "lost my bag again"]), rounded to two decimals.
-    shown = re.search(r"# array\((\[\[.*?\]\])\)", README.read_text()).group(1)
+@pytest.mark.parametrize("page", [README, GETTING_STARTED], ids=lambda p: p.name)
+def test_the_readme_example_shows_the_golden_probabilities(page):
+    # The comment under predict_proba(["I love this airline", "lost my bag
+    # again"]) in the README and the getting-started page, rounded to two
+    # decimals.
+    shown = re.search(r"# array\((\[\[.*?\]\])\)", page.read_text()).group(1)
     assert np.allclose(eval(shown), np.round(ZERO_SHOT[:2], 2))
