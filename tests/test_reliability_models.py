@@ -2,7 +2,7 @@
 
 Covers the "Models", "Damaged caches" (converted models) and "Model loading"
 security items of the reliability issue.  GGUF conversion is tested through
-the ``gguf_cache._dequantize`` seam: a fake returns the tiny model, so the real
+the ``gguf_cache._dequantize`` seam: a fake writes the tiny model, so the real
 writer (temporary folder, permissions, completeness marker, atomic rename)
 runs in milliseconds instead of converting the real 100 MB file.
 """
@@ -84,14 +84,20 @@ def conversions(monkeypatch):
     """Replace the de-quantizer by one that returns the tiny model; list its calls."""
     calls = []
 
-    def fake(gguf_path):
+    def fake(gguf_path, reader, folder, dtype):
         calls.append(gguf_path)
-        # Copies: the writer casts the model to the stored dtype in place, and
-        # the file's special-token declaration is applied to the tokenizer.
-        return copy.deepcopy(get_tiny_model()), copy.deepcopy(get_tiny_tokenizer())
+        # A copy of the tokenizer: the file's special-token declaration is
+        # applied to it.
+        return write_tiny(folder, dtype, copy.deepcopy(get_tiny_tokenizer()))
 
     monkeypatch.setattr(gguf_cache, "_dequantize", fake)
     return calls
+
+
+def write_tiny(folder, dtype, tokenizer):
+    """What the de-quantizer does: write config and weights; return the tokenizer."""
+    copy.deepcopy(get_tiny_model()).to(getattr(torch, str(dtype))).save_pretrained(folder)
+    return tokenizer
 
 
 def assert_one_clean_error(info):
@@ -322,7 +328,8 @@ def test_conversion_writes_a_temporary_folder_then_renames(
             writes.append((Path(folder), target.exists()))
             get_tiny_tokenizer().save_pretrained(folder)
 
-    monkeypatch.setattr(gguf_cache, "_dequantize", lambda p: (get_tiny_model(), Recording()))
+    monkeypatch.setattr(gguf_cache, "_dequantize",
+                        lambda p, r, folder, dtype: write_tiny(folder, dtype, Recording()))
     loaded = models.get_model(str(gguf), device="cpu")
     (written, target_existed), = writes
     assert written.parent == target.parent
@@ -356,7 +363,8 @@ def test_interrupted_conversion_leaves_nothing(monkeypatch, gguf, cache):
 
     tokenizers = [Interrupted(), get_tiny_tokenizer()]
     monkeypatch.setattr(
-        gguf_cache, "_dequantize", lambda p: (get_tiny_model(), tokenizers.pop(0))
+        gguf_cache, "_dequantize",
+        lambda p, r, folder, dtype: write_tiny(folder, dtype, tokenizers.pop(0))
     )
     with pytest.raises(KeyboardInterrupt):
         models.get_model(str(gguf), device="cpu")
@@ -536,13 +544,18 @@ def test_model_needing_remote_code_is_refused(monkeypatch, tmp_path, cache):
 def test_gguf_is_read_without_remote_code(monkeypatch, gguf):
     calls = []
 
+    class Seen(Exception):
+        pass
+
     def fake(*args, **kwargs):
         calls.append(kwargs)
-        return SimpleNamespace(config=SimpleNamespace())
+        if len(calls) == 2:
+            raise Seen  # the config: nothing further is read from the file
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fake)
-    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake)
-    gguf_cache._dequantize(gguf)
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", fake)
+    with pytest.raises(Seen):
+        gguf_cache._dequantize(gguf, None, gguf.parent, "float32")
     assert [kw["gguf_file"] for kw in calls] == ["tiny.gguf"] * 2
     assert [kw["trust_remote_code"] for kw in calls] == [False, False]
 

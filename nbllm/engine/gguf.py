@@ -357,63 +357,64 @@ def _check_gguf_magic(spec, path):
         )
 
 
-def _dequantize(gguf_path):
-    """Read a GGUF file with transformers; return the float32 (model, tokenizer)."""
+def _dequantize(gguf_path, reader, folder, dtype):
+    """Write a GGUF file's config and weights into ``folder``; return its tokenizer.
+
+    The weights stream tensor by tensor (:mod:`.gguf_convert`); transformers
+    builds the tokenizer from the already-parsed file.
+    """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    folder, name = str(gguf_path.parent), gguf_path.name
-    tokenizer = AutoTokenizer.from_pretrained(
-        folder, gguf_file=name, trust_remote_code=False
-    )
-    model = AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=name, dtype=torch.float32, trust_remote_code=False
-    )
-    # The weights are plain float tensors after loading; only the GGUF
-    # quantizer marker stops save_pretrained, so drop it.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    return model, tokenizer
+    from .gguf_convert import shared_reader, write_weights
+
+    with shared_reader(gguf_path, reader):
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(gguf_path.parent), gguf_file=gguf_path.name, trust_remote_code=False
+        )
+        write_weights(gguf_path, reader, folder, getattr(torch, dtype_name(dtype)))
+    return tokenizer
 
 
-def _read_gguf(spec, gguf_path, target, dtype):
-    """Check that converting the file fits (:func:`.room.check_room`), then
-    :func:`_dequantize` it, with any failure to read it as one clear error.
+def _convert_gguf(spec, gguf_path, target, dtype, source):
+    """Convert a GGUF file into ``target``, after checking that it can and fits.
 
-    Returns
-    -------
-    tuple
-        The float32 model, its tokenizer (following the file's special-token
-        declaration) and that declaration (:func:`read_declared_special_tokens`).
+    The file is parsed once (:func:`.gguf_convert.open_reader`) for its
+    special-token declaration, its size, the checks and the conversion.
 
     Raises
     ------
     ModelError
-        If the conversion cannot fit, or transformers cannot read or convert
-        the file.
+        If the file is unreadable, of an architecture or quantization type
+        transformers or gguf cannot convert, or the conversion cannot fit
+        (:func:`.room.check_room`), all before anything is written.
     """
-    try:
-        from gguf import GGUFReader
+    from .gguf_convert import check_convertible, open_reader
 
-        reader = GGUFReader(str(gguf_path))
+    try:
+        reader = open_reader(gguf_path)
         declared = read_declared_special_tokens(reader)
         n_weights = weights_in(reader)
-        del reader  # its memory map
     except (ImportError, MemoryError):
         raise  # a missing package or memory is not the file's fault
     except Exception as exc:
         raise _unreadable(spec, gguf_path, exc) from None
+    check_convertible(spec, gguf_path, reader)
     check_room(spec, n_weights, target, dtype)
-    try:
-        with _quiet_progress():
-            model, tokenizer = _dequantize(gguf_path)
-    except (ImportError, MemoryError):
-        raise
-    except Exception as exc:
-        raise _unreadable(spec, gguf_path, exc) from None
-    follow_special_tokens(tokenizer, declared)
-    return model, tokenizer, declared
+
+    def write(folder):
+        try:
+            with _quiet_progress():
+                tokenizer = _dequantize(gguf_path, reader, folder, dtype)
+        except (ImportError, MemoryError):
+            raise
+        except Exception as exc:
+            raise _unreadable(spec, gguf_path, exc) from None
+        follow_special_tokens(tokenizer, declared)
+        tokenizer.save_pretrained(folder)
+        return declared
+
+    _write_folder(write, target, dtype, source)
 
 
 def _unreadable(spec, gguf_path, exc):
@@ -425,25 +426,19 @@ def _unreadable(spec, gguf_path, exc):
     )
 
 
-def _write_converted(model, tokenizer, declared, target, dtype, source):
-    """Save a model folder to ``target`` atomically, user-only, marked complete.
+def _write_folder(write, target, dtype, source):
+    """Fill ``target`` atomically, user-only, marked complete.
 
-    The weights are cast to ``dtype`` first, so a load reads them as they
-    are (no cast, half the bytes in bfloat16).
+    ``write(folder)`` writes the model into a temporary folder and returns
+    the special-token declaration for the marker.  An interrupted write or a
+    concurrent process never leaves a half-written model behind: the folder
+    is renamed into place only once sealed.
     """
     _private_mkdir(target.parent)
     _remove_leftovers(target.parent)
-    # Write to a temporary folder (mkdtemp makes it 0700) and rename, so an
-    # interrupted conversion or a concurrent process never leaves a
-    # half-written model behind.
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=target.parent))
     try:
-        import torch
-
-        with _quiet_progress():
-            model.to(getattr(torch, dtype_name(dtype)))
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+        declared = write(tmp)
         _seal(tmp, dtype_name(dtype), declared, source)
         try:
             os.replace(tmp, target)
@@ -453,6 +448,18 @@ def _write_converted(model, tokenizer, declared, target, dtype, source):
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _cast_copy(model, tokenizer, declared):
+    """A ``write`` for :func:`_write_folder`: save a loaded model in the folder's dtype."""
+
+    def write(folder):
+        with _quiet_progress():
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+        return declared
+
+    return write
 
 
 def conversion_message(spec, gguf_path):
@@ -491,12 +498,16 @@ def _converted(spec, gguf_path, dtype="float32"):
         except Exception:
             source_model = None  # unreadable after all: de-quantize the file instead
         if source_model is not None:
-            _write_converted(*source_model, target, name, _source(gguf_path))
+            import torch
+
+            model, tokenizer, declared = source_model
+            model.to(getattr(torch, name))
+            _write_folder(_cast_copy(model, tokenizer, declared), target, name,
+                          _source(gguf_path))
             return target
     _check_gguf_magic(spec, gguf_path)
     report(conversion_message(spec, gguf_path))
-    _write_converted(*_read_gguf(spec, gguf_path, target, name), target, name,
-                     _source(gguf_path))
+    _convert_gguf(spec, gguf_path, target, name, _source(gguf_path))
     _remove_older_formats(gguf_path, name)
     return target
 
