@@ -58,3 +58,27 @@ nb_ipywidgets_js = {
     "embed-amd.js": {"data-jupyter-widgets-cdn": "_static/"},
 }
 html_show_sourcelink = False
+
+
+def _copy_widget_fonts(app, exception):
+    """Put the widgets' icon fonts where embed-amd.js asks for them.
+
+    Its stylesheets name the fonts relative to the page, under
+    ``@jupyter-widgets/`` and ``@jupyter-widgets/html-manager/dist/``; the
+    pages with widgets are those in ``examples/``.
+    """
+    import shutil
+
+    if exception is not None or app.builder.format != "html":
+        return
+    vendor = DOCS / "_vendor" / "widgets"
+    fonts = [f for f in vendor.iterdir() if f.suffix in (".woff", ".woff2", ".ttf", ".eot", ".svg")]
+    for folder in ("@jupyter-widgets", "@jupyter-widgets/html-manager/dist"):
+        target = Path(app.outdir) / "examples" / folder
+        target.mkdir(parents=True, exist_ok=True)
+        for font in fonts:
+            shutil.copyfile(font, target / font.name)
+
+
+def setup(app):
+    app.connect("build-finished", _copy_widget_fonts)
