@@ -34,6 +34,8 @@ exclude_patterns = ["_build", "_vendor", "Thumbs.db", ".DS_Store"]
 
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
+# "--input" stays two hyphens (the option list's help lines name flags).
+smartquotes = False
 
 # The notebooks are rendered from their executed copies (the tests or
 # ``make docs`` write them); never executed by Sphinx.

@@ -102,7 +102,8 @@ def magic_options_markdown():
              "|---|---|---|---|---|---|"]
     for row in rows():
         flags = ", ".join(_code(f) for f in row["flags"])
-        magics = ", ".join(f"`%%{m}`" for m in row["magics"])
+        magics = "both" if len(row["magics"]) == len(MAGIC_NAMES) else \
+            ", ".join(f"`%%{m}`" for m in row["magics"])
         default = _code(row["default"]) if row["default"] else ""
         parameter = _code(row["parameter"]) if row["parameter"] else ""
         value = row["value"] if "`" in row["value"] or row["value"] == "(switch)" \
