@@ -909,7 +909,7 @@ def test_a_conversion_that_cannot_fit_is_refused_before_it_starts(
     monkeypatch.setattr(room, "free_disk", lambda folder: 10**8)
     folder = gguf_cache._converted_folder(path).parent
     msg = (f"Could not load model {str(path)!r}: converting its GGUF file needs about "
-           f"0.0 GB of memory (0.0 GB available) and 0.2 GB of disk in {folder} "
+           f"0.9 GB of memory (0.0 GB available) and 0.2 GB of disk in {folder} "
            "(0.1 GB free), so nothing was started. Free some, pass dtype='bfloat16' "
            "(half the disk), set NBLLM_CACHE_DIR to a folder with room, or use a "
            "smaller GGUF file")
@@ -918,7 +918,26 @@ def test_a_conversion_that_cannot_fit_is_refused_before_it_starts(
     assert isinstance(info.value, UserError)
     assert conversions == []  # nothing de-quantized
     assert_nothing_left(cache)
-    # 250,000 weights: 2.5 MB of memory in float32 x 2.5, 1 MB of disk + margin.
-    monkeypatch.setattr(room, "available_memory", lambda: 3 * 10**6)
+    # 250,000 weights: a 256 MiB shard, the tensor twice in float32 and the
+    # 600 MiB margin of memory; 1 MB of disk + margin.
+    monkeypatch.setattr(room, "available_memory", lambda: 9 * 10**8)
     monkeypatch.setattr(room, "free_disk", lambda folder: 10**9)
     assert models.get_model(str(path), device="cpu").spec == str(path)
+
+
+def test_a_gguf_file_without_the_suffix_is_recognised_by_its_bytes(tmp_path, cache, conversions):
+    # Ollama keeps its models as blobs named by their digest.
+    blob = tmp_path / "blobs" / ("sha256-" + "ab" * 32)
+    blob.parent.mkdir()
+    write_gguf(blob)
+    loaded = models.get_model(str(blob), device="cpu")
+    assert conversions == [blob]
+    assert loaded.spec == str(blob)
+
+
+def test_a_file_that_is_not_gguf_is_not_taken_for_one(tmp_path, cache, conversions):
+    other = tmp_path / "notes"
+    other.write_bytes(b"GGU")  # too short for the magic bytes
+    with pytest.raises(ValueError, match="it is neither an embedded alias"):
+        models.get_model(str(other), device="cpu")
+    assert conversions == []

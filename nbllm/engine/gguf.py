@@ -394,13 +394,13 @@ def _convert_gguf(spec, gguf_path, target, dtype, source):
     try:
         reader = open_reader(gguf_path)
         declared = read_declared_special_tokens(reader)
-        n_weights = weights_in(reader)
+        n_weights, largest = weights_in(reader)
     except (ImportError, MemoryError):
         raise  # a missing package or memory is not the file's fault
     except Exception as exc:
         raise _unreadable(spec, gguf_path, exc) from None
     check_convertible(spec, gguf_path, reader)
-    check_room(spec, n_weights, target, dtype)
+    check_room(spec, n_weights, largest, target, dtype)
 
     def write(folder):
         try:

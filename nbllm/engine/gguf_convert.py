@@ -15,6 +15,7 @@ files).  The config and the tokenizer come from transformers' public API.
 """
 
 import contextlib
+import functools
 import inspect
 from pathlib import Path
 
@@ -55,26 +56,31 @@ def open_reader(gguf_path):
 def shared_reader(gguf_path, reader):
     """Within the block, transformers reads ``gguf_path`` through ``reader``.
 
-    transformers parses the whole header (the vocabulary included) at each
-    of its calls: the tokenizer, the config and the weights were three
-    parses of the same file, most of a conversion's time.  It looks
-    ``gguf.GGUFReader`` up when called, so for this block that name returns
-    the reader already open for this file, and a new one for any other.
+    transformers re-reads what cannot change within one conversion: the
+    whole header (the vocabulary included) at each of its calls (the
+    tokenizer, the config: three parses of a 262k-token vocabulary, most of a
+    conversion's time), and gguf's tensor-name table once per module of the
+    model (300 times for Gemma 3).  It looks both names up in ``gguf`` when
+    called, so for this block ``gguf.GGUFReader`` returns the reader already
+    open for this file (a new one for any other file), and
+    ``gguf.get_tensor_name_map`` remembers its tables.
     """
     import gguf
 
-    original, path = gguf.GGUFReader, Path(gguf_path).resolve()
+    reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    path = Path(gguf_path).resolve()
 
     def reuse(file, *args, **kwargs):
         if not args and not kwargs and Path(file).resolve() == path:
             return reader
-        return original(file, *args, **kwargs)
+        return reader_class(file, *args, **kwargs)
 
     gguf.GGUFReader = reuse
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(name_map)
     try:
         yield
     finally:
-        gguf.GGUFReader = original
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader_class, name_map
 
 
 def check_convertible(spec, gguf_path, reader):

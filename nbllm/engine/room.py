@@ -1,21 +1,24 @@
 """Whether a GGUF conversion fits this machine, checked before it starts.
 
-transformers de-quantizes a whole GGUF file into float32 tensors in memory
-before nbllm writes the converted copy, so a large file can exhaust the
-machine's memory (and a notebook's kernel dies with its state) or fill the
-disk halfway through.  The sizes are known beforehand from the file's tensor
-index, so a conversion that cannot fit is refused with one error naming them,
-before anything is written.
+The conversion streams one tensor at a time (:mod:`.gguf_convert`), then the
+converted copy is loaded whole, so a large file can still exhaust the
+machine's memory at the load (and a notebook's kernel dies with its state)
+or fill the disk halfway through.  The sizes are known beforehand from the
+file's tensor index, so a conversion that cannot fit is refused with one
+error naming them, before anything is written.
 """
 
 import shutil
 
 from ..exceptions import ModelError
+from .gguf_convert import SHARD_BYTES
 
-# A conversion's peak memory per byte of float32 weights: transformers holds
-# the de-quantized tensors and a copy while saving.  Measured on Gemma 3 270M
-# (Q4_K_M): a 2.68 GB peak for 1.1 GB of float32 weights, 2.4x.
-MEMORY_PER_FLOAT32_BYTE = 2.5
+# Memory beyond the weights: the tokenizer built from the file and the
+# parsed header (Gemma 3's 262k-token vocabulary: ~0.4 GB), and slack.
+MEMORY_MARGIN_BYTES = 600 * 2**20
+# The conversion holds one shard of output and, while de-quantizing, the
+# largest tensor in float32 about twice (before and after its processing).
+LARGEST_TENSOR_COPIES = 2
 # Bytes per weight in the converted copy, by stored dtype.
 STORED_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 # Room for the tokenizer files and the config beside the weights.
@@ -23,8 +26,10 @@ DISK_MARGIN_BYTES = 200 * 2**20
 
 
 def weights_in(reader):
-    """The number of weights a GGUF file holds (a ``gguf.GGUFReader``)."""
-    return sum(int(tensor.n_elements) for tensor in reader.tensors)
+    """``(weights, largest)``: how many weights a GGUF file holds, and its
+    largest tensor's count (a ``gguf.GGUFReader``)."""
+    counts = [int(tensor.n_elements) for tensor in reader.tensors]
+    return sum(counts), max(counts, default=0)
 
 
 def available_memory():
@@ -50,14 +55,19 @@ def _gb(n_bytes):
     return f"{n_bytes / 1e9:.1f} GB"
 
 
-def check_room(spec, n_weights, folder, dtype):
-    """Raise unless converting ``n_weights`` weights into ``folder`` fits.
+def check_room(spec, n_weights, largest, folder, dtype):
+    """Raise unless converting ``n_weights`` weights into ``folder``, then
+    loading them, fits.
+
+    Memory: the larger of the loaded copy and the conversion's working set
+    (one shard and the largest tensor in float32, twice), plus
+    ``MEMORY_MARGIN_BYTES``.  Disk: the copy plus ``DISK_MARGIN_BYTES``.
 
     Parameters
     ----------
     spec : str
         The model spec, for the message.
-    n_weights : int
+    n_weights, largest : int
         From :func:`weights_in`.
     folder : pathlib.Path
         Where the converted copy will be written.
@@ -69,7 +79,8 @@ def check_room(spec, n_weights, folder, dtype):
     ModelError
         Naming the memory and disk needed and available, and what to do.
     """
-    memory_need = int(n_weights * 4 * MEMORY_PER_FLOAT32_BYTE)
+    working_set = SHARD_BYTES + LARGEST_TENSOR_COPIES * 4 * largest
+    memory_need = max(n_weights * STORED_BYTES[dtype], working_set) + MEMORY_MARGIN_BYTES
     disk_need = n_weights * STORED_BYTES[dtype] + DISK_MARGIN_BYTES
     memory, disk = available_memory(), free_disk(folder.parent)
     short = []
