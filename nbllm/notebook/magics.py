@@ -393,6 +393,7 @@ class Status:
 
 def status():
     """A :class:`Status` with the current defaults and cache counters."""
+    from ..engine.embedded import describe_embedded_models
     from ..engine.models import DEFAULT_MODEL, cache_dir, loaded_models
 
     loaded = loaded_models()
@@ -406,6 +407,7 @@ def status():
         ("disk result cache", session.cache_dir or
          ("$NBLLM_CACHE_DIR" if os.environ.get("NBLLM_CACHE_DIR") else "off")),
         ("loaded models", ", ".join(repr(m) for m in loaded) or "none"),
+        ("embedded models", " | ".join(describe_embedded_models())),
         ("prompts", "sent raw, the label after a space (use_chat_template='auto'; "
                     "each result's caption says how its prompt was sent)"),
     ])
