@@ -1,21 +1,22 @@
 """GGUF files and their one-time conversion to safetensors.
 
-transformers de-quantizes a GGUF file on load, which is slow.  nbllm does it
-once and keeps the converted weights as safetensors in a folder of the cache,
-stored in the dtype they run in (bfloat16 weights are half the bytes to read,
-and load without a cast), keyed by the file's content (its SHA-256, computed
-once per path, size and modification time), that dtype, and the versions of
-the libraries that convert it (a copy made
-under one transformers is never served under another, which might build the
-tokenizer or the weights differently).  Whether the tokenizer adds a BOS or EOS
-token is the GGUF file's own declaration, kept in the copy's marker and applied
-at every load (:mod:`nbllm.engine.special_tokens`), not whatever the converting
-transformers wrote into the saved tokenizer.  A bfloat16 or float16 copy is derived from a float32 copy when
-there is one (a cast, seconds) instead of de-quantizing again.  A conversion is
-written to a temporary folder, made user-only (0700 folders, 0600 files),
-marked complete by a file written last, and renamed into place; a converted
-folder that is incomplete or holds pickle files is deleted and converted
-again.  Every failure to read a file is one clear error naming it.
+De-quantizing a GGUF file is slow, so nbllm does it once, streaming one
+tensor at a time (:mod:`nbllm.engine.gguf_convert`), after checking that the
+file can be converted and that the copy fits (:mod:`nbllm.engine.room`), and
+keeps the weights as safetensors in a folder of the cache, stored in the
+dtype they run in (bfloat16 weights are half the bytes to read, and load
+without a cast).  The folder is keyed by the file's content (its SHA-256,
+computed once per path, size and modification time), that dtype, and the
+versions of the libraries that convert it (a copy made under one
+transformers is never served under another, which might build the tokenizer
+or the weights differently).  Whether the tokenizer adds a BOS or EOS token
+is the GGUF file's own declaration, kept in the copy's marker and applied at
+every load (:mod:`nbllm.engine.special_tokens`).  A bfloat16 or float16 copy
+is derived from a float32 copy when there is one (a cast, seconds).  A
+conversion is written to a temporary folder, made user-only (0700 folders,
+0600 files), marked complete by a file written last, and renamed into place;
+a converted folder that is incomplete or holds pickle files is deleted and
+converted again.  Every failure to read a file is one clear error naming it.
 """
 
 import contextlib
