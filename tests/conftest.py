@@ -17,21 +17,29 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture(scope="session")
-def real_model(tmp_path_factory):
-    """The embedded SmolLM2-135M, loaded cold from its GGUF file, float32 on cpu.
+def model_cache_dir(tmp_path_factory):
+    """The session's private cache folder for converted models (NBLLM_TEST_CACHE_DIR
+    names one to reuse across sessions).
 
-    The converted copy goes to a private folder, ``real_model.cache_dir``;
-    tests that start kernels pass it on as NBLLM_CACHE_DIR.  The variable is
-    not left set, so no other test gets a disk result cache by accident.
+    The real models share it, so that a notebook kernel given it as
+    NBLLM_CACHE_DIR finds every model the session converted.
+    """
+    return os.environ.get("NBLLM_TEST_CACHE_DIR") or str(tmp_path_factory.mktemp("nbllm-cache"))
+
+
+def _load_cold(spec, cache):
+    """Load a named model float32 on cpu, converting into ``cache``, and time it.
+
+    NBLLM_CACHE_DIR is set only for the load and not left set, so no other
+    test gets a disk result cache by accident.
     """
     from nbllm.engine import models
 
-    cache = os.environ.get("NBLLM_TEST_CACHE_DIR") or str(tmp_path_factory.mktemp("nbllm-cache"))
     old = os.environ.get("NBLLM_CACHE_DIR")
     os.environ["NBLLM_CACHE_DIR"] = cache
     try:
         started = time.perf_counter()
-        loaded = models.get_model("smollm2-135m", device="cpu", dtype="float32")
+        loaded = models.get_model(spec, device="cpu", dtype="float32")
         loaded.cold_load_seconds = time.perf_counter() - started
     finally:
         if old is None:
@@ -40,6 +48,37 @@ def real_model(tmp_path_factory):
             os.environ["NBLLM_CACHE_DIR"] = old
     loaded.cache_dir = cache
     return loaded
+
+
+@pytest.fixture(scope="session")
+def real_model(model_cache_dir):
+    """The embedded SmolLM2-135M, loaded cold from its GGUF file, float32 on cpu.
+
+    The converted copy goes to the session's private folder,
+    ``real_model.cache_dir``; tests that start kernels pass it on as
+    NBLLM_CACHE_DIR.
+    """
+    return _load_cold("smollm2-135m", model_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def gemma_model(model_cache_dir):
+    """Gemma 3 270M (``model_name='gemma3-270m'``), float32 on cpu, loaded once.
+
+    Its package is an optional extra (``nbllm[gemma]``): without it the tests
+    that use this fixture are skipped, saying what to install.  The first
+    load joins the package's GGUF chunks and converts them (about a minute)
+    into the session's private folder, ``gemma_model.cache_dir``.
+    """
+    import importlib.util
+
+    from nbllm.engine.embedded import EMBEDDED_MODELS
+
+    wanted = EMBEDDED_MODELS["gemma3-270m"]
+    if importlib.util.find_spec(wanted.package) is None:
+        pytest.skip(f"Gemma 3 270M is not installed (the package {wanted.package!r}); "
+                    f"install it with: {wanted.install}")
+    return _load_cold("gemma3-270m", model_cache_dir)
 
 
 @pytest.fixture(scope="session")
