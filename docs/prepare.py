@@ -6,8 +6,8 @@
    SHA-256, unpacked into ``docs/_vendor/widgets/``. The pages load them from
    the site itself, never from a CDN.
 2. The executed notebooks: the copies the tests keep in ``build/notebooks/``
-   (``tests/test_notebook.py``), or, when one is missing (a fresh clone),
-   the notebook executed here with the same tool
+   (``tests/test_notebook.py``), or, when one is missing (a fresh clone) or
+   older than its notebook, the notebook executed here with the same tool
    (:func:`nbllm.tools.run_notebook.execute_notebook`). They are copied into
    ``docs/examples/`` for Sphinx, which renders them without running them.
 
@@ -75,7 +75,9 @@ def executed_notebooks():
     EXAMPLES.mkdir(exist_ok=True)
     for name in NOTEBOOKS:
         copy = EXECUTED / f"{name}.executed.ipynb"
-        if not copy.is_file():
+        source = ROOT / "notebooks" / f"{name}.ipynb"
+        # Missing (a fresh clone), or older than the notebook (edited since).
+        if not copy.is_file() or copy.stat().st_mtime < source.stat().st_mtime:
             from nbllm.tools.run_notebook import execute_notebook
 
             # The same sample the tests run (tests/test_notebook.py).
@@ -83,10 +85,10 @@ def executed_notebooks():
                 os.environ.setdefault("NBLLM_EVAL_N", "40")
                 os.environ.setdefault("MPLBACKEND",
                                       "module://matplotlib_inline.backend_inline")
-            print(f"executing notebooks/{name}.ipynb (no executed copy in build/notebooks/)")
+            print(f"executing notebooks/{name}.ipynb (no up-to-date executed copy in "
+                  "build/notebooks/)")
             started = time.perf_counter()
-            execute_notebook(ROOT / "notebooks" / f"{name}.ipynb", EXECUTED, timeout=900,
-                             html=False)
+            execute_notebook(source, EXECUTED, timeout=900, html=False)
             print(f"  {time.perf_counter() - started:.0f} s")
         shutil.copyfile(copy, EXAMPLES / f"{name}.ipynb")
 
