@@ -11,6 +11,8 @@ each batch.  After 0, 10, 20 and 40 answers it prints, on the rows never
 answered: the accuracy of the Labeler's predictions, the estimate that
 ``report()`` gives, and the accuracy of TF-IDF + logistic regression trained on
 the same answers.  Strategies: margin (the default), entropy and random.
+``--model`` picks the model (default: the embedded SmolLM2-135M), for
+instance ``--model gemma3-270m``.
 """
 
 import argparse
@@ -34,12 +36,13 @@ def tfidf_accuracy(answers, test, classes):
     return float((predicted == test["label"].to_numpy()).mean())
 
 
-def simulate(df, strategy, folder, seed):
+def simulate(df, strategy, folder, seed, model=None):
     """Rows of (answers, accuracy, estimate, tf-idf accuracy) for one run."""
     from nbllm import Labeler
 
     lab = Labeler(df, "text", ["negative", "positive"], batch=10, strategy=strategy,
-                  path=f"{folder}/{strategy}-{seed}.json", random_state=seed)
+                  path=f"{folder}/{strategy}-{seed}.json", random_state=seed,
+                  **({} if model is None else {"model": model}))
     rows = []
     for target in CHECKPOINTS:
         while len(lab.answers) < target:
@@ -65,6 +68,8 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--strategies", nargs="+", default=["margin", "entropy", "random"])
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--model", default=None,
+                        help="model spec (default: the embedded smollm2-135m)")
     args = parser.parse_args()
 
     from nbllm.tools.tweets import load_tweets
@@ -76,7 +81,7 @@ def main():
                              random_state=seed).reset_index(drop=True)
             for strategy in args.strategies:
                 started = time.perf_counter()
-                for row in simulate(df, strategy, folder, seed):
+                for row in simulate(df, strategy, folder, seed, args.model):
                     results.append({"seed": seed, "strategy": strategy, **row})
                 print(f"seed {seed}, {strategy}: {time.perf_counter() - started:.1f} s",
                       flush=True)

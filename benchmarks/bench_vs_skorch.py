@@ -1,20 +1,28 @@
 """nbllm against skorch.llm, side by side in one process, on the same model and tweets.
 
     HF_HUB_OFFLINE=1 python benchmarks/bench_vs_skorch.py [-n 128] [--scale 100,1000]
+        [--model gemma3-270m]
 
-Both use the embedded SmolLM2-135M on cpu, the same real tweets and the same
-prompt text (skorch's templates, sent raw).  skorch runs the float32 model;
-nbllm runs its default dtype (``--dtype auto``: bfloat16 on a CPU with native
-bf16) from the same GGUF weights, and with ``--also-float32`` also the float32
-weights object skorch uses.  For each case it prints skorch's and nbllm's
-time, the speed ratio, and the largest probability difference (which must
-stay under 1e-4 in float32; in bfloat16 it is the rounding's drift, with the
-share of equal predictions).  It also
+Both use the embedded SmolLM2-135M (or ``--model``) on cpu, the same real
+tweets and the same prompt text (skorch's templates, sent raw).  skorch runs
+the float32 model; nbllm runs its default dtype (``--dtype auto``: bfloat16 on
+a CPU with native bf16) from the same GGUF weights, and with
+``--also-float32`` also the float32 weights object skorch uses.  For each
+case it prints skorch's and nbllm's time, the speed ratio, and the largest
+probability difference (which must stay under 1e-4 in float32; in bfloat16 it
+is the rounding's drift, with the share of equal predictions).  It also
 measures the rerun from the result cache, a "floor" (a bare batched forward
 pass over only the tokens that must be computed), the model load cold and
 from the converted copy, and the cost and peak memory of ``df.llm.classify``
 as the row count grows.  This machine is noisy: read the ratios, not the
-seconds.
+seconds.  Leave NBLLM_CACHE_DIR unset: it would also turn on the disk result
+cache, which serves repeated runs.
+
+skorch tokenizes its labels with the tokenizer's special tokens; on a
+tokenizer that adds a BOS token to every text (Gemma's), each label would
+start with BOS and skorch would score ``BOS label`` after the prompt.  Its
+label ids are set to the labels' own tokens after ``fit``
+(:func:`skorch_label_ids`), so both libraries score the same question.
 """
 
 import argparse
@@ -27,6 +35,16 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 MULTI_TOKEN = ["very negative", "somewhat negative", "neutral or mixed", "positive"]
+
+
+def skorch_label_ids(theirs):
+    """Give a fitted skorch classifier its labels' tokens without special tokens.
+
+    For a tokenizer that adds no special tokens (SmolLM2's) this changes nothing.
+    """
+    classes = [str(c) for c in theirs.classes_]
+    theirs.label_ids_ = theirs.tokenizer_(classes, add_special_tokens=False)["input_ids"]
+    return theirs
 
 
 def timed(fn, *args):
@@ -72,7 +90,7 @@ def floor_seconds(loaded, clf, texts):
     return time.perf_counter() - start, n_tokens
 
 
-def load_times():
+def load_times(model=None):
     """Cold GGUF load and load from the converted copy, each in a fresh process."""
     import tempfile
 
@@ -80,7 +98,8 @@ def load_times():
     # costs the same either way and is not part of loading the model.
     code = ("import time, torch, transformers, transformers.models.llama; "
             "from nbllm.engine.models import get_model; t = time.perf_counter(); "
-            "get_model(device='cpu', dtype='float32'); print(time.perf_counter() - t)")
+            f"get_model({model!r}, device='cpu', dtype='float32'); "
+            "print(time.perf_counter() - t)")
     folder = tempfile.mkdtemp(prefix="nbllm-bench-")
     env = dict(os.environ, NBLLM_CACHE_DIR=folder)
     run = lambda: float(subprocess.run([sys.executable, "-c", code], env=env, check=True,
@@ -88,7 +107,7 @@ def load_times():
     return run(), run()
 
 
-def scale_rows(counts, labels):
+def scale_rows(counts, labels, model=None):
     """df.llm.classify time and peak RSS per row count, each in a fresh process."""
     # Peak memory is the child's VmHWM: ru_maxrss would carry over the
     # parent's peak through fork and exec.  The model is loaded before the clock.
@@ -97,14 +116,14 @@ import re, sys, time
 import nbllm
 from nbllm.tools.tweets import load_tweets
 from nbllm.engine.models import get_model
-get_model()
+get_model(%r)
 df = load_tweets(None, labels=('negative', 'positive'), min_confidence=0.0)
 df = df.sample(n=min(int(sys.argv[1]), len(df)), random_state=0)
 t = time.perf_counter()
-out = df.llm.classify('text', labels=%r, progress=False)
+out = df.llm.classify('text', labels=%r%s, progress=False)
 hwm = re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)
 print(len(out), time.perf_counter() - t, hwm)
-""" % (labels,)
+""" % (model, labels, "" if model is None else f", model={model!r}")
     rows = []
     for n in counts:
         out = subprocess.run([sys.executable, "-c", code, str(n)], check=True,
@@ -135,10 +154,19 @@ def main():
     parser.add_argument("--dtype", default="auto", help="nbllm's dtype (skorch: float32)")
     parser.add_argument("--also-float32", action="store_true",
                         help="also time nbllm on skorch's float32 model object")
+    parser.add_argument("--model", default=None,
+                        help="model spec for both (default: the embedded smollm2-135m)")
     args = parser.parse_args()
 
-    loaded = models.get_model(device="cpu", dtype="float32")
-    mine = models.get_model(device="cpu", dtype=args.dtype)
+    loaded = models.get_model(args.model, device="cpu", dtype="float32")
+    mine = models.get_model(args.model, device="cpu", dtype=args.dtype)
+    model_name = args.model or models.DEFAULT_MODEL
+    # The once-per-model self-check runs before the clock: on a model with a
+    # sliding window (Gemma 3) it scores prompts past the window by the plain
+    # path, minutes on this machine, which is no part of either library's speed.
+    from nbllm.engine.scorer import backend_choice
+
+    print(f"scoring path: {backend_choice(mine).name}", flush=True)
     exact = mine.dtype == loaded.dtype
     dtype_name = str(mine.dtype).replace("torch.", "")
     texts = load_tweets(args.n, split="eval", random_state=11)["text"].tolist()
@@ -157,7 +185,7 @@ def main():
     ]
     if args.extras_only or args.floor_only:
         cases = []
-    print(f"{len(texts)} tweets, SmolLM2-135M on cpu (skorch float32, nbllm {dtype_name}), "
+    print(f"{len(texts)} tweets, {model_name} on cpu (skorch float32, nbllm {dtype_name}), "
           f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads\n")
     header = (f"{'case':<34} {'skorch s':>9} {'nbllm s':>8} {'speed-up':>9} {'max |dp|':>9}"
               + ("" if exact else f" {'same pred':>9}")
@@ -170,8 +198,8 @@ def main():
         ours = ZeroShotClassifier(model=mine.model, tokenizer=mine.tokenizer,
                                   prompt=template, use_chat_template=False,
                                   progress=False).fit(None, labels)
-        theirs = SkorchZeroShot(model=loaded.model, tokenizer=loaded.tokenizer,
-                                prompt=template).fit(None, labels)
+        theirs = skorch_label_ids(SkorchZeroShot(model=loaded.model, tokenizer=loaded.tokenizer,
+                                                 prompt=template).fit(None, labels))
         p_theirs, t_theirs = timed(theirs.predict_proba, texts)
         p_ours, t_ours = timed(ours.predict_proba, texts)
         diff = float(np.abs(p_ours - p_theirs).max())
@@ -211,13 +239,13 @@ def main():
               f"= {t_nbllm / t_floor:.2f}x the floor")
 
     if not args.skip_load:
-        cold, warm = load_times()
+        cold, warm = load_times(args.model)
         print(f"model load: cold GGUF {cold:.1f} s, from the converted copy {warm:.1f} s "
               f"({cold / warm:.1f}x faster)")
     counts = [int(c) for c in args.scale.split(",") if c]
     if counts:
         print("\ndf.llm.classify scale (fresh process each):")
-        for n, seconds, peak_kb in scale_rows(counts, ["negative", "positive"]):
+        for n, seconds, peak_kb in scale_rows(counts, ["negative", "positive"], args.model):
             peak_mb = peak_kb / 1024
             print(f"  {n:>6} rows: {seconds:7.1f} s, {1000 * seconds / n:6.1f} ms/row, "
                   f"peak RSS {peak_mb:.0f} MB")

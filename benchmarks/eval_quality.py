@@ -19,7 +19,10 @@ error (ECE) for:
 
 ``--dtype`` runs nbllm in that dtype ('auto' by default: bfloat16 on a CPU
 with native bf16); ``--defaults-only`` scores just the zero-shot and few-shot
-defaults (the dtype comparison: run it once per dtype).
+defaults (the dtype comparison: run it once per dtype), and with
+``--task-prompt`` also the zero-shot default with a prompt that names the task.
+``--model`` picks the model (an embedded alias such as ``gemma3-270m``, a GGUF
+file or a Hugging Face folder; the embedded SmolLM2-135M by default).
 """
 
 import argparse
@@ -47,8 +50,11 @@ def tfidf_baseline(train, test, classes):
     return pipe.predict_proba(test["text"])[:, order]
 
 
-def defaults_only(labels, n, shots_n, dtype):
-    """Rows for nbllm's zero-shot and few-shot defaults only, in ``dtype``."""
+def defaults_only(labels, n, shots_n, dtype, model=None, task_prompt=None):
+    """Rows for nbllm's zero-shot and few-shot defaults only, in ``dtype``.
+
+    With ``task_prompt``, also a zero-shot row with that prompt.
+    """
     from nbllm import FewShotClassifier, ZeroShotClassifier
     from nbllm.evaluation import evaluate
     from nbllm.tools.tweets import load_tweets
@@ -57,12 +63,14 @@ def defaults_only(labels, n, shots_n, dtype):
     pool = load_tweets(50, labels=labels, split="dev", random_state=2)
     classes, rows = list(labels), []
     sub = test.head(shots_n)
-    for name, clf, train, data in (
-        ("nbllm zero-shot default", ZeroShotClassifier(dtype=dtype, progress=False),
-         (None, classes), test),
-        ("nbllm few-shot default (5 similar)", FewShotClassifier(dtype=dtype, progress=False),
-         (pool["text"], pool["label"]), sub),
-    ):
+    common = dict(model_name=model, dtype=dtype, progress=False)
+    runs = [("nbllm zero-shot default", ZeroShotClassifier(**common), (None, classes), test)]
+    if task_prompt:
+        runs.append(("nbllm zero-shot, task prompt",
+                     ZeroShotClassifier(**common, prompt=task_prompt), (None, classes), test))
+    runs.append(("nbllm few-shot default (5 similar)", FewShotClassifier(**common),
+                 (pool["text"], pool["label"]), sub))
+    for name, clf, train, data in runs:
         t = time.perf_counter()
         proba = clf.fit(*train).predict_proba(data["text"])
         seconds = time.perf_counter() - t
@@ -75,7 +83,7 @@ def defaults_only(labels, n, shots_n, dtype):
 
 
 def run_task(labels, n, shots_n, skip_skorch=False, selections=SELECTIONS,
-             only_few_shot=False):
+             only_few_shot=False, model=None):
     """Rows of (method, n test tweets, metrics dict, seconds) for one task."""
     from nbllm import FewShotClassifier, ZeroShotClassifier
     from nbllm.estimators.calibration import calibrate
@@ -95,7 +103,7 @@ def run_task(labels, n, shots_n, skip_skorch=False, selections=SELECTIONS,
               f"logloss={m['log_loss']:.3f} ece={m['ece']:.3f} ({seconds:.0f} s)", flush=True)
 
     t = time.perf_counter()
-    clf = ZeroShotClassifier(progress=False).fit(None, classes)
+    clf = ZeroShotClassifier(model_name=model, progress=False).fit(None, classes)
     logprobs = clf.label_logprobs(test["text"].tolist())
     seconds = time.perf_counter() - t
     for mode in () if only_few_shot else (None, "content_free", "batch"):
@@ -107,8 +115,9 @@ def run_task(labels, n, shots_n, skip_skorch=False, selections=SELECTIONS,
     for selection in selections:
         for k in SHOTS:
             t = time.perf_counter()
-            few = FewShotClassifier(max_samples=k, example_selection=selection,
-                                    random_state=0, progress=False)
+            few = FewShotClassifier(model_name=model, max_samples=k,
+                                    example_selection=selection, random_state=0,
+                                    progress=False)
             few.fit(pool["text"], pool["label"])
             proba = few.predict_proba(sub["text"])
             add(f"nbllm few-shot k={k}, {selection}", sub["label"], proba,
@@ -128,7 +137,7 @@ def run_task(labels, n, shots_n, skip_skorch=False, selections=SELECTIONS,
 
         from nbllm.engine.models import get_model
 
-        loaded = get_model()
+        loaded = get_model(model)
         t = time.perf_counter()
         theirs = SkorchZeroShot(model=loaded.model, tokenizer=loaded.tokenizer)
         proba = theirs.fit(None, classes).predict_proba(test["text"].tolist())
@@ -158,7 +167,15 @@ def main():
                         help="nbllm's dtype (auto, float32, bfloat16)")
     parser.add_argument("--defaults-only", action="store_true",
                         help="only the zero-shot and few-shot defaults")
+    parser.add_argument("--model", default=None,
+                        help="model spec (default: the embedded smollm2-135m)")
+    parser.add_argument("--task-prompt", default=None,
+                        help="with --defaults-only: also zero-shot with this prompt "
+                             "(\\n for a newline)")
     args = parser.parse_args()
+    if args.task_prompt and not args.defaults_only:
+        parser.error("--task-prompt goes with --defaults-only")
+    task_prompt = args.task_prompt and args.task_prompt.replace("\\n", "\n")
     if args.dtype != "auto" and not args.defaults_only:
         parser.error("--dtype goes with --defaults-only (the full sweep runs at 'auto')")
 
@@ -166,10 +183,12 @@ def main():
     for task in args.tasks.split(","):
         print(f"\n{task}: {', '.join(TASKS[task])}", flush=True)
         if args.defaults_only:
-            everything[task] = defaults_only(TASKS[task], args.n, args.shots_n, args.dtype)
+            everything[task] = defaults_only(TASKS[task], args.n, args.shots_n, args.dtype,
+                                             args.model, task_prompt)
             continue
         everything[task] = run_task(TASKS[task], args.n, args.shots_n, args.skip_skorch,
-                                    args.selections.split(","), args.only_few_shot)
+                                    args.selections.split(","), args.only_few_shot,
+                                    args.model)
     print()
     for task, rows in everything.items():
         print(f"\n### {task}\n")
