@@ -158,15 +158,23 @@ def main():
                         help="model spec for both (default: the embedded smollm2-135m)")
     args = parser.parse_args()
 
+    if os.environ.get("NBLLM_CACHE_DIR"):
+        print("NOTE: NBLLM_CACHE_DIR is set, so nbllm's disk result cache serves texts "
+              "scored in earlier runs: its times below are not comparable\n", flush=True)
     loaded = models.get_model(args.model, device="cpu", dtype="float32")
     mine = models.get_model(args.model, device="cpu", dtype=args.dtype)
     model_name = args.model or models.DEFAULT_MODEL
     # The once-per-model self-check runs before the clock: on a model with a
     # sliding window (Gemma 3) it scores prompts past the window by the plain
     # path, minutes on this machine, which is no part of either library's speed.
+    # The estimators below get model objects, whose entries (wrap_model) have
+    # their own self-check.
     from nbllm.engine.scorer import backend_choice
 
-    print(f"scoring path: {backend_choice(mine).name}", flush=True)
+    for entry in {id(m): m for m in (mine, loaded)}.values():
+        wrapped = models.wrap_model(entry.model, entry.tokenizer)
+        print(f"scoring path ({str(entry.dtype).replace('torch.', '')}): "
+              f"{backend_choice(wrapped).name}", flush=True)
     exact = mine.dtype == loaded.dtype
     dtype_name = str(mine.dtype).replace("torch.", "")
     texts = load_tweets(args.n, split="eval", random_state=11)["text"].tolist()
