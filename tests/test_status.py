@@ -95,7 +95,7 @@ def test_conversion_message_estimates_from_the_file_size(tmp_path):
     with open(gguf, "wb") as f:
         f.truncate(200 * 10**6)  # 200 MB, sparse
     assert conversion_message("my-model", gguf) == (
-        "converting my-model from GGUF, once (usually about 40 s; later loads use the "
+        "converting my-model from GGUF, once (usually about 22 s; later loads use the "
         "converted copy)\u2026")
     small = tmp_path / "small.gguf"
     small.write_bytes(b"GGUF")
