@@ -23,7 +23,7 @@ demo: $(VENV)/.installed
 	cd notebooks && ../$(PY) -m nbllm.tools.run_notebook quickstart.ipynb
 
 test: $(VENV)/.installed chromium
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25
 
 # The minimum-versions run (docs/dependencies.md): the golden probabilities
 # must hold on the lowest versions nbllm admits.
