@@ -227,3 +227,19 @@ def test_gemma3_copy_is_transformers_own_load(gemma_model):
     with gguf_convert.shared_reader(path, gguf_convert.open_reader(path)):
         theirs = transformers_own(path)
     assert_bit_identical(ours, theirs)
+
+
+def test_an_architecture_only_the_packed_loader_reads_is_named(tmp_path, monkeypatch):
+    import transformers
+
+    monkeypatch.setattr(gguf_convert, "_packed_only", lambda: {"qwen35", "llama"})
+    monkeypatch.setenv("NBLLM_CACHE_DIR", str(tmp_path / "cache"))
+    path = write_odd_gguf(tmp_path / "odd.gguf", architecture="qwen35")
+    message = (
+        f"Could not load model 'odd': odd.gguf holds a 'qwen35' model, which transformers "
+        f"{transformers.__version__} loads from GGUF only with its weights kept packed, not "
+        "tensor by tensor as nbllm converts them; use the original model's Hugging Face "
+        "folder"
+    )
+    with pytest.raises(ModelError, match=f"^{re.escape(message)}$"):
+        _converted("odd", path)

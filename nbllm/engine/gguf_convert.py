@@ -107,6 +107,13 @@ def check_convertible(spec, gguf_path, reader):
     architecture = _architecture(reader)
     # transformers reads these under another name (modeling_gguf_pytorch_utils).
     known = set(GGUF_SUPPORTED_ARCHITECTURES) | {"qwen2moe", "qwen3moe", "gpt-oss", "t5encoder"}
+    if architecture in _packed_only() - known:
+        raise ModelError(
+            f"Could not load model {spec!r}: {gguf_path.name} holds a {architecture!r} "
+            f"model, which transformers {transformers.__version__} loads from GGUF only "
+            "with its weights kept packed, not tensor by tensor as nbllm converts them; "
+            "use the original model's Hugging Face folder"
+        )
     if architecture not in known:
         raise ModelError(
             f"Could not load model {spec!r}: {gguf_path.name} holds a {architecture!r} "
@@ -129,6 +136,15 @@ def check_convertible(spec, gguf_path, reader):
                 "de-quantize; use a file quantized as Q4_K_M, Q8_0 or another k-quant, "
                 "or upgrade gguf"
             ) from None
+
+
+def _packed_only():
+    """Architectures that only transformers' newer packed-GGUF loader (5.x) reads."""
+    try:
+        from transformers.integrations.gguf.utils import GGUF_ARCHS
+    except ImportError:  # an older transformers: none
+        return set()
+    return set(GGUF_ARCHS)
 
 
 def _architecture(reader):
