@@ -1,21 +1,25 @@
 """Throughput of ``ddf.llm.classify`` on a LocalCluster: 1 worker against 2 workers.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_dask.py [-n 1000] [--partitions 8] [--repeats 1] [--pandas]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_dask.py [-n 1000] [--partitions 8] [--repeats 1] [--pandas] [--environ dask,untrimmed]
 
 Classifies ``n`` real tweets (``load_tweets(n, split='eval')``, labels negative /
 positive, the embedded SmolLM2-135M) on a loopback ``LocalCluster`` of worker
 processes with one thread each: first 1 worker, then 2.  Before the clock,
 every worker loads the model and classifies a few other tweets, so the times
-hold no model load and no first-call overhead.  Before each timed run the
+hold no model load and no first-call overhead.  ``--environ`` picks the workers'
+environment: ``dask`` is Dask's default (its nannies set
+``MALLOC_TRIM_THRESHOLD_=65536``), ``untrimmed`` unsets that variable the way the
+notebook guide shows (:data:`UNTRIMMED`); both by default, each on its own clusters.  Before each timed run the
 workers' in-memory result caches are cleared and the run gets a fresh, empty
 disk cache folder (shared by its workers), so no result is reused.  Dask's
 nannies start workers with ``OMP_NUM_THREADS=1``, so each worker's torch uses
 one core; the thread count is printed.
 
 It prints, per cluster, the seconds and tweets/s (best of ``--repeats``), the
-throughput ratio of 2 workers to 1, and the largest probability difference
-between the two clusters' results.  ``--pandas`` adds the single-process
-``df.llm.classify`` (torch's default threads) for comparison.  The machine is
+throughput ratio of 2 workers to 1 per environment, and the largest probability
+difference between any two clusters' results.  ``--pandas`` adds the single-process
+``df.llm.classify`` (torch's default threads) for comparison, on the whole frame
+and partition by partition.  The machine is
 noisy: run it when nothing else does, and read the ratio.
 """
 
@@ -29,6 +33,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 LABELS = ["negative", "positive"]
 WARM_UP_TWEETS = 4
+# The notebook guide's setting (docs/notebook.md, "Faster workers"): glibc turns off
+# its adaptive mmap threshold once MALLOC_TRIM_THRESHOLD_ is set, so torch's large
+# buffers are mapped and unmapped at every forward pass.  None unsets it.
+UNTRIMMED = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+ENVIRONS = {"dask": {}, "untrimmed": UNTRIMMED}
 
 
 def warm_up(texts):
@@ -42,12 +51,13 @@ def warm_up(texts):
 
 
 def worker_state():
-    """This worker's model loads and torch thread count (run by ``client.run``)."""
+    """This worker's model loads, torch threads and malloc trim setting (``client.run``)."""
     import torch
 
     from nbllm.engine import models
 
-    return dict(models.load_counts), torch.get_num_threads()
+    return (dict(models.load_counts), torch.get_num_threads(),
+            os.environ.get("MALLOC_TRIM_THRESHOLD_"))
 
 
 def clear_result_cache():
@@ -62,19 +72,19 @@ def warm_every_worker(client, texts):
 
     Returns
     -------
-    int
-        The torch thread count of the workers.
+    tuple of (int, str or None)
+        The workers' torch thread count and ``MALLOC_TRIM_THRESHOLD_``.
     """
     addresses = list(client.scheduler_info()["workers"])
     futures = [client.submit(warm_up, texts, workers=[addr], allow_other_workers=False,
                              pure=False) for addr in addresses]
     client.gather(futures)
     states = client.run(worker_state)
-    for addr, (counts, _) in states.items():
+    for addr, (counts, _, _) in states.items():
         assert sum(counts.values()) == 1, f"{addr} loaded {counts}"
-    threads = {n for _, n in states.values()}
-    assert len(threads) == 1, f"workers differ in torch threads: {threads}"
-    return threads.pop()
+    settings = {(n, trim) for _, n, trim in states.values()}
+    assert len(settings) == 1, f"workers differ in threads or malloc trim: {settings}"
+    return settings.pop()
 
 
 def timed_run(client, tweets, partitions):
@@ -99,28 +109,45 @@ def timed_run(client, tweets, partitions):
     return result, seconds
 
 
-def bench_cluster(n_workers, tweets, warm_texts, partitions, repeats):
+def bench_cluster(n_workers, tweets, warm_texts, partitions, repeats, environ):
     """Best-of-``repeats`` time on a fresh LocalCluster of ``n_workers`` × 1 thread.
+
+    ``environ`` names an entry of :data:`ENVIRONS`, the Dask config the workers
+    start under.
 
     Returns
     -------
-    tuple of (pandas.DataFrame, float, int)
-        The result, the best seconds and the workers' torch thread count.
+    tuple of (pandas.DataFrame, float, tuple)
+        The result, the best seconds and the workers' torch thread count and
+        ``MALLOC_TRIM_THRESHOLD_``.
     """
+    import dask
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        client.wait_for_workers(n_workers, timeout=300)
-        threads = warm_every_worker(client, warm_texts)
-        runs = [timed_run(client, tweets, partitions) for _ in range(repeats)]
+    # Dask's nannies copy their variables into this process's environment before
+    # spawning, so a later cluster would inherit them: restore it afterwards.
+    saved = dict(os.environ)
+    try:
+        with dask.config.set(ENVIRONS[environ]), \
+                LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                             host="127.0.0.1", dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            client.wait_for_workers(n_workers, timeout=300)
+            threads = warm_every_worker(client, warm_texts)
+            runs = [timed_run(client, tweets, partitions) for _ in range(repeats)]
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     result = runs[0][0]
     return result, min(seconds for _, seconds in runs), threads
 
 
-def bench_pandas(tweets, warm_texts, repeats):
-    """Best-of-``repeats`` time of ``df.llm.classify`` in this process."""
+def bench_pandas(parts, warm_texts, repeats):
+    """Best-of-``repeats`` time of ``df.llm.classify`` in this process.
+
+    ``parts`` are frames classified one call each, one after another: the whole
+    frame alone, or Dask's partitions (the cost of many small calls).
+    """
     import pandas as pd
 
     from nbllm.engine.result_cache import result_cache
@@ -130,7 +157,8 @@ def bench_pandas(tweets, warm_texts, repeats):
     for _ in range(repeats):
         result_cache.clear()
         start = time.perf_counter()
-        tweets.llm.classify("text", LABELS, progress=False)
+        for part in parts:
+            part.llm.classify("text", LABELS, progress=False)
         times.append(time.perf_counter() - start)
     result_cache.clear()
     return min(times)
@@ -138,7 +166,7 @@ def bench_pandas(tweets, warm_texts, repeats):
 
 def report(name, n, seconds):
     """Print one line: seconds and tweets/s."""
-    print(f"{name:<28} {seconds:8.1f} s  {n / seconds:7.2f} tweets/s", flush=True)
+    print(f"{name:<50} {seconds:8.1f} s  {n / seconds:7.2f} tweets/s", flush=True)
 
 
 def max_proba_difference(a, b):
@@ -159,8 +187,16 @@ def main():
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per cluster")
     parser.add_argument("--pandas", action="store_true",
                         help="also time df.llm.classify in this process")
+    parser.add_argument("--environ", default="dask,untrimmed",
+                        help=f"comma-separated workers' environments, of {sorted(ENVIRONS)} "
+                             "('' times no cluster)")
     args = parser.parse_args()
+    environs = [e for e in args.environ.split(",") if e]
+    unknown = sorted(set(environs) - set(ENVIRONS))
+    if unknown:
+        parser.error(f"unknown --environ {unknown}; choose from {sorted(ENVIRONS)}")
 
+    import dask.dataframe as dd
     import torch
 
     from nbllm.tools.tweets import load_tweets
@@ -171,19 +207,28 @@ def main():
           f"embedded model, best of {args.repeats}", flush=True)
 
     results, seconds = {}, {}
-    for n_workers in (1, 2):
-        result, best, threads = bench_cluster(n_workers, tweets, warm_texts,
-                                              args.partitions, args.repeats)
-        results[n_workers], seconds[n_workers] = result, best
-        label = f"{n_workers} worker{'s' if n_workers > 1 else ''} x 1 thread"
-        report(f"{label} (torch {threads})", len(tweets), best)
+    for environ in environs:
+        for n_workers in (1, 2):
+            result, best, (threads, trim) = bench_cluster(
+                n_workers, tweets, warm_texts, args.partitions, args.repeats, environ)
+            results[environ, n_workers], seconds[environ, n_workers] = result, best
+            label = f"{n_workers} worker{'s' if n_workers > 1 else ''} x 1 thread"
+            report(f"{environ}: {label} (torch {threads}, trim {trim})", len(tweets), best)
     if args.pandas:
-        pandas_seconds = bench_pandas(tweets, warm_texts, args.repeats)
-        report(f"pandas, 1 process (torch {torch.get_num_threads()})", len(tweets),
-               pandas_seconds)
-    print(f"throughput ratio, 2 workers / 1 worker: {seconds[1] / seconds[2]:.2f}x")
-    print(f"max |dp| between the two clusters' results: "
-          f"{max_proba_difference(results[1], results[2]):.1e}")
+        threads = torch.get_num_threads()
+        whole = bench_pandas([tweets], warm_texts, args.repeats)
+        report(f"pandas, 1 process (torch {threads})", len(tweets), whole)
+        partitions = dd.from_pandas(tweets, npartitions=args.partitions).partitions
+        parted = bench_pandas([p.compute() for p in partitions], warm_texts, args.repeats)
+        report(f"pandas, partition by partition (torch {threads})", len(tweets), parted)
+        print(f"partition by partition / whole frame: {parted / whole:.2f}x")
+    for environ in environs:
+        print(f"{environ}: throughput ratio, 2 workers / 1 worker: "
+              f"{seconds[environ, 1] / seconds[environ, 2]:.2f}x")
+    if results:
+        first = next(iter(results.values()))
+        print("max |dp| between the clusters' results: "
+              f"{max(max_proba_difference(first, r) for r in results.values()):.1e}")
 
 
 if __name__ == "__main__":

@@ -332,6 +332,52 @@ def test_the_accessor_is_built_per_access(frame):
     assert dd.DataFrame.llm is DaskLLMAccessor
 
 
+# ------------------------------------ the notebook guide's faster-workers setting
+GUIDE = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "notebook.md")
+# The setting docs/notebook.md shows ("Faster Dask workers"), as a Dask config.
+UNTRIMMED = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
+
+def guide_text():
+    with open(GUIDE, encoding="utf-8") as f:
+        return f.read()
+
+
+def test_the_guides_setting_starts_workers_without_malloc_trim():
+    import dask
+    from distributed import Client, LocalCluster
+
+    assert ('dask.config.set({"distributed.nanny.pre-spawn-environ.'
+            'MALLOC_TRIM_THRESHOLD_": None})') in guide_text()
+    # A nanny copies its variables into this process's environment (the guide
+    # warns of it): start clean and restore afterwards.
+    saved = dict(os.environ)
+    os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    try:
+        with dask.config.set(UNTRIMMED), \
+                LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                             host="127.0.0.1", dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            trim = client.run(os.getenv, "MALLOC_TRIM_THRESHOLD_")
+            threads = client.run(os.getenv, "OMP_NUM_THREADS")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert list(trim.values()) == [None]
+    assert list(threads.values()) == ["1"]  # Dask's other defaults stay
+
+
+def test_the_guides_config_file_unsets_the_trim_threshold(tmp_path):
+    block = re.search(r"```yaml\n(distributed:\n.*?)```", guide_text(), re.S).group(1)
+    (tmp_path / "nbllm.yaml").write_text(block)
+    done = subprocess.run(
+        [sys.executable, "-c", "import dask, distributed; print(dask.config.get("
+         "'distributed.nanny.pre-spawn-environ'))"],
+        capture_output=True, text=True, env=dict(os.environ, DASK_CONFIG=str(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    assert "'MALLOC_TRIM_THRESHOLD_': None" in done.stdout
+
+
 # ------------------------------------------------- a real cluster (slow tests)
 REAL_LABELS = ["negative", "positive"]
 N_TWEETS, N_PARTITIONS = 200, 8
