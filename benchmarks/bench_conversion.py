@@ -6,7 +6,12 @@
 Each file is loaded in a new Python process with an empty cache folder, as a
 user's first ``get_model`` would: from the first line (imports included) to
 the loaded model, with the GGUF's SHA-256, the conversion and the load of the
-converted copy.  The child's peak resident memory is its ``VmHWM``.
+converted copy.  The child's peak resident memory is its ``VmHWM``.  Then two
+later loads, each in another new process with the same cache: the same spec,
+and a copy of the file under another name (found again by its content: the
+run fails if either converts again).  Their time is the later-load cost a
+fresh notebook pays: imports of transformers' model code, the tokenizer and
+the weights, with no conversion.
 
 Targets (issue 29): peak RSS <= the converted copy's size + 800 MB; first
 load <= 15 s per 100 MB of GGUF.  ``--synthetic GB`` adds Llama-family files
@@ -42,14 +47,44 @@ def folder_bytes(folder):
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
-def first_load(spec, gguf_bytes, dtype, cache):
-    """Run one first load in a child with an empty cache; return its figures."""
+def load_in_child(spec, dtype, cache):
+    """``get_model(spec)`` in a new process using ``cache``; its seconds and peak bytes."""
     env = dict(os.environ, NBLLM_CACHE_DIR=str(cache))
     out = subprocess.run([sys.executable, "-c", CHILD.format(spec=spec, dtype=dtype)],
                          env=env, capture_output=True, text=True, check=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    copies = [p for p in (cache / "converted").iterdir() if not p.name.startswith(".")]
-    copy_bytes = folder_bytes(copies[0])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def converted_copies(cache):
+    """The converted folders in ``cache`` (hidden temporary ones left out)."""
+    return sorted(p for p in (cache / "converted").iterdir() if not p.name.startswith("."))
+
+
+def later_loads(spec, path, dtype, cache, work):
+    """Seconds of a later load of ``spec`` and of a renamed copy of its file.
+
+    Raises
+    ------
+    RuntimeError
+        If either load converted the file again.
+    """
+    before = converted_copies(cache)
+    same = load_in_child(spec, dtype, cache)
+    renamed = work / f"renamed-copy-{Path(path).stem}"  # no .gguf suffix either
+    shutil.copyfile(path, renamed)
+    try:
+        copy = load_in_child(str(renamed), dtype, cache)
+    finally:
+        renamed.unlink()
+    if converted_copies(cache) != before:
+        raise RuntimeError(f"a later load of {spec} converted it again")
+    return same["seconds"], copy["seconds"]
+
+
+def first_load(spec, gguf_bytes, dtype, cache):
+    """Run one first load in a child with an empty cache; return its figures."""
+    result = load_in_child(spec, dtype, cache)
+    copy_bytes = folder_bytes(converted_copies(cache)[0])
     result.update(
         spec=spec, gguf_mb=gguf_bytes / 1e6, copy_mb=copy_bytes / 1e6,
         peak_mb=result["peak_bytes"] / 1e6,
@@ -95,12 +130,15 @@ def main(argv=None):
             cache = work / f"cache-{len(rows)}"
             cache.mkdir()
             row = first_load(spec, path.stat().st_size, args.dtype, cache)
+            row["later_s"], row["renamed_copy_s"] = later_loads(spec, path, args.dtype,
+                                                                cache, work)
             shutil.rmtree(cache)
             rows.append(row)
             print(f"{Path(spec).name:>24}: GGUF {row['gguf_mb']:7.0f} MB, first load "
                   f"{row['seconds']:6.1f} s (target {row['time_target_s']:5.1f} s), peak RSS "
                   f"{row['peak_mb']:6.0f} MB (target {row['peak_target_mb']:6.0f} MB, "
-                  f"copy {row['copy_mb']:.0f} MB)", flush=True)
+                  f"copy {row['copy_mb']:.0f} MB); later loads {row['later_s']:.1f} s, "
+                  f"a renamed copy {row['renamed_copy_s']:.1f} s", flush=True)
         print(json.dumps(rows))
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -42,9 +42,9 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 # A conversion's temporary folder this old is a leftover, whatever its process.
 STALE_SECONDS = 24 * 3600
 # The one-off GGUF conversion's pace here, imports and the load included
-# (benchmarks/RESULTS.md, 2 CPU cores): 9.6 s for the 98 MB embedded file,
-# 27.8 s for Gemma 3's 253 MB (its 262k-token vocabulary dominates), 40 s for
-# a 0.93 GB file with a 49k one.
+# (benchmarks/RESULTS.md, 2 CPU cores): 9.6-10.1 s for the 98 MB embedded file,
+# 27.8-27.9 s for Gemma 3's 253 MB (its 262k-token vocabulary dominates), 40-49 s
+# for a 0.93 GB file with a 49k one.
 CONVERSION_SECONDS_PER_100MB = 11
 # The layout of a converted folder and its marker; raised when either changes.
 CONVERSION_FORMAT = 4
