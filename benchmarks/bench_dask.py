@@ -9,8 +9,8 @@ every worker loads the model and classifies a few other tweets, so the times
 hold no model load and no first-call overhead.  ``--environ`` picks the workers'
 environment: ``dask`` is Dask's default (its nannies set
 ``MALLOC_TRIM_THRESHOLD_=65536``), ``untrimmed`` unsets that variable the way the
-notebook guide shows (:data:`UNTRIMMED`); both by default, each on its own clusters.  Before each timed run the
-workers' in-memory result caches are cleared and the run gets a fresh, empty
+notebook guide shows (``FAST_WORKER_CONFIG``); both by default, each on its own
+clusters.  Before each timed run the workers' in-memory result caches are cleared and the run gets a fresh, empty
 disk cache folder (shared by its workers), so no result is reused.  Dask's
 nannies start workers with ``OMP_NUM_THREADS=1``, so each worker's torch uses
 one core; the thread count is printed.
@@ -19,8 +19,8 @@ It prints, per cluster, the seconds and tweets/s (best of ``--repeats``), the
 throughput ratio of 2 workers to 1 per environment, and the largest probability
 difference between any two clusters' results.  ``--pandas`` adds the single-process
 ``df.llm.classify`` (torch's default threads) for comparison, on the whole frame
-and partition by partition.  The machine is
-noisy: run it when nothing else does, and read the ratio.
+and partition by partition.  The machine is noisy: run it when nothing else
+does, and read the ratio.
 """
 
 import argparse
@@ -31,13 +31,14 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Importing it also attaches ddf.llm.
+from nbllm.notebook.dask_accessor import FAST_WORKER_CONFIG  # noqa: E402
+
 LABELS = ["negative", "positive"]
 WARM_UP_TWEETS = 4
-# The notebook guide's setting (docs/notebook.md, "Faster workers"): glibc turns off
-# its adaptive mmap threshold once MALLOC_TRIM_THRESHOLD_ is set, so torch's large
-# buffers are mapped and unmapped at every forward pass.  None unsets it.
-UNTRIMMED = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
-ENVIRONS = {"dask": {}, "untrimmed": UNTRIMMED}
+# Dask's default worker environment, and the notebook guide's setting
+# (nbllm.notebook.dask_accessor.FAST_WORKER_CONFIG, "Faster Dask workers").
+ENVIRONS = {"dask": {}, "untrimmed": FAST_WORKER_CONFIG}
 
 
 def warm_up(texts):
@@ -96,8 +97,6 @@ def timed_run(client, tweets, partitions):
         The result and the seconds it took.
     """
     import dask.dataframe as dd
-
-    import nbllm.notebook.dask_accessor  # noqa: F401  (attaches ddf.llm)
 
     client.run(clear_result_cache)
     with tempfile.TemporaryDirectory(prefix="bench-dask-") as cache:

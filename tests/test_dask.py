@@ -7,6 +7,7 @@ each worker must load the model once, and killing a worker mid-run must
 still finish the job with the same results.
 """
 
+import ast
 import importlib
 import os
 import re
@@ -26,7 +27,7 @@ from nbllm.engine import models
 from nbllm.notebook import classify as api
 from nbllm.notebook.session import session
 from nbllm.engine.result_cache import result_cache
-from nbllm.notebook.dask_accessor import DaskLLMAccessor
+from nbllm.notebook.dask_accessor import FAST_WORKER_CONFIG, DaskLLMAccessor
 from tiny import save_tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -334,8 +335,6 @@ def test_the_accessor_is_built_per_access(frame):
 
 # ------------------------------------ the notebook guide's faster-workers setting
 GUIDE = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "notebook.md")
-# The setting docs/notebook.md shows ("Faster Dask workers"), as a Dask config.
-UNTRIMMED = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
 def guide_text():
@@ -347,14 +346,14 @@ def test_the_guides_setting_starts_workers_without_malloc_trim():
     import dask
     from distributed import Client, LocalCluster
 
-    assert ('dask.config.set({"distributed.nanny.pre-spawn-environ.'
-            'MALLOC_TRIM_THRESHOLD_": None})') in guide_text()
+    shown = re.search(r"dask\.config\.set\((\{.*?\})\)", guide_text()).group(1)
+    assert ast.literal_eval(shown) == FAST_WORKER_CONFIG
     # A nanny copies its variables into this process's environment (the guide
     # warns of it): start clean and restore afterwards.
     saved = dict(os.environ)
     os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     try:
-        with dask.config.set(UNTRIMMED), \
+        with dask.config.set(FAST_WORKER_CONFIG), \
                 LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                              host="127.0.0.1", dashboard_address=None) as cluster, \
                 Client(cluster) as client:

@@ -77,9 +77,10 @@ def _array_parts(reader, offset):
     length = reader._get(offset + 4, np.uint64)
     kind = GGUFValueType(int(item_type[0]))
     count, start = int(length[0]), offset + 12
-    parts, types = [item_type, length], [GGUFValueType.ARRAY]
-    if count:
-        types.append(kind)
+    parts = [item_type, length]
+    if not count:  # gguf's walk names no item type then, whatever the kind
+        return 12, parts, [], [GGUFValueType.ARRAY]
+    types = [GGUFValueType.ARRAY, kind]
     scalar = reader.gguf_scalar_to_np.get(kind)
     if scalar is not None:
         values = reader._get(start, scalar, count)
@@ -88,8 +89,8 @@ def _array_parts(reader, offset):
     if kind != GGUFValueType.STRING:
         return None
     # The length prefix's dtype and byte order, as gguf's own _get gives them.
-    length_type = reader._get(start, np.uint64).dtype if count else None
-    order = _byte_order(length_type) if count else None
+    length_type = reader._get(start, np.uint64).dtype
+    order = _byte_order(length_type)
     data, raw, end = reader.data, memoryview(reader.data), start
     for _ in range(count):
         size = int.from_bytes(raw[end:end + 8], order)

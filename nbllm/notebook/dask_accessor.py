@@ -27,6 +27,13 @@ from .session import session
 # is not: each worker picks its own (e.g. one GPU per worker).
 _SESSION_OPTIONS = ("model", "cache_dir")
 
+# The Dask config the notebook guide recommends for nbllm's workers ("Faster
+# Dask workers"): Dask's nannies set MALLOC_TRIM_THRESHOLD_, which turns off
+# glibc's adaptive mmap threshold, so torch's large buffers are mapped and
+# unmapped at every forward pass (1.3-1.5x slower, benchmarks/RESULTS.md).
+# None unsets it; the benchmark and the guide's test use this dict.
+FAST_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
 
 def output_classes(labels, examples=None, text_col="text", label_col="label",
                    multi_label=MULTI_LABEL.default_for(DASK)):
