@@ -17,7 +17,8 @@ any decoder-only model, ALiBi ones included.
 
 from .batching import deliver, longest_first
 from .head import float32_label_logits
-from .prefix import PrefixCaches, accepts, cache_kwarg, expand_cache, shared_prefix_length
+from .prefix import (PrefixCaches, accepts, cache_kwarg, count_positions, expand_cache,
+                     shared_prefix_length)
 from .trie import LabelTrie
 
 # Rows and tokens per forward pass, and float32 logits held at once.
@@ -240,6 +241,7 @@ class ExactBackend(RowBackend):
         self.prefix_kv, passes = PrefixCaches(self.prefix_caches).get(
             self.model, prompt_ids[0][:self.prefix_len], self._cache_kwarg)
         self.forward_passes += passes
+        count_positions(self.loaded, passes * self.prefix_len)
         return [p[self.prefix_len:] for p in prompt_ids]
 
     def _width(self, prompt, depth):
@@ -273,6 +275,7 @@ class ExactBackend(RowBackend):
                 else:
                     logits = self.model(input_ids=ids, **extra).logits[:, kept]
             self.forward_passes += 1
+            count_positions(self.loaded, ids.numel())
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             local = torch.tensor([starts[i] - first for i in indices], device=self.device)
             return rows.picked(logprobs, local)

@@ -90,6 +90,14 @@ def expand_cache(prefix_kv, rows):
     return cache
 
 
+def count_positions(loaded, n):
+    """Add ``n`` to the positions fed to ``loaded``'s model (prompt, label and
+    padding columns of every pass), kept in ``loaded.state["positions_fed"]``
+    for benchmarks and tests."""
+    with _LOCK:
+        loaded.state["positions_fed"] = loaded.state.get("positions_fed", 0) + n
+
+
 def accepts(model, name):
     """Whether the model's forward takes a parameter of this name."""
     return name in inspect.signature(model.forward).parameters

@@ -29,7 +29,8 @@ from .attention import attention_layout
 from .batching import deliver, longest_first
 from .head import float32_label_logits
 from .gqa import native_gqa
-from .prefix import PrefixCaches, cache_kwarg, expand_cache, shared_prefix_length
+from .prefix import (PrefixCaches, cache_kwarg, count_positions, expand_cache,
+                     shared_prefix_length)
 from .trie import LabelTrie
 
 # Default work per batch on each device type, in new tokens per forward pass
@@ -189,6 +190,7 @@ class TreeMaskBackend:
         kv, computed = PrefixCaches(self.prefix_caches).get(self.model, prefix,
                                                             self._cache_kwarg)
         self.forward_passes += computed
+        count_positions(self.loaded, computed * len(prefix))
         return kv
 
     def _score_batch(self, suffixes, prefix_len, prefix_kv, tree):
@@ -245,6 +247,7 @@ class TreeMaskBackend:
                 logits_to_keep=tree.size + 1,
             ).logits
         self.forward_passes += 1
+        count_positions(self.loaded, rows * width)
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         # Node n's token is predicted at its parent's slot (slot 0: the prompt).
         node_logprobs = logprobs[:, tree.parent_slots, tree.tokens]
