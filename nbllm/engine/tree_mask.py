@@ -264,7 +264,9 @@ class TreeMaskBackend:
         """
         import torch
 
-        dtype = self.loaded.dtype
+        # The weights' dtype now, not the loaded one: the self-check runs a
+        # half-precision model in float32 for a while.
+        dtype = self.model.dtype
         by_window = {}
         for window in set(self.layout.windows.values()):
             seen = allowed
