@@ -348,15 +348,28 @@ def test_prefix_kv_for_identical_prompts_leaves_one_token_each():
     assert list(loaded.state["prefix_kv"]) == [tuple(prompts[0][:-1])]
 
 
-def test_prefix_kv_keeps_the_most_recent_entries():
+def test_prefix_kv_keeps_the_most_recent_entries_within_its_byte_bound(monkeypatch):
     loaded = _loaded()
     scorer = TreeMaskBackend(loaded)
     tok = get_tiny_tokenizer()
-    heads = [f"Text {i}:" for i in range(prefix_module.CACHE_SIZE + 1)]
-    for head in heads:
+    heads = [f"Text {i}:" for i in range(4)]
+    assert len({len(tok(h)["input_ids"]) for h in heads}) == 1  # equal sizes
+    scorer.score([tok(heads[0] + " ok")["input_ids"]], LABELS, 1, tok(heads[0])["input_ids"])
+    (_, size), = loaded.state["prefix_kv"].values()
+    assert size == prefix_module.kv_bytes(next(iter(loaded.state["prefix_kv"].values()))[0])
+    monkeypatch.setattr(prefix_module, "max_bytes", 2 * size)
+    for head in heads[1:]:
         scorer.score([tok(head + " ok")["input_ids"]], LABELS, 1, tok(head)["input_ids"])
-    kept = [tok(h)["input_ids"] for h in heads[1:]]
+    kept = [tok(h)["input_ids"] for h in heads[2:]]
     assert list(loaded.state["prefix_kv"]) == [tuple(k) for k in kept]
+    # A prefix larger than the bound is computed but not kept.
+    monkeypatch.setattr(prefix_module, "max_bytes", size - 1)
+    scorer.score([tok(heads[0] + " ok")["input_ids"]], LABELS, 1, tok(heads[0])["input_ids"])
+    assert list(loaded.state["prefix_kv"]) == [tuple(k) for k in kept]
+
+
+def test_prefix_cache_bound_defaults_to_256_mb():
+    assert prefix_module.DEFAULT_MAX_BYTES == 256 * 2**20
 
 
 def test_prefix_kv_is_shared_by_scorers_on_the_same_model():

@@ -1,8 +1,9 @@
-"""The shared prompt prefix: found once, its KV cache computed once and reused.
+"""Shared prompt prefixes: their KV caches computed once and kept between calls.
 
-Every prompt of a call starts with the same template text (few-shot examples
-included).  Its keys and values are computed in one forward pass, kept on the
-device in a small LRU in the loaded model's ``state`` (shared by every
+Every prompt of a call starts with the same template text; few-shot prompts
+often share their examples too (:mod:`nbllm.engine.prompt_tree` finds the
+shared spans of a call).  A prefix's keys and values are kept on the device
+in an LRU bounded in bytes, in the loaded model's ``state`` (shared by every
 estimator on that model and by both decoder backends), and expanded, without
 a copy, to the rows of each batch.
 """
@@ -11,7 +12,16 @@ import inspect
 import threading
 
 _LOCK = threading.Lock()
-CACHE_SIZE = 4
+# The prefix KV kept per loaded model between calls, in bytes (the session's
+# ``prefix_cache_bytes`` sets it; see set_max_bytes).
+DEFAULT_MAX_BYTES = 256 * 2**20
+max_bytes = DEFAULT_MAX_BYTES
+
+
+def set_max_bytes(n):
+    """Bound the prefix KV kept per model between calls to ``n`` bytes (0 keeps none)."""
+    global max_bytes
+    max_bytes = int(n)
 
 
 def common_prefix_length(a, b):
@@ -103,18 +113,49 @@ def accepts(model, name):
     return name in inspect.signature(model.forward).parameters
 
 
+def kv_bytes(kv):
+    """Bytes held by one prefix's per-layer (keys, values)."""
+    return sum(t.numel() * t.element_size() for layer in kv for t in layer)
+
+
 class PrefixCaches:
-    """An LRU of prefix KV caches, keyed by the prefix's token ids.
+    """An LRU of prefix KV caches, keyed by the prefix's token ids, within a byte bound.
+
+    One per loaded model (its ``state["prefix_kv"]``), shared by every
+    estimator on that model, both decoder backends and the threads of one
+    kernel (the panel and the Labeler score in threads): a lock keeps its
+    bookkeeping consistent.  The cached tensors are only read, never changed.
 
     Parameters
     ----------
     store : dict
-        The LRU's storage (insertion order is recency), usually the loaded
-        model's ``state["prefix_kv"]``.
+        The LRU's storage (insertion order is recency): prefix -> (kv, bytes).
     """
 
     def __init__(self, store):
         self.store = store
+
+    def lookup(self, prefix):
+        """The KV of ``prefix`` if kept (now the most recently used), else None."""
+        with _LOCK:
+            entry = self.store.pop(tuple(prefix), None)
+            if entry is None:
+                return None
+            self.store[tuple(prefix)] = entry
+            return entry[0]
+
+    def keep(self, prefix, kv):
+        """Keep ``kv`` as the most recent entry, dropping the least recent ones
+        beyond :data:`max_bytes` (a prefix larger than the bound is not kept)."""
+        size = kv_bytes(kv)
+        with _LOCK:
+            self.store.pop(tuple(prefix), None)
+            if size > max_bytes:
+                return
+            self.store[tuple(prefix)] = (kv, size)
+            total = sum(entry[1] for entry in self.store.values())
+            while total > max_bytes:
+                total -= self.store.pop(next(iter(self.store)))[1]
 
     def get(self, model, prefix, kwarg):
         """The KV tensors of ``prefix`` under ``model``, computing them if needed.
@@ -131,27 +172,19 @@ class PrefixCaches:
         prefix = tuple(prefix)
         if not prefix:
             return None, 0
-        # Two threads of one kernel may share the model's prefix LRU; the
-        # lock keeps its bookkeeping consistent (the cached tensors are only
-        # read, never changed, by the scoring passes).
-        with _LOCK:
-            cached = self.store.pop(prefix, None)
-        passes = 0
-        if cached is None:
-            device = next(model.parameters()).device
-            ids = torch.tensor([prefix], device=device)
-            # Only the keys and values are wanted: the head's logits over a long
-            # few-shot prefix would cost a pass of their own (and 100 MB per
-            # 500 tokens of float32 logits for a 49k vocabulary).
-            fewer = {"logits_to_keep": 1} if accepts(model, "logits_to_keep") else {}
-            with torch.inference_mode():
-                # A cache without the config keeps every key (see expand_cache).
-                out = model(input_ids=ids, use_cache=True, **{kwarg: DynamicCache()},
-                            **fewer)
-            past = out["cache"] if "cache" in out else out["past_key_values"]
-            cached, passes = cache_tensors(past), 1
-        with _LOCK:
-            self.store[prefix] = cached  # most recently used goes last
-            while len(self.store) > CACHE_SIZE:
-                self.store.pop(next(iter(self.store)))
-        return cached, passes
+        cached = self.lookup(prefix)
+        if cached is not None:
+            return cached, 0
+        device = next(model.parameters()).device
+        ids = torch.tensor([prefix], device=device)
+        # Only the keys and values are wanted: the head's logits over a long
+        # few-shot prefix would cost a pass of their own (and 100 MB per
+        # 500 tokens of float32 logits for a 49k vocabulary).
+        fewer = {"logits_to_keep": 1} if accepts(model, "logits_to_keep") else {}
+        with torch.inference_mode():
+            # A cache without the config keeps every key (see expand_cache).
+            out = model(input_ids=ids, use_cache=True, **{kwarg: DynamicCache()}, **fewer)
+        past = out["cache"] if "cache" in out else out["past_key_values"]
+        kv = cache_tensors(past)
+        self.keep(prefix, kv)
+        return kv, 1

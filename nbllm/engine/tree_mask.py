@@ -29,8 +29,9 @@ from .attention import attention_layout
 from .batching import deliver, longest_first
 from .head import float32_label_logits
 from .gqa import native_gqa
-from .prefix import (PrefixCaches, cache_kwarg, count_positions, expand_cache,
-                     shared_prefix_length)
+from .prefix import (PrefixCaches, cache_kwarg, cache_tensors, count_positions,
+                     expand_cache, shared_prefix_length)
+from .prompt_tree import plan_spans
 from .trie import LabelTrie
 
 # Default work per batch on each device type, in new tokens per forward pass
@@ -116,24 +117,33 @@ class TreeMaskBackend:
         out = np.empty((n, len(label_ids)), dtype=np.float64)
         if n == 0:
             return out
-        prefix_len = shared_prefix_length(prompt_ids, prefix_hint)
-        prefix = tuple(prompt_ids[0][:prefix_len])
-        prefix_kv = self._prefix_kv(prefix)
-        suffixes = [ids[prefix_len:] for ids in prompt_ids]
-        batches = plan_batches(
-            [len(s) for s in suffixes], len(trie.internal), len(trie.internal),
-            getattr(self.model.config, "vocab_size", 32000), self.device.type,
-            batch_size, token_budget=self._token_budget(prefix_len),
-        )
+        root = plan_spans(prompt_ids, shared_prefix_length(prompt_ids, prefix_hint))
+        vocab = getattr(self.model.config, "vocab_size", 32000)
+        batches = {}
+        for span in root.walk():
+            batches[span] = [[span.rows[i] for i in batch] for batch in plan_batches(
+                [len(prompt_ids[r]) - span.end for r in span.rows], len(trie.internal),
+                len(trie.internal), vocab, self.device.type, batch_size,
+                token_budget=self._token_budget(span.end),
+            )]
         tree = _TrieTensors(trie, self.device)
-        bar = progress(len(batches), n) if progress is not None else None
+        bar = (progress(sum(len(b) for b in batches.values()), n)
+               if progress is not None else None)
         try:
             with torch.inference_mode():
-                for planned in batches:
-                    for indices, logprobs in self._score_with_backoff(
-                        planned, suffixes, prefix_len, prefix_kv, tree
-                    ):
-                        deliver(out, indices, logprobs, on_batch, bar)
+                # Depth first: only the KV of the spans on the current path
+                # (and the parents of siblings still to come) is alive.
+                todo = [(root, None, None)]
+                while todo:
+                    span, parent, parent_kv = todo.pop()
+                    kv = self._span_kv(span, parent, parent_kv)
+                    suffixes = {r: prompt_ids[r][span.end:] for r in span.rows}
+                    for planned in batches.pop(span):
+                        for indices, logprobs in self._score_with_backoff(
+                            planned, suffixes, span.end, kv, tree
+                        ):
+                            deliver(out, indices, logprobs, on_batch, bar)
+                    todo.extend((child, span, kv) for child in reversed(span.children))
         finally:
             if bar is not None:
                 bar.close()
@@ -185,13 +195,49 @@ class TreeMaskBackend:
         self.row_cap = max(1, len(indices) // 2)
         return self._score_with_backoff(indices, suffixes, prefix_len, prefix_kv, tree)
 
-    def _prefix_kv(self, prefix):
-        """The shared prefix's KV cache (see :class:`~nbllm.engine.prefix.PrefixCaches`)."""
-        kv, computed = PrefixCaches(self.prefix_caches).get(self.model, prefix,
-                                                            self._cache_kwarg)
-        self.forward_passes += computed
-        count_positions(self.loaded, computed * len(prefix))
+    def _span_kv(self, span, parent, parent_kv):
+        """A span's KV: kept from an earlier call, or its own tokens run over
+        its parent's KV (None for an empty span)."""
+        if not span.tokens:
+            return None
+        caches = PrefixCaches(self.prefix_caches)
+        kv = caches.lookup(span.tokens)
+        if kv is None:
+            start = parent.end if parent is not None else 0
+            kv = self._extend(parent_kv, span.tokens[:start], span.tokens[start:])
+            caches.keep(span.tokens, kv)
         return kv
+
+    def _extend(self, kv, before, tokens):
+        """The KV of ``before + tokens``, given ``kv`` for ``before`` (or None).
+
+        The new tokens run in one row, in pieces of at most the token budget
+        (so the mask stays small for a long prompt), each attending to every
+        key before it under the same windows as the scoring rows.
+        """
+        import torch
+        from transformers import DynamicCache
+
+        device, start = self.device, len(before)
+        cache = expand_cache(kv, 1) if kv is not None else DynamicCache()
+        step = self._token_budget(start) or _TOKEN_BUDGET["cpu"]
+        for offset in range(0, len(tokens), step):
+            piece = tokens[offset:offset + step]
+            first = start + offset
+            positions = torch.arange(first, first + len(piece), device=device)[None, :]
+            key_positions = torch.arange(first + len(piece), device=device)[None, :]
+            allowed = key_positions[:, None, :] <= positions[:, :, None]
+            with native_gqa(self.model, device):
+                out = self.model(
+                    input_ids=torch.tensor([piece], device=device),
+                    attention_mask=self._masks(allowed, positions, key_positions),
+                    position_ids=positions, use_cache=True, logits_to_keep=1,
+                    **{self._cache_kwarg: cache},
+                )
+            cache = out["cache"] if "cache" in out else out["past_key_values"]
+            self.forward_passes += 1
+            count_positions(self.loaded, len(piece))
+        return cache_tensors(cache)
 
     def _score_batch(self, suffixes, prefix_len, prefix_kv, tree):
         import torch
