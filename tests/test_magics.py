@@ -408,7 +408,9 @@ def test_nbllm_status(ip):
                         f"hits, {result_cache.misses} misses")
     assert [line.split(":")[0] for line in lines] == [
         "model", "device", "dtype", "result cache", "cache folder", "disk result cache",
-        "loaded models", "embedded models", "prompts"]
+        "loaded models", "embedded models", "prompts", "prefix cache"]
+    assert lines[9] == ("prefix cache: up to 256 MiB of prompt prefixes' keys and values "
+                        "per model")
     assert lines[7] == (
         "embedded models: smollm2-135m: SmolLM2-135M-Instruct (Llama family), Q4_1, 98 MB; "
         "the default; installed | gemma3-270m: Gemma 3 270M (Gemma 3 family, 262k-token "
@@ -461,11 +463,13 @@ def test_nbllm_cache_clear(ip, tiny_folder):
 
 UNKNOWN = ("%nbllm: unknown command {!r}; use '%nbllm', '%nbllm model NAME', "
            "'%nbllm device cpu|cuda|auto', '%nbllm cache clear|DIR', "
-           "'%nbllm cache [delete NAME|stale|all]' or '%nbllm panel'")
+           "'%nbllm cache [delete NAME|stale|all]', '%nbllm prefix-cache MB' or "
+           "'%nbllm panel'")
 
 
 # '%nbllm cache' alone lists the converted copies (tests/test_converted_copies.py).
-@pytest.mark.parametrize("line", ["bogus", "model", "model a b", "cache a b", "panel x"])
+@pytest.mark.parametrize("line", ["bogus", "model", "model a b", "cache a b", "panel x",
+                                  "prefix-cache", "prefix-cache 1 2"])
 def test_nbllm_unknown_subcommand(ip, line):
     with pytest.raises(UsageError, match=re.escape(UNKNOWN.format(line))):
         ip.run_line_magic("nbllm", line)
@@ -612,3 +616,32 @@ def test_magic_warnings_point_at_the_cell(ip, tiny_folder):
     assert record, "the single-label warning was not raised"
     for w in record:
         assert "nbllm" not in w.filename and "IPython" not in w.filename, w.filename
+
+
+def test_nbllm_prefix_cache_sets_the_engine_bound(ip):
+    from nbllm.engine import prefix
+    from nbllm.notebook.session import session
+
+    try:
+        ip.run_line_magic("nbllm", "prefix-cache 64")
+        assert session.prefix_cache_mb == 64 and prefix.max_bytes == 64 * 2**20
+        assert "up to 64 MiB" in repr(ip.run_line_magic("nbllm", ""))
+        ip.run_line_magic("nbllm", "prefix-cache 0")
+        assert prefix.max_bytes == 0
+        session.reset()
+        assert prefix.max_bytes == prefix.DEFAULT_MAX_BYTES == 256 * 2**20
+    finally:
+        session.reset()
+
+
+@pytest.mark.parametrize("value, message", [
+    ("lots", "%nbllm prefix-cache takes a number of MiB; got 'lots'"),
+    ("-1", "prefix_cache_mb must be a number of MiB >= 0; got -1.0"),
+    ("nan", "prefix_cache_mb must be a number of MiB >= 0; got nan"),
+])
+def test_nbllm_prefix_cache_refuses_what_is_not_a_size(ip, value, message):
+    from nbllm.engine import prefix
+
+    with pytest.raises(UsageError, match="^" + re.escape(message) + "$"):
+        ip.run_line_magic("nbllm", f"prefix-cache {value}")
+    assert prefix.max_bytes == prefix.DEFAULT_MAX_BYTES

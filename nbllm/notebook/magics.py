@@ -304,8 +304,10 @@ class NbllmMagics(Magics):
         ``%nbllm`` shows the model, device, dtype, cache counters and loaded
         models; ``%nbllm model NAME``, ``%nbllm device cpu|cuda|auto`` and
         ``%nbllm cache clear`` change them; ``%nbllm cache DIR`` keeps results
-        on disk under DIR (``%nbllm cache off`` stops that); ``%nbllm panel``
-        opens the panel.
+        on disk under DIR (``%nbllm cache off`` stops that); ``%nbllm
+        prefix-cache MB`` bounds the prompt prefixes' keys and values kept per
+        model between calls (256 MiB by default); ``%nbllm panel`` opens the
+        panel.
 
         ``%nbllm cache`` lists the converted copies of GGUF models in the
         cache folder (each GGUF file is converted once to safetensors,
@@ -347,12 +349,22 @@ class NbllmMagics(Magics):
             return _converted_copies(rest[1:] if rest else None)
         elif command == "cache" and len(rest) == 1:
             session.cache_dir = None if rest[0] in ("none", "off") else rest[0]
+        elif command == "prefix-cache" and len(rest) == 1:
+            try:
+                size = float(rest[0])
+            except ValueError:
+                raise UsageError(f"%nbllm prefix-cache takes a number of MiB; "
+                                 f"got {rest[0]!r}") from None
+            try:
+                session.prefix_cache_mb = size
+            except UserError as exc:
+                raise UsageError(str(exc)) from None
         else:
             raise UsageError(
                 f"%nbllm: unknown command {line.strip()!r}; use '%nbllm', "
                 "'%nbllm model NAME', '%nbllm device cpu|cuda|auto', "
-                "'%nbllm cache clear|DIR', '%nbllm cache [delete NAME|stale|all]' or "
-                "'%nbllm panel'"
+                "'%nbllm cache clear|DIR', '%nbllm cache [delete NAME|stale|all]', "
+                "'%nbllm prefix-cache MB' or '%nbllm panel'"
             )
         return status()
 
@@ -410,4 +422,6 @@ def status():
         ("embedded models", " | ".join(describe_embedded_models())),
         ("prompts", "sent raw, the label after a space (use_chat_template='auto'; "
                     "each result's caption says how its prompt was sent)"),
+        ("prefix cache", f"up to {session.prefix_cache_mb:g} MiB of prompt prefixes' "
+                         "keys and values per model"),
     ])

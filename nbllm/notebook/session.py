@@ -8,6 +8,11 @@ being stored.
 
 from dataclasses import dataclass, fields
 
+from ..engine import prefix
+from ..exceptions import OptionError
+
+MB = 2**20
+
 
 @dataclass
 class Session:
@@ -24,16 +29,27 @@ class Session:
     cache_dir : str or None
         Where results are kept on disk (None: only in memory, unless
         ``$NBLLM_CACHE_DIR`` is set).
+    prefix_cache_mb : int or float
+        The shared prompt prefixes' keys and values kept per loaded model
+        between calls, in MiB (0 keeps none; a call still computes each
+        shared span once).
     """
 
     model: str = None
     device: str = "auto"
     dtype: str = "auto"
     cache_dir: str = None
+    prefix_cache_mb: float = prefix.DEFAULT_MAX_BYTES // MB
 
     def __setattr__(self, name, value):
         if name not in self.__dataclass_fields__:
             raise AttributeError(f"Session has no setting {name!r}")
+        if name == "prefix_cache_mb":
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not value >= 0):
+                raise OptionError(f"prefix_cache_mb must be a number of MiB >= 0; "
+                                  f"got {value!r}", option="prefix_cache_mb")
+            prefix.set_max_bytes(value * MB)
         super().__setattr__(name, value)
 
     @property
