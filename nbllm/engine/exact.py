@@ -9,8 +9,12 @@ any decoder-only model, ALiBi ones included.
 * Labels share rows: one row per distinct "stem" (a label's tokens but its
   last), since the last token is read from the row's final distribution.  Two
   single-token labels cost one row; "very negative" and "very positive" one.
-* ``use_prefix=True`` computes the shared template prefix once and passes it
-  as the model's own KV cache (the usual generation path).
+* ``use_prefix=True`` computes the prefix that all of a call's prompts share
+  once and passes it as the model's own KV cache (the usual generation
+  path).  Only that one prefix: nested ones (few-shot blocks shared by some
+  prompts) are the tree-mask backend's (:mod:`nbllm.engine.prompt_tree`);
+  this path is the fallback for models a tree mask cannot serve, and stays
+  plain.
 * ``pad_free=True`` is the plain path itself: rows of equal length only, no
   mask, no cache.  The self-check compares every faster path with it.
 """

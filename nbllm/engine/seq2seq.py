@@ -11,6 +11,10 @@ padding after a row's tokens never changes its logits.  The decoder starts
 from the model's ``decoder_start_token_id``, as ``generate`` does.  The
 estimators end each label with the end-of-sequence token for these models
 (the decoder's answer is the whole label), as skorch does.
+
+No prefix is shared between prompts here: the encoder is bidirectional, so
+every token's encoding depends on the whole prompt, the text included, and
+two prompts that start alike share no exact encoder state.
 """
 
 from ..exceptions import ModelError

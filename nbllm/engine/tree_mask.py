@@ -6,9 +6,11 @@ For a prompt ``p`` and a label with tokens ``t_1..t_k``::
 
 The engine computes this exactly, for many prompts and all labels at once:
 
-* the token prefix shared by all prompts (the template before ``{text}``,
-  few-shot examples included) is run once; its KV cache stays on the device
-  and is reused by every batch;
+* the prompts' shared prefixes are run once each: the call's prompts form a
+  prefix tree (:mod:`nbllm.engine.prompt_tree`), each shared span's keys
+  and values are computed from its parent's and kept on the device (and
+  between calls, in the model's prefix LRU), and the tree is walked depth
+  first, the prompts below a span batched over its KV;
 * each batch row holds one prompt's remaining tokens followed by the label
   trie's internal nodes (a leaf is predicted at its parent's column and never
   read, so it is not run).  A 4D attention mask makes each trie node see the
