@@ -16,7 +16,15 @@ On the embedded model and real tweets it:
    same weights object, and nbllm's defaults, bfloat16, against skorch in
    float32);
 4. sweeps batch sizes 8 to 256;
-5. prints one small table, and exits non-zero if a check fails.
+5. times few-shot (the default selection and a fixed 'stratified' set, 5 of 50
+   labelled tweets) against zero-shot per text, with the positions fed to
+   the model against the ideal, and checks the default's float32
+   log-probabilities on CUDA against the same classifier on the CPU (the
+   prefix tree's shared spans on the GPU);
+6. prints one small table, and exits non-zero if a check fails.
+
+Step 0's tiny prompts share nested prefixes (a block shared by some prompts
+inside the head shared by all), so the prefix tree runs on CUDA too.
 """
 
 import argparse
@@ -81,8 +89,11 @@ def check_paths(table, failures):
 
     tok = get_tiny_tokenizer()
     shared = [11, 12, 13, 14]
+    block = [20 + (j * 13) % 250 for j in range(24)]  # a nested span of its own
     prompts = [shared + [5 + (i * 7 + j) % 300 for j in range(n)]
                for i, n in enumerate((3, 40, 17))]
+    prompts += [shared + block + [7 + (i * 5 + j) % 300 for j in range(n)]
+                for i, n in enumerate((2, 9, 30))]
     labels = [[40], [40, 41], [44, 45, 46]]
     for name in ("mistral", "gemma3", "bloom", "t5"):
         cpu_model = family_model(name, len(tok))
@@ -96,6 +107,44 @@ def check_paths(table, failures):
         table.append((f"{name} on cuda ({scorer.choice.name})", f"max |dlogp| {err:.1e}"))
         if err > 1e-3:
             failures.append(f"{name} on cuda is off by {err:.1e}")
+
+
+def check_few_shot(table, failures, texts):
+    """Few-shot's cost per text against zero-shot on CUDA, and its exactness."""
+    import numpy as np
+
+    from nbllm import FewShotClassifier, ZeroShotClassifier
+    from nbllm.engine.prompt_tree import unique_positions
+    from nbllm.engine.trie import LabelTrie
+    from nbllm.tools.tweets import load_tweets
+
+    pool = load_tweets(50, split="dev", random_state=2)
+    common = dict(device="cuda", use_caching=False, progress=False)
+    runs = {"zero-shot": ZeroShotClassifier(**common).fit(None, ["negative", "positive"]),
+            "few-shot default": FewShotClassifier(**common).fit(pool["text"], pool["label"]),
+            "few-shot stratified": FewShotClassifier(
+                example_selection="stratified", **common).fit(pool["text"], pool["label"])}
+    seconds = {}
+    for name, clf in runs.items():
+        clf.predict_proba(texts[:8])  # warm-up: the self-check, the head's KV
+        state = clf.loaded_.state
+        fed = state.get("positions_fed", 0)
+        _, seconds[name] = timed(clf.predict_proba, texts)
+        fed = state.get("positions_fed", 0) - fed
+        trie = len(LabelTrie(clf.label_ids_).internal)
+        ideal = unique_positions(clf.prompt_token_ids(texts)) + len(texts) * trie
+        table.append((f"{name} on cuda", f"{seconds[name] / len(texts) * 1000:.2f} ms/text, "
+                      f"{seconds[name] / seconds['zero-shot']:.2f}x zero-shot, positions "
+                      f"{fed / ideal:.2f}x the ideal"))
+    gpu = FewShotClassifier(device="cuda", dtype="float32", use_caching=False,
+                            progress=False).fit(pool["text"], pool["label"])
+    cpu = FewShotClassifier(device="cpu", dtype="float32", use_caching=False,
+                            progress=False).fit(pool["text"], pool["label"])
+    err = float(np.abs(np.log(gpu.predict_proba(texts[:32]))
+                       - np.log(cpu.predict_proba(texts[:32]))).max())
+    table.append(("few-shot default, cuda vs cpu float32", f"max |dlogp| {err:.1e}"))
+    if err > 1e-3:
+        failures.append(f"few-shot on cuda is off the CPU by {err:.1e}")
 
 
 def main():
@@ -182,6 +231,9 @@ def main():
                                  progress=False).fit(None, LABELS)
         _, seconds = timed(clf.predict_proba, texts)
         table.append((f"batch_size={batch_size}", f"{len(texts) / seconds:.0f} tweets/s"))
+
+    # 5: few-shot against zero-shot, and the default few-shot against the CPU.
+    check_few_shot(table, failures, texts[:128])
 
     width = max(len(k) for k, _ in table)
     print("\n" + "\n".join(f"{k:<{width}}  {v}" for k, v in table))
