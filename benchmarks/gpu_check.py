@@ -20,7 +20,10 @@ On the embedded model and real tweets it:
    labelled tweets) against zero-shot per text, with the positions fed to
    the model against the ideal, and checks the default's float32
    log-probabilities on CUDA against the same classifier on the CPU (the
-   prefix tree's shared spans on the GPU);
+   prefix tree's shared spans on the GPU), and times one attention layer over
+   a shared prefix as the backend does it (per-row copies) against Hydragen's
+   split (``benchmarks/bench_prefix_attention.py``: not adopted on the CPU,
+   where it was slower);
 6. prints one small table, and exits non-zero if a check fails.
 
 Step 0's tiny prompts share nested prefixes (a block shared by some prompts
@@ -145,6 +148,25 @@ def check_few_shot(table, failures, texts):
     table.append(("few-shot default, cuda vs cpu float32", f"max |dlogp| {err:.1e}"))
     if err > 1e-3:
         failures.append(f"few-shot on cuda is off the CPU by {err:.1e}")
+    table.append(("prefix attention, split / concat time", prefix_attention_ratio()))
+
+
+def prefix_attention_ratio():
+    """Hydragen's split against the per-row copies, one layer on CUDA (bfloat16)."""
+    import statistics
+
+    import torch
+
+    from bench_prefix_attention import concat, make_inputs, split_gemm
+
+    inputs = make_inputs(64, 50, 300, torch.device("cuda"), torch.bfloat16)
+    seconds = {concat: [], split_gemm: []}
+    with torch.inference_mode():
+        for _ in range(30):
+            for way in seconds:
+                seconds[way].append(timed(way, *inputs.values())[1])
+    ratio = statistics.median(seconds[split_gemm]) / statistics.median(seconds[concat])
+    return f"{ratio:.2f}x (median of 30; below 1 means the split pays on this GPU)"
 
 
 def main():
