@@ -116,19 +116,25 @@ def choose_backend(loaded):
     for index, (factory, name, reason) in enumerate(candidates):
         if index == len(candidates) - 1:
             return BackendChoice(factory, name, reason)
-        backend = factory(loaded)
-        if hasattr(backend, "prefix_caches"):
-            backend.prefix_caches = {}  # probe prompts must not evict a user's prefix
-        probe = run_probe(loaded, backend, plain, _window(loaded))
+        # The probe gives the backend prefix caches of its own.
+        probe = run_probe(loaded, factory(loaded), plain, _window(loaded))
         if probe.passed:
             if index == 0:
                 remember_pass(loaded, name, probe)
             return BackendChoice(factory, name, reason, probe)
-        warn(
-            f"nbllm's {name} scoring path is not exact for {type(model).__name__}: "
-            f"{probe.describe()}.  nbllm uses the slower "
-            f"{candidates[index + 1][1]} path for this model from now on.", RuntimeWarning
-        )
+        warn(fallback_message(type(model).__name__, name, probe, candidates[index + 1][1]),
+             RuntimeWarning)
+
+
+def fallback_message(model_class, name, probe, slower):
+    """The warning when the ``name`` path failed its self-check on a model.
+
+    It says what the user can rely on: the next path is checked too (or is
+    the plain path itself), so only the speed changes.
+    """
+    return (f"nbllm's {name} scoring path is not exact for {model_class}: "
+            f"{probe.describe()}.  nbllm scores this model with the slower {slower} "
+            "path from now on: the probabilities stay exact, only scoring takes longer.")
 
 
 def backend_choice(loaded):
