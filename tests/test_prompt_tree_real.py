@@ -2,9 +2,10 @@
 blocks of real tweets, scored exactly (float32) against plain forward passes.
 
 Within 1e-4 in log-probability, as the other real-model tests (float32
-rounding across batch shapes reaches ~1.5e-5 on SmolLM2 here).  Prompts: a head shared by all, one of three example blocks (each shared by
-several texts, Gemma's longer than its 512-token sliding window), sometimes a
-second example shared by two texts under one block, then the text.
+rounding across batch shapes reaches ~1.5e-5 on SmolLM2 here).  Prompts: a
+head shared by all, one of three example blocks (each shared by several
+texts, Gemma's longer than its 512-token sliding window), sometimes a second
+example shared by two texts under one block, then the text.
 """
 
 import numpy as np
