@@ -54,7 +54,7 @@ class Span:
         return f"Span({self.end} tokens, {len(self.rows)} rows, {len(self.children)} below)"
 
 
-def plan_spans(prompt_ids, root_length, min_saving=MIN_SAVING):
+def plan_spans(prompt_ids, root_length, min_saving=None):
     """The spans to compute for one call's prompts.
 
     Parameters
@@ -64,8 +64,9 @@ def plan_spans(prompt_ids, root_length, min_saving=MIN_SAVING):
     root_length : int
         Tokens every prompt shares that form the root span (the template's
         head, cached across calls); at most each prompt's length minus one.
-    min_saving : int
-        Positions a shared run must spare to become a span of its own.
+    min_saving : int or None
+        Positions a shared run must spare to become a span of its own
+        (None: :data:`MIN_SAVING`).
 
     Returns
     -------
@@ -74,6 +75,7 @@ def plan_spans(prompt_ids, root_length, min_saving=MIN_SAVING):
         every prompt keeps at least its last token in its row (that token's
         logits predict the first label token).
     """
+    min_saving = MIN_SAVING if min_saving is None else min_saving
     root = Span(prompt_ids[0][:root_length]) if prompt_ids else Span(())
     # Each entry: the span the prompts hang from, the prompts, and the tokens
     # they are known to share.
