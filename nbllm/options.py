@@ -330,7 +330,8 @@ MAX_SAMPLES = Option("max_samples", 5, check=_positive_int, value_type=int,
                      estimators=(FEW_SHOT,), flag="--max-samples", short="-k",
                      widget="max samples", help="examples in the prompt")
 EXAMPLE_SELECTION = Option("example_selection", "similar",
-                           ("stratified", "random", "similar"), estimators=(FEW_SHOT,),
+                           ("stratified", "random", "similar", "grouped"),
+                           estimators=(FEW_SHOT,),
                            flag="--selection",
                            help="how examples are picked for each prompt")
 EXAMPLE_PLACEMENT = Option("example_placement", "prompt", ("prompt", "turns"),

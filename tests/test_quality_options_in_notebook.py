@@ -214,7 +214,7 @@ def test_magic_bad_calibration_is_a_one_line_usage_error(ip, tiny_folder, capsys
 
 def test_magic_bad_selection_is_a_usage_error(ip):
     msg = ("fewshot: argument --selection: invalid choice: 'foo' (choose from "
-           "'stratified', 'random', 'similar')")
+           "'stratified', 'random', 'similar', 'grouped')")
     with pytest.raises(UsageError, match=f"^{re.escape(msg)}$"):
         ip.run_cell_magic("fewshot", "--selection foo", "a: b\n---\nx")
 

@@ -6,7 +6,10 @@ by every prompt (so the prompt prefix, examples included, is computed once
 and reused from the KV cache).  ``'similar'`` picks, for each text, the
 training examples nearest to it by TF-IDF cosine similarity: better examples,
 but every prompt differs from the examples on, so only the part of the
-template before ``{examples}`` is shared.
+template before ``{examples}`` is shared.  ``'grouped'`` splits the pool into
+a few neighbourhoods, each with one shared block of examples, and adds the
+text's own nearest example after the block: prompts of one neighbourhood
+share everything up to that example.
 """
 
 import numpy as np
@@ -115,6 +118,164 @@ class SimilarExamples:
         return out
 
 
+class GroupedExamples:
+    """One shared block of examples per neighbourhood of the pool, plus the
+    text's nearest example (``'grouped'`` selection).
+
+    At fit time the pool's TF-IDF rows are split into ``groups``
+    neighbourhoods by k-means (a fixed seed, so the same pool always gives
+    the same neighbourhoods).  Each neighbourhood gets one block of
+    ``n - per_text`` examples, chosen like :class:`SimilarExamples` but for
+    the neighbourhood's centre (the classes in turn, nearest the centre
+    first) and ordered from least to most similar to it.  A text goes to the
+    neighbourhood whose centre is nearest; its prompt shows that block, then
+    its ``per_text`` nearest pool examples not already in the block (least to
+    most similar, the nearest right before the text).
+
+    A text's examples depend only on the text and the pool, never on the
+    other texts of a call.  The texts of one neighbourhood share the prompt
+    up to the end of the block, so a scorer that shares prompt prefixes
+    computes the block once per neighbourhood and call; what each text adds
+    is its own example and itself.
+
+    Parameters
+    ----------
+    texts, labels : sequences
+        The training pool.
+    n : int
+        Examples per query (at most the pool's size).
+    groups : int or None
+        Neighbourhoods; None: :meth:`default_groups`.  At most one per
+        distinct pool text.
+    per_text : int or None
+        Examples chosen per text after the shared block; None: one, or none
+        when ``n`` is 1.
+    """
+
+    #: The seed of k-means: the grouping must not depend on ``random_state``
+    #: (None would give new prompts, and new results, at every fit).
+    SEED = 0
+    #: The most neighbourhoods :meth:`default_groups` makes: each costs one
+    #: block of examples per call.
+    MAX_GROUPS = 8
+
+    def __init__(self, texts, labels, n, groups=None, per_text=None):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.texts, self.labels = list(texts), np.asarray(labels, dtype=object)
+        self.n = min(n, len(self.texts))
+        self.per_text = (min(1, self.n - 1) if per_text is None
+                         else max(0, min(per_text, self.n)))
+        self.vectorizer = TfidfVectorizer(sublinear_tf=True)
+        try:
+            self.matrix = self.vectorizer.fit_transform(self.texts)
+        except ValueError:  # every text empty or stop words: no vocabulary
+            self.vectorizer, self.matrix = None, None
+        self.by_class = [np.flatnonzero(self.labels == c) for c in _unique(self.labels)]
+        distinct = len(set(map(str, self.texts)))
+        wanted = self.default_groups(len(self.texts), self.n) if groups is None else groups
+        self.groups = max(1, min(int(wanted), distinct))
+        self.centres = self._centres()
+        self.groups = len(self.centres)
+        # Each pool text's similarity to each centre: picks the blocks, and
+        # breaks ties in the per-text pick.
+        self.centre_sims = self._pool_sims(self.centres)
+        self.blocks = [tuple(self._block(row, self.n - self.per_text))
+                       for row in self.centre_sims]
+
+    @staticmethod
+    def default_groups(pool_size, n):
+        """Neighbourhoods for a pool of ``pool_size`` and ``n`` examples each."""
+        return max(1, min(GroupedExamples.MAX_GROUPS, pool_size // (4 * max(n, 1))))
+
+    def _pool_sims(self, vectors):
+        """Cosine of each row of ``vectors`` (dense, L2-normalised) with each
+        pool text."""
+        if self.matrix is None:
+            return np.zeros((len(vectors), len(self.texts)))
+        return np.asarray(self.matrix @ np.asarray(vectors).T).T
+
+    def _centres(self):
+        """The neighbourhoods' centres, L2-normalised, largest neighbourhood first."""
+        from sklearn.preprocessing import normalize
+
+        if self.matrix is None:
+            return np.zeros((1, 0))
+        if self.groups == 1:
+            return normalize(np.asarray(self.matrix.mean(axis=0)))
+        import warnings
+
+        from sklearn.cluster import KMeans
+        from sklearn.exceptions import ConvergenceWarning
+
+        with warnings.catch_warnings():
+            # Fewer distinct TF-IDF rows than groups (texts of the same
+            # words): the extra centres duplicate others and are dropped below.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            km = KMeans(n_clusters=self.groups, n_init=10,
+                        random_state=self.SEED).fit(self.matrix)
+        centres = normalize(km.cluster_centers_)
+        sizes = np.bincount(km.labels_, minlength=self.groups)
+        # Largest first (a text with no known word goes to the largest);
+        # ties by the first member's position in the pool.
+        first = [int(np.flatnonzero(km.labels_ == g)[0]) if sizes[g] else len(self.texts)
+                 for g in range(self.groups)]
+        order = sorted(range(self.groups), key=lambda g: (-sizes[g], first[g]))
+        return centres[[g for g in order if sizes[g]]]
+
+    def _block(self, row, size):
+        """Up to ``size`` pool indices for one centre: the classes in turn,
+        each nearest the centre first, distinct texts, least similar first."""
+        ranked = [members[np.argsort(-row[members], kind="stable")]
+                  for members in self.by_class]
+        ranked.sort(key=lambda members: -row[members[0]])
+        picked, shown = [], set()
+        for depth in range(max(len(r) for r in ranked)):
+            for members in ranked:
+                if depth < len(members) and len(picked) < size:
+                    i = int(members[depth])
+                    if str(self.texts[i]) not in shown:
+                        picked.append(i)
+                        shown.add(str(self.texts[i]))
+        return self._order_block(picked, row)
+
+    def _order_block(self, picked, row):
+        return sorted(picked, key=lambda i: (row[i], -i))
+
+    def group_of(self, queries):
+        """The neighbourhood of each query (its nearest centre; ties: the
+        larger neighbourhood)."""
+        if self.matrix is None or len(self.centres) == 1:
+            return [0] * len(queries)
+        sims = np.asarray(self.vectorizer.transform(queries) @ self.centres.T)
+        return [int(g) for g in np.argmax(sims, axis=1)]
+
+    def nearest(self, queries):
+        """A tuple of pool indices for each query: its block, then its own."""
+        queries = list(queries)
+        groups = self.group_of(queries)
+        if self.per_text and self.matrix is not None:
+            sims = (self.vectorizer.transform(queries) @ self.matrix.T).toarray()
+        else:
+            sims = np.zeros((len(queries), len(self.texts)))
+        out = []
+        for group, row in zip(groups, sims):
+            block = self.blocks[group]
+            shown = {str(self.texts[i]) for i in block}
+            centre = self.centre_sims[group]
+            # Nearest the text first; ties: nearer the centre, then pool order.
+            candidates = np.lexsort((np.arange(len(self.texts)), -centre, -row))
+            own = []
+            for i in candidates.tolist():
+                if len(own) == self.per_text:
+                    break
+                if str(self.texts[i]) not in shown:
+                    own.append(i)
+                    shown.add(str(self.texts[i]))
+            out.append(tuple(block) + tuple(own[::-1]))
+        return out
+
+
 def _unique(values):
     seen = []
     for v in values:
@@ -124,11 +285,14 @@ def _unique(values):
 
 
 class PerTextRenderer:
-    """Renders each text with its own examples (``'similar'`` selection).
+    """Renders each text with its own examples (``'similar'`` and
+    ``'grouped'`` selection).
 
     Parameters
     ----------
-    selector : SimilarExamples
+    selector : SimilarExamples or GroupedExamples
+        ``selector.nearest(texts)`` gives each text's pool indices, in
+        prompt order; ``selector.texts`` and ``selector.labels`` the pool.
     make_renderer : callable
         ``make_renderer(pairs)`` returns a PromptRenderer showing those
         (text, label) examples.

@@ -18,6 +18,7 @@ from .base import check_fitted
 from .inputs import check_fit_params, check_same_length, check_texts
 from .single_label import _SingleLabelBase
 from .example_selection import (
+    GroupedExamples,
     PerTextRenderer,
     SimilarExamples,
     draw_random,
@@ -40,7 +41,7 @@ class FewShotClassifier(_SingleLabelBase):
     ----------
     examples_ : list of (text, label) or None
         The examples in the prompt, in prompt order; None with 'similar'
-        (see :meth:`examples_for`).
+        and 'grouped', where each text has its own (see :meth:`examples_for`).
     """
     )
 
@@ -140,6 +141,9 @@ class FewShotClassifier(_SingleLabelBase):
         if self.example_selection == "similar":
             self.examples_ = None
             self.selector_ = SimilarExamples(texts, y, self.max_samples)
+        elif self.example_selection == "grouped":
+            self.examples_ = None
+            self.selector_ = GroupedExamples(texts, y, self.max_samples)
         elif self.example_selection == "stratified":
             # skorch asks for no more examples than there are: with fewer rows
             # than max_samples its rule stops early and keeps the draw's order.
@@ -160,8 +164,8 @@ class FewShotClassifier(_SingleLabelBase):
         ``random_state`` gives the same pairs.  Fewer pairs come back when X
         has fewer rows.  With ``example_selection='stratified'``, ``fit``
         calls this method, so a subclass that overrides it chooses the
-        examples (skorch's extension point); ``'similar'`` and ``'random'``
-        do not use it.  :meth:`examples_for` shows the examples each text
+        examples (skorch's extension point); ``'similar'``, ``'grouped'``
+        and ``'random'`` do not use it.  :meth:`examples_for` shows the examples each text
         gets.
 
         Parameters
