@@ -56,13 +56,18 @@ BLOCKS = {
     ``$NBLLM_CACHE_DIR`` when it is set, else memory only.""",
     "max_samples": """    Number of examples in the prompt.""",
     "example_selection": """    'similar' picks, for each text, the nearest fit texts by TF-IDF
-    cosine (taking the classes in turn); 'stratified' draws one fixed set
+    cosine (taking the classes in turn); 'grouped' splits the fit texts
+    into a few neighbourhoods (k-means on TF-IDF, a fixed seed), shows a
+    text its neighbourhood's shared block of ``max_samples - 1`` examples
+    and then its own nearest example; 'stratified' draws one fixed set
     by :meth:`get_examples` (skorch's rule: every label once where
     ``max_samples`` allows, the rest at random); 'random' draws one fixed
     set at random.
-    'similar' was clearly the most accurate with small models, which copy
-    the labels of a fixed set of examples (README), but each text gets its
-    own prompt, so the shared prefix is shorter and scoring costs more.""",
+    Small models copy the labels of a fixed set of examples, so per-text
+    examples are more accurate; with 'similar' each text gets its own
+    prompt, so only the template's head is shared and scoring costs more;
+    with 'grouped' the texts of a neighbourhood share their prompt up to
+    their own example.""",
     "example_placement": """    'prompt' writes the examples into ``{examples}``; 'turns' (chat
     models only) asks the template's question about each example in an
     earlier user turn, answered by an assistant turn with its label.""",
