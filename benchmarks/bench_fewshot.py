@@ -291,8 +291,9 @@ def main():
 
     print(f"`{command}`; {cpu_line()}\n")
     if rows:
-        print(f"Cost per text, {rows[0]['dtype']}, k={SHOTS} of 50 labelled, "
-              f"unseen tweets (result cache off):\n")
+        print(f"Cost per text, {rows[0]['dtype']}, {torch.get_num_threads()} torch "
+              f"thread(s), k={SHOTS} of 50 labelled, unseen tweets (result cache off), "
+              f"fastest of {args.repeats} round(s):\n")
         print("| mode | texts | ms/text | x zero-shot | CPU ms/text | others busy | "
               "positions fed/text | ideal/text | fed/ideal | accuracy |")
         print("|---|---|---|---|---|---|---|---|---|---|")
@@ -304,6 +305,7 @@ def main():
         print()
     if memory:
         small, big = args.memory_n
+        print("Peak RSS growth during one call (a fresh process, after fit and a warm-up):\n")
         print(f"| mode | peak RSS growth, {small} texts | {big:,} texts | ratio |")
         print("|---|---|---|---|")
         for mode, by_n in memory.items():
