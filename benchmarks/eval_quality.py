@@ -32,7 +32,7 @@ import time
 import numpy as np
 
 SHOTS = (1, 3, 5, 8)
-SELECTIONS = ("stratified", "random", "similar")  # nbllm.options.EXAMPLE_SELECTION.choices
+SELECTIONS = ("stratified", "random", "similar", "grouped")  # nbllm.options.EXAMPLE_SELECTION.choices
 TASKS = {"2-class": ("negative", "positive"),
          "3-class": ("negative", "neutral", "positive")}
 
@@ -68,7 +68,7 @@ def defaults_only(labels, n, shots_n, dtype, model=None, task_prompt=None):
     if task_prompt:
         runs.append(("nbllm zero-shot, task prompt",
                      ZeroShotClassifier(**common, prompt=task_prompt), (None, classes), test))
-    runs.append(("nbllm few-shot default (5 similar)", FewShotClassifier(**common),
+    runs.append(("nbllm few-shot default (5 grouped)", FewShotClassifier(**common),
                  (pool["text"], pool["label"]), sub))
     for name, clf, train, data in runs:
         t = time.perf_counter()

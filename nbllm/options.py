@@ -329,7 +329,7 @@ MAX_SAMPLES = Option("max_samples", 5, check=_positive_int, value_type=int,
                      expected="must be a positive integer", doc_type="int",
                      estimators=(FEW_SHOT,), flag="--max-samples", short="-k",
                      widget="max samples", help="examples in the prompt")
-EXAMPLE_SELECTION = Option("example_selection", "similar",
+EXAMPLE_SELECTION = Option("example_selection", "grouped",
                            ("stratified", "random", "similar", "grouped"),
                            estimators=(FEW_SHOT,),
                            flag="--selection",

@@ -155,8 +155,8 @@ def test_few_shot_on_real_tweets(real_model, real_tweets):
     train = load_tweets(30, split="dev", random_state=5)
     clf = FewShotClassifier(**REAL, max_samples=4, random_state=0)
     clf.fit(train["text"], train["label"])
-    # The default 'similar' selection: each text gets its own 4 examples,
-    # taken from both labels in turn.
+    # The default 'grouped' selection: each text gets its neighbourhood's
+    # block of 3 (both labels) and its own nearest example.
     shown = clf.examples_for(["what a day"])[0]
     assert len(shown) == 4
     assert sorted({label for _, label in shown}) == ["negative", "positive"]

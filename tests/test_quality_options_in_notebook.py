@@ -187,7 +187,7 @@ def test_magic_fewshot_selection_similar(ip, tiny_folder):
     assert result.labels == list(clf.predict(QUERIES))
     default = ip.run_cell_magic("fewshot", f"--examples pool --model {tiny_folder} -k 2",
                                 "\n".join(QUERIES))
-    assert default.estimator.example_selection == "similar"
+    assert default.estimator.example_selection == "grouped"
 
 
 def test_magic_fewshot_calibration_content_free(ip, tiny_folder):

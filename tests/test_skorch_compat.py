@@ -202,8 +202,9 @@ FMT = "{label} <- {text}"
 
 
 def reference(folder, template):
+    # The magic's and the accessor's default selection.
     return FewShotClassifier(folder, device="cpu", max_samples=3, random_state=0,
-                             example_selection="similar", example_template=template,
+                             example_selection="grouped", example_template=template,
                              progress=False).fit(X, Y)
 
 

@@ -70,7 +70,7 @@ class FewShotClassifier(_SingleLabelBase):
         truncation="right",
         trust_remote_code=False,
         max_samples=5,
-        example_selection="similar",
+        example_selection="grouped",
         example_placement="prompt",
         random_state=None,
         example_template=DEFAULT_EXAMPLE_TEMPLATE,
