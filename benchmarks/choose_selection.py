@@ -15,8 +15,11 @@ For each setting it prints accuracy with its binomial standard error, and the
 positions per text a prefix-sharing scorer feeds for the whole call: the
 nodes of the prefix tree of all prompts' token ids plus each prompt's label-trie
 columns, divided by the number of texts (from ``prompt_token_ids``; no model
-pass is needed for it).  Zero-shot's default and today's ``'similar'`` are the
-references.
+pass is needed for it).  Zero-shot's default and ``'similar'`` (the default
+before issue #35) are the references.  Settings already in ``--csv`` are read
+back, not scored again; ``--only REGEX`` scores a subset.  Grouped settings are
+scored one call per distinct set of examples (the same prompts, checked), so
+that an engine sharing only a call's common prefix computes each set once.
 
 ``--confirm`` compares ``'similar'`` with ``'grouped'`` (its defaults) on the
 1,600-tweet *eval* draw (``load_tweets(1600, split='eval', random_state=0)``),
@@ -70,7 +73,7 @@ def grouped_variant(groups, per_text, order="similarity"):
 # name: (example_selection, selector factory or None for the selection's own)
 SETTINGS = {
     "zero-shot default": (None, None),
-    "similar (today's default)": ("similar", None),
+    "similar (the earlier default)": ("similar", None),
     "stratified (one fixed set)": ("stratified", None),
     "grouped k=1, block 5": ("grouped", grouped_variant(1, 0)),
     "grouped k=2, block 5": ("grouped", grouped_variant(2, 0)),
@@ -134,8 +137,8 @@ def predict(clf, texts):
 
 def predict_by_examples(clf, texts, pool):
     """:func:`predict` for a per-text selection, one call per distinct set of
-    examples: each call's prompts share the examples, so today's engine
-    computes them once (as a prefix-sharing engine would).  The prompts are
+    examples: each call's prompts share the examples, so an engine that shares
+    only a call's common prefix computes them once (as a prefix-sharing engine would).  The prompts are
     the same strings (checked)."""
     from nbllm import FewShotClassifier
 
@@ -182,7 +185,7 @@ def choose(args):
             write_rows(args.csv, [{"setting": name, "row": i, "label": dev["label"][i],
                                    "pred": LABELS[p]} for i, p in enumerate(pred)])
     base = rows[0][3]
-    reference = correct["similar (today's default)"]
+    reference = correct["similar (the earlier default)"]
     print(f"\n| setting | accuracy ± SE | paired diff vs similar ± SE | positions per "
           f"text | × zero-shot | s/text |")
     print("|---|---|---|---|---|---|")
@@ -194,7 +197,7 @@ def choose(args):
               f"{'' if seconds is None else f'{seconds / len(texts):.3f}'} |")
 
 
-REFERENCES = ("zero-shot default", "similar (today's default)")
+REFERENCES = ("zero-shot default", "similar (the earlier default)")
 
 
 def summary(name, clf, texts, pred, truth, seconds, correct):
