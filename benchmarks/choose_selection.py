@@ -112,17 +112,10 @@ def positions_per_text(clf, texts):
     The prefix tree of all prompts' token ids has one node per distinct
     token prefix; each prompt adds its label trie's internal nodes.
     """
+    from nbllm.engine.prompt_tree import unique_positions
     from nbllm.engine.trie import LabelTrie
 
-    root, nodes = {}, 0
-    for ids in clf.prompt_token_ids(texts):
-        node = root
-        for token in ids:
-            child = node.get(token)
-            if child is None:
-                child = node[token] = {}
-                nodes += 1
-            node = child
+    nodes = unique_positions(clf.prompt_token_ids(texts))
     columns = len(LabelTrie(clf.label_ids_).internal)
     return (nodes + columns * len(texts)) / len(texts)
 

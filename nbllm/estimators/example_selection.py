@@ -118,7 +118,7 @@ class SimilarExamples:
         return out
 
 
-class GroupedExamples:
+class GroupedExamples(SimilarExamples):
     """One shared block of examples per neighbourhood of the pool, plus the
     text's nearest example (``'grouped'`` selection).
 
@@ -163,18 +163,10 @@ class GroupedExamples:
     MAX_GROUPS = 8
 
     def __init__(self, texts, labels, n, groups=None, per_text=None):
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        self.texts, self.labels = list(texts), np.asarray(labels, dtype=object)
-        self.n = min(n, len(self.texts))
+        # The pool's TF-IDF rows and classes, as 'similar' reads them.
+        super().__init__(texts, labels, n)
         self.per_text = (min(1, self.n - 1) if per_text is None
                          else max(0, min(per_text, self.n)))
-        self.vectorizer = TfidfVectorizer(sublinear_tf=True)
-        try:
-            self.matrix = self.vectorizer.fit_transform(self.texts)
-        except ValueError:  # every text empty or stop words: no vocabulary
-            self.vectorizer, self.matrix = None, None
-        self.by_class = [np.flatnonzero(self.labels == c) for c in _unique(self.labels)]
         distinct = len(set(map(str, self.texts)))
         wanted = self.default_groups(len(self.texts), self.n) if groups is None else groups
         self.groups = max(1, min(int(wanted), distinct))
