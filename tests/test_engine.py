@@ -8,7 +8,8 @@ import pytest
 from nbllm.engine.models import LoadedModel
 from nbllm.engine import prefix as prefix_module
 from nbllm.engine.prefix import common_prefix_length, shared_prefix_length
-from nbllm.engine.tree_mask import TreeMaskBackend, plan_batches
+from nbllm.engine import tree_mask
+from nbllm.engine.tree_mask import TreeMaskBackend, pack_rows, plan_batches, plan_packed
 from nbllm.engine.trie import LabelTrie
 from tiny import get_tiny_model, get_tiny_tokenizer, oracle_matrix
 
@@ -112,6 +113,37 @@ def test_plan_batches_auto_splits_on_token_budget():
     ]
 
 
+def test_pack_rows_fills_rows_best_fit_decreasing():
+    rows = pack_rows([9, 4, 5, 6, 3, 1], 10)
+    assert sorted(i for row in rows for i in row) == list(range(6))
+    assert rows == [[0, 5], [3, 1], [2, 4]]  # 9+1, 6+4, 5+3
+
+
+def test_pack_rows_caps_the_items_per_row():
+    assert pack_rows([1] * 5, 10, max_items=2) == [[0, 1], [2, 3], [4]]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_plan_packed_covers_every_prompt_once_within_the_budgets(seed):
+    rng = np.random.default_rng(seed)
+    lengths = list(rng.integers(5, 120, size=300))
+    passes = plan_packed(lengths, 3, 49152, "cpu")
+    flat = sorted(i for rows in passes for row in rows for i in row)
+    assert flat == list(range(300))
+    for rows in passes:
+        filled = [sum(lengths[i] + 3 for i in row) for row in rows]
+        assert len(rows) * max(filled) <= tree_mask._TOKEN_BUDGET["cpu"]
+        assert sum(map(len, rows)) * 4 * 49152 <= tree_mask._LOGIT_BUDGET["cpu"]
+    fed = sum(len(rows) * max(sum(lengths[i] + 3 for i in row) for row in rows)
+              for rows in passes)
+    # Ragged lengths, packed: the padding is a few percent of the positions.
+    assert fed <= 1.05 * sum(n + 3 for n in lengths)
+
+
+def test_plan_packed_gives_a_prompt_wider_than_the_budget_a_pass_of_its_own():
+    assert plan_packed([2000, 10, 10], 0, 100, "cpu") == [[[0]], [[1, 2]]]
+
+
 def test_plan_batches_auto_splits_on_logit_budget():
     # rows * (1 + 31 internal) * 2**20 vocab must stay <= 2**26: two rows.
     batches = plan_batches([1] * 5, 40, 31, 2**20, "cpu", "auto")
@@ -169,6 +201,30 @@ def _assert_matches_oracle(out, prompts, labels=LABELS):
     assert out.shape == expected.shape
     assert out.dtype == np.float64
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-5)
+
+
+def test_auto_batches_pack_several_prompts_to_a_row_exactly():
+    model = get_tiny_model()
+    prompts = _prompts()
+    passes = []
+    head_hook = model.get_output_embeddings().register_forward_hook(
+        lambda module, args, output: passes.append(args[0].shape[:2]))
+    rows = []
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(kwargs["input_ids"].shape[0]),
+        with_kwargs=True)
+    try:
+        out = TreeMaskBackend(_loaded()).score(prompts, LABELS, prefix_hint=_head_ids())
+    finally:
+        hook.remove()
+        head_hook.remove()
+    _assert_matches_oracle(out, prompts)
+    trie_columns = len(LabelTrie(LABELS).internal)
+    # Besides the prefix pass: fewer rows than prompts, every prompt's
+    # positions read once.
+    assert sum(rows[1:]) < len(prompts)
+    assert sum(n for n, _ in passes[1:]) == len(prompts)
+    assert {k for _, k in passes[1:]} == {trie_columns + 1}
 
 
 def test_prompts_have_very_different_lengths():
@@ -481,18 +537,26 @@ def test_bf16_model_reduces_in_float32(monkeypatch, path):
 def test_the_passes_feed_internal_trie_nodes_only(labels, trie_columns):
     model = get_tiny_model()
     prompts = _prompts()
-    widths = []
+    widths, head_inputs = [], []
     hook = model.register_forward_pre_hook(
         lambda module, args, kwargs: widths.append(
             (kwargs["input_ids"].shape[1], kwargs.get("logits_to_keep"))),
         with_kwargs=True)
+    # A forward hook sees the head's input after the backend picked the
+    # positions whose logits are needed.
+    head_hook = model.get_output_embeddings().register_forward_hook(
+        lambda module, args, output: head_inputs.append(tuple(args[0].shape[:-1])))
     try:
         out = TreeMaskBackend(_loaded()).score(prompts, labels, batch_size=8,
                                                prefix_hint=_head_ids())
     finally:
         hook.remove()
+        head_hook.remove()
     _assert_matches_oracle(out, prompts, labels)
     prefix_len = shared_prefix_length(prompts, _head_ids())
     longest = max(len(p) for p in prompts) - prefix_len
-    # One prefix pass (one logit kept), then one pass over the suffixes and trie.
-    assert widths == [(prefix_len, 1), (longest + trie_columns, trie_columns + 1)]
+    # One prefix pass (one logit kept), then one pass over the suffixes and
+    # trie, one prompt to a row (a fixed batch size), whose head runs on the
+    # prompt's last column and each trie column only.
+    assert widths == [(prefix_len, 1), (longest + trie_columns, 0)]
+    assert head_inputs == [(1, 1), (len(prompts), trie_columns + 1)]

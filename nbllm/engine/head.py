@@ -89,3 +89,46 @@ def float32_label_logits(model, columns):
         yield
     finally:
         handle.remove()
+
+
+@contextlib.contextmanager
+def head_reads_only(model, rows, columns):
+    """Within the block, ``model``'s head runs on the hidden states at
+    ``(rows, columns)`` only, and its logits come back shaped like them.
+
+    Packed rows hold several prompts each, so the positions whose logits are
+    needed differ from row to row, which ``logits_to_keep`` (one set of
+    columns for every row) cannot say.  The model is called with every
+    position kept; this hook picks the needed ones before the head's matrix
+    product, so the head still costs one vocabulary row per needed position.
+
+    Parameters
+    ----------
+    model : transformers model
+    rows, columns : torch.Tensor of int, same shape, on the model's device
+        The batch row and column of each needed position.
+
+    Raises
+    ------
+    RuntimeError
+        If the block ends without the head having run (a model that does not
+        compute its logits through ``get_output_embeddings()``).
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        raise RuntimeError(f"{type(model).__name__} has no output embeddings to read from")
+    ran = []
+
+    def pick(module, args, kwargs):
+        hidden = args[0] if args else kwargs.pop("input")
+        ran.append(True)
+        return (hidden[rows, columns],) + tuple(args[1:]), kwargs
+
+    handle = head.register_forward_pre_hook(pick, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+    if not ran:
+        raise RuntimeError(f"{type(model).__name__} computed its logits without its "
+                           "output embeddings; packed rows cannot be read")

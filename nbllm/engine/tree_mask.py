@@ -11,13 +11,14 @@ The engine computes this exactly, for many prompts and all labels at once:
   and values are computed from its parent's and kept on the device (and
   between calls, in the model's prefix LRU), and the tree is walked depth
   first, the prompts below a span batched over its KV;
-* each batch row holds one prompt's remaining tokens followed by the label
-  trie's internal nodes (a leaf is predicted at its parent's column and never
-  read, so it is not run).  A 4D attention mask makes each trie node see the
-  prompt and its own trie ancestors only, so one forward pass scores every
-  label;
-* rows are left-padded, so the positions whose logits are needed are the same
-  in every row, and the LM head only runs there (``logits_to_keep``);
+* each prompt is followed by the label trie's internal nodes (a leaf is
+  predicted at its parent's column and never read, so it is not run).  A 4D
+  attention mask makes each trie node see the prompt and its own trie
+  ancestors only, so one forward pass scores every label;
+* prompts are packed several to a row, as wide as the call's widest prompt
+  (best fit decreasing), each seeing only its own columns and the prefix, so
+  padding is left only at the ends of rows; the LM head runs only at the
+  positions whose logits are needed (:func:`nbllm.engine.head.head_reads_only`);
 * layers with a sliding window get a mask with the same window, measured in
   positions (a dict of masks keyed by layer type where the model mixes
   sliding and full layers; see :mod:`nbllm.engine.attention`).
@@ -28,8 +29,8 @@ the exact one, and checks this backend once per model before trusting it.
 """
 
 from .attention import attention_layout
-from .batching import deliver, longest_first
-from .head import float32_label_logits
+from .batching import PASS_COST, deliver, longest_first
+from .head import float32_label_logits, head_reads_only
 from .gqa import native_gqa
 from .prefix import (PrefixCaches, cache_kwarg, cache_tensors, count_positions,
                      expand_cache, shared_prefix_length)
@@ -73,6 +74,94 @@ def plan_batches(lengths, trie_size, n_internal, vocab_size, device_type, batch_
                 and rows <= _MAX_ROWS[kind])
 
     return longest_first([n + trie_size for n in lengths], batch_size, fits)
+
+
+def pack_rows(widths, width, max_items=None):
+    """Put items of ``widths`` columns into rows of ``width`` columns, best fit
+    decreasing: each item, longest first, goes to the fullest row it fits in
+    (a row takes at most ``max_items`` items).
+
+    Returns
+    -------
+    list of list of int
+        The items of each row, in the order they sit in it.
+    """
+    rows, by_room = [], {}  # by_room[r]: the rows with r columns left
+    for i in sorted(range(len(widths)), key=lambda i: -widths[i]):
+        room = next((r for r in range(widths[i], width + 1) if by_room.get(r)), None)
+        if room is None:
+            row, room = len(rows), width
+            rows.append([])
+        else:
+            row = by_room[room].pop()
+        rows[row].append(i)
+        if max_items is None or len(rows[row]) < max_items:
+            by_room.setdefault(room - widths[i], []).append(row)
+    return rows
+
+
+# Row widths tried when packing, in multiples of the widest prompt: a wider
+# row fits short prompts together more tightly, at the price of attention
+# over the row's other (masked) columns, which stays small below this width.
+_PACK_FACTORS = (1, 2, 3, 4)
+_PACK_MAX_WIDTH = 512
+
+
+def plan_packed(lengths, trie_size, vocab_size, device_type, token_budget=None):
+    """Pack prompts, several to a row, into forward passes within the budgets.
+
+    Each prompt needs ``length + trie_size`` columns.  For a few row widths
+    (multiples of the widest prompt) the prompts are packed by
+    :func:`pack_rows` and the rows cut into passes by
+    :func:`nbllm.engine.batching.longest_first` (a pass is as wide as its
+    fullest row); the width that feeds the fewest positions, counting
+    :data:`~nbllm.engine.batching.PASS_COST` per pass, wins.
+
+    Returns
+    -------
+    list of list of list of int
+        Per pass, per row, the prompts' indices.
+    """
+    kind = "cuda" if device_type == "cuda" else "cpu"
+    token_budget = token_budget or _TOKEN_BUDGET[kind]
+    widths = [n + trie_size for n in lengths]
+    if not widths:
+        return []
+    per_prompt = (1 + trie_size) * vocab_size
+    max_items = max(1, _LOGIT_BUDGET[kind] // per_prompt)
+    best = None
+    for factor in _PACK_FACTORS:
+        width = max(widths) * factor
+        if factor > 1 and width > _PACK_MAX_WIDTH:
+            break
+        rows = pack_rows(widths, width, max_items)
+        filled = [sum(widths[i] for i in row) for row in rows]
+        counts = [len(row) for row in rows]
+
+        def fits(n_rows, widest, newest):
+            return n_rows * widest <= token_budget and n_rows <= _MAX_ROWS[kind]
+
+        passes = longest_first(filled, "auto", fits)
+        passes = _within_logit_budget(passes, counts, max_items)
+        cost = sum(len(p) * max(filled[r] for r in p) + PASS_COST for p in passes)
+        if best is None or cost < best[0]:
+            best = (cost, [[rows[r] for r in p] for p in passes])
+    return best[1]
+
+
+def _within_logit_budget(passes, counts, max_items):
+    """Split passes whose rows hold more than ``max_items`` prompts in all."""
+    out = []
+    for rows in passes:
+        current, items = [], 0
+        for r in rows:
+            if current and items + counts[r] > max_items:
+                out.append(current)
+                current, items = [], 0
+            current.append(r)
+            items += counts[r]
+        out.append(current)
+    return out
 
 
 class TreeMaskBackend:
@@ -123,11 +212,17 @@ class TreeMaskBackend:
         vocab = getattr(self.model.config, "vocab_size", 32000)
         batches = {}
         for span in root.walk():
-            batches[span] = [[span.rows[i] for i in batch] for batch in plan_batches(
-                [len(prompt_ids[r]) - span.end for r in span.rows], len(trie.internal),
-                len(trie.internal), vocab, self.device.type, batch_size,
-                token_budget=self._token_budget(span.end),
-            )]
+            lengths = [len(prompt_ids[r]) - span.end for r in span.rows]
+            if batch_size == "auto":
+                planned = plan_packed(lengths, len(trie.internal), vocab, self.device.type,
+                                      token_budget=self._token_budget(span.end))
+            else:
+                # A fixed batch size counts prompts: one to a row.
+                planned = [[[i] for i in batch] for batch in plan_batches(
+                    lengths, len(trie.internal), len(trie.internal), vocab,
+                    self.device.type, batch_size)]
+            batches[span] = [[[span.rows[i] for i in row] for row in rows]
+                             for rows in planned]
         tree = _TrieTensors(trie, self.device)
         bar = (progress(sum(len(b) for b in batches.values()), n)
                if progress is not None else None)
@@ -171,31 +266,38 @@ class TreeMaskBackend:
         budget = int(0.4 * free / per_token)
         return max(_TOKEN_BUDGET["cpu"], min(budget, 8 * _TOKEN_BUDGET["cuda"]))
 
-    def _score_with_backoff(self, indices, suffixes, prefix_len, prefix_kv, tree):
-        """Score rows, halving the batch on out-of-memory errors instead of failing.
+    def _score_with_backoff(self, rows, suffixes, prefix_len, prefix_kv, tree):
+        """Score packed rows, halving the pass on out-of-memory errors instead of failing.
 
-        After an OOM, later batches are cut to the size that worked, so the
-        error is paid once per run rather than once per batch.
+        After an OOM, later passes are cut to the number of rows that worked,
+        so the error is paid once per run rather than once per pass.  Yields
+        ``(indices, logprobs)`` per pass.
         """
         import torch
 
-        if self.row_cap is not None and len(indices) > self.row_cap:
+        if self.row_cap is not None and len(rows) > self.row_cap:
             half = self.row_cap
-            return (self._score_with_backoff(indices[:half], suffixes, prefix_len,
+            return (self._score_with_backoff(rows[:half], suffixes, prefix_len,
                                              prefix_kv, tree)
-                    + self._score_with_backoff(indices[half:], suffixes, prefix_len,
+                    + self._score_with_backoff(rows[half:], suffixes, prefix_len,
                                                prefix_kv, tree))
         try:
-            rows = [suffixes[i] for i in indices]
-            return [(indices, self._score_batch(rows, prefix_len, prefix_kv, tree))]
+            indices = [i for row in rows for i in row]
+            packed = [[suffixes[i] for i in row] for row in rows]
+            return [(indices, self._score_batch(packed, prefix_len, prefix_kv, tree))]
         except (torch.OutOfMemoryError, RuntimeError) as exc:
-            if len(indices) == 1 or not _is_out_of_memory(exc):
+            if not _is_out_of_memory(exc):
                 raise
+            if len(rows) == 1:
+                if len(rows[0]) == 1:
+                    raise
+                # One packed row too many: its prompts go one to a row.
+                rows = [[i] for i in rows[0]]
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         self.oom_retries += 1
-        self.row_cap = max(1, len(indices) // 2)
-        return self._score_with_backoff(indices, suffixes, prefix_len, prefix_kv, tree)
+        self.row_cap = max(1, len(rows) // 2)
+        return self._score_with_backoff(rows, suffixes, prefix_len, prefix_kv, tree)
 
     def _span_kv(self, span, parent, parent_kv):
         """A span's KV: kept from an earlier call, or its own tokens run over
@@ -241,66 +343,87 @@ class TreeMaskBackend:
             count_positions(self.loaded, len(piece))
         return cache_tensors(cache)
 
-    def _score_batch(self, suffixes, prefix_len, prefix_kv, tree):
+    def _score_batch(self, rows, prefix_len, prefix_kv, tree):
+        """Log-probabilities of every label after each prompt of packed ``rows``.
+
+        ``rows[r]`` lists the suffixes (token ids after the prefix) that row
+        ``r`` holds side by side, each followed by the trie's columns; the
+        rest of a row is padding.  Returns one row of label log-probabilities
+        per suffix, in row order.
+        """
         import torch
 
-        rows, longest = len(suffixes), max(len(s) for s in suffixes)
-        width = longest + tree.size
         device = self.device
-        lengths = torch.tensor([len(s) for s in suffixes], device=device)
-        # Left-pad each suffix so that every row's last prompt token sits at
-        # column ``longest - 1`` and the trie starts at column ``longest``.
-        pad_id = 0
-        input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
-        for r, s in enumerate(suffixes):
-            input_ids[r, longest - len(s):longest] = torch.tensor(s)
-        input_ids = input_ids.to(device)
-        input_ids[:, longest:] = tree.inputs
+        width = max(sum(len(s) + tree.size for s in row) for row in rows)
+        # Per column: which prompt of the row it belongs to (-1: padding),
+        # its position after the prefix, and its trie node (-1: a prompt token).
+        segment = torch.full((len(rows), width), -1, dtype=torch.long)
+        position = torch.zeros((len(rows), width), dtype=torch.long)
+        node = torch.full((len(rows), width), -1, dtype=torch.long)
+        input_ids = torch.zeros((len(rows), width), dtype=torch.long)
+        kept_rows, kept_cols = [], []
+        for r, row in enumerate(rows):
+            col = 0
+            for k, s in enumerate(row):
+                n = len(s)
+                end = col + n + tree.size
+                input_ids[r, col:col + n] = torch.tensor(s)
+                segment[r, col:end] = k
+                position[r, col:col + n] = torch.arange(n)
+                position[r, col + n:end] = n - 1 + tree.depths
+                node[r, col + n:end] = torch.arange(tree.size)
+                # The prompt's last column predicts the first label token,
+                # each trie column the tokens below it.
+                kept_rows.append([r] * (1 + tree.size))
+                kept_cols.append(list(range(col + n - 1, end)))
+                col = end
+        input_ids, segment, node = input_ids.to(device), segment.to(device), node.to(device)
+        positions = prefix_len + position.to(device)
+        if tree.size:
+            input_ids = torch.where(node >= 0, tree.inputs[node.clamp(min=0)], input_ids)
 
         cols = torch.arange(width, device=device)
-        start = (longest - lengths)[:, None]  # first real column per row
-        is_prompt_col = (cols[None, :] >= start) & (cols[None, :] < longest)
-        positions = prefix_len + (cols[None, :] - start).clamp(min=0)
-        positions[:, longest:] = prefix_len + lengths[:, None] + tree.depths[None, :] - 1
-
-        # allowed[b, q, k]: may query column q attend to key column k?
-        causal = cols[:, None] >= cols[None, :]
-        allowed = is_prompt_col[:, None, :] & causal[None, :, :]
-        allowed[:, longest:, longest:] = tree.ancestors_or_self
-        is_pad = ~is_prompt_col[:, :longest]
-        # Padding rows attend to themselves only, so softmax stays finite.
-        allowed[:, :longest, :longest] |= (
-            is_pad[:, :, None] & torch.eye(longest, dtype=torch.bool, device=device)
-        )
-        prefix_visible = torch.cat(
-            [~is_pad, torch.ones(rows, tree.size, dtype=torch.bool, device=device)], 1
-        )
+        real = segment >= 0
+        same = (segment[:, :, None] == segment[:, None, :]) & real[:, None, :]
+        is_prompt_key = (node < 0) & real
+        # allowed[b, q, k]: may query column q attend to key column k?  The
+        # prompt's tokens before it, and for a trie column its own ancestors.
+        allowed = same & is_prompt_key[:, None, :] & (cols[:, None] >= cols[None, :])
+        if tree.size:  # single-token labels have no trie columns
+            both_trie = (node[:, :, None] >= 0) & (node[:, None, :] >= 0)
+            ancestors = tree.ancestors_or_self[node.clamp(min=0)[:, :, None],
+                                               node.clamp(min=0)[:, None, :]]
+            allowed |= same & both_trie & ancestors
+        # Padding attends to itself only, so softmax stays finite.
+        allowed |= ~real[:, :, None] & torch.eye(width, dtype=torch.bool, device=device)
         allowed = torch.cat(
-            [prefix_visible[:, :, None].expand(rows, width, prefix_len), allowed], 2
+            [real[:, :, None].expand(len(rows), width, prefix_len), allowed], 2
         )
         key_positions = torch.cat([
-            torch.arange(prefix_len, device=device)[None, :].expand(rows, prefix_len),
+            torch.arange(prefix_len, device=device)[None, :].expand(len(rows), prefix_len),
             positions,
         ], 1)
         mask = self._masks(allowed, positions, key_positions)
+        kept_rows = torch.tensor(kept_rows, device=device)
+        kept_cols = torch.tensor(kept_cols, device=device)
 
-        with native_gqa(self.model, device), float32_label_logits(self.model, tree.columns):
+        with (native_gqa(self.model, device),
+              head_reads_only(self.model, kept_rows, kept_cols),
+              float32_label_logits(self.model, tree.columns)):
             logits = self.model(
                 input_ids=input_ids,
                 attention_mask=mask,
                 position_ids=positions,
                 use_cache=prefix_kv is not None,
-                **{self._cache_kwarg: expand_cache(prefix_kv, rows)},
-                # The prompt's last column and every trie column.
-                logits_to_keep=tree.size + 1,
+                **{self._cache_kwarg: expand_cache(prefix_kv, len(rows))},
+                logits_to_keep=0,
             ).logits
         self.forward_passes += 1
-        count_positions(self.loaded, rows * width)
+        count_positions(self.loaded, len(rows) * width)
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         # Node n's token is predicted at its parent's slot (slot 0: the prompt).
         node_logprobs = logprobs[:, tree.parent_slots, tree.tokens]
         return node_logprobs @ tree.path_matrix
-
 
     def _masks(self, allowed, positions, key_positions):
         """Additive 4D masks from ``allowed``, one per attention window.
@@ -347,8 +470,10 @@ class _TrieTensors:
     ----------
     size : int
         The number of input columns, one per internal node.
-    inputs, depths : torch.Tensor of shape (size,)
-        Each internal node's token and depth in the trie (1-based).
+    inputs : torch.Tensor of shape (size,)
+        Each internal node's token.
+    depths : torch.Tensor of shape (size,), on the host
+        Each internal node's depth in the trie (1-based).
     ancestors_or_self : torch.Tensor of shape (size, size), bool
         Which internal nodes each one may attend to.
     tokens, parent_slots : torch.Tensor of shape (n_nodes,)
@@ -367,8 +492,8 @@ class _TrieTensors:
         self.size = len(internal)
         self.inputs = torch.tensor([trie.tokens[n] for n in internal], dtype=torch.long,
                                    device=device)
-        self.depths = torch.tensor([trie.depths[n] for n in internal], dtype=torch.long,
-                                   device=device)
+        # On the host: the rows' positions are laid out there.
+        self.depths = torch.tensor([trie.depths[n] for n in internal], dtype=torch.long)
         column = {node: i for i, node in enumerate(internal)}
         anc = torch.zeros(self.size, self.size, dtype=torch.bool)
         for node in internal:
