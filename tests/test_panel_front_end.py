@@ -98,6 +98,8 @@ def test_the_code_box_shows_user_text_as_text_and_copies_it(page):
     page.evaluate("() => window.nbllmSet('code', null)")
     assert box.locator("textarea, button").count() == 0
     assert box.locator(".nbllm-code-note").inner_text() == HOSTILE["note"]
+    page.evaluate("() => { window.nbllmSet('title', ''); window.nbllmSet('note', ''); }")
+    assert box.count() == 0  # an empty box (no code asked for yet) shows nothing
 
 
 def test_enter_commits_the_typed_tag_before_the_page_sees_the_key(page):

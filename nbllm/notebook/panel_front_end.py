@@ -73,6 +73,8 @@ export default {
     const draw = () => {
       const code = model.get("code"), note = model.get("note");
       box.replaceChildren();
+      box.className = "";
+      if (!model.get("title") && code === null && !note) return;  // nothing yet
       box.className = "nbllm-code";
       const title = document.createElement("b");
       title.textContent = model.get("title");
@@ -156,7 +158,8 @@ class CodeBox(anywidget.AnyWidget):
     title : str
         The line above the code ("As Python").
     code : str or None
-        The snippet; None shows the title and the note only (no button).
+        The snippet; None shows the title and the note only (no button), and
+        nothing at all while the title and the note are empty too.
     note : str
         One line shown above the code ('' for none).
     """
