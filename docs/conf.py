@@ -57,6 +57,8 @@ html_title = f"nbllm {release}"
 html_static_path = ["_vendor/widgets"]
 nb_ipywidgets_js = {
     "require.js": {},
+    # Where require.js finds anywidget's front end (docs/prepare.py puts both).
+    "anywidget-path.js": {},
     "embed-amd.js": {"data-jupyter-widgets-cdn": "_static/"},
 }
 html_show_sourcelink = False

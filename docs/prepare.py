@@ -5,7 +5,13 @@
    it refers to) and ``requirejs`` (``require.js``), each checked against its
    SHA-256, unpacked into ``docs/_vendor/widgets/``. The pages load them from
    the site itself, never from a CDN.
-2. The executed notebooks: the copies the tests keep in ``build/notebooks/``
+2. The front end of anywidget (the panel's and the Labeler's code boxes and
+   Enter hook are anywidget widgets): its AMD module, copied from the installed
+   ``anywidget`` package (the version the notebooks ran with; nothing is
+   fetched) to ``docs/_vendor/widgets/anywidget.js``, and a one-line script
+   that tells ``require.js`` where it is, so that ``embed-amd.js`` finds it
+   there before it would try a CDN.
+3. The executed notebooks: the copies the tests keep in ``build/notebooks/``
    (``tests/test_notebook.py``), or, when one is missing (a fresh clone) or
    older than its notebook, the notebook executed here with the same tool
    (:func:`nbllm.tools.run_notebook.execute_notebook`). They are copied into
@@ -71,6 +77,21 @@ def fetch_widget_js():
                 (VENDOR / name).write_bytes(tar.extractfile(member).read())
 
 
+# Loaded between require.js and embed-amd.js (docs/conf.py): the module
+# "anywidget" is the file beside this script, wherever the page is.
+ANYWIDGET_PATH = ('require.config({paths: {anywidget: '
+                  'new URL("anywidget", document.currentScript.src).href}});\n')
+
+
+def anywidget_js():
+    import anywidget
+
+    VENDOR.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(anywidget.__file__).parent / "nbextension" / "index.js",
+                    VENDOR / "anywidget.js")
+    (VENDOR / "anywidget-path.js").write_text(ANYWIDGET_PATH)
+
+
 def executed_notebooks():
     EXAMPLES.mkdir(exist_ok=True)
     for name in NOTEBOOKS:
@@ -95,4 +116,5 @@ def executed_notebooks():
 
 if __name__ == "__main__":
     fetch_widget_js()
+    anywidget_js()
     executed_notebooks()

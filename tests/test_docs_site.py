@@ -146,8 +146,7 @@ def test_the_pages_render_in_a_browser(site):
             for name in ("index", "notebook", "api", "examples/quickstart"):
                 page.goto((site / f"{name}.html").as_uri(), wait_until="load")
                 assert page.locator("h1").first.is_visible(), name
-                # Every image shown has loaded (the panel's hidden hook image,
-                # display:none, is not shown).
+                # Every image shown has loaded.
                 broken = page.evaluate(
                     "Array.from(document.images).filter(i => i.getClientRects().length)"
                     ".filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")

@@ -287,7 +287,8 @@ def test_copy_as_code_rebuilds_the_fitted_classifier(make, df, tiny_folder):
                                lab.estimator_.predict_proba(TEXTS), atol=1e-9)
     widget = LabelerWidget(lab, threaded=False)
     widget.code_button.click()
-    assert "nbllm-copy" in widget.code.value
+    assert widget.code.code == code  # shown in a CodeBox, with its Copy button
+    assert widget.code.title == "The fitted classifier, in Python"
 
 
 def svg_texts(svg, cls):

@@ -13,7 +13,7 @@ import pytest
 from nbllm.engine.prompts import DEFAULT_PROMPT_ZERO_SHOT
 from nbllm.notebook.panel import FEW, Panel
 from nbllm.notebook.magic_syntax import write_template as template_option
-from nbllm.notebook.panel_code import MAX_INLINE_TEXTS, code_box, variable_holding
+from nbllm.notebook.panel_code import MAX_INLINE_TEXTS, variable_holding
 from entry_points import assert_idle, make_panel, run_magic, run_python
 from tiny import save_tiny
 
@@ -69,14 +69,6 @@ def test_variable_holding_finds_the_object_itself():
     assert variable_holding(frame, {"copy": copy}) is None
 
 
-def test_code_box_escapes_the_code_and_the_note():
-    box = code_box("As <Python>", "print('<b>&</b>')", note="a <note>")
-    assert "<b>&" not in box and "<note>" not in box
-    assert "print(&#x27;&lt;b&gt;&amp;&lt;/b&gt;&#x27;)</textarea>" in box
-    assert '<div class="nbllm-code-note">a &lt;note&gt;</div>' in box
-    assert "tex2jax_ignore mathjax_ignore" in box
-
-
 # ------------------------------------------------------------------ snippets
 def test_prompt_with_a_backslash_has_python_only(ip, panel):
     panel.prompt.value = "Text: {text}\\n (a literal backslash) {labels}\nLabel:"
@@ -84,9 +76,9 @@ def test_prompt_with_a_backslash_has_python_only(ip, panel):
     panel.code_button.click()
     magic, python = panel.code
     assert magic is None
-    assert "This prompt cannot be written on a magic&#x27;s option line" in \
-        panel.magic_code.value
-    assert "<textarea" not in panel.magic_code.value
+    assert "This prompt cannot be written on a magic's option line" in \
+        panel.magic_code.note
+    assert panel.magic_code.code is None  # no code box, no Copy button
     ns = run_python(python)
     same(ns["probas"], panel.last_result.probas)
 
@@ -98,7 +90,7 @@ def test_typed_texts_are_all_written_up_to_the_cap(ip, panel):
     panel.code_button.click()
     magic, python = panel.code
     assert magic.split("\n")[1:] == texts
-    assert "nbllm-code-note" not in panel.magic_code.value + panel.python_code.value
+    assert panel.magic_code.note == panel.python_code.note == ""
     ns = run_python(python)
     assert ns["texts"] == texts
     same(ns["probas"], panel.last_result.probas)
@@ -118,8 +110,8 @@ def test_more_typed_texts_than_the_cap_come_from_a_variable(ip, panel):
            "this cell" in python
     note = ("The panel holds 101 typed texts, more than the 100 the code writes out: it "
             "reads them from the variable texts. Make it first: texts = my_panel.text_list()")
-    assert html.escape(note) in panel.magic_code.value
-    assert html.escape(note) in panel.python_code.value
+    assert note in panel.magic_code.note
+    assert note in panel.python_code.note
     ip.user_ns["texts"] = panel.text_list()  # what the note says
     assert panel.text_list() == texts
     same(run_magic(ip, magic).probas, panel.last_result.probas)
@@ -152,8 +144,8 @@ def test_dataframe_without_a_variable_gets_a_note(ip, tweets, tiny_folder):
     panel.code_button.click()
     magic, python = panel.code
     assert "--input data " in magic and "data['text'].iloc[0:5]" in python
-    note = "No variable of yours holds the panel&#x27;s DataFrame; replace &#x27;data&#x27;"
-    assert note in panel.magic_code.value and note in panel.python_code.value
+    note = "No variable of yours holds the panel's DataFrame; replace 'data'"
+    assert note in panel.magic_code.note and note in panel.python_code.note
 
 
 def test_few_shot_dataframe_with_inline_examples(ip, tweets, tiny_folder):
@@ -175,7 +167,7 @@ def test_policy_has_no_magic_option_and_says_so(panel):
     panel.code_button.click()
     magic, python = panel.code
     assert "error_low_prob='warn'" in python
-    assert "The magic has no option for the low-probability policy" in panel.magic_code.value
+    assert "The magic has no option for the low-probability policy" in panel.magic_code.note
 
 
 # ------------------------------------------------------------------ stale state

@@ -163,12 +163,16 @@ def test_buttons_are_as_wide_as_their_words():
 
 def test_the_enter_hook_is_in_the_labels_row_and_fixed():
     """The browser-side hook that commits a tag on Enter (JupyterLab keeps the
-    key from the widget) is one fixed piece of HTML beside the labels box."""
-    from nbllm.notebook.panel_widgets import ENTER_HOOK
+    key from the widget) is one fixed front end beside the labels box."""
+    import json
+
+    from nbllm.notebook.panel_front_end import _ENTER_ESM, EnterAddsTag
 
     panel = Panel(threaded=False, labels=["<b>x</b>"])
     row = panel.children[1]
     assert panel.labels in row.children
-    hooks = [w for w in row.children if getattr(w, "value", None) == ENTER_HOOK]
+    hooks = [w for w in row.children if isinstance(w, EnterAddsTag)]
     assert len(hooks) == 1
-    assert "<b>" not in ENTER_HOOK and "'" not in ENTER_HOOK  # attribute fully escaped
+    assert hooks[0]._esm == _ENTER_ESM  # a fixed script: no user text goes in it
+    assert "<b>x</b>" not in json.dumps(hooks[0].get_state(), default=str)
+    assert hooks[0].layout.width == "0"  # it shows nothing

@@ -22,6 +22,7 @@ from nbllm.engine.result_cache import result_cache
 from nbllm.notebook.display import ClassificationResult
 from nbllm.engine.prompts import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
 from nbllm.notebook.panel import FEW, ZERO, Panel, validate_prompt
+from nbllm.notebook.panel_front_end import CodeBox
 from entry_points import assert_idle, make_panel, error_line, run_magic, run_python
 from tiny import save_tiny
 
@@ -563,11 +564,11 @@ def test_copy_as_code_default_zero_shot(ip, panel, tiny_folder):
     magic, python = panel.code
     assert magic == f"%%zeroshot --labels positive,negative --model {tiny_folder}\n" + \
         "\n".join(TEXTS)
-    assert f"{html.escape(magic)}</textarea>" in panel.magic_code.value
-    assert f"{html.escape(python)}</textarea>" in panel.python_code.value
+    assert panel.magic_code.code == magic and panel.python_code.code == python
     for box in (panel.magic_code, panel.python_code):
-        assert box.value.count('<button class="nbllm-copy jupyter-button"') == 1
-        assert "navigator.clipboard.writeText(t.value)" in html.unescape(box.value)
+        assert isinstance(box, CodeBox)  # its front end draws one Copy button
+        assert box._esm.count('button.className = "nbllm-copy jupyter-button"') == 1
+        assert "navigator.clipboard.writeText(area.value)" in box._esm
     assert panel.code_area.layout.display == ""
     assert panel.status.value == "code below: copy either snippet into a new cell"
     assert "_set_classes" not in python  # public API only

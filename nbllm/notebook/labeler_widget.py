@@ -19,7 +19,7 @@ from ..exceptions import InputError
 from .display import NO_MATH, chip, esc, label_colours
 from .labeler_plot import accuracy_plot
 from .panel import coloured
-from .panel_code import code_box
+from .panel_front_end import CodeBox
 from .status import first_message
 from .stopping import Stopped
 
@@ -72,7 +72,7 @@ class LabelerWidget(widgets.VBox):
         self.note = widgets.HTML(f'<div class="nbllm-note" style="{_MUTED}">'
                                  f"{CALIBRATED_NOTE}</div>")
         self.plot = widgets.HTML()
-        self.code = widgets.HTML()
+        self.code = CodeBox()
         self.children = [
             self.status_line, self.progress_line, self.cards,
             widgets.HBox([self.improve_button, self.stop_button, self.code_button,
@@ -246,8 +246,7 @@ class LabelerWidget(widgets.VBox):
                              f"ZeroShotClassifier.load({esc(repr(path))})")
 
     def _show_code(self):
-        self.code.value = code_box("The fitted classifier, in Python", estimator_code(
-            self.labeler))
+        self.code.show("The fitted classifier, in Python", estimator_code(self.labeler))
 
 
 def estimator_code(labeler):

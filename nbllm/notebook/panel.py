@@ -18,7 +18,7 @@ from ..options import check_labels
 from . import classify as api
 from .inline_examples import parse_inline_examples
 from .display import NO_MATH, esc
-from .panel_code import PanelSettings, build_code, code_box, variable_holding
+from .panel_code import PanelSettings, build_code, variable_holding
 from .panel_labels import check_not_merged, split_added
 from .panel_widgets import DEVICES, FEW, ZERO, PanelWidgets, _default  # noqa: F401
 from ..engine.status import listening
@@ -382,8 +382,8 @@ class Panel(PanelWidgets, widgets.VBox):
     def _show_code(self):
         code = build_code(self.code_settings())
         self.code = (code.magic, code.python)
-        self.magic_code.value = code_box("As a cell magic", code.magic, code.magic_note)
-        self.python_code.value = code_box("As Python", code.python, code.python_note)
+        self.magic_code.show("As a cell magic", code.magic, code.magic_note)
+        self.python_code.show("As Python", code.python, code.python_note)
         self.code_area.layout.display = ""
         self.status.value = "code below: copy either snippet into a new cell"
 

@@ -8,12 +8,12 @@ the variable :data:`TEXTS_VARIABLE`, and a note says how to make it.  The option
 written are those that differ from their defaults in :mod:`nbllm.options`'
 table, each in the words of its way in (``--raw`` in the magic,
 ``probas_sum_to_1=False`` in Python) as :mod:`.magic_syntax` reads them back.
+The panel shows each snippet in a :class:`.panel_front_end.CodeBox`.
 """
 
 from dataclasses import dataclass, field
 
 from .. import options as table
-from .display import NO_MATH, esc
 from .magic_syntax import quote, write_labels, write_option, write_template
 
 # Typed texts up to this many are written into the code; more would make a
@@ -79,37 +79,6 @@ class PanelSettings:
     rows: tuple = (0, 0)
     texts: list = field(default_factory=list)
     panel_name: str = None
-
-
-def _copy_script():
-    # Runs in the browser when Copy is clicked: the clipboard API where the
-    # page may use it (JupyterLab on localhost or https), else the older
-    # execCommand on the selected text.
-    return (
-        "const b=this,t=b.closest('.nbllm-code').querySelector('textarea');"
-        "const done=()=>{b.textContent='Copied';setTimeout(()=>{b.textContent='Copy'},1500)};"
-        "const old=()=>{t.select();document.execCommand('copy');done()};"
-        "if(navigator.clipboard&&window.isSecureContext){"
-        "navigator.clipboard.writeText(t.value).then(done,old)}else{old()}"
-    )
-
-
-def code_box(title, code, note=""):
-    """HTML for one snippet: a title, a Copy button, an optional note, the code."""
-    note_html = f'<div class="nbllm-code-note">{esc(note)}</div>' if note else ""
-    if code is None:
-        return (f'<div class="nbllm-code {NO_MATH}"><b>{esc(title)}</b>{note_html}</div>')
-    rows = min(max(code.count("\n") + 1, 2), 14)
-    return (
-        f'<div class="nbllm-code {NO_MATH}" style="margin:4px 0">'
-        f'<b>{esc(title)}</b> <button class="nbllm-copy jupyter-button" '
-        f'onclick="{esc(_copy_script())}">Copy</button>{note_html}'
-        f'<textarea readonly rows="{rows}" spellcheck="false" style="width:95%;'
-        'font-family:var(--jp-code-font-family,monospace);font-size:12px;'
-        'color:var(--jp-content-font-color1,#000);'
-        'background:var(--jp-cell-editor-background,#f7f7f7);'
-        f'border:1px solid var(--jp-border-color2,#ccc)">{esc(code)}</textarea></div>'
-    )
 
 
 def _texts_in_variable(s):

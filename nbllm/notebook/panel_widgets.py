@@ -10,6 +10,7 @@ import ipywidgets as widgets
 from .. import options
 from ..engine.prompts import DEFAULT_EXAMPLE_TEMPLATE, DEFAULT_PROMPT_ZERO_SHOT
 from .display import esc
+from .panel_front_end import CodeBox, EnterAddsTag
 from .panel_labels import HINT
 from .session import session
 
@@ -26,22 +27,6 @@ def _default(option):
 def fit_rows(area, least=3):
     """Make a text area tall enough for all its lines (a prompt is read whole)."""
     area.rows = max(least, area.value.count("\n") + 2)
-
-
-# JupyterLab takes Enter in a widget's text field for its own shortcuts, so
-# the TagsInput never sees the change event that commits a tag.  This hook,
-# run once by the browser when the panel is shown (an image that fails to
-# load, the one way an ipywidgets HTML runs a script), commits the typed tag
-# on Enter itself before JupyterLab sees the key.  A fixed script: no user
-# text goes in it.
-_ENTER_ADDS_TAG = (
-    "const p=this.closest('.nbllm-panel');if(!p||p.dataset.nbllmEnter)return;"
-    "p.dataset.nbllmEnter='1';p.addEventListener('keydown',e=>{"
-    "const t=e.target;if(e.key!=='Enter'||!t.matches('.jupyter-widget-tagsinput input')"
-    "||!t.value.trim())return;e.preventDefault();e.stopPropagation();"
-    "t.dispatchEvent(new Event('change'))},true)"
-)
-ENTER_HOOK = f'<img src="data:,x" alt="" style="display:none" onerror="{esc(_ENTER_ADDS_TAG)}">'
 
 
 def _button(description, **kwargs):
@@ -152,7 +137,7 @@ class PanelWidgets:
         self.traceback_button = _button("show traceback")
         self.traceback_button.layout.display = "none"
         self.warning_line = widgets.HTML()
-        self.magic_code, self.python_code = widgets.HTML(), widgets.HTML()
+        self.magic_code, self.python_code = CodeBox(), CodeBox()
         self.code_area = widgets.VBox([self.magic_code, self.python_code],
                                       layout=widgets.Layout(width="95%", **hidden))
         self.output = widgets.Output()
@@ -175,8 +160,9 @@ class PanelWidgets:
         )
         self.children = [
             widgets.HBox([self.model, self.device, self.mode]),
-            widgets.HBox([caption, self.labels, widgets.HTML(
-                ENTER_HOOK, layout=widgets.Layout(width="0", margin="0"))],
+            # Enter commits a typed tag in JupyterLab (see .panel_front_end).
+            widgets.HBox([caption, self.labels, EnterAddsTag(
+                layout=widgets.Layout(width="0", margin="0"))],
                          layout=widgets.Layout(width="95%")),
             self.prompt, widgets.HBox([self.reset_prompt, self.validation]),
             self.examples_box, source,
