@@ -473,10 +473,10 @@ class Labeler:
         import pandas as pd
 
         positions = list(positions)
-        classes = [str(c) for c in self.estimator_.classes_]
+        estimator = self.estimator_
+        classes = [str(c) for c in estimator.classes_]
         chosen = probas[positions]
-        labels = [classes[int(np.argmax(row))] if not np.isnan(row).any() else None
-                  for row in chosen]
+        labels = list(estimator.result_policy().predictions(classes, chosen))
         frame = pd.DataFrame({"text": [self._texts[p] for p in positions],
                               "label": labels}, index=self.data.index[positions])
         for j, c in enumerate(classes):
