@@ -173,6 +173,22 @@ def test_the_notebook_layer_asks_the_classifier_and_probes_nothing():
         assert probe not in source, probe
 
 
+def test_classify_follows_the_policy_the_classifier_states():
+    """The result reads the policy, not the parameters behind it."""
+    from nbllm.notebook.classify import classify
+
+    class Stated(ZeroShotClassifier):
+        def result_policy(self):
+            return ResultPolicy(raw=True, low_threshold=1.0, hide_low=True)
+
+    clf = Stated(model=get_tiny_model(), tokenizer=get_tiny_tokenizer(),
+                 use_chat_template=False, progress=False).fit(None, ["negative", "positive"])
+    result = classify(TEXTS, estimator=clf)
+    assert clf.probas_sum_to_1 and clf.error_low_prob == "ignore"
+    assert result.raw and result.low.all() and result.labels == [None] * 3
+    assert "label_mass" in result.frame.columns
+
+
 def test_a_result_is_built_complete():
     from nbllm.notebook.classify import classify
 
