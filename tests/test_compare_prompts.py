@@ -202,3 +202,51 @@ def test_multi_label_keeps_the_former_rule_and_says_so(tiny_folder):
         None, [["a"], ["b"]])
     assert (completion.prompt_mode().mode, completion.prompt_mode().reason) == (
         "raw", "sent raw: the prompt ends with a space (use_chat_template='auto')")
+
+
+@pytest.mark.parametrize("texts, message", [
+    (["I love it", None, float("nan")],
+     "texts contain 2 missing value(s) (None or NaN) at position(s) 1, 2; drop or fill "
+     "them, or pass skip_missing=True"),
+    (None, "texts must be a list-like of texts, got None"),
+    ("I love it", "texts must be a list-like of texts, got a single string; wrap it in a "
+                  "list: [text]"),
+])
+def test_texts_are_checked_at_the_entry_as_classify_checks_them(tiny_folder, texts, message):
+    for call in (lambda: nbllm.compare_prompts(texts, LABELS, [None], model=tiny_folder),
+                 lambda: nbllm.classify(texts, LABELS, model=tiny_folder)):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            call()
+
+
+def test_skip_missing_leaves_missing_texts_out_as_classify_does(tiny_folder):
+    texts = ["I love it", None, "I hate it", float("nan")]
+    y = ["positive", "negative", "negative", "positive"]
+    with pytest.warns(UserWarning, match=re.escape(
+            "2 missing text(s) (None or NaN) were skipped; their predictions are None")):
+        table = nbllm.compare_prompts(texts, LABELS, [None], y=y, model=tiny_folder,
+                                      skip_missing=True)
+    whole = nbllm.compare_prompts(["I love it", "I hate it"], LABELS, [None],
+                                  y=["positive", "negative"], model=tiny_folder)
+    assert table.n_texts == 2 and table.rows[0].accuracy == whole.rows[0].accuracy
+    assert table.rows[0].distribution == whole.rows[0].distribution
+    predicted = whole.predictions[0].tolist()
+    assert table.predictions[0].tolist() == [predicted[0], None, predicted[1], None]
+    message = "texts must hold at least one text; all 2 are missing (None or NaN)"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        nbllm.compare_prompts([None, None], LABELS, [None], model=tiny_folder,
+                              skip_missing=True)
+
+
+def test_compare_predicts_by_the_one_rule(tiny_folder):
+    table = nbllm.compare_prompts(TEXTS, LABELS, [None], model=tiny_folder)
+    clf = ZeroShotClassifier(tiny_folder, progress=False).fit(None, LABELS)
+    expected = clf.result_policy().predictions(LABELS, clf.predict_proba(TEXTS))
+    assert table.predictions[0].tolist() == expected.tolist() == clf.predict(TEXTS).tolist()
+
+
+def test_compare_takes_no_multi_label(tiny_folder):
+    message = ("compare_prompts compares single-label predictions; multi_label=True is "
+               "not supported")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        nbllm.compare_prompts(TEXTS, LABELS, [None], model=tiny_folder, multi_label=True)

@@ -58,7 +58,7 @@ def test_interrupt_in_on_rows_keeps_finished_batches(kind, monkeypatch):
     clf = fitted(kind, batch_size=1)
     stop = _stop_after(3)
     with pytest.raises(KeyboardInterrupt):
-        clf.label_logprobs(INTERRUPT_TEXTS, on_rows=stop)
+        clf.label_scores(INTERRUPT_TEXTS, on_rows=stop)  # every kind's streaming method
     assert stop.done == [1, 1, 1]
     assert_model_usable(clf)
     again = fitted(kind, batch_size=1)

@@ -67,8 +67,29 @@ def test_multi_label_predict_proba_equals_the_oracle():
     assert probas.shape == (4, 3)
     np.testing.assert_allclose(probas, multi_label_oracle(clf, ML_TEXTS), rtol=1e-5,
                                atol=1e-9)
-    log_odds = clf.label_logprobs(ML_TEXTS)
-    np.testing.assert_allclose(clf.probas_from_logprobs(log_odds), probas, rtol=1e-12)
+    log_odds = clf.label_log_odds(ML_TEXTS)
+    np.testing.assert_allclose(clf.probas_from_log_odds(log_odds), probas, rtol=1e-12)
+    np.testing.assert_array_equal(clf.label_scores(ML_TEXTS), log_odds)
+    np.testing.assert_array_equal(clf.probas_from_scores(log_odds), clf.probas_from_log_odds(log_odds))
+
+
+@pytest.mark.parametrize("name, args, message", [
+    ("label_logprobs", "texts", "label_logprobs is deprecated and will be removed: it "
+     "returns log-odds, not log-probabilities; use label_log_odds"),
+    ("probas_from_logprobs", "log_odds", "probas_from_logprobs is deprecated and will be "
+     "removed: it takes log-odds, not log-probabilities; use probas_from_log_odds"),
+])
+def test_the_former_log_probability_names_are_deprecated_aliases(name, args, message):
+    clf = multi_label().fit(None, ML_Y)
+    log_odds = clf.label_log_odds(ML_TEXTS)
+    new = {"label_logprobs": clf.label_log_odds,
+           "probas_from_logprobs": clf.probas_from_log_odds}[name]
+    arg = ML_TEXTS if args == "texts" else log_odds
+    with pytest.warns(FutureWarning, match=re.escape(
+            f"MultiLabelZeroShotClassifier.{message}")) as record:
+        old = getattr(clf, name)(arg)
+    assert [w.filename for w in record] == [__file__]  # the caller's line
+    np.testing.assert_array_equal(old, new(arg))
 
 
 def test_multi_label_raw_prompt_with_trailing_space():

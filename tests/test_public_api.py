@@ -1,8 +1,10 @@
 """The estimators' public methods the notebook layer builds on.
 
-``label_logprobs`` (streaming), ``low_probability_rows``, ``label_mass``,
+``label_scores`` (streaming; ``label_logprobs`` or multi-label's
+``label_log_odds``), ``probas_from_scores``, ``result_policy()``,
+``low_probability_rows`` and ``label_mass`` (single-label),
 ``predictions_from_logprobs``, ``prompt_token_ids`` and ``fit(..., classes=)``
-replace the private calls the notebook layer used to make.
+replace the private calls and the type probes the notebook layer used to make.
 """
 
 import re
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 
 from nbllm import FewShotClassifier, MultiLabelZeroShotClassifier, ZeroShotClassifier
+from nbllm.estimators.predictions import ResultPolicy
 from nbllm.exceptions import LowProbabilityError
 from tiny import get_tiny_model, get_tiny_tokenizer, oracle_matrix
 
@@ -72,19 +75,130 @@ def test_fit_with_classes_keeps_labels_without_examples_predictable():
         clf.fit(["I love it", "I hate it"], ["positive", "negative"], classes=["positive"])
 
 
+def multi(**kwargs):
+    return MultiLabelZeroShotClassifier(model=get_tiny_model(), tokenizer=get_tiny_tokenizer(),
+                                        progress=False, **kwargs).fit(None, [["sports"],
+                                                                             ["tech"]])
+
+
+def test_each_classifier_states_its_result_policy():
+    assert zero().result_policy() == ResultPolicy(raw=False, low_threshold=0.0,
+                                                  hide_low=False, multi_label_threshold=None)
+    policy = zero(probas_sum_to_1=False, threshold_low_prob=0.2,
+                  error_low_prob="return_none").result_policy()
+    assert (policy.raw, policy.low_threshold, policy.hide_low) == (True, 0.2, True)
+    assert policy.has_label_mass and not policy.multi_label
+    policy = multi(threshold=0.3).result_policy()
+    assert policy == ResultPolicy(raw=False, low_threshold=None, hide_low=False,
+                                  multi_label_threshold=0.3)
+    assert policy.multi_label and not policy.has_label_mass
+
+
+def test_the_policy_is_read_from_the_parameters_as_they_are_now():
+    clf = zero()
+    clf.set_params(error_low_prob="return_none", threshold_low_prob=0.5)
+    assert clf.result_policy().hide_low and clf.result_policy().low_threshold == 0.5
+
+
+def test_label_scores_are_each_kinds_own_scores():
+    clf = zero()
+    np.testing.assert_array_equal(clf.label_scores(TEXTS), clf.label_logprobs(TEXTS))
+    logprobs = clf.label_logprobs(TEXTS)
+    np.testing.assert_array_equal(clf.probas_from_scores(logprobs),
+                                  clf.probas_from_logprobs(logprobs))
+    ml = multi()
+    log_odds = ml.label_log_odds(TEXTS)
+    np.testing.assert_array_equal(ml.label_scores(TEXTS), log_odds)
+    np.testing.assert_array_equal(ml.probas_from_scores(log_odds), 1 / (1 + np.exp(-log_odds)))
+
+
+def test_one_prediction_rule_for_both_kinds():
+    probas = np.array([[0.3, 0.7], [0.6, 0.4], [np.nan, np.nan], [0.5, 0.5]])
+    low = np.array([False, True, False, False])
+    classes = ["neg", "pos"]
+    assert ResultPolicy().predictions(classes, probas, low).tolist() == [
+        "pos", "neg", None, "neg"]  # a tie goes to the first class
+    assert ResultPolicy(hide_low=True).predictions(classes, probas, low).tolist() == [
+        "pos", None, None, "neg"]
+    assert ResultPolicy(multi_label_threshold=0.5).predictions(classes, probas) == [
+        ["pos"], ["neg"], None, ["neg", "pos"]]
+    # The classes keep their type when no row gives None.
+    picked = ResultPolicy().predictions(np.array([0, 1]), probas[:2])
+    assert picked.dtype.kind == "i" and picked.tolist() == [1, 0]
+
+
 def test_multi_label_has_no_label_mass():
-    """The log-odds are not log-probabilities: their exp() summed is no mass."""
+    """The log-odds are not log-probabilities: their exp() summed is no mass, and
+    the notebook layer asks no multi-label classifier for one."""
     from nbllm.notebook.classify import classify, preview
 
-    clf = MultiLabelZeroShotClassifier(model=get_tiny_model(), tokenizer=get_tiny_tokenizer(),
-                                       progress=False).fit(None, [["sports"], ["tech"]])
-    log_odds = clf.label_logprobs(TEXTS)
-    assert np.isnan(clf.label_mass(log_odds)).all()
-    assert not clf.low_probability_rows(log_odds).any()
+    clf = multi()
     result = classify(TEXTS, estimator=clf)
     assert np.isnan(result.label_mass).all() and not result.low.any()
+    assert result.labels == clf.predict_labels(TEXTS)
     shown = preview(clf, TEXTS[0])
     assert "label mass" not in shown._repr_html_() and "label mass" not in repr(shown)
+    np.testing.assert_allclose(shown.probas, clf.predict_proba(TEXTS[:1])[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("label_mass", "label_mass is deprecated and will be removed: each label is its own "
+     "yes/no question, so a row has no label mass (result_policy().has_label_mass is "
+     "False)"),
+    ("low_probability_rows", "low_probability_rows is deprecated and will be removed: "
+     "without a label mass no row is low (result_policy().has_label_mass is False)"),
+])
+def test_multi_label_single_label_questions_are_deprecated(name, message):
+    clf = multi()
+    log_odds = clf.label_log_odds(TEXTS)
+    with pytest.warns(FutureWarning, match=re.escape(
+            f"MultiLabelZeroShotClassifier.{message}")):
+        answer = getattr(clf, name)(log_odds)
+    if name == "label_mass":
+        assert np.isnan(answer).all() and answer.shape == (3,)
+    else:
+        assert answer.tolist() == [False, False, False]
+
+
+def test_the_notebook_layer_asks_the_classifier_and_probes_nothing():
+    """classify reads result_policy(), label_scores, probas_from_scores and
+    prompt_mode(), whatever the classifier's class or its other attributes."""
+    import inspect
+
+    from nbllm.notebook import classify as module
+
+    source = inspect.getsource(module._classify) + inspect.getsource(module._preview)
+    for probe in ("getattr(", "hasattr(", "isinstance(", "probas_sum_to_1",
+                  "threshold_low_prob", "error_low_prob", "calibration", "MultiLabel"):
+        assert probe not in source, probe
+
+
+def test_classify_follows_the_policy_the_classifier_states():
+    """The result reads the policy, not the parameters behind it."""
+    from nbllm.notebook.classify import classify
+
+    class Stated(ZeroShotClassifier):
+        def result_policy(self):
+            return ResultPolicy(raw=True, low_threshold=1.0, hide_low=True)
+
+    clf = Stated(model=get_tiny_model(), tokenizer=get_tiny_tokenizer(),
+                 use_chat_template=False, progress=False).fit(None, ["negative", "positive"])
+    result = classify(TEXTS, estimator=clf)
+    assert clf.probas_sum_to_1 and clf.error_low_prob == "ignore"
+    assert result.raw and result.low.all() and result.labels == [None] * 3
+    assert "label_mass" in result.frame.columns
+
+
+def test_a_result_is_built_complete():
+    from nbllm.notebook.classify import classify
+
+    clf = zero(error_low_prob="return_none", threshold_low_prob=0.999999)
+    result = classify(TEXTS, estimator=clf)
+    assert result.estimator is clf and result.stopped is False
+    assert result.pending.tolist() == [False] * 3
+    assert result.prompt_mode == clf.prompt_mode().reason
+    assert result.policy == clf.result_policy()
+    assert result.labels == [None] * 3  # every row under the threshold, hidden
 
 
 def test_options_name_the_expected_values():

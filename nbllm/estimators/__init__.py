@@ -9,7 +9,8 @@
 * :mod:`.inputs`: the checks of X (texts) and y (classes);
 * :mod:`.example_selection`: which few-shot examples go into a prompt;
 * :mod:`.calibration`: correcting a prompt's bias towards some labels;
-* :mod:`.predictions`: from probabilities to predicted labels.
+* :mod:`.predictions`: from probabilities to predicted labels (the one rule),
+  and the ``ResultPolicy`` every classifier states in ``result_policy()``.
 
 Nothing here imports IPython or ipywidgets.  The classifiers load on first
 use, so that importing the notebook layer does not import torch.

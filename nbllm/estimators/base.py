@@ -271,7 +271,7 @@ class _LLMBase(BaseEstimator):
     def label_logprobs(self, X, on_rows=None, *, positions=None):
         """log P(label | prompt) per sample and class, streamed as rows finish.
 
-        This is the method the notebook layer builds on: results come from
+        The notebook layer builds on it (through ``label_scores``): results come from
         the result cache where possible, and ``on_rows(rows, logprobs)`` is
         called whenever some rows of X are ready (cached rows first, then per
         batch).  It may raise to stop the run; finished batches stay cached.

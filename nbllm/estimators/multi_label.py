@@ -7,6 +7,7 @@ or none.
 """
 
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.base import ClassifierMixin
@@ -20,7 +21,7 @@ from . import docs
 from .base import _LLMBase, check_fitted
 from .inputs import (as_sequence, check_fit_params, check_same_length, check_targets, check_texts,
                      missing_y_message)
-from .predictions import multi_label_predictions
+from .predictions import ResultPolicy
 
 DEFAULT_PROMPT_MULTI_LABEL = (
     "Does the category \"{label}\" apply to the following text? "
@@ -75,6 +76,12 @@ def _is_indicator(y, n_classes):
         return False
     return (array.ndim == 2 and array.shape[1] == n_classes
             and array.dtype.kind in "biu" and np.isin(array, (0, 1)).all())
+
+
+def _deprecated(name, why):
+    """Warn, at the caller's line, that a method of the classifier is deprecated."""
+    warnings.warn(f"MultiLabelZeroShotClassifier.{name} is deprecated and will be "
+                  f"removed: {why}", FutureWarning, stacklevel=3)
 
 
 class MultiLabelZeroShotClassifier(ClassifierMixin, _LLMBase):
@@ -202,10 +209,28 @@ class MultiLabelZeroShotClassifier(ClassifierMixin, _LLMBase):
         # get_prompt and generate show the question about the first label.
         return self._renderer_for(self.classes_[0])
 
-    def label_logprobs(self, X, on_rows=None, *, positions=None):
+    def result_policy(self):
+        """How this classifier's results read: each label's own probability,
+        the labels at or above ``threshold`` predicted, no label mass and so
+        no low rows (see :class:`~nbllm.estimators.predictions.ResultPolicy`)."""
+        return ResultPolicy(low_threshold=None, multi_label_threshold=self.threshold)
+
+    def label_log_odds(self, X, on_rows=None, *, positions=None):
         """log P(yes) - log P(no) per sample and label (the log-odds).
 
+        The method the notebook layer builds on (as :meth:`label_scores`):
         ``on_rows(rows, log_odds)`` is called as each step of texts finishes.
+
+        Parameters
+        ----------
+        X : list-like of str
+        on_rows : callable or None
+        positions : sequence of int, optional
+            Where each text of X sits in the caller's data (error messages).
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_samples, n_classes), float64
         """
         check_fitted(self)
         texts = check_texts(X)
@@ -233,17 +258,51 @@ class MultiLabelZeroShotClassifier(ClassifierMixin, _LLMBase):
             bar.close()
         return out
 
+    def probas_from_log_odds(self, log_odds):
+        """Probability that each label applies, from the log-odds."""
+        return 1.0 / (1.0 + np.exp(-np.asarray(log_odds, dtype=np.float64)))
+
+    def label_scores(self, X, on_rows=None, *, positions=None):
+        """The scores the probabilities come from, streamed: here
+        :meth:`label_log_odds` (every classifier has ``label_scores``;
+        single-label ones give log-probabilities)."""
+        return self.label_log_odds(X, on_rows, positions=positions)
+
+    def probas_from_scores(self, scores):
+        """The probabilities of :meth:`label_scores`' rows: here
+        :meth:`probas_from_log_odds`."""
+        return self.probas_from_log_odds(scores)
+
+    def probas_alone(self, scores):
+        """The probabilities of one text's row of scores (each label alone)."""
+        return self.probas_from_log_odds(scores)
+
+    # Former names, from when the notebook layer asked every classifier the
+    # single-label questions: the log-odds are no log-probabilities, and a
+    # multi-label row has no label mass.
+    def label_logprobs(self, X, on_rows=None, *, positions=None):
+        """Deprecated: returns log-odds; use :meth:`label_log_odds`."""
+        _deprecated("label_logprobs", "it returns log-odds, not log-probabilities; "
+                    "use label_log_odds")
+        return self.label_log_odds(X, on_rows, positions=positions)
+
+    def probas_from_logprobs(self, logprobs):
+        """Deprecated: takes log-odds; use :meth:`probas_from_log_odds`."""
+        _deprecated("probas_from_logprobs", "it takes log-odds, not "
+                    "log-probabilities; use probas_from_log_odds")
+        return self.probas_from_log_odds(logprobs)
+
     def label_mass(self, logprobs):
-        """Not defined: each label is its own yes/no question (NaN per row)."""
+        """Deprecated: a multi-label row has no label mass (NaN per row)."""
+        _deprecated("label_mass", "each label is its own yes/no question, so a row "
+                    "has no label mass (result_policy().has_label_mass is False)")
         return np.full(len(logprobs), np.nan)
 
     def low_probability_rows(self, logprobs):
-        """None: without a label mass there is no low-probability rule."""
+        """Deprecated: without a label mass no row is low (all False)."""
+        _deprecated("low_probability_rows", "without a label mass no row is low "
+                    "(result_policy().has_label_mass is False)")
         return np.zeros(len(logprobs), dtype=bool)
-
-    def probas_from_logprobs(self, logprobs):
-        """Probability that each label applies, from the log-odds."""
-        return 1.0 / (1.0 + np.exp(-logprobs))
 
     def get_prompt(self, text, label=None):
         """The exact prompt the model sees for ``text`` and one label
@@ -255,7 +314,7 @@ class MultiLabelZeroShotClassifier(ClassifierMixin, _LLMBase):
     def predict_proba(self, X):
         """Probability that each label applies, shape (n_samples, n_classes);
         rows need not sum to 1."""
-        return self.probas_from_logprobs(self.label_logprobs(X))
+        return self.probas_from_log_odds(self.label_log_odds(X))
 
     def predict(self, X):
         """Indicator matrix (n_samples, n_classes) of int: 1 where the label applies."""
@@ -263,8 +322,8 @@ class MultiLabelZeroShotClassifier(ClassifierMixin, _LLMBase):
 
     def predict_labels(self, X):
         """The labels that apply, as one list per sample."""
-        return multi_label_predictions([str(c) for c in self.classes_], self.predict_proba(X),
-                                       self.threshold)
+        return self.result_policy().predictions([str(c) for c in self.classes_],
+                                                self.predict_proba(X))
 
     def score(self, X, y, sample_weight=None):
         """Subset accuracy; ``y`` may be label lists or an indicator matrix."""

@@ -17,9 +17,10 @@ from .calibration import (
     calibrate,
     content_free_reference,
     fit_scale_and_bias,
+    softmax_rows,
 )
 from .inputs import check_same_length
-from .predictions import single_label_predictions
+from .predictions import ResultPolicy
 
 
 class _SingleLabelBase(ClassifierMixin, _LLMBase):
@@ -115,6 +116,40 @@ class _SingleLabelBase(ClassifierMixin, _LLMBase):
             self._reference = content_free_reference(self.calibration_logprobs())
 
     # --------------------------------------------------------- prediction
+    def result_policy(self):
+        """How this classifier's results read: raw or normalised, which rows
+        are low and whether they predict None (see
+        :class:`~nbllm.estimators.predictions.ResultPolicy`).
+
+        Read from the parameters as they are now, as ``predict`` reads them.
+        """
+        return ResultPolicy(raw=not self.probas_sum_to_1,
+                            low_threshold=self.threshold_low_prob,
+                            hide_low=self.error_low_prob == "return_none")
+
+    def label_scores(self, X, on_rows=None, *, positions=None):
+        """The scores the probabilities come from, streamed: here
+        :meth:`label_logprobs` (every classifier has ``label_scores``;
+        multi-label's are log-odds)."""
+        return self.label_logprobs(X, on_rows, positions=positions)
+
+    def probas_from_scores(self, scores):
+        """The probabilities of :meth:`label_scores`' rows: here
+        :meth:`probas_from_logprobs`."""
+        return self.probas_from_logprobs(scores)
+
+    def probas_alone(self, scores):
+        """The probabilities of one text's row of scores, scored on its own.
+
+        As :meth:`probas_from_scores`, except that ``calibration='batch'``
+        gives the plain normalised probabilities: a batch of one carries no
+        batch statistics.
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        if self.calibration == "batch" and self.probas_sum_to_1:
+            return softmax_rows(scores[None])[0]
+        return self.probas_from_logprobs(scores[None])[0]
+
     def label_mass(self, logprobs):
         """The model's total probability of all labels, per row."""
         return np.exp(logprobs).sum(axis=1)
@@ -181,10 +216,8 @@ class _SingleLabelBase(ClassifierMixin, _LLMBase):
         ``low`` marks low-probability rows (see :meth:`low_probability_rows`);
         with ``error_low_prob='return_none'`` they predict None.
         """
-        probas = self.probas_from_logprobs(logprobs)
-        if self.error_low_prob != "return_none":
-            return self.classes_[probas.argmax(axis=1)]
-        return single_label_predictions(self.classes_, probas, low, return_none=True)
+        return self.result_policy().predictions(
+            self.classes_, self.probas_from_logprobs(logprobs), low)
 
     def _fit_calibration(self, X, y):
         """calibration='fit': learn scale and bias from labelled texts X, y."""

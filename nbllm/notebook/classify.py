@@ -331,14 +331,16 @@ def _classify(texts, labels, estimator, previews, index, skip_missing, on_rows, 
                 f"{len(texts) - len(keep)} missing text(s) (None or NaN) were "
                 "skipped; their results are NaN"
             )
-    raw = getattr(clf, "probas_sum_to_1", True) is False
-    logprobs = np.full((len(texts), len(clf.classes_)), np.nan)
+    # The classifier says how its results read (raw, low rows, multi-label),
+    # so this layer never asks what kind of classifier it holds.
+    policy = clf.result_policy()
+    scores = np.full((len(texts), len(clf.classes_)), np.nan)
     pending = np.zeros(len(texts), dtype=bool)
     pending[keep] = True
     keep_array = np.asarray(keep, dtype=np.int64)
 
     def collect(rows, values):
-        logprobs[keep_array[rows]] = values
+        scores[keep_array[rows]] = values
         pending[keep_array[rows]] = False
         if on_rows is not None:
             on_rows(rows, values)
@@ -346,46 +348,27 @@ def _classify(texts, labels, estimator, previews, index, skip_missing, on_rows, 
     stopped = False
     if keep:
         try:
-            clf.label_logprobs([texts[i] for i in keep], on_rows=stoppable(collect, stop),
-                               positions=keep)
+            clf.label_scores([texts[i] for i in keep], on_rows=stoppable(collect, stop),
+                             positions=keep)
         except Stopped:
             stopped = True
-    done = ~np.isnan(logprobs).any(axis=1)
-    if done.any():
-        clf.low_probability_rows(logprobs[done])
-    probas = np.full_like(logprobs, np.nan)
-    probas[done] = clf.probas_from_logprobs(logprobs[done])
-    multi = getattr(clf, "threshold", None) if _is_multi_label(clf) else None
-    result = ClassificationResult(
+    done = ~np.isnan(scores).any(axis=1)
+    label_mass = None
+    if policy.has_label_mass:
+        label_mass = clf.label_mass(scores)
+        if done.any():
+            clf.low_probability_rows(scores[done])  # raises or warns as the policy says
+    probas = np.full_like(scores, np.nan)
+    probas[done] = clf.probas_from_scores(scores[done])
+    return ClassificationResult(
         ["" if is_missing(t) else t for t in texts],
-        clf.classes_, probas, clf.label_mass(logprobs), raw=raw,
-        threshold=getattr(clf, "threshold_low_prob", 0.0),
+        clf.classes_, probas, label_mass, raw=policy.raw, threshold=policy.low_threshold,
         previews=[preview(clf, texts[i]) for i in keep[:previews]] if not stopped else [],
-        index=index,
-        hide_low=getattr(clf, "error_low_prob", None) == "return_none",
-        multi_label_threshold=multi,
+        index=index, hide_low=policy.hide_low,
+        multi_label_threshold=policy.multi_label_threshold,
+        stopped=stopped, pending=pending, prompt_mode=clf.prompt_mode().reason,
+        estimator=clf,
     )
-    result.stopped = stopped
-    result.pending = pending
-    result.estimator = clf
-    if hasattr(clf, "prompt_mode"):
-        result.prompt_mode = clf.prompt_mode().reason
-    return result
-
-
-def _is_multi_label(clf):
-    from ..estimators import MultiLabelZeroShotClassifier
-
-    return isinstance(clf, MultiLabelZeroShotClassifier)
-
-
-def _preview_probas(clf, logprobs):
-    if getattr(clf, "calibration", None) == "batch":
-        # A batch of one carries no batch statistics: show the plain ones.
-        from ..estimators.calibration import softmax_rows
-
-        return softmax_rows(logprobs)
-    return clf.probas_from_logprobs(logprobs[None])[0]
 
 
 def preview(clf, text, max_new_tokens=24):
@@ -398,9 +381,9 @@ def preview(clf, text, max_new_tokens=24):
 def _preview(clf, text, max_new_tokens):
     prompt = clf.get_prompt(text)
     n_tokens = len(clf.prompt_token_ids([str(text)])[0])
-    logprobs = clf.label_logprobs([text])[0]
+    scores = clf.label_scores([text])
     return GenerationPreview(
         text, prompt, n_tokens, clf.generate(text, max_new_tokens=max_new_tokens),
-        clf.classes_, _preview_probas(clf, logprobs),
-        float(clf.label_mass(logprobs[None])[0]),
+        clf.classes_, clf.probas_alone(scores[0]),
+        clf.label_mass(scores)[0] if clf.result_policy().has_label_mass else None,
     )

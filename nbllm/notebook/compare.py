@@ -14,9 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine import status as engine_status
+from ..engine.prompts import is_missing
+from ..estimators.inputs import check_texts
 from ..exceptions import LabelsError, OptionError, PromptError, TextsError
 from ..evaluation import evaluate
 from ..options import check_labels
+from ..warnings_to_user import warn
 from .display import _STYLE, NO_MATH, esc, plural
 from .status import showing_status
 from . import classify as api
@@ -140,7 +143,8 @@ class PromptComparison:
         return "\n".join(lines)
 
 
-def compare_prompts(texts, labels, prompts, y=None, *, models=None, **options):
+def compare_prompts(texts, labels, prompts, y=None, *, models=None, skip_missing=False,
+                    **options):
     """Score the same texts under several prompts (and models); one table.
 
     Parameters
@@ -154,6 +158,9 @@ def compare_prompts(texts, labels, prompts, y=None, *, models=None, **options):
     models : list of str, optional
         Model specs; every prompt runs on every model (default: ``model=``,
         else the session's or the embedded model).
+    skip_missing : bool
+        As in :func:`nbllm.classify`: leave None/NaN texts (and their ``y``)
+        out, with a warning, instead of raising; their predictions are None.
     **options
         As for :func:`nbllm.notebook.classify.build_estimator` (device,
         calibration, use_chat_template, ...).
@@ -164,12 +171,22 @@ def compare_prompts(texts, labels, prompts, y=None, *, models=None, **options):
 
     Raises
     ------
-    ValueError
-        If there are no prompts or texts, or ``y`` has another length or
-        labels outside ``labels``.
+    UserError
+        A ValueError or TypeError, before any work: texts, labels and options
+        are checked as :func:`nbllm.classify` checks them (missing texts
+        too, unless ``skip_missing``); also if there are no prompts or
+        texts, if ``multi_label=True`` (a comparison is of single-label
+        predictions), or if ``y`` has another length or labels outside
+        ``labels``.
     """
+    if texts is not None and not hasattr(texts, "__len__"):
+        texts = list(texts)  # an iterator: read once, for the check and the run
+    api.check_call(texts, labels, skip_missing=skip_missing, **options)
+    if options.get("multi_label"):
+        raise OptionError("compare_prompts compares single-label predictions; "
+                          "multi_label=True is not supported", option="multi_label")
     labels = check_labels(labels)
-    texts = [str(t) for t in texts]
+    texts = list(texts)
     prompts = list(prompts)
     if not prompts:
         raise PromptError("prompts must hold at least one prompt; got none")
@@ -189,11 +206,33 @@ def compare_prompts(texts, labels, prompts, y=None, *, models=None, **options):
     if models is not None and single is not None:
         raise OptionError("give model= or models=, not both", option="model")
     models = list(models or [single])
+    keep = [i for i, t in enumerate(texts) if not is_missing(t)]
+    if not keep:
+        raise TextsError(f"texts must hold at least one text; all {len(texts)} are "
+                         "missing (None or NaN)")
+    if len(keep) < len(texts):
+        warn(f"{len(texts) - len(keep)} missing text(s) (None or NaN) were skipped; "
+             "their predictions are None")
+    # Checked and converted once here (non-strings warned about once, not per prompt).
+    scored = check_texts([texts[i] for i in keep])
     with showing_status(models[0]):
-        return _compare(texts, labels, prompts, y, models, options)
+        rows, predictions = _compare(scored, labels, prompts,
+                                     None if y is None else [y[i] for i in keep],
+                                     models, options)
+    if len(keep) < len(texts):
+        predictions = [_spread(p, keep, len(texts)) for p in predictions]
+    return PromptComparison(rows, predictions, len(scored), labels)
+
+
+def _spread(predicted, keep, n):
+    """``predicted`` (one per kept text) at the kept positions of ``n``, None elsewhere."""
+    out = np.full(n, None, dtype=object)
+    out[keep] = predicted
+    return out
 
 
 def _compare(texts, labels, prompts, y, models, options):
+    """Each prompt's row of the table and its predictions, in ``texts`` order."""
     rows, predictions = [], []
     total = len(models) * len(prompts)
     for model in models:
@@ -204,26 +243,28 @@ def _compare(texts, labels, prompts, y, models, options):
             logprobs = _scored(clf, texts, step)
             probas = clf.probas_from_logprobs(logprobs)
             classes = [str(c) for c in clf.classes_]
-            predicted = np.asarray(classes)[probas.argmax(axis=1)]
-            counts = {c: int((predicted == c).sum()) for c in classes}
-            mode = clf.prompt_mode()
-            row = PromptRow(prompt=clf.prompt_, model=clf.loaded_.spec, mode=mode.reason,
-                            mean_label_mass=float(clf.label_mass(logprobs).mean()),
-                            distribution=counts, sent=mode.mode)
-            if y is not None:
-                metrics = evaluate(y, probas, classes)
-                row.accuracy, row.log_loss = metrics["accuracy"], metrics["log_loss"]
-            if predictions:
-                row.agreement = float((predicted == predictions[0]).mean())
+            # The one prediction rule; no row is hidden, since the notebook's
+            # classifiers keep error_low_prob='ignore'.
+            predicted = clf.result_policy().predictions(classes, probas)
+            metrics = evaluate(y, probas, classes) if y is not None else {}
             engine_status.report(f"{step}: trying the other way of sending it on "
                                  f"{plural(min(HINT_TEXTS, len(texts)), 'text')}\u2026")
-            row.hint = _mode_hint(
+            hint = _mode_hint(
                 clf, lambda other, m=model, p=prompt: api.build_estimator(
                     labels, model=m, prompt=p, **dict(options, use_chat_template=other)),
                 texts[:HINT_TEXTS], logprobs[:HINT_TEXTS])
+            mode = clf.prompt_mode()
+            row = PromptRow(
+                prompt=clf.prompt_, model=clf.loaded_.spec, mode=mode.reason,
+                mean_label_mass=float(clf.label_mass(logprobs).mean()),
+                distribution={c: int((predicted == c).sum()) for c in classes},
+                accuracy=metrics.get("accuracy"), log_loss=metrics.get("log_loss"),
+                agreement=(float((predicted == predictions[0]).mean()) if predictions
+                           else None),
+                hint=hint, sent=mode.mode)
             rows.append(row)
             predictions.append(predicted)
-    return PromptComparison(rows, predictions, len(texts), labels)
+    return rows, predictions
 
 
 def _scored(clf, texts, step):

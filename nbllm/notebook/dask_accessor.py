@@ -146,12 +146,11 @@ class DaskLLMAccessor:
                 options[name] = getattr(session, name)
         if estimator is not None:
             # A fitted estimator travels as a light pickle (no weights); each
-            # worker loads its model once, through the worker's registry.
-            from ..estimators import MultiLabelZeroShotClassifier
-
-            multi_label = isinstance(estimator, MultiLabelZeroShotClassifier)
+            # worker loads its model once, through the worker's registry.  Its
+            # result policy says which columns the workers' frames will have.
+            policy = estimator.result_policy()
+            multi_label, raw = policy.multi_label, policy.raw
             classes = [str(c) for c in estimator.classes_]
-            raw = not getattr(estimator, "probas_sum_to_1", True)
         else:
             multi_label = options.get("multi_label", False)
             classes = output_classes(labels, options.get("examples"),

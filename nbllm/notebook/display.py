@@ -119,12 +119,13 @@ class ClassificationResult:
         Column order of ``probas``.
     probas : ndarray of shape (n, n_classes)
         Normalised (or raw with ``raw=True``); NaN rows for skipped inputs.
-    label_mass : ndarray of shape (n,)
-        The model's total probability of all labels per row.
+    label_mass : ndarray of shape (n,) or None
+        The model's total probability of all labels per row; None (NaN per
+        row) for a classifier without one (multi-label).
     raw : bool
         Whether ``probas`` are the unnormalised label probabilities.
-    threshold : float
-        Rows whose label mass is below it are flagged.
+    threshold : float or None
+        Rows whose label mass is below it are flagged (None: no label mass).
     previews : list of GenerationPreview
         Shown under the table.
     index : sequence or None
@@ -134,25 +135,43 @@ class ClassificationResult:
     multi_label_threshold : float or None
         Multi-label results: each column is that label's own probability and
         a row's labels are those at or above this threshold.
+    stopped : bool
+        The run was stopped before the end (see :mod:`.stopping`).
+    pending : ndarray of bool, shape (n,), optional
+        The rows a stopped run did not reach (NaN probabilities); none by default.
+    prompt_mode : str or None
+        How the prompt went to the model ("sent raw, ..."), shown in the caption.
+    estimator : fitted classifier or None
+        The classifier that gave the result, to reuse (``result.estimator``).
+
+    The four settings ``raw``, ``threshold``, ``hide_low`` and
+    ``multi_label_threshold`` are the classifier's
+    :class:`~nbllm.estimators.predictions.ResultPolicy` (:attr:`policy`).
     """
 
     def __init__(self, texts, classes, probas, label_mass, raw=False, threshold=0.0,
-                 previews=(), index=None, hide_low=False, multi_label_threshold=None):
+                 previews=(), index=None, hide_low=False, multi_label_threshold=None,
+                 *, stopped=False, pending=None, prompt_mode=None, estimator=None):
+        from ..estimators.predictions import ResultPolicy
+
         self.texts = list(texts)
         self.classes = [str(c) for c in classes]
         self.probas = np.asarray(probas, dtype=np.float64)
-        self.label_mass = np.asarray(label_mass, dtype=np.float64)
+        self.label_mass = (np.full(len(self.texts), np.nan) if label_mass is None
+                           else np.asarray(label_mass, dtype=np.float64))
+        self.policy = ResultPolicy(raw=raw, low_threshold=threshold, hide_low=hide_low,
+                                   multi_label_threshold=multi_label_threshold)
         self.raw = raw
         self.threshold = threshold
         self.previews = list(previews)
         self.index = index
         self.hide_low = hide_low
         self.multi_label_threshold = multi_label_threshold
-        # Set by nbllm.notebook.classify.classify when a run is stopped before the end.
-        self.stopped = False
-        self.pending = np.zeros(len(self.texts), dtype=bool)
-        # Set by classify: how the prompt went to the model ("sent raw, ...").
-        self.prompt_mode = None
+        self.stopped = stopped
+        self.pending = (np.zeros(len(self.texts), dtype=bool) if pending is None
+                        else np.asarray(pending, dtype=bool))
+        self.prompt_mode = prompt_mode
+        self.estimator = estimator
 
     def __len__(self):
         return len(self.texts)
@@ -160,22 +179,13 @@ class ClassificationResult:
     @property
     def labels(self):
         """Predicted label per row (None for skipped rows, and for low rows
-        with ``hide_low``)."""
-        from ..estimators.predictions import (
-            multi_label_predictions,
-            single_label_predictions,
-        )
-
-        if self.multi_label_threshold is not None:
-            return multi_label_predictions(self.classes, self.probas,
-                                           self.multi_label_threshold)
-        return list(single_label_predictions(self.classes, self.probas, self.low,
-                                             self.hide_low))
+        with ``hide_low``): the policy's one rule."""
+        return list(self.policy.predictions(self.classes, self.probas, self.low))
 
     @property
     def low(self):
         """True for rows whose label mass is under the threshold."""
-        if self.multi_label_threshold is not None:
+        if not self.policy.has_label_mass:
             return np.zeros(len(self), dtype=bool)
         with np.errstate(invalid="ignore"):
             return self.label_mass < self.threshold
@@ -196,13 +206,13 @@ class ClassificationResult:
         """Column indices of a row's predicted label(s)."""
         if label is None:
             return set()
-        picked = label if self.multi_label_threshold is not None else [label]
+        picked = label if self.policy.multi_label else [label]
         return {self.classes.index(c) for c in picked}
 
     def _label_text(self, label):
         if label is None:
             return ""
-        return ", ".join(label) if self.multi_label_threshold is not None else label
+        return ", ".join(label) if self.policy.multi_label else label
 
     def _caption(self, low):
         parts = [f"{len(self)} text(s), {plural(len(self.classes), 'label')}"]
@@ -210,7 +220,7 @@ class ClassificationResult:
             parts.append("raw label probabilities")
         if low.any():
             parts.append(f"{int(low.sum())} under the threshold {self.threshold:g}")
-        if self.multi_label_threshold is not None:
+        if self.policy.multi_label:
             parts.append(f"multi-label (each label scored alone; threshold "
                          f"{self.multi_label_threshold:g})")
         return ("stopped early: " if self.stopped else "") + ", ".join(parts)
@@ -302,8 +312,9 @@ class GenerationPreview:
     classes : list of str
     probas : ndarray of shape (n_classes,)
         Normalised label probabilities.
-    label_mass : float
-        Total raw probability of all labels.
+    label_mass : float or None
+        Total raw probability of all labels; None (NaN) for a classifier
+        without one (multi-label).
     """
 
     def __init__(self, text, prompt, n_prompt_tokens, continuation, classes, probas,
@@ -314,7 +325,7 @@ class GenerationPreview:
         self.continuation = continuation
         self.classes = [str(c) for c in classes]
         self.probas = np.asarray(probas, dtype=np.float64)
-        self.label_mass = float(label_mass)
+        self.label_mass = np.nan if label_mass is None else float(label_mass)
 
     def _repr_html_(self):
         colours = label_colours(self.classes)

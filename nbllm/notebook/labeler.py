@@ -118,6 +118,14 @@ class LabelerReport:
                 f"predicted={self.label_counts})")
 
 
+def _predicted_columns(estimator, probas):
+    """The column of each row's predicted label, by the estimator's one
+    prediction rule (every row has a text, so each predicts a label)."""
+    classes = [str(c) for c in estimator.classes_]
+    predicted = estimator.result_policy().predictions(classes, probas)
+    return np.array([classes.index(label) for label in predicted], dtype=np.int64)
+
+
 class Labeler:
     """Label the rows the model is least sure of; each answer improves it.
 
@@ -411,9 +419,10 @@ class Labeler:
         if not rest:
             return None, None
         probas = self._probas(fitted)[rest]
-        start = self._probas(self._start)[rest].argmax(axis=1)
-        return (float(probas.max(axis=1).mean()),
-                float(probas[np.arange(len(rest)), start].mean()))
+        rows = np.arange(len(rest))
+        now = _predicted_columns(fitted, probas)
+        start = _predicted_columns(self._start, self._probas(self._start)[rest])
+        return float(probas[rows, now].mean()), float(probas[rows, start].mean())
 
     def _answered_accuracy(self):
         """Leave-one-out accuracy on the answered rows (refit without each)."""
@@ -430,7 +439,9 @@ class Labeler:
         for j in range(len(positions)):
             others = np.arange(len(positions)) != j
             fitted = fit_scale_and_bias(logprobs[others], y[others], start=start)
-            hits += int(calibrate(logprobs[j:j + 1], "fit", fitted)[0].argmax() == y[j])
+            predicted = _predicted_columns(self.estimator_,
+                                           calibrate(logprobs[j:j + 1], "fit", fitted))
+            hits += int(predicted[0] == y[j])
         return hits / len(positions)
 
     def report(self):
@@ -473,10 +484,10 @@ class Labeler:
         import pandas as pd
 
         positions = list(positions)
-        classes = [str(c) for c in self.estimator_.classes_]
+        estimator = self.estimator_
+        classes = [str(c) for c in estimator.classes_]
         chosen = probas[positions]
-        labels = [classes[int(np.argmax(row))] if not np.isnan(row).any() else None
-                  for row in chosen]
+        labels = list(estimator.result_policy().predictions(classes, chosen))
         frame = pd.DataFrame({"text": [self._texts[p] for p in positions],
                               "label": labels}, index=self.data.index[positions])
         for j, c in enumerate(classes):
