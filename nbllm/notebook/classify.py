@@ -382,9 +382,9 @@ def _is_multi_label(clf):
 def _preview_probas(clf, logprobs):
     if getattr(clf, "calibration", None) == "batch":
         # A batch of one carries no batch statistics: show the plain ones.
-        from ..estimators.calibration import softmax_rows
+        from scipy.special import softmax
 
-        return softmax_rows(logprobs)
+        return softmax(logprobs, axis=-1)
     return clf.probas_from_logprobs(logprobs[None])[0]
 
 
