@@ -101,21 +101,16 @@ def plot_reliability(y_true, proba, classes, ax=None, label=None, n_bins=10):
 
 
 def plot_confusion(y_true, proba, classes, ax=None):
-    """Confusion matrix of the argmax predictions (rows: true, columns: predicted)."""
-    from sklearn.metrics import confusion_matrix
+    """Confusion matrix of the argmax predictions (rows: true, columns: predicted),
+    drawn by scikit-learn's ``ConfusionMatrixDisplay``."""
+    from sklearn.metrics import ConfusionMatrixDisplay
 
     ax = _axes(ax)
-    matrix = confusion_matrix(_index(y_true, classes), np.asarray(proba).argmax(axis=1),
-                              labels=range(len(classes)))
-    ax.imshow(matrix, cmap="Blues")
-    for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center",
-                color="white" if count > matrix.max() / 2 else "black")
-    ticks = range(len(classes))
-    ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true",
-           title="Confusion matrix")
-    ax.set_xticklabels([str(c) for c in classes])
-    ax.set_yticklabels([str(c) for c in classes])
+    ConfusionMatrixDisplay.from_predictions(
+        _index(y_true, classes), np.asarray(proba).argmax(axis=1),
+        labels=list(range(len(classes))), display_labels=[str(c) for c in classes],
+        cmap="Blues", colorbar=False, ax=ax)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
     return ax
 
 

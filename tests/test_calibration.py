@@ -11,7 +11,6 @@ from nbllm.estimators.calibration import (
     CONTENT_FREE_TEXTS,
     calibrate,
     content_free_reference,
-    normalise_logprobs,
 )
 from tiny import SENTENCES
 
@@ -46,10 +45,14 @@ def test_calibrate_none_is_the_softmax():
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=0, atol=1e-12)
 
 
-def test_normalise_logprobs_is_the_log_softmax():
-    logprobs = random_logprobs(4)
-    np.testing.assert_allclose(normalise_logprobs(logprobs), np_log_softmax(logprobs),
-                               rtol=1e-12, atol=1e-12)
+def test_calibrate_is_stable_when_the_probabilities_are_tiny():
+    """The normalisation happens in log space (scipy's log_softmax and
+    softmax): labels a model gives e^-1000 still get their odds."""
+    logprobs = np.array([[-1000.0, -1001.0], [-800.0, -800.0]])
+    expected = np_softmax(np_log_softmax(logprobs))
+    np.testing.assert_allclose(calibrate(logprobs, None), expected, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(calibrate(logprobs, None)[0], [1 / (1 + np.exp(-1)),
+                                                              1 / (1 + np.e)], rtol=1e-12)
 
 
 def test_calibrate_batch_subtracts_the_column_mean():
@@ -201,7 +204,7 @@ def test_fit_scale_and_bias_recovers_a_known_distortion():
     from nbllm.estimators.calibration import fit_scale_and_bias
 
     rng = np.random.default_rng(0)
-    logp = normalise_logprobs(random_logprobs(4000, k=3, seed=1) / 3)
+    logp = np_log_softmax(random_logprobs(4000, k=3, seed=1) / 3)
     true = np.array([0.0, 1.0, -0.5])
     p = np_softmax(2.0 * logp + true)
     y = np.array([rng.choice(3, p=row) for row in p])
@@ -216,7 +219,7 @@ def test_fit_scale_and_bias_recovers_a_known_distortion():
 def test_fit_penalty_keeps_few_labels_near_the_start():
     from nbllm.estimators.calibration import fit_scale_and_bias
 
-    logp = normalise_logprobs(random_logprobs(3, k=2, seed=2))
+    logp = np_log_softmax(random_logprobs(3, k=2, seed=2))
     start = np.array([0.0, 0.7])
     strong = fit_scale_and_bias(logp, np.array([0, 0, 0]), start=start, penalty=1e6)
     np.testing.assert_allclose(strong, [1.0, 0.0, 0.7], atol=1e-4)

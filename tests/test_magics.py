@@ -408,9 +408,12 @@ def test_nbllm_status(ip):
                         f"hits, {result_cache.misses} misses")
     assert [line.split(":")[0] for line in lines] == [
         "model", "device", "dtype", "result cache", "cache folder", "disk result cache",
-        "loaded models", "embedded models", "prompts", "prefix cache"]
+        "loaded models", "embedded models", "prompts", "prefix cache", "result cache bound"]
     assert lines[9] == ("prefix cache: up to 256 MiB of prompt prefixes' keys and values "
                         "per model")
+    assert lines[10] == (f"result cache bound: up to 512 MiB in memory "
+                         f"({result_cache.nbytes / 2**20:.1f} MiB used), the least recently "
+                         "used dropped first")
     assert lines[7] == (
         "embedded models: smollm2-135m: SmolLM2-135M-Instruct (Llama family), Q4_1, 98 MB; "
         "the default; installed | gemma3-270m: Gemma 3 270M (Gemma 3 family, 262k-token "
@@ -463,13 +466,14 @@ def test_nbllm_cache_clear(ip, tiny_folder):
 
 UNKNOWN = ("%nbllm: unknown command {!r}; use '%nbllm', '%nbllm model NAME', "
            "'%nbllm device cpu|cuda|auto', '%nbllm cache clear|DIR', "
-           "'%nbllm cache [delete NAME|stale|all]', '%nbllm prefix-cache MB' or "
-           "'%nbllm panel'")
+           "'%nbllm cache [delete NAME|stale|all]', '%nbllm prefix-cache MB', "
+           "'%nbllm result-cache MB' or '%nbllm panel'")
 
 
 # '%nbllm cache' alone lists the converted copies (tests/test_converted_copies.py).
 @pytest.mark.parametrize("line", ["bogus", "model", "model a b", "cache a b", "panel x",
-                                  "prefix-cache", "prefix-cache 1 2"])
+                                  "prefix-cache", "prefix-cache 1 2",
+                                  "result-cache"])
 def test_nbllm_unknown_subcommand(ip, line):
     with pytest.raises(UsageError, match=re.escape(UNKNOWN.format(line))):
         ip.run_line_magic("nbllm", line)
@@ -632,6 +636,35 @@ def test_nbllm_prefix_cache_sets_the_engine_bound(ip):
         assert prefix.max_bytes == prefix.DEFAULT_MAX_BYTES == 256 * 2**20
     finally:
         session.reset()
+
+
+def test_nbllm_result_cache_sets_the_process_wide_bound(ip):
+    from nbllm.engine.result_cache import DEFAULT_MAX_BYTES
+    from nbllm.notebook.session import session
+
+    try:
+        ip.run_line_magic("nbllm", "result-cache 64")
+        assert session.result_cache_mb == 64 and result_cache.max_bytes == 64 * 2**20
+        assert repr(ip.run_line_magic("nbllm", "")).splitlines()[10].startswith(
+            "result cache bound: up to 64 MiB in memory (")
+        ip.run_line_magic("nbllm", "result-cache 0")
+        assert result_cache.max_bytes == 0
+        session.reset()
+        assert result_cache.max_bytes == DEFAULT_MAX_BYTES == 512 * 2**20
+    finally:
+        session.reset()
+
+
+@pytest.mark.parametrize("value, message", [
+    ("lots", "%nbllm result-cache takes a number of MiB; got 'lots'"),
+    ("-1", "result_cache_mb must be a number of MiB >= 0; got -1.0"),
+])
+def test_nbllm_result_cache_refuses_what_is_not_a_size(ip, value, message):
+    from nbllm.engine.result_cache import DEFAULT_MAX_BYTES
+
+    with pytest.raises(UsageError, match="^" + re.escape(message) + "$"):
+        ip.run_line_magic("nbllm", f"result-cache {value}")
+    assert result_cache.max_bytes == DEFAULT_MAX_BYTES
 
 
 @pytest.mark.parametrize("value, message", [

@@ -301,6 +301,38 @@ def test_cache_dir_honours_env(monkeypatch, tmp_path):
     assert models.cache_dir() == Path.home() / ".cache" / "nbllm"
 
 
+@pytest.fixture
+def fresh_home(monkeypatch, tmp_path):
+    """A temporary HOME and a system cache folder apart from it (as on macOS
+    or Windows), with no NBLLM_CACHE_DIR."""
+    import platformdirs
+
+    home, system = tmp_path / "home", tmp_path / "system-caches"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("NBLLM_CACHE_DIR", raising=False)
+    monkeypatch.setattr(platformdirs, "user_cache_dir",
+                        lambda appname, appauthor=None: str(system / appname))
+    return home, system
+
+
+def test_a_fresh_cache_folder_follows_the_system(fresh_home):
+    home, system = fresh_home
+    assert models.cache_dir() == system / "nbllm"
+    assert not (home / ".cache").exists()
+
+
+def test_an_existing_dot_cache_folder_is_kept(fresh_home):
+    """Converted copies and Labeler answers made before are not orphaned."""
+    from nbllm.notebook.labeler import answers_path
+
+    home, system = fresh_home
+    (home / ".cache" / "nbllm" / "converted").mkdir(parents=True)
+    assert models.cache_dir() == home / ".cache" / "nbllm"
+    assert answers_path(["a"], ["pos", "neg"]).parent == home / ".cache" / "nbllm" / "labeler"
+    assert not system.exists()
+
+
 def test_import_nbllm_is_lazy():
     code = (
         "import sys, nbllm; nbllm.LowProbabilityError; nbllm.DEFAULT_PROMPT_ZERO_SHOT; "

@@ -29,6 +29,9 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+import platformdirs
+
 from ..exceptions import MissingDependencyError, ModelError
 from ..warnings_to_user import warn
 from .room import check_room, weights_in
@@ -53,9 +56,23 @@ CONVERTERS = ("transformers", "tokenizers", "gguf")
 
 
 def cache_dir():
-    """Return nbllm's cache folder (``$NBLLM_CACHE_DIR`` or ``~/.cache/nbllm``)."""
+    """Return nbllm's cache folder.
+
+    ``$NBLLM_CACHE_DIR`` when it is set; else ``~/.cache/nbllm`` when that
+    folder exists, since nbllm kept everything there on every system before
+    it followed each system's convention, and the converted copies and the
+    Labeler's answers in it must stay found; else the user cache folder of
+    the system (``platformdirs.user_cache_dir``: ``~/.cache/nbllm`` or
+    ``$XDG_CACHE_HOME/nbllm`` on Linux, ``~/Library/Caches/nbllm`` on macOS,
+    ``%LOCALAPPDATA%\\nbllm\\Cache`` on Windows).
+    """
     env = os.environ.get("NBLLM_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "nbllm"
+    if env:
+        return Path(env).expanduser()
+    earlier = Path.home() / ".cache" / "nbllm"
+    if earlier.is_dir():
+        return earlier
+    return Path(platformdirs.user_cache_dir("nbllm", appauthor=False))
 
 
 # Short names of the dtypes a converted copy can be stored in.

@@ -3,7 +3,7 @@
 A result depends only on the model's weights, the prompt's token ids and the
 labels' token ids, so that triple is the key.  The in-memory cache is
 process-wide, so sklearn clones, repeated notebook cells and the panel all
-share it.  An optional SQLite file under a cache folder keeps results across
+share it, and bounded in bytes: the least recently used results go first.  An optional SQLite file under a cache folder keeps results across
 processes: reruns are instant and an interrupted job resumes where it stopped.
 """
 
@@ -16,10 +16,24 @@ import threading
 import time
 from pathlib import Path
 
+import cachetools
 import numpy as np
+
 from ..warnings_to_user import warn
 
 DISK_CACHE_FILE = "results.sqlite"
+# The in-memory result cache's bound (the session's result_cache_mb sets it;
+# see ResultCache.set_max_bytes).  The disk cache has none.
+DEFAULT_MAX_BYTES = 512 * 2**20
+# What one entry costs besides a result's own float64 values, in bytes: its
+# 20-byte key, the array object, its size and its slots in the LRU's three
+# tables.  Counted at the worst measured (benchmarks/bench_result_cache.py,
+# RESULTS.md): a cache that has been evicting keeps deleted slots until a
+# table is rebuilt, and a rebuild briefly holds two tables, so it holds up to
+# twice what a fresh fill does.  A text-level key's entry costs INDEX_BYTES,
+# the result key it points at included.
+ENTRY_BYTES = 750
+INDEX_BYTES = 600
 _SQL_CHUNK = 500  # keys per SELECT, below SQLite's variable limit
 _BUSY_TIMEOUT = 60.0  # seconds to wait for another process's write lock
 _OPEN_TRIES = 3  # a damaged file is moved aside at most this often per open
@@ -67,23 +81,56 @@ def text_result_key(fingerprint, how, prompt, label_ids):
 class ResultCache:
     """In-memory map from :func:`result_key` to per-label log-probabilities.
 
+    A least-recently-used cache bounded in bytes (cachetools' ``LRUCache``):
+    beyond :attr:`max_bytes` the results used longest ago are dropped; a
+    disk cache, when there is one, still has them.  Each result is stored
+    once; a text-level key (:func:`text_result_key`) points at its result's
+    key instead of holding a copy.
+
+    Parameters
+    ----------
+    max_bytes : int
+        The bound, in bytes (0 keeps nothing).
+
     Attributes
     ----------
     hits, misses : int
         Lookups answered from the cache and lookups that were not.
     """
 
-    def __init__(self):
-        self._data = {}
-        # Text-level keys (text_result_key) -> the same arrays; not counted
-        # in len(), which is the number of results.
-        self._by_text = {}
+    def __init__(self, max_bytes=DEFAULT_MAX_BYTES):
+        self._entries = _Entries(max_bytes)
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
     def __len__(self):
-        return len(self._data)
+        """The number of results (text-level keys are not counted)."""
+        return self._entries.results
+
+    @property
+    def max_bytes(self):
+        """The bound, in bytes."""
+        return self._entries.maxsize
+
+    @property
+    def nbytes(self):
+        """The memory the entries take now, in bytes (as :data:`ENTRY_BYTES`
+        and :data:`INDEX_BYTES` count it)."""
+        return self._entries.currsize
+
+    def set_max_bytes(self, n):
+        """Bound the cache to ``n`` bytes, dropping the least recently used
+        entries beyond it (0 keeps nothing)."""
+        n = int(n)
+        with self._lock:
+            if n == self._entries.maxsize:
+                return
+            old, self._entries = self._entries, _Entries(n)
+            # popitem() hands out the least recently used entry first, so
+            # the new cache keeps the same order and drops the oldest.
+            while old:
+                self._entries.put(*old.popitem())
 
     def get_many(self, keys, disk=None):
         """Return a list with the cached array or None for each key.
@@ -92,13 +139,14 @@ class ResultCache:
         when given; what is found there is kept in memory too.
         """
         with self._lock:
-            found = [self._data.get(k) for k in keys]
+            found = [self._entries.result(k) for k in keys]
         if disk is not None:
             missing = [k for k, v in zip(keys, found) if v is None]
             from_disk = disk.get_many(missing) if missing else {}
             if from_disk:
                 with self._lock:
-                    self._data.update(from_disk)
+                    for key, value in from_disk.items():
+                        self._entries.put(key, value)
                 found = [from_disk.get(k) if v is None else v for k, v in zip(keys, found)]
         with self._lock:
             hits = sum(v is not None for v in found)
@@ -106,34 +154,76 @@ class ResultCache:
             self.misses += len(keys) - hits
         return found
 
-    def peek_many(self, keys):
-        """The cached array or None per key, from memory only.  Only hits
-        are counted: a miss here is looked up again by token ids."""
+    def peek_many(self, text_keys):
+        """The cached array or None per text-level key, from memory only.
+        Only hits are counted: a miss here is looked up again by token ids."""
         with self._lock:
-            found = [self._by_text.get(k) for k in keys]
+            found = [self._entries.result(self._entries.get(k)) for k in text_keys]
             self.hits += sum(v is not None for v in found)
         return found
 
     def put_text_many(self, pairs):
-        """Store ``(text key, array)`` pairs in memory (never on disk: a new
-        process tokenizes once and finds the token-id key there)."""
+        """Point ``(text key, result key)`` pairs at their results, in memory
+        only (a new process tokenizes once and finds the result key there)."""
         with self._lock:
-            self._by_text.update((k, np.array(v, dtype=np.float64)) for k, v in pairs)
+            for text_key, key in pairs:
+                self._entries.put(text_key, bytes(key))
 
     def put_many(self, keys, values, disk=None):
         """Store one float64 array of log-probabilities per key (and on disk)."""
         arrays = [np.array(v, dtype=np.float64) for v in values]
         with self._lock:
-            self._data.update(zip(keys, arrays))
+            for key, array in zip(keys, arrays):
+                self._entries.put(key, array)
         if disk is not None:
             disk.put_many(keys, arrays)
 
     def clear(self):
         """Drop every entry and reset the counters."""
         with self._lock:
-            self._data.clear()
-            self._by_text.clear()
+            self._entries = _Entries(self._entries.maxsize)
             self.hits = self.misses = 0
+
+
+class _Entries(cachetools.LRUCache):
+    """cachetools' LRU over both kinds of entry, sized by :func:`_entry_bytes`.
+
+    A result is a float64 array under its :func:`result_key`; a text-level
+    key holds the bytes of that result key.  ``results`` counts the arrays.
+    """
+
+    def __init__(self, max_bytes):
+        super().__init__(max_bytes, getsizeof=_entry_bytes)
+        self.results = 0
+
+    def put(self, key, value):
+        """Store ``value``, unless it alone is larger than the bound."""
+        if _entry_bytes(value) > self.maxsize:
+            return
+        if key in self:
+            del self[key]  # so that ``results`` counts a replaced array once
+        self[key] = value
+        if isinstance(value, np.ndarray):
+            self.results += 1
+
+    def result(self, key):
+        """The array stored under ``key``, or None (also for a text key)."""
+        value = None if key is None else self.get(key)
+        return value if isinstance(value, np.ndarray) else None
+
+    def __delitem__(self, key):
+        # Every removal goes through here, evictions included.  Cache's own
+        # lookup reads the value without marking it as used.
+        is_result = isinstance(cachetools.Cache.__getitem__(self, key), np.ndarray)
+        super().__delitem__(key)
+        self.results -= is_result
+
+
+def _entry_bytes(value):
+    """The memory one entry takes: a result's array, or a text key's pointer."""
+    if isinstance(value, np.ndarray):
+        return ENTRY_BYTES + value.nbytes
+    return INDEX_BYTES
 
 
 class DiskCache:

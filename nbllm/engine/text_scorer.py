@@ -292,11 +292,10 @@ class TextScorer:
             self.hits += len(done)
             self.misses += len(keys) - len(done)
         if done:
-            values = [found[i] for i in done]
             if text_keys is not None:
-                pairs = [(t, v) for i, v in zip(done, values) for t in text_of.get(keys[i], [])]
-                result_cache.put_text_many(pairs)
-            report(done, np.stack(values))
+                result_cache.put_text_many((t, keys[i]) for i in done
+                                           for t in text_of.get(keys[i], []))
+            report(done, np.stack([found[i] for i in done]))
         if not rows_of:
             return
         todo = list(rows_of)
@@ -308,8 +307,7 @@ class TextScorer:
                 result_cache.put_many(batch_keys, values, disk=self.disk_cache)
                 if text_keys is not None:
                     result_cache.put_text_many(
-                        (t, v) for k, v in zip(batch_keys, values)
-                        for t in text_of.get(k, []))
+                        (t, k) for k in batch_keys for t in text_of.get(k, []))
             counts = [len(rows_of[k]) for k in batch_keys]
             report([r for k in batch_keys for r in rows_of[k]],
                    np.repeat(values, counts, axis=0))

@@ -24,6 +24,8 @@ normalised label log-probabilities:
 
 
 import numpy as np
+from scipy.special import log_softmax, softmax
+
 from ..exceptions import OptionError
 from ..warnings_to_user import warn
 
@@ -36,21 +38,6 @@ FIT_PENALTY = 1.0
 MIN_BATCH = 20
 
 
-def normalise_logprobs(logprobs):
-    """Row-wise log-softmax: log-probabilities over the labels only."""
-    top = logprobs.max(axis=-1, keepdims=True)
-    return logprobs - top - np.log(np.exp(logprobs - top).sum(axis=-1, keepdims=True))
-
-
-def softmax_rows(logprobs):
-    """Normalise log-probabilities row-wise.
-
-    Done in log space: exact, and stable when the probabilities are tiny.
-    """
-    shifted = np.exp(logprobs - logprobs.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
 def content_free_reference(logprobs):
     """Log of the mean normalised label distribution over content-free texts.
 
@@ -59,7 +46,7 @@ def content_free_reference(logprobs):
     logprobs : ndarray of shape (n_content_free, n_classes)
         Label log-probabilities for :data:`CONTENT_FREE_TEXTS`.
     """
-    return np.log(softmax_rows(logprobs).mean(axis=0))
+    return np.log(softmax(logprobs, axis=-1).mean(axis=0))
 
 
 def fit_scale_and_bias(logprobs, y, start=None, penalty=FIT_PENALTY):
@@ -84,7 +71,7 @@ def fit_scale_and_bias(logprobs, y, start=None, penalty=FIT_PENALTY):
     """
     from scipy.optimize import minimize
 
-    logp = normalise_logprobs(np.asarray(logprobs, dtype=np.float64))
+    logp = log_softmax(np.asarray(logprobs, dtype=np.float64), axis=-1)
     k = logp.shape[1]
     start = np.zeros(k) if start is None else np.asarray(start, dtype=np.float64)
     rows = np.arange(len(y))
@@ -93,7 +80,7 @@ def fit_scale_and_bias(logprobs, y, start=None, penalty=FIT_PENALTY):
         # w = [log scale, bias offsets from the start]; the first class's offset
         # is fixed at 0 (a common shift changes nothing after the softmax).
         bias = start + np.r_[0.0, w[1:]]
-        z = normalise_logprobs(np.exp(w[0]) * logp + bias)
+        z = log_softmax(np.exp(w[0]) * logp + bias, axis=-1)
         return -z[rows, y].sum() + penalty * (w ** 2).sum()
 
     w = minimize(loss, np.zeros(k), method="L-BFGS-B").x
@@ -117,7 +104,9 @@ def calibrate(logprobs, mode, reference=None):
     ndarray of shape (n_samples, n_classes)
         Rows sum to 1.
     """
-    logp = normalise_logprobs(logprobs)
+    # Normalised over the labels only, in log space: exact, and stable when
+    # the probabilities are tiny.
+    logp = log_softmax(logprobs, axis=-1)
     if mode == "content_free":
         logp = logp - reference
     elif mode == "batch":
@@ -134,4 +123,4 @@ def calibrate(logprobs, mode, reference=None):
         raise OptionError(
             f"calibration must be None, 'content_free', 'batch' or 'fit'; got {mode!r}",
             option="calibration")
-    return softmax_rows(logp)
+    return softmax(logp, axis=-1)

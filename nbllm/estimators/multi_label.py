@@ -65,19 +65,6 @@ def _indicator_width(y):
     return 0
 
 
-def _is_indicator(y, n_classes):
-    """Whether y is a 0/1 matrix with one column per class (else label lists).
-
-    Integer label lists that happen to look like such a matrix are read as
-    the matrix."""
-    try:
-        array = np.asarray(y)
-    except ValueError:  # ragged lists
-        return False
-    return (array.ndim == 2 and array.shape[1] == n_classes
-            and array.dtype.kind in "biu" and np.isin(array, (0, 1)).all())
-
-
 def _deprecated(name, why):
     """Warn, at the caller's line, that a method of the classifier is deprecated."""
     warnings.warn(f"MultiLabelZeroShotClassifier.{name} is deprecated and will be "
@@ -330,7 +317,7 @@ class MultiLabelZeroShotClassifier(ClassifierMixin, _LLMBase):
         from sklearn.metrics import accuracy_score
         from sklearn.preprocessing import MultiLabelBinarizer
 
-        if not _is_indicator(y, len(self.classes_)):
+        if _indicator_width(y) != len(self.classes_):
             y = MultiLabelBinarizer(classes=list(self.classes_)).fit_transform(
                 _label_sets(y))
         return accuracy_score(y, self.predict(X), sample_weight=sample_weight)

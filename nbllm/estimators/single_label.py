@@ -5,6 +5,7 @@ policy, the raw or normalised probabilities and the calibration live.
 """
 
 import numpy as np
+from scipy.special import softmax
 from sklearn.base import ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -17,7 +18,6 @@ from .calibration import (
     calibrate,
     content_free_reference,
     fit_scale_and_bias,
-    softmax_rows,
 )
 from .inputs import check_same_length
 from .predictions import ResultPolicy
@@ -147,7 +147,7 @@ class _SingleLabelBase(ClassifierMixin, _LLMBase):
         """
         scores = np.asarray(scores, dtype=np.float64)
         if self.calibration == "batch" and self.probas_sum_to_1:
-            return softmax_rows(scores[None])[0]
+            return softmax(scores, axis=-1)
         return self.probas_from_logprobs(scores[None])[0]
 
     def label_mass(self, logprobs):

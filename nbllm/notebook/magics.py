@@ -20,12 +20,15 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from . import classify as api
 from .inline_examples import INLINE_SEPARATOR, parse_inline_examples
 from .magic_syntax import read_labels, read_template, unquote
-from .session import session
+from .session import MB, session
 from .. import options
+from ..engine.result_cache import result_cache
 from ..exceptions import LabelsError, UserError
 
 # The labels' errors are the option's: a magic names it by its flag.
 _LABELS_FLAG = "--labels"
+# ``%nbllm WORD MB``: the session's cache bounds, in MiB.
+_BOUND_COMMANDS = {"prefix-cache": "prefix_cache_mb", "result-cache": "result_cache_mb"}
 
 
 def _classify(args, texts, index, prompts, opts):
@@ -306,8 +309,10 @@ class NbllmMagics(Magics):
         ``%nbllm cache clear`` change them; ``%nbllm cache DIR`` keeps results
         on disk under DIR (``%nbllm cache off`` stops that); ``%nbllm
         prefix-cache MB`` bounds the prompt prefixes' keys and values kept per
-        model between calls (256 MiB by default); ``%nbllm panel`` opens the
-        panel.
+        model between calls (256 MiB by default); ``%nbllm result-cache MB``
+        bounds the results kept in memory (512 MiB by default, the least
+        recently used dropped first; a disk result cache keeps them all);
+        ``%nbllm panel`` opens the panel.
 
         ``%nbllm cache`` lists the converted copies of GGUF models in the
         cache folder (each GGUF file is converted once to safetensors,
@@ -349,14 +354,14 @@ class NbllmMagics(Magics):
             return _converted_copies(rest[1:] if rest else None)
         elif command == "cache" and len(rest) == 1:
             session.cache_dir = None if rest[0] in ("none", "off") else rest[0]
-        elif command == "prefix-cache" and len(rest) == 1:
+        elif command in _BOUND_COMMANDS and len(rest) == 1:
             try:
                 size = float(rest[0])
             except ValueError:
-                raise UsageError(f"%nbllm prefix-cache takes a number of MiB; "
+                raise UsageError(f"%nbllm {command} takes a number of MiB; "
                                  f"got {rest[0]!r}") from None
             try:
-                session.prefix_cache_mb = size
+                setattr(session, _BOUND_COMMANDS[command], size)
             except UserError as exc:
                 raise UsageError(str(exc)) from None
         else:
@@ -364,7 +369,7 @@ class NbllmMagics(Magics):
                 f"%nbllm: unknown command {line.strip()!r}; use '%nbllm', "
                 "'%nbllm model NAME', '%nbllm device cpu|cuda|auto', "
                 "'%nbllm cache clear|DIR', '%nbllm cache [delete NAME|stale|all]', "
-                "'%nbllm prefix-cache MB' or '%nbllm panel'"
+                "'%nbllm prefix-cache MB', '%nbllm result-cache MB' or '%nbllm panel'"
             )
         return status()
 
@@ -424,4 +429,7 @@ def status():
                     "each result's caption says how its prompt was sent)"),
         ("prefix cache", f"up to {session.prefix_cache_mb:g} MiB of prompt prefixes' "
                          "keys and values per model"),
+        ("result cache bound", f"up to {session.result_cache_mb:g} MiB in memory "
+                               f"({result_cache.nbytes / MB:.1f} MiB used), the least "
+                               "recently used dropped first"),
     ])

@@ -1,6 +1,7 @@
 """The notebook session: the defaults every way in reads when an option is not given.
 
-``%nbllm model NAME``, ``%nbllm device ...`` and ``%nbllm cache DIR`` change
+``%nbllm model NAME``, ``%nbllm device ...``, ``%nbllm cache DIR`` and the
+cache bounds (``%nbllm prefix-cache MB``, ``%nbllm result-cache MB``) change
 them; :func:`nbllm.classify`, the accessors, the panel and ``%nbllm`` read
 them.  One typed object, so a misspelt setting fails at once instead of
 being stored.
@@ -9,9 +10,13 @@ being stored.
 from dataclasses import dataclass, fields
 
 from ..engine import prefix
+from ..engine.result_cache import DEFAULT_MAX_BYTES as RESULT_CACHE_BYTES, result_cache
 from ..exceptions import OptionError
 
 MB = 2**20
+# The settings that are sizes in MiB, and the engine bound each one sets.
+_BOUNDS = {"prefix_cache_mb": prefix.set_max_bytes,
+           "result_cache_mb": result_cache.set_max_bytes}
 
 
 @dataclass
@@ -33,6 +38,10 @@ class Session:
         The shared prompt prefixes' keys and values kept per loaded model
         between calls, in MiB (0 keeps none; a call still computes each
         shared span once).
+    result_cache_mb : int or float
+        The in-memory result cache's bound, in MiB, for the whole process;
+        beyond it the results used longest ago are dropped (0 keeps none).
+        A disk result cache (``cache_dir``) keeps every result.
     """
 
     model: str = None
@@ -40,33 +49,31 @@ class Session:
     dtype: str = "auto"
     cache_dir: str = None
     prefix_cache_mb: float = prefix.DEFAULT_MAX_BYTES // MB
+    result_cache_mb: float = RESULT_CACHE_BYTES // MB
 
     def __setattr__(self, name, value):
         if name not in self.__dataclass_fields__:
             raise AttributeError(f"Session has no setting {name!r}")
-        if name == "prefix_cache_mb":
+        if name in _BOUNDS:
             if (isinstance(value, bool) or not isinstance(value, (int, float))
                     or not value >= 0):
-                raise OptionError(f"prefix_cache_mb must be a number of MiB >= 0; "
-                                  f"got {value!r}", option="prefix_cache_mb")
-            prefix.set_max_bytes(value * MB)
+                raise OptionError(f"{name} must be a number of MiB >= 0; "
+                                  f"got {value!r}", option=name)
+            _BOUNDS[name](value * MB)
         super().__setattr__(name, value)
 
     @property
     def cache_counters(self):
         """(entries, hits, misses) of the in-memory result cache."""
-        from ..engine.result_cache import result_cache
-
         return len(result_cache), result_cache.hits, result_cache.misses
 
     def reset(self):
         """Back to the defaults, with an empty in-memory result cache (and its
         counters at zero), as in a fresh kernel; loaded models stay loaded."""
-        from ..engine.result_cache import result_cache
-
+        # Emptied first, so that restoring its bound has nothing to move.
+        result_cache.clear()
         for field in fields(self):
             setattr(self, field.name, field.default)
-        result_cache.clear()
 
 
 session = Session()
