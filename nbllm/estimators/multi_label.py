@@ -9,7 +9,7 @@ or none.
 import numpy as np
 from sklearn.base import ClassifierMixin
 
-from ..exceptions import LabelsError, OptionError
+from ..exceptions import LabelsError
 from ..engine.prompts import template_placeholders
 from ..engine.text_scorer import ProgressBar
 
