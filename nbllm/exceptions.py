@@ -12,8 +12,34 @@ is a bug in nbllm and keeps its traceback.
 """
 
 
-class UserError(Exception):
+class _NamesOptions:
+    """A message that may name options (see :class:`UserError`)."""
+
+    option = None
+    named = {}
+    template = None
+
+    def __init__(self, message, *, option=None, named=None):
+        if named:
+            self.named, self.template = dict(named), message
+            message = message.format(**{
+                field: words for name, value in named.items()
+                for field, words in ((name, name), (name + "=", f"{name}={value!r}"))})
+        super().__init__(message)
+        if option is not None:
+            self.option = option
+
+
+class UserError(_NamesOptions, Exception):
     """A mistake in what the user gave nbllm, with a one- or two-line message.
+
+    A message that names options is structured: ``message`` is then a
+    template whose ``{name}`` fields are options by name and ``{name=}``
+    fields are settings (``{calibration=}``: ``calibration='batch'``), and
+    ``named`` holds the value of each option it names.  ``str(error)`` says
+    them in the estimators' words; each way in says them in its own
+    (:func:`nbllm.options.in_words`: ``--raw`` in a magic, ``raw=True`` in
+    ``df.llm.classify``).
 
     Attributes
     ----------
@@ -22,14 +48,17 @@ class UserError(Exception):
         (``'labels'``, ``'truncation'``, ...), so that a way in can name it in
         its own words (``--labels`` in a magic); None when it is about no one
         option.
+    named : dict
+        The options the message names, each with the value it is said with
+        (empty when it names none).
+    template : str or None
+        The message with its option fields, when ``named`` is not empty.
     """
 
-    option = None
 
-    def __init__(self, message, *, option=None):
-        super().__init__(message)
-        if option is not None:
-            self.option = option
+class OptionWarning(_NamesOptions, UserWarning):
+    """A warning whose advice names options (``use probas_sum_to_1=False``),
+    structured as :class:`UserError` is, so that each way in words it."""
 
 
 class InputError(UserError, ValueError):

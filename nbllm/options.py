@@ -11,11 +11,13 @@ against it (``tests/test_option_table.py``).  A new choice or a changed
 default is one edit.  Plain Python: importing it costs nothing.
 """
 
-import contextlib
-import contextvars
+import copy
 import numbers
+import os
+from collections.abc import Mapping
 
-from .exceptions import LabelsError, OptionError
+from .engine.devices import DTYPE_NAMES, EXPECTED_DEVICE, is_device, is_dtype
+from .exceptions import LabelsError, OptionError, PromptError
 
 # How one few-shot example is written into {examples}: the example_template
 # option's default, which the engine's prompt builder also uses.
@@ -25,31 +27,9 @@ DEFAULT_EXAMPLE_TEMPLATE = "Text: {text}\nLabel: {label}"
 # estimators' keyword (``probas_sum_to_1=False``), the notebook's Python
 # keyword (``raw=True`` in ``df.llm.classify`` and ``nbllm.classify``), the
 # magics' flag (``--raw``) and the panel's widget ("raw probabilities").
+# An error names options through its ``named`` attribute; each way in words
+# it at its own boundary (:func:`in_words`).
 ESTIMATOR, PYTHON, MAGIC, PANEL = "estimator", "python", "magic", "panel"
-_WAY_IN = contextvars.ContextVar("nbllm_way_in", default=ESTIMATOR)
-
-
-@contextlib.contextmanager
-def way_in(name):
-    """Name options in the words of way in ``name`` inside this block.
-
-    The outermost way in wins: a magic that calls :func:`nbllm.classify`
-    keeps the magic's words.  A context variable, so a panel's worker thread
-    sets its own (a new thread starts from the default, the estimators').
-    """
-    if _WAY_IN.get() != ESTIMATOR:
-        yield
-        return
-    token = _WAY_IN.set(name)
-    try:
-        yield
-    finally:
-        _WAY_IN.reset(token)
-
-
-def current_way_in():
-    """The way in whose words messages use now (:data:`ESTIMATOR` by default)."""
-    return _WAY_IN.get()
 
 
 def spoken(values):
@@ -82,11 +62,21 @@ class Option:
         The estimators' default.
     choices : tuple or None
         The values it takes, when they are a fixed set.
-    check : callable or None
+    check : callable
         ``check(value)`` returns True for a valid value (when there are no
-        ``choices``); None: the estimators check it in ``fit``.
+        ``choices``).  Every option has choices or a check: :meth:`check`
+        runs it in ``fit`` and at the entry of every way in.
     expected : str or None
         What a valid value is, for the error message (default: the choices).
+    message : str
+        The error's words: ``{name}`` (the option, as each way in names it),
+        ``{expected}`` and ``{got}`` (the value); skorch's own wording where
+        skorch has the option.
+    got : {'repr', 'str', 'type'}
+        How the message shows the bad value: its repr, its str (skorch's
+        ``error_low_prob``) or its type's name.
+    error : type
+        The :class:`~nbllm.exceptions.OptionError` class raised.
     help : str
         One line: what it does (the magic's ``--help``, the panel's tooltip);
         ``{name}`` in it is option ``name``'s default (see :attr:`help_text`).
@@ -129,12 +119,16 @@ class Option:
     """
 
     def __init__(self, name, default, choices=None, check=None, expected=None, *,
+                 message="{name} {expected}; got {got}", got="repr", error=OptionError,
                  help="", doc_type=None, doc_default=None, estimators=ALL_CLASSIFIERS,
                  overrides=None, keyword=None, flag=None, short=None, magics=None,
                  magic_choices=None, magic_value=None, magic_action=None, value_type=None,
                  widget=None, inverted=False, notebook=True):
         self.name, self.default, self.choices = name, default, choices
+        if choices is None and check is None:
+            raise TypeError(f"option {name} needs choices or a check")
         self._check = check
+        self.message, self.got, self.error = message, got, error
         self.expected = expected or (f"must be {spoken(choices)}" if choices else "")
         self.help, self.doc_type, self.doc_default = help, doc_type, doc_default
         self.estimators = estimators
@@ -175,60 +169,55 @@ class Option:
 
     def to_estimator(self, shown):
         """The estimators' value for ``shown``, a value in the notebook's words."""
-        return (not shown) if self.inverted else shown
+        # A value that is no truth value stays as it is, for the check to refuse.
+        return (not shown) if self.inverted and shown in (True, False) else shown
 
-    @property
-    def checked(self):
-        """Whether the table checks its values (choices or a check)."""
-        return self.choices is not None or self._check is not None
+    def check(self, value):
+        """Return ``value``, or raise the error that says what was expected.
 
-    def problem(self, value):
-        """The :class:`~nbllm.exceptions.OptionError` for a bad ``value``, or None."""
+        The one check of this option: ``fit`` runs it for every option the
+        estimator takes, and every way in runs it at its entry.
+
+        Raises
+        ------
+        OptionError
+            (or the option's own subclass, ``PromptError`` for ``prompt``):
+            ``"<name> <expected>; got <value>"``, naming the option in
+            ``named`` so that a way in words it (``--truncation``).
+        """
         if self.choices is not None:
             ok = _hashable(value) and value in self.choices
         else:
             ok = self._check is None or self._check(value)
         if ok:
-            return None
-        # An inverted keyword would turn the expected values round too.
-        name = self.name if self.inverted else self.spoken_name()
-        return OptionError(f"{name} {self.expected}; got {value!r}", option=self.name)
+            return value
+        got = type(value).__name__ if self.got == "type" else (
+            str(value) if self.got == "str" else repr(value))
+        raise self.error(self.message.format(name="{" + self.name + "}",
+                                             expected=literal(self.expected),
+                                             got=literal(got)),
+                         option=self.name, named={self.name: value})
 
     def doc_header(self):
         """Its numpydoc line: ``truncation : {'right', ...}, default='right'``."""
         kind = self.doc_type or "{" + ", ".join(map(repr, self.choices)) + "}"
         return f"{self.name} : {kind}, default={self.doc_default or repr(self.default)}"
 
-    def validate(self, value):
-        """Return ``value``, or raise an error that names what was expected.
-
-        Raises
-        ------
-        OptionError
-            A ValueError, ``"<name> <expected>; got <value>"``.
-        """
-        error = self.problem(value)
-        if error is not None:
-            raise error
-        return value
-
-    def spoken_name(self):
-        """The option's name in the current way in (``--truncation`` in a magic)."""
-        way = current_way_in()
+    def name_in(self, way):
+        """The option's name in way in ``way`` (``--truncation`` in a magic)."""
         if way == ESTIMATOR:
             return self.name
         if way == PANEL and self.widget is not None:
             return f"'{self.widget}'"
         return self.flag if way == MAGIC and self.flag else self.keyword
 
-    def setting(self, value):
-        """The words that ask for ``value`` in the current way in.
+    def setting_in(self, way, value):
+        """The words that ask for ``value`` (the estimators' value) in ``way``.
 
-        ``PROBAS_SUM_TO_1.setting(False)`` is ``probas_sum_to_1=False`` for
-        an estimator, ``raw=True`` in Python's notebook functions, ``--raw``
-        in a magic and ``'raw probabilities'`` in the panel.
+        ``PROBAS_SUM_TO_1.setting_in(way, False)`` is ``probas_sum_to_1=False``
+        for an estimator, ``raw=True`` in Python's notebook functions,
+        ``--raw`` in a magic and ``'raw probabilities'`` in the panel.
         """
-        way = current_way_in()
         if way == ESTIMATOR:
             return f"{self.name}={value!r}"
         shown = (not value) if self.inverted else value
@@ -237,6 +226,35 @@ class Option:
         if way == MAGIC and self.flag:
             return self.flag if shown is True else f"{self.flag} {shown}"
         return f"{self.keyword}={shown!r}"
+
+
+def literal(text):
+    """``text`` as it stands in an error's template (its braces doubled)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def in_words(error, way):
+    """``error`` as way in ``way`` says it, ready to raise at that way's entry.
+
+    A :class:`~nbllm.exceptions.UserError` names the options it is about in
+    ``named``; here each is said in the way's words (``raw=True`` in Python,
+    ``--raw`` in a magic, ``'raw probabilities'`` in the panel).  Returns a
+    copy without the traceback below the entry (the user sees the call they
+    made), or ``error`` itself for the estimators.
+    """
+    if way == ESTIMATOR or not isinstance(error, BaseException):
+        return error
+    shown = copy.copy(error)
+    shown.__traceback__ = None
+    if error.template is not None:
+        fields = {}
+        for name, value in error.named.items():
+            option = BY_NAME.get(name)
+            fields[name] = option.name_in(way) if option else name
+            fields[name + "="] = (option.setting_in(way, value) if option
+                                  else f"{name}={value!r}")
+        shown.args = (error.template.format(**fields),)
+    return shown
 
 
 def _hashable(value):
@@ -256,20 +274,51 @@ def _real_in_0_1(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value <= 1
 
 
+def _path_or_none(value):
+    return value is None or isinstance(value, (str, os.PathLike))
+
+
+def _object_or_none(value):
+    # A name belongs in model_name; an object's class is not checked here,
+    # so that any model transformers can run is taken.
+    return not isinstance(value, (str, bytes, os.PathLike))
+
+
+def _label_map(value):
+    return value is None or (isinstance(value, Mapping) and all(
+        isinstance(word, str) and word.strip() for word in value.values()))
+
+
+def _random_state(value):
+    # scikit-learn's check_random_state: None, a seed NumPy takes, or a RandomState.
+    if value is None or type(value).__name__ == "RandomState":
+        return True
+    return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            and 0 <= value < 2 ** 32)
+
+
 # ------------------------------------------------------------------ the table
 # Every parameter of the classifiers (in the single-label ones' signature
 # order; the docstrings list them in this order), and the notebook's own options.  The classifiers' __init__ signatures stay literal
 # (scikit-learn reads them); tests/test_option_table.py checks them, their
 # docstrings, the magics' flags and the panel's widgets against this table.
-MODEL_NAME = Option("model_name", None, keyword="model",
+MODEL_NAME = Option("model_name", None, check=_path_or_none,
+                    expected="must be a model name, a path or None", keyword="model",
                     flag="--model", short="-m", magics=tuple(MAGICS),
                     help="model spec (default: session default or embedded)",
                     doc_type="str or None")
-MODEL = Option("model", None, doc_type="object or None", notebook=False,
+MODEL = Option("model", None, check=_object_or_none, got="type",
+               expected="must be a loaded model object or None; give a name as model_name",
+               doc_type="object or None", notebook=False,
                help="an already loaded language model, instead of model_name")
-TOKENIZER = Option("tokenizer", None, doc_type="object or None", notebook=False,
+TOKENIZER = Option("tokenizer", None, check=_object_or_none, got="type",
+                   expected="must be a loaded tokenizer object or None; give a name as "
+                            "model_name",
+                   doc_type="object or None", notebook=False,
                    help="the tokenizer of model")
-PROMPT = Option("prompt", None, doc_type="str or None", flag="--prompt", short="-p",
+PROMPT = Option("prompt", None, check=lambda v: v is None or isinstance(v, str),
+                expected="must be a string or None", got="type", error=PromptError,
+                doc_type="str or None", flag="--prompt", short="-p",
                 magic_value="template", magic_action="append",
                 help="a variable holding the template, or a quoted template; give it "
                      "twice or more to compare prompts in one table")
@@ -280,19 +329,24 @@ PROBAS_SUM_TO_1 = Option(
     # In the notebook's words (True: raw), like keyword, flag and widget.
     help="raw probabilities: the model's own, not normalised over the labels")
 DEVICE = Option(
-    "device", "auto", doc_type="{'auto', 'cpu', 'cuda', 'cuda:N'}", flag="--device",
+    "device", "auto", check=is_device, expected=EXPECTED_DEVICE,
+    doc_type="{'auto', 'cpu', 'cuda', 'cuda:N'}", flag="--device",
     widget="device", help="auto, cpu, cuda or cuda:N",
     # The notebook's default is the session's device (%nbllm device).
     overrides={PYTHON: None, MAGIC: None})
-DTYPE = Option("dtype", "auto", doc_type="{'auto', 'float32', 'float16', 'bfloat16'}",
+DTYPE = Option("dtype", "auto", check=is_dtype,
+               expected=f"must be one of {', '.join(DTYPE_NAMES)}", doc_type="{'auto', 'float32', 'float16', 'bfloat16'}",
                help="the model's dtype; 'auto': bfloat16 where it is fast, else float32")
 # skorch's values and wording (its message shows the value without quotes).
 ERROR_LOW_PROB = Option(
     "error_low_prob", "ignore", ("ignore", "raise", "warn", "return_none"),
+    expected="must be one of ignore, raise, warn, return_none",
+    message="{name} {expected}; got {got} instead", got="str",
     estimators=SINGLE_LABEL, widget="low prob",
     help="what to do with a row whose label probability is below threshold_low_prob")
 THRESHOLD_LOW_PROB = Option(
     "threshold_low_prob", 0.0, check=_real_in_0_1, expected="must be between 0 and 1",
+    message="{name} {expected}, got {got} instead",  # skorch's
     doc_type="float in [0, 1]", estimators=SINGLE_LABEL, widget="threshold",
     # The magics' --threshold is THRESHOLD, the notebook's threshold, which
     # is this one for the single-label classifiers.
@@ -311,14 +365,17 @@ PROGRESS = Option("progress", "auto", ("auto", True, False),
                   # Dask shows its own progress (its bar or the dashboard); the
                   # panel its own bar with counts.
                   overrides={DASK: False, PANEL: False})
-CACHE_DIR = Option("cache_dir", None, doc_type="str, path or None",
+CACHE_DIR = Option("cache_dir", None, check=_path_or_none,
+                   expected="must be a folder path or None", doc_type="str, path or None",
                    help="also keep results on disk in this folder")
 CALIBRATION = Option("calibration", None, (None, "content_free", "batch", "fit"),
                      estimators=SINGLE_LABEL, flag="--calibration",
                      # 'fit' learns from labelled texts, which a magic does not have.
                      magic_choices=("content_free", "batch"),
                      help="correct the prompt's label bias")
-LABEL_MAP = Option("label_map", None, doc_type="dict or None", flag="--label-map",
+LABEL_MAP = Option("label_map", None, check=_label_map,
+                   expected="must be a dict from class to the non-empty word the model "
+                            "scores, e.g. {'pos': 'positive'}", doc_type="dict or None", flag="--label-map",
                    magic_value="variable",
                    help="variable holding a dict: class -> word the model scores")
 TRUNCATION = Option("truncation", "right", ("right", "left", "middle", "error"),
@@ -338,14 +395,16 @@ EXAMPLE_PLACEMENT = Option("example_placement", "prompt", ("prompt", "turns"),
                            estimators=(FEW_SHOT,),
                            help="examples in the prompt, or as earlier chat turns")
 RANDOM_STATE = Option(
-    "random_state", None, doc_type="int, RandomState or None", estimators=(FEW_SHOT,),
+    "random_state", None, check=_random_state,
+    expected="must be None, an integer seed or a numpy RandomState", doc_type="int, RandomState or None", estimators=(FEW_SHOT,),
     help="makes the draw of examples deterministic",
     # The notebook draws few-shot examples with a fixed seed so that a rerun
     # cell shows the same prompt (and hits the result cache); the estimators
     # keep skorch's default, None.
     overrides={NOTEBOOK: 0})
 EXAMPLE_TEMPLATE = Option(
-    "example_template", DEFAULT_EXAMPLE_TEMPLATE, doc_type="str",
+    "example_template", DEFAULT_EXAMPLE_TEMPLATE, check=lambda v: isinstance(v, str),
+    expected="must be a string with {text} and {label}", got="type", doc_type="str",
     doc_default="DEFAULT_EXAMPLE_TEMPLATE", estimators=(FEW_SHOT,),
     flag="--example-template", magic_value="template",
     help="how one example is written: a variable or a quoted template with {{text}} "
@@ -355,7 +414,7 @@ EXAMPLE_TEMPLATE = Option(
 # The notebook's threshold: the low-probability threshold of the single-label
 # estimators, or the probability from which a label applies with multi_label.
 THRESHOLD = Option(
-    "threshold", 0.5, check=lambda v: v is None or _real_in_0_1(v), value_type=float,
+    "threshold", 0.5, check=_real_in_0_1, value_type=float,
     expected="must be between 0 and 1", doc_type="float in [0, 1]",
     estimators=(MULTI_LABEL_CLASSIFIER,), flag="--threshold", magics=tuple(MAGICS),
     help="flag rows whose label mass is below this (default {threshold_low_prob:g}); "
@@ -385,63 +444,110 @@ def flags_of(magic):
     return [option for option in TABLE if magic in option.magics]
 
 
-def check_error_low_prob(value):
-    """skorch's check and message for ``error_low_prob``."""
-    if not _hashable(value) or value not in ERROR_LOW_PROB.choices:
-        raise OptionError(
-            f"error_low_prob must be one of {', '.join(ERROR_LOW_PROB.choices)}; got "
-            f"{value} instead", option="error_low_prob"
-        )
-    return value
+def check_params(params):
+    """Check each of an estimator's parameters (``get_params()``) by its option.
 
+    scikit-learn's ``_parameter_constraints``, from the table: ``fit`` runs
+    it first, so every option is checked once, by its one definition.
 
-def check_threshold_low_prob(value):
-    """skorch's check and message for ``threshold_low_prob``."""
-    if not isinstance(value, numbers.Real) or not 0 <= value <= 1:
-        raise OptionError(
-            f"threshold_low_prob must be between 0 and 1, got {value!r} instead",
-            option="threshold_low_prob")
-    return value
-
-
-def labels_problem(labels):
-    """The :class:`~nbllm.exceptions.LabelsError` for a bad label list, or None.
-
-    The notebook layer's ``labels=`` (``--labels``, the panel's tags) is an
-    explicit list: non-empty, no blanks, no repeats (a label listed twice
-    there is a mistake, unlike a repeated target in ``fit(X, y)``).
+    Raises
+    ------
+    OptionError
+        For the first parameter with a value its option does not take.
     """
-    if isinstance(labels, str):
-        return LabelsError(
-            f"labels must be a list of strings, got the single string {labels!r}"
-        )
-    labels = [str(label) for label in (labels or [])]
-    if not labels:
-        return LabelsError("labels must contain at least one label; got none")
-    blank = [label for label in labels if not label.strip()]
-    if blank:
-        return LabelsError(f"labels must be non-empty strings; got {blank[0]!r}")
-    seen, repeated = set(), []
-    for label in labels:
-        if label in seen and label not in repeated:
-            repeated.append(label)
-        seen.add(label)
-    if repeated:
-        return LabelsError(
-            f"labels must be unique; repeated: {', '.join(map(repr, repeated))}"
-        )
-    return None
+    for name, value in params.items():
+        if name in BY_NAME:
+            BY_NAME[name].check(value)
+
+
+def check_calibration_with_probas(calibration, probas_sum_to_1):
+    """Calibration gives normalised probabilities: not with raw ones.
+
+    Raises
+    ------
+    OptionError
+        Naming both options (``named``), so each way in says them its way.
+    """
+    if calibration is not None and not probas_sum_to_1:
+        raise OptionError(
+            "{calibration=} gives normalised probabilities; it cannot be combined with "
+            "{probas_sum_to_1=}", option="calibration",
+            named={"calibration": calibration, "probas_sum_to_1": False})
 
 
 def check_labels(labels):
-    """An explicit label list as a list of str (see :func:`labels_problem`).
+    """An explicit label list as a list of str.
+
+    The notebook layer's ``labels=`` (``--labels``, the panel's tags) is an
+    explicit list: non-empty, no missing values, no blanks, no repeats (a
+    label listed twice there is a mistake, unlike a repeated target in
+    ``fit(X, y)``), and no two that differ only in spaces around them.
 
     Raises
     ------
     LabelsError
         A ValueError naming what is wrong.
     """
-    error = labels_problem(labels)
-    if error is not None:
-        raise error
-    return [str(label) for label in labels]
+    if isinstance(labels, str):
+        raise LabelsError(
+            f"labels must be a list of strings, got the single string {labels!r}"
+        )
+    labels = list(labels if labels is not None else [])
+    if not labels:
+        raise LabelsError("labels must contain at least one label; got none")
+    check_missing_labels(labels, "labels")
+    labels = [str(label) for label in labels]
+    blank = [label for label in labels if not label.strip()]
+    if blank:
+        raise LabelsError(f"labels must be non-empty strings; got {blank[0]!r}")
+    seen, repeated = set(), []
+    for label in labels:
+        if label in seen and label not in repeated:
+            repeated.append(label)
+        seen.add(label)
+    if repeated:
+        raise LabelsError(
+            f"labels must be unique; repeated: {', '.join(map(repr, repeated))}"
+        )
+    check_spaced_labels(labels)
+    return labels
+
+
+def is_missing_label(value):
+    # None, or a float NaN (numpy's and pandas' NaN included): NaN != NaN.
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def check_missing_labels(labels, where="y"):
+    """Refuse missing labels (None, NaN) in ``labels``, naming their positions.
+
+    Raises
+    ------
+    LabelsError
+        ``"1 missing label(s) (None or NaN) in y at position(s) 1; ..."``.
+    """
+    missing = [i for i, label in enumerate(labels) if is_missing_label(label)]
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        raise LabelsError(
+            f"{len(missing)} missing label(s) (None or NaN) in {where} at "
+            f"position(s) {shown}; drop those rows or fill in their labels")
+
+
+def check_spaced_labels(labels):
+    """Refuse labels that differ only in spaces around them (``'yes'``, ``'yes '``).
+
+    Raises
+    ------
+    LabelsError
+        Naming the labels that would be taken as different classes.
+    """
+    by_stripped = {}
+    for label in dict.fromkeys(str(label) for label in labels):
+        by_stripped.setdefault(label.strip(), []).append(label)
+    clashes = [group for group in by_stripped.values() if len(group) > 1]
+    if clashes:
+        raise LabelsError(
+            "labels differ only in spaces around them: "
+            + "; ".join(" and ".join(map(repr, group)) for group in clashes)
+            + "; remove the spaces, or they are taken as different labels")

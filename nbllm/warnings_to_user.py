@@ -17,6 +17,11 @@ A front end that shows warnings itself (the panel, whose work runs in a
 thread where a printed warning would land in whichever cell ran last) sets a
 collector with :func:`collecting`; within it, warnings go to the collector
 instead of Python's warning machinery.
+
+A warning that names options (an :class:`~nbllm.exceptions.OptionWarning`,
+``"use probas_sum_to_1=False"``) is worded by the way in the user came
+through, at its boundary (:func:`words_for_warnings`): ``raw=True`` in
+``df.llm``, ``--raw`` in a magic.  The code that warns does not know the way.
 """
 
 import contextlib
@@ -24,6 +29,8 @@ import contextvars
 import os
 import sys
 import warnings
+
+from . import options
 
 _collector = contextvars.ContextVar("nbllm_warning_collector", default=None)
 
@@ -60,9 +67,25 @@ def context_set(variable, value):
         variable.reset(token)
 
 
-def collecting(callback):
-    """Within the block, send nbllm's warnings to ``callback(message)``."""
-    return context_set(_collector, callback)
+def collecting(callback, way=options.ESTIMATOR):
+    """Within the block, send nbllm's warnings to ``callback(message)``, the
+    options they name said as way in ``way`` says them."""
+    return context_set(_collector, lambda message: callback(
+        str(options.in_words(message, way))))
+
+
+@contextlib.contextmanager
+def words_for_warnings(way):
+    """Within the block, say the options that warnings name as way in ``way`` does.
+
+    The outermost way in wins: a magic that calls :func:`nbllm.classify`
+    keeps the magic's words, and the panel's collector keeps its own.
+    """
+    if _collector.get() is not None:
+        yield
+        return
+    with collecting(_show, way):
+        yield
 
 
 def _in_kernel():
@@ -78,9 +101,15 @@ def warn(message, category=UserWarning):
     one line without the file name and source line."""
     callback = _collector.get()
     if callback is not None:
-        callback(str(message))
+        callback(message)
         return
-    level = _outside_nbllm()
+    _show(message, category, level=_outside_nbllm())
+
+
+def _show(message, category=UserWarning, level=None):
+    """Python's warning at the user's frame (see :func:`warn`)."""
+    level = _outside_nbllm() if level is None else level + 1
+
     if not _in_kernel():
         warnings.warn(message, category, stacklevel=level)
         return

@@ -209,16 +209,47 @@ def test_no_error_is_routed_by_its_message_text():
 # ------------------------------------------------------------------ one word per way in
 def test_raw_probabilities_have_one_declaration_and_a_word_per_way_in():
     raw = options.PROBAS_SUM_TO_1
-    assert raw.setting(False) == "probas_sum_to_1=False"
-    words = {}
-    for way in (options.PYTHON, options.MAGIC, options.PANEL):
-        with options.way_in(way):
-            words[way] = raw.setting(False)
-    assert words == {options.PYTHON: "raw=True", options.MAGIC: "--raw",
+    words = {way: raw.setting_in(way, False)
+             for way in (options.ESTIMATOR, options.PYTHON, options.MAGIC, options.PANEL)}
+    assert words == {options.ESTIMATOR: "probas_sum_to_1=False",
+                     options.PYTHON: "raw=True", options.MAGIC: "--raw",
                      options.PANEL: "'raw probabilities'"}
-    with options.way_in(options.MAGIC), options.way_in(options.PYTHON):
-        assert raw.setting(False) == "--raw"  # the outermost way in wins
-    assert options.current_way_in() == options.ESTIMATOR
+    # No hidden state says which way in the user came through.
+    assert not hasattr(options, "way_in") and not hasattr(options, "current_way_in")
+
+
+def test_an_error_naming_two_options_carries_them_and_each_way_words_it():
+    with pytest.raises(exceptions.OptionError) as info:
+        options.check_calibration_with_probas("batch", False)
+    exc = info.value
+    assert exc.option == "calibration"
+    assert exc.named == {"calibration": "batch", "probas_sum_to_1": False}
+    assert str(exc) == ("calibration='batch' gives normalised probabilities; it cannot be "
+                        "combined with probas_sum_to_1=False")
+    worded = {way: str(options.in_words(exc, way))
+              for way in (options.PYTHON, options.MAGIC, options.PANEL)}
+    assert worded == {
+        options.PYTHON: "calibration='batch' gives normalised probabilities; it cannot be "
+                        "combined with raw=True",
+        options.MAGIC: "--calibration batch gives normalised probabilities; it cannot be "
+                       "combined with --raw",
+        options.PANEL: "calibration='batch' gives normalised probabilities; it cannot be "
+                       "combined with 'raw probabilities'",
+    }
+    shown = options.in_words(exc, options.MAGIC)
+    assert type(shown) is type(exc) and shown.named == exc.named and shown is not exc
+    assert options.in_words(exc, options.ESTIMATOR) is exc
+
+
+def test_an_option_check_names_its_option_in_each_way():
+    with pytest.raises(exceptions.OptionError) as info:
+        options.THRESHOLD_LOW_PROB.check(2)
+    exc = info.value
+    assert str(exc) == "threshold_low_prob must be between 0 and 1, got 2 instead"
+    assert str(options.in_words(exc, options.PYTHON)) == \
+        "threshold must be between 0 and 1, got 2 instead"
+    assert str(options.in_words(exc, options.PANEL)) == \
+        "'threshold' must be between 0 and 1, got 2 instead"
 
 
 def test_magic_raw_calibration_clash_speaks_the_magics_words(ip, tiny_folder):

@@ -445,7 +445,7 @@ def test_few_shot_names_itself_in_messages():
 
 @pytest.mark.parametrize("y, msg", [
     (None, "ZeroShotClassifier requires y to be passed, but the target y is None; "
-           "y names the classes"),
+           "y cannot be None, as it is used to infer the existing classes"),
     ([], "y must contain at least one label; got an empty list"),
     (["a", ""], "labels must be non-empty strings; got '' in the classes"),
     (["a", "  "], "labels must be non-empty strings; got '  ' in the classes"),
@@ -462,8 +462,8 @@ def test_bad_labels(y, msg):
      "X and y don't have the same number of samples, found 2 and 3 samples, "
      "respectively"),
     (FEW_X[:2], None,
-     "FewShotClassifier requires y to be passed, but the target y is None; y names "
-     "the classes"),
+     "FewShotClassifier requires y to be passed, but the target y is None; y cannot "
+     "be None, as it is used to infer the existing classes"),
 ])
 def test_few_shot_bad_fit_data(X, y, msg):
     with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):

@@ -518,7 +518,7 @@ BAD_OPTIONS = [
      "example line 1: unclosed quoted label in '\"a:b some text'"),
     ("fewshot", "", ": no label\n---\nx", "example line 1 has an empty label: ': no label'"),
     ("fewshot", "", "\n---\nx", "no examples above the '---' line"),
-    ("fewshot", "-k 0", "a: b\n---\nx", "--max-samples must be at least 1; got 0"),
+    ("fewshot", "-k 0", "a: b\n---\nx", "--max-samples must be a positive integer; got 0"),
     ("fewshot", "--examples nope", CELL, "--examples: no variable named 'nope'"),
     ("fewshot", "--bogus 1", CELL, "fewshot: unrecognized arguments: --bogus 1"),
 ]

@@ -141,14 +141,14 @@ def test_multi_label_score_on_a_nested_list_indicator_matrix():
 
 @pytest.mark.parametrize("threshold", [1.5, -0.1, "0.5", None])
 def test_multi_label_threshold_out_of_range(threshold):
-    msg = f"threshold must be between 0 and 1, got {threshold!r}"
+    msg = f"threshold must be between 0 and 1; got {threshold!r}"  # the table's rule
     with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
         multi_label(threshold=threshold).fit(None, ML_Y)
 
 
 @pytest.mark.parametrize("y, msg", [
     (None, "MultiLabelZeroShotClassifier requires y to be passed, but the target y "
-           "is None; y names the classes"),
+           "is None; y cannot be None, as it is used to infer the existing classes"),
     ([], "y must contain at least one label; got an empty list"),
     ([[], []], "y holds no labels; give at least one label"),
 ])

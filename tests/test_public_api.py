@@ -206,14 +206,14 @@ def test_options_name_the_expected_values():
 
     msg = "truncation must be 'right', 'left', 'middle' or 'error'; got 'top'"
     with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
-        options.TRUNCATION.validate("top")
+        options.TRUNCATION.check("top")
     msg = "batch_size must be 'auto' or a positive integer; got 0"
     with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
-        options.BATCH_SIZE.validate(0)
-    assert options.BATCH_SIZE.validate("auto") == "auto"
+        options.BATCH_SIZE.check(0)
+    assert options.BATCH_SIZE.check("auto") == "auto"
     msg = "use_chat_template must be 'auto', True or False; got ['x']"
     with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
-        options.USE_CHAT_TEMPLATE.validate(["x"])
+        options.USE_CHAT_TEMPLATE.check(["x"])
 
 
 def test_multi_label_takes_only_its_own_options():

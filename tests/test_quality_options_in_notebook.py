@@ -166,7 +166,8 @@ def test_magic_label_map_errors(ip, tiny_folder):
         ip.run_cell_magic("zeroshot", f"--labels p,n --model {tiny_folder} "
                                       "--label-map nope", CELL)
     ip.user_ns["not_a_map"] = ["positive"]
-    msg = ("label_map must be a dict from class to the non-empty word the model scores, "
+    # Checked at the entry by the option's rule, named as the magic names it.
+    msg = ("--label-map must be a dict from class to the non-empty word the model scores, "
            "e.g. {'pos': 'positive'}; got ['positive']")
     with pytest.raises(UsageError, match=f"^{re.escape(msg)}$"):
         ip.run_cell_magic("zeroshot", f"--labels p,n --model {tiny_folder} "

@@ -6,9 +6,34 @@ CPUs with AVX512-BF16, AMX-BF16 or ARM's BF16) and float32 elsewhere, because
 emulated bfloat16 is slower than float32.
 """
 
+import re
+
 from ..exceptions import OptionError
 
-VALID_DTYPES = ("auto", "float32", "float16", "bfloat16")
+# The devices by name ('cuda:N' is CUDA device N): the device option's check
+# (nbllm.options), the panel's menu and resolve_device all read these.
+DEVICE_NAMES = ("auto", "cpu", "cuda")
+EXPECTED_DEVICE = "must be 'auto', 'cpu', 'cuda' or 'cuda:N'"
+DTYPE_NAMES = ("auto", "float32", "float16", "bfloat16")
+VALID_DTYPES = DTYPE_NAMES  # the earlier name
+
+
+def _is_torch(value, name):
+    # Without importing torch: a torch.device or torch.dtype object.
+    return type(value).__module__ == "torch" and type(value).__name__ == name
+
+
+def is_device(value):
+    """Whether ``value`` names a device nbllm takes (or is a torch.device)."""
+    if _is_torch(value, "device"):
+        return True
+    return isinstance(value, str) and (
+        value in DEVICE_NAMES or re.fullmatch(r"cuda:\d+", value) is not None)
+
+
+def is_dtype(value):
+    """Whether ``value`` names a dtype nbllm takes (or is a torch.dtype)."""
+    return _is_torch(value, "dtype") or (isinstance(value, str) and value in DTYPE_NAMES)
 
 
 def resolve_device(device):
@@ -21,20 +46,11 @@ def resolve_device(device):
     """
     import torch
 
-    if isinstance(device, torch.device):
-        device = str(device)
-    if not isinstance(device, str):
-        raise OptionError(
-            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}",
-            option="device")
+    if not is_device(device):
+        raise OptionError(f"device {EXPECTED_DEVICE}; got {device!r}", option="device")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise OptionError(
-            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}",
-            option="device") from None
+    resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise OptionError(
             f"device={device!r} was requested but CUDA is not available on this "
@@ -101,9 +117,9 @@ def resolve_dtype(dtype, device):
 
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype not in VALID_DTYPES:
+    if not is_dtype(dtype):
         raise OptionError(
-            f"dtype must be one of {', '.join(VALID_DTYPES)}; got {dtype!r}", option="dtype")
+            f"dtype must be one of {', '.join(DTYPE_NAMES)}; got {dtype!r}", option="dtype")
     if dtype == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16

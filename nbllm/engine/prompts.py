@@ -112,10 +112,7 @@ def check_example_template(example_template):
     ValueError
         Naming what is missing or extra, or what is not a valid template.
     """
-    if not isinstance(example_template, str):
-        raise OptionError(
-            "example_template must be a string with {text} and {label}; got "
-            f"{type(example_template).__name__}", option="example_template")
+    # Its type is the option table's check (nbllm.options), run before.
     found = template_placeholders(example_template)
     missing = sorted(set(EXAMPLE_PLACEHOLDERS) - found)
     extra = sorted(found - set(EXAMPLE_PLACEHOLDERS))

@@ -8,9 +8,6 @@ arguments, ``fit`` validates them and loads the (shared) model, and fitted
 state ends in ``_``.  The single-label policies are in :mod:`.single_label`.
 """
 
-import os
-from collections.abc import Mapping
-
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -26,11 +23,11 @@ from ..engine.prompts import (
 )
 from ..engine.result_cache import disk_cache, result_cache
 from ..engine.text_scorer import TextScorer
-from ..exceptions import LabelsError, ModelError, OptionError, PromptError
+from ..exceptions import LabelsError, ModelError, OptionError
 from . import persistence
 from . import prompt_mode as prompt_modes
 from ..warnings_to_user import warn
-from .inputs import check_targets, check_texts, missing_y_message, repair_unicode
+from .inputs import as_sequence, check_targets, check_texts, missing_y_message, repair_unicode
 
 
 def check_fitted(estimator):
@@ -70,6 +67,7 @@ class _LLMBase(BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def _check_params(self):
+        """Check the parameters, before any work (the first step of ``fit``)."""
         name = type(self).__name__
         if self.model_name is not None and (
             self.model is not None or self.tokenizer is not None
@@ -86,35 +84,19 @@ class _LLMBase(BaseEstimator):
                 "tokenizer when one of them is passed; got only the "
                 + ("model" if self.model is not None else "tokenizer")
             )
-        for option in (options.USE_CHAT_TEMPLATE, options.BATCH_SIZE, options.PROGRESS):
-            option.validate(getattr(self, option.name))
-        if self.cache_dir is not None and not isinstance(self.cache_dir, (str, os.PathLike)):
-            raise OptionError(
-                f"cache_dir must be a folder path or None; got {self.cache_dir!r}",
-                option="cache_dir")
-        options.TRUNCATION.validate(self.truncation)
-        if self.label_map is not None and not (
-            isinstance(self.label_map, Mapping)
-            and all(isinstance(w, str) and w.strip() for w in self.label_map.values())
-        ):
-            raise OptionError(
-                "label_map must be a dict from class to the non-empty word the model "
-                f"scores, e.g. {{'pos': 'positive'}}; got {self.label_map!r}",
-                option="label_map")
-        if self.prompt is not None and not isinstance(self.prompt, str):
-            raise PromptError(
-                f"prompt must be a string or None; got {type(self.prompt).__name__}"
-            )
+        # Every parameter by its one definition in the option table.
+        options.check_params(self.get_params(deep=False))
 
     def _fit_common(self, y, classes=None):
         """Load the model and derive everything that depends on the labels
-        (``classes`` when given, else the labels of ``y``)."""
-        self._check_params()
+        (``classes`` when given, else the labels of ``y``); ``fit`` has
+        checked the parameters first (:meth:`_check_params`)."""
         if y is None:
             raise LabelsError(missing_y_message(self))
-        y = np.asarray(y)
-        if len(y) == 0:
+        if len(as_sequence(y)) == 0:
             raise LabelsError("y must contain at least one label; got an empty list")
+        options.check_missing_labels(as_sequence(y))
+        y = np.asarray(y)
         try:
             # A column of labels is read as a list, with scikit-learn's warning;
             # continuous numbers and infinities are not classes.
@@ -129,6 +111,8 @@ class _LLMBase(BaseEstimator):
                     "classes must hold every label of y; missing "
                     + ", ".join(map(repr, missing))
                 )
+            options.check_missing_labels(as_sequence(classes), "classes")
+        options.check_spaced_labels(y if classes is None else classes)
         if not isinstance(y[0], str) and self.label_map is None:
             warn(
                 "y should contain the name of the labels as strings, e.g. "

@@ -121,9 +121,8 @@ class FewShotClassifier(_SingleLabelBase):
             raise ExamplesError("For few-shot learning, pass at least one example")
         if y is not None:
             check_same_length(texts, y)
-        for option in (options.MAX_SAMPLES, options.EXAMPLE_PLACEMENT,
-                       options.EXAMPLE_SELECTION):
-            option.validate(getattr(self, option.name))
+        # Every parameter by the table, before the examples' own rules.
+        self._check_params()
         check_example_template(self.example_template)
         if self.calibration == "fit":
             raise OptionError(

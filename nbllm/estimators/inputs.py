@@ -54,10 +54,15 @@ def check_same_length(X, y):
 
 
 def missing_y_message(estimator=None):
-    """The message for ``y=None``, in scikit-learn's words."""
+    """The message for ``y=None``: scikit-learn's phrase, then skorch's sentence.
+
+    scikit-learn's ``check_requires_y_none`` looks for its phrase in the
+    message and skorch's own ``test_fit_y_none_raises`` searches for its
+    sentence, so one message satisfies both.
+    """
     name = type(estimator).__name__ if estimator is not None else "This classifier"
-    return (f"{name} requires y to be passed, but the target y is None; y names "
-            "the classes")
+    return (f"{name} requires y to be passed, but the target y is None; y cannot be "
+            "None, as it is used to infer the existing classes")
 
 
 def check_fit_params(fit_params):

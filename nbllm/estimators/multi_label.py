@@ -6,13 +6,12 @@ capitalisations summed.  Labels do not compete, so a text can have several
 or none.
 """
 
-import numbers
 import warnings
 
 import numpy as np
 from sklearn.base import ClassifierMixin
 
-from ..exceptions import LabelsError, OptionError
+from ..exceptions import LabelsError
 from ..engine.prompts import template_placeholders
 from ..engine.text_scorer import ProgressBar
 
@@ -42,6 +41,12 @@ def _label_sets(y, estimator=None):
     rows = list(as_sequence(y))
     if not rows:
         raise LabelsError("y must contain at least one label; got an empty list")
+    # A row with a missing label (None, NaN), flat or in its list, by position.
+    options.check_missing_labels([
+        None if (np.ndim(r) == 0 and options.is_missing_label(r)) or (
+            np.ndim(r) > 0 and not isinstance(r, str)
+            and any(options.is_missing_label(label) for label in r)) else r
+        for r in rows])
     if all(isinstance(r, str) or np.ndim(r) == 0 for r in rows):
         try:
             check_targets(np.asarray(rows))  # numbers must be whole, not inf
@@ -161,9 +166,7 @@ class MultiLabelZeroShotClassifier(ClassifierMixin, _LLMBase):
         -------
         self
         """
-        if not (isinstance(self.threshold, numbers.Real) and 0 <= self.threshold <= 1):
-            raise OptionError(f"threshold must be between 0 and 1, got {self.threshold!r}",
-                              option="threshold")
+        self._check_params()  # threshold too, by the option table's rule
         check_fit_params(fit_params)
         if X is not None:
             texts = check_texts(X)

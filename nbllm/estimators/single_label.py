@@ -10,7 +10,8 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .. import options
-from ..exceptions import LowProbabilityError, OptionError
+from ..exceptions import LowProbabilityError, OptionError, OptionWarning
+from ..options import literal
 from ..warnings_to_user import warn
 from .base import _LLMBase, check_fitted
 from .calibration import (
@@ -84,24 +85,17 @@ class _SingleLabelBase(ClassifierMixin, _LLMBase):
 
     def _check_params(self):
         super()._check_params()
-        options.check_error_low_prob(self.error_low_prob)
-        options.check_threshold_low_prob(self.threshold_low_prob)
-        options.CALIBRATION.validate(self.calibration)
-        if self.calibration is not None and not self.probas_sum_to_1:
-            raise OptionError(
-                f"{options.CALIBRATION.setting(self.calibration)} gives normalised "
-                "probabilities; it cannot be combined with "
-                f"{options.PROBAS_SUM_TO_1.setting(False)}", option="calibration")
+        options.check_calibration_with_probas(self.calibration, self.probas_sum_to_1)
 
     def _check_classes(self, classes):
         # Known before the model runs: normalised over one label, every row is 1.
         if len(classes) == 1 and self.probas_sum_to_1:
-            warn(
-                f"Only one label ({self._word(classes[0])!r}): normalised over "
-                "the labels, its probability is always 1; use "
-                f"{options.PROBAS_SUM_TO_1.setting(False)} for the model's own "
-                "probability, or add labels"
-            )
+            # The advice names an option: each way in words it (--raw, raw=True).
+            warn(OptionWarning(
+                f"Only one label ({literal(repr(self._word(classes[0])))}): normalised "
+                "over the labels, its probability is always 1; use {probas_sum_to_1=} "
+                "for the model's own probability, or add labels",
+                named={"probas_sum_to_1": False}))
 
     def _set_classes(self, labels):
         super()._set_classes(labels)

@@ -58,6 +58,7 @@ class ZeroShotClassifier(_SingleLabelBase):
             If ``classes`` misses a label of ``y``, or ``calibration='fit'``
             gets no texts.
         """
+        self._check_params()
         check_fit_params(fit_params)
         if X is not None and self.calibration != "fit":
             # Not needed, but a mismatch with y is a mistake worth reporting.

@@ -13,36 +13,14 @@ import numpy as np
 
 from .. import options
 from ..engine.prompts import is_missing
-from ..exceptions import ExamplesError, InputTypeError, OptionError, TextsError
-from ..options import check_labels, labels_problem
+from ..exceptions import ExamplesError, InputTypeError, OptionError, TextsError, UserError
+from ..options import check_labels, check_missing_labels
 from .display import ClassificationResult, GenerationPreview
 from .session import session
 from .stopping import Stopped, stoppable
-from ..warnings_to_user import warn
+from ..warnings_to_user import warn, words_for_warnings
 from ..engine.status import report
 from .status import showing_status
-
-
-def examples_problem(examples, text_col="text", label_col="label"):
-    """The :class:`~nbllm.exceptions.ExamplesError` for unusable examples, or None."""
-    if hasattr(examples, "columns"):
-        missing = [c for c in (text_col, label_col) if c not in examples.columns]
-        if missing:
-            return ExamplesError(
-                f"examples DataFrame has no column(s) {', '.join(map(repr, missing))}; "
-                f"columns are {', '.join(map(repr, examples.columns))}"
-            )
-        return None
-    is_iterable = hasattr(examples, "__iter__") and not isinstance(examples, (str, bytes))
-    pairs = list(examples) if is_iterable else []
-    if not pairs or not all(
-        isinstance(p, (tuple, list)) and len(p) == 2 for p in pairs
-    ):
-        return ExamplesError(
-            "examples must be a DataFrame with text and label columns or a "
-            "non-empty list of (text, label) pairs"
-        )
-    return None
 
 
 def normalize_examples(examples, text_col="text", label_col="label"):
@@ -55,23 +33,30 @@ def normalize_examples(examples, text_col="text", label_col="label"):
     ------
     ExamplesError
         A ValueError, for anything else.
+    LabelsError
+        For missing labels (None, NaN), naming their positions.
     """
-    error = examples_problem(examples, text_col, label_col)
-    if error is not None:
-        raise error
     if hasattr(examples, "columns"):
-        return examples[text_col].tolist(), examples[label_col].tolist()
-    pairs = list(examples)
-    return [p[0] for p in pairs], [p[1] for p in pairs]
-
-
-def _unknown_labels(labels, example_labels):
-    unknown = sorted({str(y) for y in example_labels} - {str(y) for y in labels})
-    if unknown:
-        return ExamplesError(
-            f"examples use label(s) not in labels: {', '.join(map(repr, unknown))}"
-        )
-    return None
+        missing = [c for c in (text_col, label_col) if c not in examples.columns]
+        if missing:
+            raise ExamplesError(
+                f"examples DataFrame has no column(s) {', '.join(map(repr, missing))}; "
+                f"columns are {', '.join(map(repr, examples.columns))}"
+            )
+        texts, labels = examples[text_col].tolist(), examples[label_col].tolist()
+    else:
+        is_iterable = hasattr(examples, "__iter__") and not isinstance(examples,
+                                                                       (str, bytes))
+        pairs = list(examples) if is_iterable else []
+        if not pairs or not all(isinstance(p, (tuple, list)) and len(p) == 2
+                                for p in pairs):
+            raise ExamplesError(
+                "examples must be a DataFrame with text and label columns or a "
+                "non-empty list of (text, label) pairs"
+            )
+        texts, labels = [p[0] for p in pairs], [p[1] for p in pairs]
+    check_missing_labels(labels, "the examples' labels")
+    return texts, labels
 
 
 def labels_with_examples(labels, example_labels):
@@ -85,73 +70,62 @@ def labels_with_examples(labels, example_labels):
     if labels is None:
         return None
     labels = check_labels(labels)
-    error = _unknown_labels(labels, example_labels)
-    if error is not None:
-        raise error
-    return labels
-
-
-def _options_problem(labels, opts):
-    """The first user error in ``labels`` and the options of a call, or None.
-
-    Every check returns its error instead of raising it, so that
-    :func:`check_options` raises it at the way in: the traceback a user sees
-    then holds the call they made and this check, not the helpers.
-    """
-    unknown = sorted(set(opts) - OPTION_NAMES)
+    unknown = sorted({str(y) for y in example_labels} - set(labels))
     if unknown:
-        return InputTypeError(
-            f"unexpected option(s) {', '.join(map(repr, unknown))}; options are "
-            f"{', '.join(sorted(OPTION_NAMES))}")
-    for option in _checked_options():
-        if option.keyword in opts:
-            error = option.problem(opts[option.keyword])
-            if error is not None:
-                return error
-    examples = opts.get("examples")
-    raw, calibration = opts.get("raw", False), opts.get("calibration")
-    if opts.get("example_template") is not None and examples is None:
-        return OptionError("example_template is for few-shot; it needs examples",
-                           option="example_template")
-    if opts.get("multi_label"):
-        multi = options.MULTI_LABEL.setting(True)
-        if examples is not None:
-            return OptionError(f"{multi} is zero-shot; it takes no examples",
-                               option="multi_label")
-        if raw or calibration is not None:
-            return OptionError(
-                f"{multi} gives each label its own yes/no probability; "
-                f"{options.PROBAS_SUM_TO_1.spoken_name()} and "
-                f"{options.CALIBRATION.spoken_name()} do not apply", option="multi_label")
-    elif raw and calibration is not None:
-        return OptionError(
-            f"{options.CALIBRATION.setting(calibration)} gives normalised probabilities; "
-            f"it cannot be combined with {options.PROBAS_SUM_TO_1.setting(False)}",
-            option="calibration")
-    if examples is None:
-        return labels_problem(labels)
-    error = examples_problem(examples, opts.get("text_col", "text"),
-                             opts.get("label_col", "label"))
-    if error is not None or labels is None:
-        return error
-    example_labels = normalize_examples(examples, opts.get("text_col", "text"),
-                                        opts.get("label_col", "label"))[1]
-    return labels_problem(labels) or _unknown_labels(check_labels(labels), example_labels)
+        raise ExamplesError(
+            f"examples use label(s) not in labels: {', '.join(map(repr, unknown))}"
+        )
+    return labels
 
 
 def check_options(labels, **opts):
     """Raise the first user error in ``labels`` and the options of a call.
 
-    Called by every way in before any work (no model is loaded).
+    The entry check of every way in that builds an estimator, before any
+    work (no model is loaded): each option by its one definition in
+    :mod:`nbllm.options` (the check ``fit`` runs too), then the rules
+    between options and the labels.  Errors name options in the
+    estimators' words and in ``named``; the way in words them
+    (:func:`nbllm.options.in_words`).
 
     Raises
     ------
     UserError
         A ValueError or TypeError with a one-line message.
     """
-    error = _options_problem(labels, opts)
-    if error is not None:
-        raise error
+    unknown = sorted(set(opts) - OPTION_NAMES)
+    if unknown:
+        raise InputTypeError(
+            f"unexpected option(s) {', '.join(map(repr, unknown))}; options are "
+            f"{', '.join(sorted(OPTION_NAMES))}")
+    for keyword, value in opts.items():
+        option = options.BY_KEYWORD.get(keyword)
+        # A None that is the notebook's own default stands for the estimators'.
+        if option is not None and not (value is None and option.default_for(_NB) is None):
+            option.check(option.to_estimator(value))
+    examples = opts.get("examples")
+    raw, calibration = opts.get("raw", False), opts.get("calibration")
+    template = opts.get("example_template")
+    if template is not None and examples is None:
+        raise OptionError("{example_template} is for few-shot; it needs examples",
+                          option="example_template", named={"example_template": template})
+    if opts.get("multi_label"):
+        if examples is not None:
+            raise OptionError("{multi_label=} is zero-shot; it takes no examples",
+                              option="multi_label", named={"multi_label": True})
+        if raw or calibration is not None:
+            raise OptionError(
+                "{multi_label=} gives each label its own yes/no probability; "
+                "{probas_sum_to_1} and {calibration} do not apply", option="multi_label",
+                named={"multi_label": True, "probas_sum_to_1": not raw,
+                       "calibration": calibration})
+    options.check_calibration_with_probas(calibration, not raw)
+    if examples is None:
+        check_labels(labels)
+        return
+    example_labels = normalize_examples(examples, opts.get("text_col", "text"),
+                                        opts.get("label_col", "label"))[1]
+    labels_with_examples(labels, example_labels)
 
 
 # The defaults below are the notebook's Python keywords' (options.default_for).
@@ -187,11 +161,18 @@ def build_estimator(labels=None, *, model=options.MODEL_NAME.default_for(_NB),
     one example is written, e.g. ``nbllm.SKORCH_EXAMPLE_TEMPLATE``.
     Unset model, device, dtype and cache_dir come from the :mod:`.session`.
     """
+    opts = {name: value for name, value in locals().items() if name != "labels"}
+    check_options(labels, **opts)
+    return _fit_estimator(labels, **opts)
+
+
+def _fit_estimator(labels=None, *, model, prompt, examples, max_samples, raw, threshold,
+                   device, batch_size, progress, random_state, text_col, label_col,
+                   cache_dir, calibration, label_map, example_selection, multi_label,
+                   use_chat_template, truncation, trust_remote_code, example_template):
+    """:func:`build_estimator` after its entry check (run once per call)."""
     from ..estimators import FewShotClassifier, ZeroShotClassifier
 
-    check_options(labels, examples=examples, raw=raw, calibration=calibration,
-                  multi_label=multi_label, example_template=example_template,
-                  text_col=text_col, label_col=label_col)
     common = dict(
         prompt=prompt,
         probas_sum_to_1=not raw,
@@ -215,12 +196,12 @@ def build_estimator(labels=None, *, model=options.MODEL_NAME.default_for(_NB),
         return MultiLabelZeroShotClassifier(
             model, threshold=options.THRESHOLD.default if threshold is None else threshold,
             label_map=label_map, **common
-        ).fit(None, [[label] for label in check_labels(labels)])
+        ).fit(None, [[str(label)] for label in labels])
     common.update(calibration=calibration, label_map=label_map)
     if examples is None:
-        return ZeroShotClassifier(model, **common).fit(None, check_labels(labels))
+        return ZeroShotClassifier(model, **common).fit(None, [str(y) for y in labels])
     texts, ex_labels = normalize_examples(examples, text_col, label_col)
-    labels = labels_with_examples(labels, ex_labels)
+    labels = None if labels is None else [str(y) for y in labels]
     if example_template is not None:
         common["example_template"] = example_template
     clf = FewShotClassifier(model, max_samples=max_samples, random_state=random_state,
@@ -231,28 +212,23 @@ def build_estimator(labels=None, *, model=options.MODEL_NAME.default_for(_NB),
 
 # The keywords build_estimator takes (and so nbllm.classify and the accessors).
 OPTION_NAMES = set(inspect.signature(build_estimator).parameters) - {"labels"}
+# What the notebook's Python functions leave out: build_estimator's defaults.
+_DEFAULTS = {name: p.default for name, p in
+             inspect.signature(build_estimator).parameters.items() if name != "labels"}
 
 
-def _checked_options():
-    """The call's options the table declares a check for (the estimators' fit
-    checks the others; an inverted keyword, ``raw``, is any truth value)."""
-    return [option for option in options.BY_KEYWORD.values()
-            if option.keyword in OPTION_NAMES and option.checked and not option.inverted]
-
-
-def _texts_problem(texts, skip_missing):
+def _check_texts(texts, skip_missing):
     if texts is None or isinstance(texts, (str, bytes)):
         got = "None" if texts is None else "a single string; wrap it in a list: [text]"
-        return TextsError(f"texts must be a list-like of texts, got {got}")
+        raise TextsError(f"texts must be a list-like of texts, got {got}")
     if skip_missing:
-        return None
+        return
     missing = [i for i, text in enumerate(texts) if is_missing(text)]
     if missing:
         shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
-        return TextsError(
+        raise TextsError(
             f"texts contain {len(missing)} missing value(s) (None or NaN) at position(s) "
             f"{shown}; drop or fill them, or pass skip_missing=True")
-    return None
 
 
 def check_call(texts, labels=None, estimator=None, *, skip_missing=True, **opts):
@@ -261,19 +237,17 @@ def check_call(texts, labels=None, estimator=None, *, skip_missing=True, **opts)
     The entry check of :func:`classify` and of the accessors' ``classify``:
     texts (missing ones too, unless ``skip_missing``), labels and options
     (see :func:`check_options`); with an ``estimator``, its labels and
-    options are its own.  Messages name options as the notebook's Python
-    functions do (``raw=True``).
+    options are its own.  The caller words the error for its way in
+    (:func:`nbllm.options.in_words`).
 
     Raises
     ------
     UserError
         A ValueError or TypeError with a one-line message.
     """
-    with options.way_in(options.PYTHON):
-        error = _texts_problem(texts, skip_missing) or (
-            None if estimator is not None else _options_problem(labels, opts))
-    if error is not None:
-        raise error
+    _check_texts(texts, skip_missing)
+    if estimator is None:
+        check_options(labels, **opts)
 
 
 def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
@@ -312,16 +286,21 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
     """
     if texts is not None and not hasattr(texts, "__len__"):
         texts = list(texts)  # an iterator: read once, for the check and the run
-    check_call(texts, labels, estimator, skip_missing=skip_missing, **opts)
-    with options.way_in(options.PYTHON), \
-            showing_status(estimator if estimator is not None else opts.get("model")):
-        return _classify(texts, labels, estimator, previews, index, skip_missing, on_rows,
-                         stop, opts)
+    try:
+        check_call(texts, labels, estimator, skip_missing=skip_missing, **opts)
+        with words_for_warnings(options.PYTHON), \
+                showing_status(estimator if estimator is not None else opts.get("model")):
+            return _classify(texts, labels, estimator, previews, index, skip_missing,
+                             on_rows, stop, opts)
+    except UserError as exc:
+        # Said in the notebook's words (raw=True), from this call down.
+        raise options.in_words(exc, options.PYTHON) from None
 
 
 def _classify(texts, labels, estimator, previews, index, skip_missing, on_rows, stop,
               opts):
-    clf = estimator if estimator is not None else build_estimator(labels, **opts)
+    clf = estimator if estimator is not None else _fit_estimator(labels,
+                                                                 **{**_DEFAULTS, **opts})
     texts = list(texts)
     keep = list(range(len(texts)))
     if skip_missing:

@@ -17,9 +17,10 @@ otherwise when it is (:mod:`.accessors`).
 import numpy as np
 import pandas as pd
 
-from ..options import DASK, MULTI_LABEL, PROBAS_SUM_TO_1, PROGRESS, check_labels
+from ..options import (DASK, MULTI_LABEL, PROBAS_SUM_TO_1, PROGRESS, PYTHON, check_labels,
+                       in_words)
 from . import classify as api
-from ..exceptions import ColumnError, OptionError
+from ..exceptions import ColumnError, OptionError, UserError
 from .session import session
 
 # Session settings (``%nbllm model|cache_dir ...``) that workers do not see;
@@ -140,7 +141,11 @@ class DaskLLMAccessor:
                 f"{', '.join(map(repr, self._obj.columns))}"
             )
         # User errors are raised here, at the way in, before a graph is built.
-        api.check_call(self._obj[column], labels, raw=raw, progress=progress, **options)
+        try:
+            api.check_call(self._obj[column], labels, raw=raw, progress=progress,
+                           **options)
+        except UserError as exc:
+            raise in_words(exc, PYTHON) from None
         for name in _SESSION_OPTIONS:
             if options.get(name) is None and getattr(session, name) is not None:
                 options[name] = getattr(session, name)

@@ -24,6 +24,7 @@ from .session import MB, session
 from .. import options
 from ..engine.result_cache import result_cache
 from ..exceptions import LabelsError, UserError
+from ..warnings_to_user import words_for_warnings
 
 # The labels' errors are the option's: a magic names it by its flag.
 _LABELS_FLAG = "--labels"
@@ -219,14 +220,15 @@ class NbllmMagics(Magics):
             opts[option.keyword] = self._value(option, getattr(args, option.keyword))
         prompts = opts.pop("prompt") or [None]
         try:
-            # Messages name options as the magics do (--raw).
-            with options.way_in(options.MAGIC):
+            # Warnings name options as the magics do (--raw).
+            with words_for_warnings(options.MAGIC):
                 result = _classify(args, texts, index, prompts, opts)
         except UserError as exc:
-            # Only nbllm's user errors become one line; anything else is a bug
-            # and keeps its traceback.
+            # Only nbllm's user errors become one line, the options it names
+            # said as the magics say them; anything else is a bug and keeps
+            # its traceback.
             named = f"{_LABELS_FLAG}: " if isinstance(exc, LabelsError) else ""
-            raise UsageError(f"{named}{exc}") from None
+            raise UsageError(f"{named}{options.in_words(exc, options.MAGIC)}") from None
         if args.out:
             self.shell.user_ns[args.out] = result
         return result
@@ -294,8 +296,6 @@ class NbllmMagics(Magics):
             body = "\n".join(lines[cut + 1:])
             if not examples:
                 raise UsageError("no examples above the '---' line")
-        if args.max_samples < 1:
-            raise UsageError(f"--max-samples must be at least 1; got {args.max_samples}")
         texts, index = self._texts(args, body)
         return self._run("fewshot", args, texts, index, examples=examples,
                          text_col=args.text_col, label_col=args.label_col)

@@ -8,7 +8,8 @@ pandas builds a new accessor object on every attribute access, so
 import pandas as pd
 
 from .. import options
-from ..exceptions import ColumnError
+from ..exceptions import ColumnError, UserError
+from ..options import PYTHON, in_words
 from . import classify as api
 
 
@@ -29,13 +30,19 @@ class _Base:
         self._obj = obj
 
     def _classify(self, series, labels, proba, raw, estimator, **options):
-        if estimator is not None:
-            # A fitted estimator brings its own labels, prompt and model.
-            result = api.classify(series.tolist(), estimator=estimator,
-                                  index=series.index, skip_missing=True)
-        else:
-            result = api.classify(series.tolist(), labels, raw=raw, index=series.index,
-                                  skip_missing=True, **options)
+        try:
+            # User errors are raised at the way in, before any work.
+            api.check_call(series, labels, estimator, raw=raw, **options)
+            if estimator is not None:
+                # A fitted estimator brings its own labels, prompt and model.
+                result = api.classify(series.tolist(), estimator=estimator,
+                                      index=series.index, skip_missing=True)
+            else:
+                result = api.classify(series.tolist(), labels, raw=raw,
+                                      index=series.index, skip_missing=True, **options)
+        except UserError as exc:
+            # Said in the notebook's words (raw=True), two frames from the call.
+            raise in_words(exc, PYTHON) from None
         return _output_frame(result, proba, result.raw)
 
 
@@ -86,8 +93,6 @@ class DataFrameLLMAccessor(_Base):
         options = dict(model=model, prompt=prompt, examples=examples,
                        max_samples=max_samples, batch_size=batch_size, progress=progress,
                        **kwargs)
-        # User errors are raised here, at the way in, before any work.
-        api.check_call(texts, labels, estimator, raw=raw, **options)
         return self._classify(texts, labels, proba, raw, estimator, **options)
 
     def panel(self, column, labels=None):
@@ -126,7 +131,6 @@ class SeriesLLMAccessor(_Base):
         options = dict(model=model, prompt=prompt, examples=examples,
                        max_samples=max_samples, batch_size=batch_size, progress=progress,
                        **kwargs)
-        api.check_call(self._obj, labels, estimator, raw=raw, **options)
         return self._classify(self._obj, labels, proba, raw, estimator, **options)
 
     def preview(self, i, labels=None, **options):

@@ -13,14 +13,14 @@ import traceback
 import ipywidgets as widgets
 
 from .. import options
-from ..exceptions import ExamplesError, InputError, PromptError, TextsError
+from ..exceptions import ExamplesError, InputError, PromptError, TextsError, UserError
 from ..options import check_labels
 from . import classify as api
 from .inline_examples import parse_inline_examples
 from .display import NO_MATH, esc
 from .panel_code import PanelSettings, build_code, variable_holding
 from .panel_labels import check_not_merged, split_added
-from .panel_widgets import DEVICES, FEW, ZERO, PanelWidgets, _default  # noqa: F401
+from .panel_widgets import FEW, ZERO, PanelWidgets, _default
 from ..engine.status import listening
 from ..warnings_to_user import collecting
 from ..engine.prompts import (
@@ -308,15 +308,16 @@ class Panel(PanelWidgets, widgets.VBox):
         if clear:
             self._clear(clear)
         try:
-            # Messages name options as the panel does ("raw probabilities").
-            with options.way_in(options.PANEL), listening(self._report), \
-                    collecting(self._warned):
+            # Warnings name options as the panel does ("raw probabilities").
+            with listening(self._report), collecting(self._warned, options.PANEL):
                 job()
             self.last_error = None
         except BaseException as exc:  # noqa: B902 - KeyboardInterrupt too
             self.last_error = exc
             self._traceback = traceback.format_exc()
-            self.status.value = coloured("error", f"{type(exc).__name__}: {exc}")
+            # A user error names options as the panel does.
+            shown = options.in_words(exc, options.PANEL) if isinstance(exc, UserError) else exc
+            self.status.value = coloured("error", f"{type(exc).__name__}: {shown}")
             self.traceback_button.layout.display = ""
         finally:
             for button in self._buttons:

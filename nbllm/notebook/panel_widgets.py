@@ -8,6 +8,7 @@ cut off (the browser test measures it).
 import ipywidgets as widgets
 
 from .. import options
+from ..engine.devices import DEVICE_NAMES
 from ..engine.prompts import DEFAULT_EXAMPLE_TEMPLATE, DEFAULT_PROMPT_ZERO_SHOT
 from .display import esc
 from .panel_front_end import CodeBox, EnterAddsTag
@@ -15,8 +16,6 @@ from .panel_labels import HINT
 from .session import session
 
 ZERO, FEW = "zero-shot", "few-shot"
-# The devices the panel offers (cuda:N is for the other ways in).
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def _default(option):
@@ -49,7 +48,8 @@ class PanelWidgets:
             description="model", ensure_option=False,
         )
         self.device = widgets.Dropdown(
-            options=DEVICES, value=session.device if session.device in DEVICES
+            # The devices by name (cuda:N is for the other ways in).
+            options=DEVICE_NAMES, value=session.device if session.device in DEVICE_NAMES
             else options.DEVICE.default_for(options.PANEL),
             description=options.DEVICE.widget, layout=widgets.Layout(width="180px"),
         )
