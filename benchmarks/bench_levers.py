@@ -63,6 +63,7 @@ def best(clf, texts, repeat):
 def main():
     import torch
 
+    from nbllm import compat
     from nbllm.engine import tree_mask
 
     parser = argparse.ArgumentParser()
@@ -78,7 +79,7 @@ def main():
     base = best(clf, texts, args.repeat)
     rows.append((f"default ({dtype}, budget {tree_mask._TOKEN_BUDGET['cpu']}, "
                  f"{torch.get_num_threads()} threads, "
-                 f"{clf.loaded_.model.config._attn_implementation})", base))
+                 f"{compat.attention_implementation(clf.loaded_.model.config)})", base))
 
     f32, _ = setup(args.n, "float32")
     rows.append(("float32", best(f32, texts, args.repeat)))
@@ -95,7 +96,7 @@ def main():
     torch.set_num_threads(threads)
 
     model = clf.loaded_.model
-    attn = model.config._attn_implementation
+    attn = compat.attention_implementation(model.config)
     model.set_attn_implementation("eager")
     rows.append(("eager attention", best(clf, texts, args.repeat)))
     model.set_attn_implementation(attn)

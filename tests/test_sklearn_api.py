@@ -90,6 +90,25 @@ def test_repr_names_a_model_object_by_its_class(tiny_model, tiny_tok):
                     f"tokenizer={type(tiny_tok).__name__!r})")
 
 
+def test_repr_only_reads_the_estimator(tiny_model, tiny_tok):
+    # Another thread reading clf.model during repr must see the model itself:
+    # repr sets no attribute of the estimator, even for a moment.
+    set_names = []
+
+    class Watched(ZeroShotClassifier):
+        def __setattr__(self, name, value):
+            set_names.append((self, name))
+            super().__setattr__(name, value)
+
+    clf = Watched(model=tiny_model, tokenizer=tiny_tok)
+    before = dict(vars(clf))
+    set_names.clear()
+    text = repr(clf)
+    assert "model='LlamaForCausalLM'" in text
+    assert [name for owner, name in set_names if owner is clf] == []
+    assert vars(clf) == before and clf.model is tiny_model and clf.tokenizer is tiny_tok
+
+
 def test_the_notebook_diagram_is_scikit_learns_and_escapes_the_prompt():
     html = ZeroShotClassifier(prompt="<script>alert(1)</script> {text} {labels}")._repr_html_()
     assert "sk-top-container" in html  # scikit-learn's diagram

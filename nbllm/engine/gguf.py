@@ -387,7 +387,8 @@ def _dequantize(gguf_path, reader, folder, dtype):
     import torch
     from transformers import AutoTokenizer
 
-    from .gguf_convert import shared_reader, write_weights
+    from ..compat import shared_reader
+    from .gguf_convert import write_weights
 
     with shared_reader(gguf_path, reader):
         tokenizer = AutoTokenizer.from_pretrained(

@@ -14,14 +14,9 @@ bit-identical to ``from_pretrained(gguf_file=...)`` (tested on both embedded
 files).  The config and the tokenizer come from transformers' public API.
 """
 
-import contextlib
-import functools
-import inspect
-import sys
-from pathlib import Path
-
 import numpy as np
 
+from .. import compat
 from ..exceptions import ModelError
 
 # A shard of the converted weights is written once it holds this many bytes;
@@ -36,103 +31,11 @@ WEIGHTS_INDEX = "model.safetensors.index.json"
 def open_reader(gguf_path):
     """Parse a GGUF file's header once: a ``gguf.GGUFReader`` over its memory map.
 
-    gguf's reader slices its ``numpy.memmap`` once per value and twice per
-    string, and each slice of that subclass costs microseconds of Python: a
-    262k-token vocabulary took 23 s.  This reader works on a plain ndarray
-    view of the same map and reads arrays of scalars or strings in one pass
-    (:func:`_array_parts`), with the same fields as a result: Gemma 3's
-    vocabulary then parses in under a second.
+    It reads arrays of scalars or strings in one pass rather than element by
+    element (:func:`nbllm.compat.plain_reader`): Gemma 3's vocabulary parses
+    in under a second instead of 23 s.
     """
-    from gguf import GGUFReader, GGUFValueType
-
-    class PlainReader(GGUFReader):
-        def _get(self, *args, **kwargs):
-            if type(self.data) is not np.ndarray:
-                # Still the file's map (the view keeps it alive), minus the subclass.
-                self.data = self.data.view(np.ndarray)
-            return super()._get(*args, **kwargs)
-
-        def _get_field_parts(self, orig_offs, raw_type):
-            if GGUFValueType(raw_type) == GGUFValueType.ARRAY:
-                parts = _array_parts(self, orig_offs)
-                if parts is not None:
-                    return parts
-            return super()._get_field_parts(orig_offs, raw_type)
-
-    return PlainReader(str(gguf_path))
-
-
-def _array_parts(reader, offset):
-    """``reader._get_field_parts`` of the array at ``offset``, read in one pass.
-
-    gguf's reader walks an array element by element (a recursive call and
-    one or two slices each); here a string's length is read with
-    ``int.from_bytes`` and each element's parts are plain slices of the same
-    memory, with the dtypes and layout gguf's own walk gives (tested).
-    Returns None for arrays of arrays, which gguf's walk reads.
-    """
-    from gguf import GGUFValueType
-
-    item_type = reader._get(offset, np.uint32)
-    length = reader._get(offset + 4, np.uint64)
-    kind = GGUFValueType(int(item_type[0]))
-    count, start = int(length[0]), offset + 12
-    parts = [item_type, length]
-    if not count:  # gguf's walk names no item type then, whatever the kind
-        return 12, parts, [], [GGUFValueType.ARRAY]
-    types = [GGUFValueType.ARRAY, kind]
-    scalar = reader.gguf_scalar_to_np.get(kind)
-    if scalar is not None:
-        values = reader._get(start, scalar, count)
-        parts += (values[i:i + 1] for i in range(count))
-        return 12 + int(values.nbytes), parts, list(range(2, 2 + count)), types
-    if kind != GGUFValueType.STRING:
-        return None
-    # The length prefix's dtype and byte order, as gguf's own _get gives them.
-    length_type = reader._get(start, np.uint64).dtype
-    order = _byte_order(length_type)
-    data, raw, end = reader.data, memoryview(reader.data), start
-    for _ in range(count):
-        size = int.from_bytes(raw[end:end + 8], order)
-        parts += (data[end:end + 8].view(length_type), data[end + 8:end + 8 + size])
-        end += 8 + size
-    return end - offset, parts, list(range(3, 3 + 2 * count, 2)), types
-
-
-def _byte_order(dtype):
-    """'little' or 'big': how ``int.from_bytes`` reads a value of ``dtype``."""
-    return {"<": "little", ">": "big"}.get(dtype.byteorder, sys.byteorder)
-
-
-@contextlib.contextmanager
-def shared_reader(gguf_path, reader):
-    """Within the block, transformers reads ``gguf_path`` through ``reader``.
-
-    transformers re-reads what cannot change within one conversion: the
-    whole header (the vocabulary included) at each of its calls (the
-    tokenizer, the config: three parses of a 262k-token vocabulary, most of a
-    conversion's time), and gguf's tensor-name table once per module of the
-    model (300 times for Gemma 3).  It looks both names up in ``gguf`` when
-    called, so for this block ``gguf.GGUFReader`` returns the reader already
-    open for this file (a new one for any other file), and
-    ``gguf.get_tensor_name_map`` remembers its tables.
-    """
-    import gguf
-
-    reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
-    path = Path(gguf_path).resolve()
-
-    def reuse(file, *args, **kwargs):
-        if not args and not kwargs and Path(file).resolve() == path:
-            return reader
-        return reader_class(file, *args, **kwargs)
-
-    gguf.GGUFReader = reuse
-    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(name_map)
-    try:
-        yield
-    finally:
-        gguf.GGUFReader, gguf.get_tensor_name_map = reader_class, name_map
+    return compat.plain_reader(gguf_path)
 
 
 def check_convertible(spec, gguf_path, reader):
@@ -154,11 +57,11 @@ def check_convertible(spec, gguf_path, reader):
     """
     import transformers
     from gguf import dequantize
-    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
 
+    supported = compat.gguf_architectures()
     architecture = _architecture(reader)
     # transformers reads these under another name (modeling_gguf_pytorch_utils).
-    known = set(GGUF_SUPPORTED_ARCHITECTURES) | {"qwen2moe", "qwen3moe", "gpt-oss", "t5encoder"}
+    known = supported | {"qwen2moe", "qwen3moe", "gpt-oss", "t5encoder"}
     if architecture in _packed_only() - known:
         raise ModelError(
             f"Could not load model {spec!r}: {gguf_path.name} holds a {architecture!r} "
@@ -170,7 +73,7 @@ def check_convertible(spec, gguf_path, reader):
         raise ModelError(
             f"Could not load model {spec!r}: {gguf_path.name} holds a {architecture!r} "
             f"model, an architecture transformers {transformers.__version__} cannot load "
-            f"from GGUF (it can: {', '.join(sorted(GGUF_SUPPORTED_ARCHITECTURES))}); "
+            f"from GGUF (it can: {', '.join(sorted(supported))}); "
             "use the original model's Hugging Face folder, or a newer transformers"
         )
     seen = set()
@@ -192,11 +95,7 @@ def check_convertible(spec, gguf_path, reader):
 
 def _packed_only():
     """Architectures that only transformers' newer packed-GGUF loader (5.x) reads."""
-    try:
-        from transformers.integrations.gguf.utils import GGUF_ARCHS
-    except ImportError:  # an older transformers: none
-        return set()
-    return set(GGUF_ARCHS)
+    return compat.packed_gguf_architectures()
 
 
 def _architecture(reader):
@@ -230,15 +129,6 @@ def _dequantize(tensor):
     return out.reshape(*data.shape[:-1], width) if data.ndim > 1 else out.reshape(width)
 
 
-def _name_map(model, processor):
-    """transformers' GGUF-to-model tensor names (its signature changed in 5.x)."""
-    from transformers.modeling_gguf_pytorch_utils import get_gguf_hf_weights_map
-
-    if "processor" in inspect.signature(get_gguf_hf_weights_map).parameters:
-        return get_gguf_hf_weights_map(model, processor)
-    return get_gguf_hf_weights_map(model)
-
-
 def write_weights(gguf_path, reader, folder, dtype):
     """De-quantize every tensor of the file into safetensors shards in ``folder``.
 
@@ -256,16 +146,14 @@ def write_weights(gguf_path, reader, folder, dtype):
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
-    from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS, TensorProcessor
 
     config = AutoConfig.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
                                         trust_remote_code=False)
     # A model without storage: only its parameter names and shapes are needed.
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    processor = TENSOR_PROCESSORS.get(_architecture(reader), TensorProcessor)(
-        config=config.to_dict())
-    names = _name_map(model, processor)
+    processor = compat.gguf_tensor_processor(_architecture(reader), config.to_dict())
+    names = compat.gguf_weights_map(model, processor)
     # Processors of mixture-of-experts families gather experts into tensors
     # they keep here, complete only at the end.
     gathered = {"config": config.to_dict(), "tensors": {}}

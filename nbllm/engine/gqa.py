@@ -9,55 +9,37 @@ tree-mask backend always passes a mask; profiled on 2 CPU cores, few-shot
 prompts, those copies were about a tenth of the pass.
 
 PyTorch's CPU kernel takes a mask and ``enable_gqa=True`` together, so on the
-CPU the tree-mask passes run under an attention function registered with
-transformers' public ``AttentionInterface`` that does just that.  It is the
-same arithmetic as the stock SDPA function (the self-check verifies each model
-under it) and hands every other case back to the stock one.  The switch is
-per call and per model (:func:`native_gqa`); a model whose attention is not
-SDPA, or a device other than the CPU, is left alone.
+CPU the tree-mask passes run under an attention function that does just that.
+It is the same arithmetic as the stock SDPA function (the self-check verifies
+each model under it) and hands every other case back to the stock one.  The
+switch is per call and per model (:func:`native_gqa`), and seen by the calling
+thread only (:func:`nbllm.compat.sdpa_override`): the model's config is not
+changed, so another thread using the same model meanwhile runs transformers'
+own SDPA.  A model whose attention is not SDPA, or a device other than the
+CPU, is left alone.
 """
 
 import contextlib
-import threading
 
-NAME = "nbllm_sdpa_gqa"
-_LOCK = threading.Lock()
-_REGISTERED = []
+from .. import compat
 
 
 def _attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
                is_causal=None, **kwargs):
     """transformers' attention-function contract: returns (output, None)."""
     import torch
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     groups = getattr(module, "num_key_value_groups", 1)
     special = any(kwargs.get(k) is not None for k in ("softcap", "position_bias", "s_aux"))
     if groups == 1 or attention_mask is None or special or kwargs.get("output_attentions"):
-        return sdpa_attention_forward(module, query, key, value, attention_mask,
-                                      dropout=dropout, scaling=scaling, is_causal=is_causal,
-                                      **kwargs)
+        return compat.stock_sdpa()(module, query, key, value, attention_mask,
+                                   dropout=dropout, scaling=scaling, is_causal=is_causal,
+                                   **kwargs)
     out = torch.nn.functional.scaled_dot_product_attention(
         query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling,
         enable_gqa=True,
     )
     return out.transpose(1, 2).contiguous(), None
-
-
-def _register():
-    """Register the function (and SDPA's mask builder) under :data:`NAME`, once."""
-    with _LOCK:
-        if _REGISTERED:
-            return True
-        try:
-            from transformers import AttentionInterface
-            from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-        except ImportError:  # a transformers without the public interface
-            return False
-        AttentionInterface.register(NAME, _attention)
-        AttentionMaskInterface.register(NAME, sdpa_mask)
-        _REGISTERED.append(NAME)
-        return True
 
 
 def _uses_gqa(model):
@@ -72,18 +54,13 @@ def native_gqa(model, device):
     """Run the block's forward passes of ``model`` with key/value heads uncopied.
 
     Does nothing unless the device is the CPU, the model's attention is
-    transformers' ``"sdpa"`` and it groups its query heads.  Another thread
-    using the same model meanwhile gets the same arithmetic.
+    transformers' ``"sdpa"`` and it groups its query heads.  Only this
+    thread's passes switch; the model and its config are not changed.
     """
-    config = model.config
-    switch = (device.type == "cpu" and getattr(config, "_attn_implementation", None) == "sdpa"
-              and _uses_gqa(model) and _register())
+    switch = (device.type == "cpu" and compat.attention_implementation(model.config) == "sdpa"
+              and _uses_gqa(model))
     if not switch:
         yield
         return
-    config._attn_implementation = NAME
-    try:
+    with compat.sdpa_override(_attention):
         yield
-    finally:
-        if config._attn_implementation == NAME:
-            config._attn_implementation = "sdpa"

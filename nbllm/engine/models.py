@@ -32,6 +32,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import compat
 from ..exceptions import ModelError, ModelFileNotFoundError, OptionError
 from .devices import resolve_device, resolve_dtype
 from .head import numerics_tag
@@ -195,18 +196,14 @@ def _auto_class(spec, config):
         such as encoder-only ones.
     """
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
-    )
 
     custom = getattr(config, "auto_map", None) or {}
     if getattr(config, "is_encoder_decoder", False) and (
-        config.model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+        config.model_type in compat.seq2seq_lm_types()
         or "AutoModelForSeq2SeqLM" in custom
     ):
         return AutoModelForSeq2SeqLM
-    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or (
+    if config.model_type in compat.causal_lm_types() or (
         "AutoModelForCausalLM" in custom
     ):
         return AutoModelForCausalLM

@@ -331,14 +331,16 @@ _ENGINE_DIGEST = None
 
 
 def _engine_digest():
-    """A hash of the engine's source files, read once per process."""
+    """A hash of the engine's source files and nbllm.compat, read once per process."""
     global _ENGINE_DIGEST
     if _ENGINE_DIGEST is None:
         import hashlib
         from pathlib import Path
 
         h = hashlib.sha256()
-        for path in sorted(Path(__file__).parent.glob("*.py")):
+        # compat.py picks the attention function the tree-mask passes run.
+        engine = Path(__file__).parent
+        for path in sorted(engine.glob("*.py")) + [engine.parent / "compat.py"]:
             h.update(path.name.encode() + b"|" + path.read_bytes())
         _ENGINE_DIGEST = h.hexdigest()[:16]
     return _ENGINE_DIGEST

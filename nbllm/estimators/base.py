@@ -369,17 +369,17 @@ class _LLMBase(BaseEstimator):
     def __repr__(self, N_CHAR_MAX=700):
         if self.model is None and self.tokenizer is None:
             return super().__repr__(N_CHAR_MAX)
-        saved = self.model, self.tokenizer
-        try:
-            # sklearn's repr prints parameter values; show class names, not
-            # the model's full module tree.
-            self.model = _Named(type(saved[0]).__name__) if saved[0] is not None else None
-            self.tokenizer = (
-                _Named(type(saved[1]).__name__) if saved[1] is not None else None
-            )
-            return super().__repr__(N_CHAR_MAX)
-        finally:
-            self.model, self.tokenizer = saved
+        # sklearn's repr prints parameter values; show class names, not the
+        # model's full module tree.  It prints a shallow copy, so this
+        # estimator is only read: another thread never sees a stand-in.
+        shown = object.__new__(type(self))
+        vars(shown).update(vars(self))
+        vars(shown).update(
+            model=_Named(type(self.model).__name__) if self.model is not None else None,
+            tokenizer=(_Named(type(self.tokenizer).__name__)
+                       if self.tokenizer is not None else None),
+        )
+        return super(_LLMBase, shown).__repr__(N_CHAR_MAX)
 
 
 class _Named:
