@@ -63,7 +63,7 @@ def best(clf, texts, repeat):
 def main():
     import torch
 
-    from nbllm.engine import tree_mask
+    from nbllm.engine.scoring import tree_mask
 
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=96)

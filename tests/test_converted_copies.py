@@ -13,8 +13,8 @@ import time
 import pytest
 from IPython.core.error import UsageError
 
-from nbllm.engine import gguf, models
-from nbllm.engine.converted_copies import (
+from nbllm.engine.loading import gguf, models
+from nbllm.engine.loading.converted_copies import (
     UNKNOWN,
     converted_copies,
     delete_converted,

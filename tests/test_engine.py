@@ -5,11 +5,11 @@ import copy
 import numpy as np
 import pytest
 
-from nbllm.engine.models import LoadedModel
-from nbllm.engine import prefix as prefix_module
-from nbllm.engine.prefix import common_prefix_length, shared_prefix_length
-from nbllm.engine.tree_mask import TreeMaskBackend, plan_batches
-from nbllm.engine.trie import LabelTrie
+from nbllm.engine.loading.models import LoadedModel
+from nbllm.engine.scoring import prefix as prefix_module
+from nbllm.engine.scoring.prefix import common_prefix_length, shared_prefix_length
+from nbllm.engine.scoring.tree_mask import TreeMaskBackend, plan_batches
+from nbllm.engine.scoring.trie import LabelTrie
 from tiny import get_tiny_model, get_tiny_tokenizer, oracle_matrix
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -380,7 +380,7 @@ def test_prefix_kv_is_shared_by_scorers_on_the_same_model():
 def test_out_of_memory_halves_the_batch_and_retries(monkeypatch):
     import torch
 
-    from nbllm.engine.models import wrap_model
+    from nbllm.engine.loading.models import wrap_model
 
     tiny_model, tiny_tok = get_tiny_model(), get_tiny_tokenizer()
     loaded = wrap_model(tiny_model, tiny_tok)
@@ -408,7 +408,7 @@ def test_out_of_memory_halves_the_batch_and_retries(monkeypatch):
 
 
 def test_other_runtime_errors_are_not_retried(monkeypatch):
-    from nbllm.engine.models import wrap_model
+    from nbllm.engine.loading.models import wrap_model
 
     def broken(self, *args):
         raise RuntimeError("shape mismatch")
@@ -433,7 +433,7 @@ def _bf16_loaded():
 
 
 def _backend(name, loaded):
-    from nbllm.engine.exact import ExactBackend
+    from nbllm.engine.scoring.exact import ExactBackend
 
     return {"tree-mask": lambda: TreeMaskBackend(loaded),
             "exact": lambda: ExactBackend(loaded),
@@ -447,7 +447,7 @@ def test_bf16_model_reduces_in_float32(monkeypatch, path):
     results stay close to the float32 model's."""
     import torch
 
-    from nbllm.engine import batching, exact, tree_mask
+    from nbllm.engine.scoring import batching, exact, tree_mask
 
     loaded = _bf16_loaded()
     softmax_inputs, delivered = [], []

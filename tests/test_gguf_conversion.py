@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from nbllm.engine import gguf_convert
-from nbllm.engine.gguf import _converted, converter_versions
+from nbllm.engine.loading import gguf_convert
+from nbllm.engine.loading.gguf import _converted, converter_versions
 from nbllm.exceptions import ModelError
 from synthetic_gguf import write_llama_gguf
 
@@ -239,7 +239,7 @@ def test_converter_versions_name_the_libraries():
 
 @pytest.mark.slow
 def test_smollm2_copy_is_transformers_own_load(real_model):
-    from nbllm.engine.embedded import embedded_model_path
+    from nbllm.engine.loading.embedded import embedded_model_path
 
     path = embedded_model_path("smollm2-135m")
     # transformers' own load, with its parses of the header made one (the
@@ -251,7 +251,7 @@ def test_smollm2_copy_is_transformers_own_load(real_model):
 
 @pytest.mark.slow
 def test_gemma3_copy_is_transformers_own_load(gemma_model):
-    from nbllm.engine.embedded import embedded_model_path
+    from nbllm.engine.loading.embedded import embedded_model_path
 
     path = embedded_model_path("gemma3-270m")
     ours = gemma_model.model.state_dict()
@@ -265,7 +265,7 @@ def test_the_plain_reader_reads_gemma3s_vocabulary_as_ggufs_reader(gemma_model):
     # 262k tokens, scores and types: the arrays the one-pass read exists for.
     from gguf import GGUFReader
 
-    from nbllm.engine.embedded import embedded_model_path
+    from nbllm.engine.loading.embedded import embedded_model_path
 
     class WalkingReader(GGUFReader):
         """gguf's own element-by-element walk, over a plain view of the map

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from nbllm.engine import devices, embedded, gguf, models
+from nbllm.engine.loading import devices, embedded, gguf, models
 from tiny import get_tiny_model, get_tiny_tokenizer
 
 needs_no_cuda = pytest.mark.skipif(

@@ -6,10 +6,10 @@ arrives as one more item of ``labels.value``.
 
 import pytest
 
-from nbllm.engine.prompts import DEFAULT_PROMPT_FEW_SHOT
+from nbllm.engine.scoring.prompts import DEFAULT_PROMPT_FEW_SHOT
 from nbllm.notebook import classify as api
-from nbllm.notebook.panel import FEW, Panel
-from nbllm.notebook.panel_labels import HINT, added_tag, split_added
+from nbllm.notebook.panel.panel import FEW, Panel
+from nbllm.notebook.panel.labels import HINT, added_tag, split_added
 from entry_points import assert_idle, error_line, make_panel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
@@ -164,7 +164,7 @@ def test_buttons_are_as_wide_as_their_words():
 def test_the_enter_hook_is_in_the_labels_row_and_fixed():
     """The browser-side hook that commits a tag on Enter (JupyterLab keeps the
     key from the widget) is one fixed piece of HTML beside the labels box."""
-    from nbllm.notebook.panel_widgets import ENTER_HOOK
+    from nbllm.notebook.panel.widgets import ENTER_HOOK
 
     panel = Panel(threaded=False, labels=["<b>x</b>"])
     row = panel.children[1]

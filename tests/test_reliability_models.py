@@ -27,9 +27,9 @@ import pytest
 import torch
 import transformers
 
-from nbllm.engine import gguf as gguf_cache
+from nbllm.engine.loading import gguf as gguf_cache
 from nbllm.exceptions import UserError
-from nbllm.engine import models
+from nbllm.engine.loading import models
 from tiny import get_tiny_model, get_tiny_tokenizer
 
 # The conversion tests compare weights with the float32 tiny model: pin the
@@ -106,7 +106,7 @@ def assert_one_clean_error(info):
     assert exc.__cause__ is None
     assert exc.__context__ is None or exc.__suppress_context__
     raised_in = Path(str(info.traceback[-1].path))
-    assert raised_in.parent.name == "engine" and raised_in.name in ("models.py", "gguf.py")
+    assert raised_in.parent.name == "loading" and raised_in.name in ("models.py", "gguf.py")
 
 
 def assert_nothing_left(cache):
@@ -671,7 +671,7 @@ def test_float64_runs_from_the_float32_copy(gguf, cache, conversions):
 
 
 def _probe_calls(monkeypatch):
-    from nbllm.engine import selfcheck
+    from nbllm.engine.scoring import selfcheck
 
     calls = []
     real = selfcheck.run_probe
@@ -686,8 +686,8 @@ def _probe_calls(monkeypatch):
 
 def test_a_passed_self_check_is_remembered_by_the_next_process(
         monkeypatch, gguf, cache, conversions):
-    from nbllm.engine import selfcheck
-    from nbllm.engine.scorer import backend_choice
+    from nbllm.engine.scoring import selfcheck
+    from nbllm.engine.scoring.scorer import backend_choice
 
     calls = _probe_calls(monkeypatch)
     first = models.get_model(str(gguf), device="cpu")
@@ -711,7 +711,7 @@ def test_a_passed_self_check_is_remembered_by_the_next_process(
 @pytest.mark.parametrize("content", ["", "{", '{"key": 1}', '{"key": {}, "difference": 0}'])
 def test_a_torn_or_foreign_verdict_means_a_new_probe(monkeypatch, gguf, cache, conversions,
                                                      content):
-    from nbllm.engine.scorer import backend_choice
+    from nbllm.engine.scoring.scorer import backend_choice
 
     calls = _probe_calls(monkeypatch)
     loaded = models.get_model(str(gguf), device="cpu")
@@ -721,8 +721,8 @@ def test_a_torn_or_foreign_verdict_means_a_new_probe(monkeypatch, gguf, cache, c
 
 
 def test_a_failed_self_check_is_not_remembered(monkeypatch, gguf, cache, conversions):
-    from nbllm.engine import selfcheck
-    from nbllm.engine.scorer import backend_choice
+    from nbllm.engine.scoring import selfcheck
+    from nbllm.engine.scoring.scorer import backend_choice
 
     failing = selfcheck.ProbeResult(1.0, None, 0.0, 1e-3)
     monkeypatch.setattr(selfcheck, "run_probe", lambda *a, **k: failing)
@@ -796,7 +796,7 @@ def test_without_a_declaration_the_tokenizer_is_left_as_built(gguf, cache, conve
 
 
 def test_follow_special_tokens_without_the_tokenizers_own_switch():
-    from nbllm.engine.special_tokens import added_special_tokens, follow_special_tokens
+    from nbllm.engine.loading.special_tokens import added_special_tokens, follow_special_tokens
 
     class NoSwitch(type(get_tiny_tokenizer())):
         """A tokenizer class whose add_bos_token cannot be set."""
@@ -896,7 +896,7 @@ def test_a_conversion_that_cannot_fit_is_refused_before_it_starts(
     monkeypatch, tmp_path, cache, conversions
 ):
     from gguf import GGUFWriter
-    from nbllm.engine import room
+    from nbllm.engine.loading import room
 
     path = tmp_path / "big.gguf"
     writer = GGUFWriter(str(path), "llama")

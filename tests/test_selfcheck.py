@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from nbllm.engine import models, selfcheck
-from nbllm.engine.exact import ExactBackend
-from nbllm.engine.scorer import backend_choice, fallback_message
-from nbllm.engine.tree_mask import TreeMaskBackend
+from nbllm.engine.loading import models
+from nbllm.engine.scoring import selfcheck
+from nbllm.engine.scoring.exact import ExactBackend
+from nbllm.engine.scoring.scorer import backend_choice, fallback_message
+from nbllm.engine.scoring.tree_mask import TreeMaskBackend
 from tiny import get_tiny_model, get_tiny_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -12,8 +12,8 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 
 from ..exceptions import LabelsError, OptionError
-from ..engine.prompts import template_placeholders
-from ..engine.text_scorer import ProgressBar
+from ..engine.scoring.prompts import template_placeholders
+from ..engine.scoring.text_scorer import ProgressBar
 
 from .. import options
 from . import docs

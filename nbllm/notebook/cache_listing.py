@@ -5,7 +5,7 @@ and reads nothing itself.  File names come from markers anyone could have
 written, so every one of them goes through :func:`html.escape`.
 """
 
-from ..engine.converted_copies import size_text, time_text
+from ..engine.loading.converted_copies import size_text, time_text
 from .display import _STYLE, NO_MATH, esc
 
 COLUMNS = ("name", "source file", "dtype", "size", "status", "last used", "made by")

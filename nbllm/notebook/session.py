@@ -8,7 +8,7 @@ being stored.
 
 from dataclasses import dataclass, fields
 
-from ..engine import prefix
+from ..engine.scoring import prefix
 from ..exceptions import OptionError
 
 MB = 2**20
@@ -55,14 +55,14 @@ class Session:
     @property
     def cache_counters(self):
         """(entries, hits, misses) of the in-memory result cache."""
-        from ..engine.result_cache import result_cache
+        from ..engine.scoring.result_cache import result_cache
 
         return len(result_cache), result_cache.hits, result_cache.misses
 
     def reset(self):
         """Back to the defaults, with an empty in-memory result cache (and its
         counters at zero), as in a fresh kernel; loaded models stay loaded."""
-        from ..engine.result_cache import result_cache
+        from ..engine.scoring.result_cache import result_cache
 
         for field in fields(self):
             setattr(self, field.name, field.default)

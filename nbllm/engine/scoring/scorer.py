@@ -16,13 +16,13 @@ loaded model's repr.
 
 import threading
 
-from ..exceptions import OptionError
+from ...exceptions import OptionError
 from .attention import UnsupportedAttention, attention_layout
 from .exact import ExactBackend
 from .seq2seq import Seq2SeqBackend, decoder_start_id
 from .tree_mask import TreeMaskBackend
-from ..warnings_to_user import warn
-from .status import report
+from ...warnings_to_user import warn
+from ..status import report
 
 _LOCK = threading.RLock()
 

@@ -15,9 +15,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..exceptions import MissingDependencyError
+from ...exceptions import MissingDependencyError
 from .gguf import _private_mkdir, cache_dir, file_digest
-from .status import report
+from ..status import report
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,9 @@ import math
 import random
 import time
 
-from .gguf import write_private_json
+from ..loading.gguf import write_private_json
 from .head import LOW_PRECISION
-from .room import available_memory
+from ..loading.room import available_memory
 
 # Largest |difference| in log-probability accepted between two exact paths:
 # float32 paths agree to ~1e-5; half precision rounds every matmul.

@@ -29,11 +29,11 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from ..exceptions import MissingDependencyError, ModelError
-from ..warnings_to_user import warn
+from ...exceptions import MissingDependencyError, ModelError
+from ...warnings_to_user import warn
 from .room import check_room, weights_in
 from .special_tokens import follow_special_tokens, read_declared_special_tokens
-from .status import report
+from ..status import report
 
 # Written last into a converted model folder; see _seal.
 COMPLETE_MARKER = "nbllm-complete.json"

@@ -12,9 +12,9 @@ table, each in the words of its way in (``--raw`` in the magic,
 
 from dataclasses import dataclass, field
 
-from .. import options as table
-from .display import NO_MATH, esc
-from .magic_syntax import quote, write_labels, write_option, write_template
+from ... import options as table
+from ..display import NO_MATH, esc
+from ..magic_syntax import quote, write_labels, write_option, write_template
 
 # Typed texts up to this many are written into the code; more would make a
 # cell too long to read, so the code reads them from a variable instead.

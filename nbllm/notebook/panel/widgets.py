@@ -7,11 +7,11 @@ cut off (the browser test measures it).
 
 import ipywidgets as widgets
 
-from .. import options
-from ..engine.prompts import DEFAULT_EXAMPLE_TEMPLATE, DEFAULT_PROMPT_ZERO_SHOT
-from .display import esc
-from .panel_labels import HINT
-from .session import session
+from ... import options
+from ...engine.scoring.prompts import DEFAULT_EXAMPLE_TEMPLATE, DEFAULT_PROMPT_ZERO_SHOT
+from ..display import esc
+from .labels import HINT
+from ..session import session
 
 ZERO, FEW = "zero-shot", "few-shot"
 # The devices the panel offers (cuda:N is for the other ways in).
@@ -55,7 +55,7 @@ class PanelWidgets:
     """The mixin that makes the panel's widgets (:meth:`_make_widgets`)."""
 
     def _make_widgets(self, data, column, labels):
-        from ..engine.models import DEFAULT_MODEL, loaded_models
+        from ...engine.loading.models import DEFAULT_MODEL, loaded_models
 
         initial = {"description_width": "initial"}
         specs = [DEFAULT_MODEL] + [m.spec for m in loaded_models() if m.spec != DEFAULT_MODEL]

@@ -6,7 +6,7 @@ CPUs with AVX512-BF16, AMX-BF16 or ARM's BF16) and float32 elsewhere, because
 emulated bfloat16 is slower than float32.
 """
 
-from ..exceptions import OptionError
+from ...exceptions import OptionError
 
 VALID_DTYPES = ("auto", "float32", "float16", "bfloat16")
 

@@ -17,7 +17,7 @@ every token's encoding depends on the whole prompt, the text included, and
 two prompts that start alike share no exact encoder state.
 """
 
-from ..exceptions import ModelError
+from ...exceptions import ModelError
 from .exact import RowBackend, padded
 from .head import float32_label_logits
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import ModelError
+from ...exceptions import ModelError
 
 # A shard of the converted weights is written once it holds this many bytes;
 # the conversion's memory is about one shard plus the largest tensor.

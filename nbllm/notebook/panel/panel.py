@@ -12,18 +12,18 @@ import traceback
 
 import ipywidgets as widgets
 
-from .. import options
-from ..exceptions import ExamplesError, InputError, PromptError, TextsError
-from ..options import check_labels
-from . import classify as api
-from .inline_examples import parse_inline_examples
-from .display import NO_MATH, esc
-from .panel_code import PanelSettings, build_code, code_box, variable_holding
-from .panel_labels import check_not_merged, split_added
-from .panel_widgets import DEVICES, FEW, ZERO, PanelWidgets, _default  # noqa: F401
-from ..engine.status import listening
-from ..warnings_to_user import collecting
-from ..engine.prompts import (
+from ... import options
+from ...exceptions import ExamplesError, InputError, PromptError, TextsError
+from ...options import check_labels
+from .. import classify as api
+from ..inline_examples import parse_inline_examples
+from ..display import NO_MATH, esc
+from .code import PanelSettings, build_code, code_box, variable_holding
+from .labels import check_not_merged, split_added
+from .widgets import DEVICES, FEW, ZERO, PanelWidgets, _default  # noqa: F401
+from ...engine.status import listening
+from ...warnings_to_user import collecting
+from ...engine.scoring.prompts import (
     DEFAULT_EXAMPLE_TEMPLATE,
     DEFAULT_PROMPT_FEW_SHOT,
     DEFAULT_PROMPT_ZERO_SHOT,

@@ -32,11 +32,11 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..exceptions import ModelError, ModelFileNotFoundError, OptionError
+from ...exceptions import ModelError, ModelFileNotFoundError, OptionError
 from .devices import resolve_device, resolve_dtype
-from .head import numerics_tag
+from ..scoring.head import numerics_tag
 from .special_tokens import follow_special_tokens
-from .status import report
+from ..status import report
 from .embedded import EMBEDDED_MODELS, embedded_model_path
 from .gguf import (
     STORED_DTYPES,

@@ -20,11 +20,11 @@ It also generates the model's free continuation of a prompt (previews).
 
 import numpy as np
 
-from .. import options
-from ..exceptions import PromptError, TextsError
+from ... import options
+from ...exceptions import PromptError, TextsError
 from .result_cache import result_cache, result_key, text_result_key
-from ..warnings_to_user import warn
-from . import status
+from ...warnings_to_user import warn
+from .. import status
 
 # Prompts are tokenized and scored this many at a time.
 CHUNK = 2048

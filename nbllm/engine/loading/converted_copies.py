@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..exceptions import InputError
+from ...exceptions import InputError
 from .embedded import ASSEMBLED_FOLDER
 from .gguf import (
     CONVERSION_FORMAT,

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ..warnings_to_user import warn
+from ...warnings_to_user import warn
 
 DISK_CACHE_FILE = "results.sqlite"
 _SQL_CHUNK = 500  # keys per SELECT, below SQLite's variable limit

@@ -1,0 +1,1 @@
+"""The Labeler (:class:`~nbllm.notebook.labeler.labeler.Labeler`) and its parts."""

@@ -1,0 +1,1 @@
+"""The panel (:class:`~nbllm.notebook.panel.panel.Panel`) and its parts."""
