@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nbllm.engine.loading import gguf_convert
-from nbllm.engine.loading.gguf import _converted, converter_versions
+from nbllm.engine.loading.gguf import converted_copy, converter_versions
 from nbllm.exceptions import ModelError
 from synthetic_gguf import write_llama_gguf
 
@@ -212,7 +212,7 @@ def test_an_architecture_transformers_lacks_is_named_before_converting(tmp_path,
         "Hugging Face folder, or a newer transformers"
     )
     with pytest.raises(ModelError, match=f"^{re.escape(message)}$"):
-        _converted("odd", path)
+        converted_copy("odd", path)
     assert not (tmp_path / "cache" / "converted").exists() or \
         list((tmp_path / "cache" / "converted").iterdir()) == []
 
@@ -226,7 +226,7 @@ def test_a_quantization_type_gguf_lacks_is_named_before_converting(tmp_path, mon
         "quantized as Q4_K_M, Q8_0 or another k-quant, or upgrade gguf"
     )
     with pytest.raises(ModelError, match=f"^{re.escape(message)}$"):
-        _converted("odd", path)
+        converted_copy("odd", path)
 
 
 def test_converter_versions_name_the_libraries():
@@ -292,4 +292,4 @@ def test_an_architecture_only_the_packed_loader_reads_is_named(tmp_path, monkeyp
         "folder"
     )
     with pytest.raises(ModelError, match=f"^{re.escape(message)}$"):
-        _converted("odd", path)
+        converted_copy("odd", path)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from families import family_model
+from nbllm.engine.loading import devices
 from nbllm.engine.scoring import head
 from nbllm.engine.scoring.exact import ExactBackend
 from nbllm.engine.loading.models import LoadedModel, fingerprint
@@ -83,9 +84,9 @@ def test_float32_models_are_left_alone():
 
 
 def test_the_result_cache_key_tells_the_rounded_logits_apart():
-    assert head.numerics_tag(torch.float32) == b""
-    assert head.numerics_tag(torch.float64) == b""
-    assert head.numerics_tag(torch.bfloat16) == head.numerics_tag("float16") != b""
+    assert devices.numerics_tag(torch.float32) == b""
+    assert devices.numerics_tag(torch.float64) == b""
+    assert devices.numerics_tag(torch.bfloat16) == devices.numerics_tag("float16") != b""
     model = get_tiny_model()
     assert fingerprint(model, get_tiny_tokenizer()) != fingerprint(
         _bf16(model), get_tiny_tokenizer())

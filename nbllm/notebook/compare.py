@@ -17,7 +17,7 @@ from ..engine import status as engine_status
 from ..exceptions import LabelsError, OptionError, PromptError, TextsError
 from ..evaluation import evaluate
 from ..options import check_labels
-from .display import _STYLE, NO_MATH, esc, plural
+from .display import NO_MATH, RESULT_STYLE, esc, plural
 from .status import showing_status
 from . import classify as api
 
@@ -107,7 +107,7 @@ class PromptComparison:
         if len(models) == 1:
             caption += f", model {esc(models[0])}"
         return (
-            f'{_STYLE}{_COMPARE_STYLE}<div class="{NO_MATH}">'
+            f'{RESULT_STYLE}{_COMPARE_STYLE}<div class="{NO_MATH}">'
             '<table class="nbllm-table nbllm-compare">'
             f"<caption>{caption}</caption><thead><tr>"
             + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"

@@ -406,7 +406,8 @@ class Status:
 def status():
     """A :class:`Status` with the current defaults and cache counters."""
     from ..engine.loading.embedded import describe_embedded_models
-    from ..engine.loading.models import DEFAULT_MODEL, cache_dir, loaded_models
+    from ..engine.cache_folder import cache_dir
+    from ..engine.loading.models import DEFAULT_MODEL, loaded_models
 
     loaded = loaded_models()
     entries, hits, misses = session.cache_counters

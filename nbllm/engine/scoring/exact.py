@@ -12,7 +12,7 @@ any decoder-only model, ALiBi ones included.
 * ``use_prefix=True`` computes the prefix that all of a call's prompts share
   once and passes it as the model's own KV cache (the usual generation
   path).  Only that one prefix: nested ones (few-shot blocks shared by some
-  prompts) are the tree-mask backend's (:mod:`nbllm.engine.prompt_tree`);
+  prompts) are the tree-mask backend's (:mod:`nbllm.engine.scoring.prompt_tree`);
   this path is the fallback for models a tree mask cannot serve, and stays
   plain.
 * ``pad_free=True`` is the plain path itself: rows of equal length only, no
@@ -162,7 +162,7 @@ class RowBackend:
               on_batch=None, progress=None):
         """Return log P(label | prompt) for every prompt and label.
 
-        Same contract as :meth:`nbllm.engine.scorer.LabelScorer.score`.
+        Same contract as :meth:`nbllm.engine.scoring.scorer.LabelScorer.score`.
         """
         import numpy as np
         import torch
@@ -220,7 +220,7 @@ class ExactBackend(RowBackend):
 
     Parameters
     ----------
-    loaded : nbllm.engine.models.LoadedModel
+    loaded : nbllm.engine.loading.models.LoadedModel
     pad_free : bool
         The plain path: rows of equal length only, no mask and no cache.
     use_prefix : bool

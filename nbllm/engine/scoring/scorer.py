@@ -1,12 +1,12 @@
 """The engine's entry point: one scorer that picks the exact backend per model.
 
-* encoder-decoder models go to :class:`~nbllm.engine.seq2seq.Seq2SeqBackend`;
-* decoder-only models go to :class:`~nbllm.engine.tree_mask.TreeMaskBackend`,
+* encoder-decoder models go to :class:`~nbllm.engine.scoring.seq2seq.Seq2SeqBackend`;
+* decoder-only models go to :class:`~nbllm.engine.scoring.tree_mask.TreeMaskBackend`,
   unless their attention cannot be reproduced by a mask (ALiBi, chunked or
-  linear attention), which go to :class:`~nbllm.engine.exact.ExactBackend`.
+  linear attention), which go to :class:`~nbllm.engine.scoring.exact.ExactBackend`.
 
 Whatever is chosen is checked once per loaded model by the probe in
-:mod:`~nbllm.engine.selfcheck`.  A backend that disagrees with the plain path
+:mod:`~nbllm.engine.scoring.selfcheck`.  A backend that disagrees with the plain path
 (or fails) is dropped with one warning for the next one down: the padded
 exact backend, then the pad-free one, which is the plain path itself.  A new
 architecture is slow, never wrong.  The decision is kept in the model's
@@ -36,7 +36,7 @@ class BackendChoice:
         'tree-mask', 'encoder-decoder', 'exact' or 'exact (unpadded)'.
     reason : str
         A few words for ``%nbllm`` and the repr.
-    probe : nbllm.engine.selfcheck.ProbeResult or None
+    probe : nbllm.engine.scoring.selfcheck.ProbeResult or None
         The self-check of the chosen backend (None for the plain path).
     """
 
@@ -172,7 +172,7 @@ class LabelScorer:
 
     Parameters
     ----------
-    loaded : nbllm.engine.models.LoadedModel
+    loaded : nbllm.engine.loading.models.LoadedModel
 
     Attributes
     ----------

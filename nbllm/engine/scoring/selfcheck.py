@@ -36,8 +36,8 @@ import math
 import random
 import time
 
-from ..loading.gguf import write_private_json
-from .head import LOW_PRECISION
+from ..cache_folder import write_private_json
+from ..loading.devices import LOW_PRECISION
 from ..loading.room import available_memory
 
 # Largest |difference| in log-probability accepted between two exact paths:
@@ -67,7 +67,7 @@ def probe_inputs(loaded, window=None, seed=0):
 
     Parameters
     ----------
-    loaded : nbllm.engine.models.LoadedModel
+    loaded : nbllm.engine.loading.models.LoadedModel
     window : int or None
         The widest sliding window of the model, if any.
 
@@ -331,15 +331,20 @@ _ENGINE_DIGEST = None
 
 
 def _engine_digest():
-    """A hash of the engine's source files, read once per process."""
+    """A hash of the engine's source files, read once per process.
+
+    All of ``nbllm/engine``: the scoring code the probe judges and the
+    loading code that decides what it runs on (dtype, special tokens).
+    """
     global _ENGINE_DIGEST
     if _ENGINE_DIGEST is None:
         import hashlib
         from pathlib import Path
 
+        engine = Path(__file__).parents[1]
         h = hashlib.sha256()
-        for path in sorted(Path(__file__).parent.glob("*.py")):
-            h.update(path.name.encode() + b"|" + path.read_bytes())
+        for path in sorted(engine.rglob("*.py")):
+            h.update(path.relative_to(engine).as_posix().encode() + b"|" + path.read_bytes())
         _ENGINE_DIGEST = h.hexdigest()[:16]
     return _ENGINE_DIGEST
 

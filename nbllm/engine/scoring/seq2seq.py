@@ -46,7 +46,7 @@ class Seq2SeqBackend(RowBackend):
 
     Parameters
     ----------
-    loaded : nbllm.engine.models.LoadedModel
+    loaded : nbllm.engine.loading.models.LoadedModel
     pad_free : bool
         The plain path: one prompt per pass, decoder rows of equal length
         only, no masks.

@@ -10,7 +10,7 @@ and streams log P(label | prompt) back as rows finish.  On the way it
   (memory only, before any tokenizing, so a rerun costs a hash per text),
   then by its token ids (memory, then disk), and scores duplicate prompts
   once;
-* hands the rest to :class:`~nbllm.engine.scorer.LabelScorer` in chunks, so a
+* hands the rest to :class:`~nbllm.engine.scoring.scorer.LabelScorer` in chunks, so a
   100k-row job never holds every prompt's token ids at once, and stores each
   finished batch in the cache (an interrupted job resumes from it);
 * shows one progress bar for the whole call.
@@ -73,14 +73,14 @@ class TextScorer:
 
     Parameters
     ----------
-    loaded : nbllm.engine.models.LoadedModel
+    loaded : nbllm.engine.loading.models.LoadedModel
     use_chat_template : bool
         Whether prompts are chat messages (then the tokenizer adds no special
         tokens of its own: the template has them).
     truncation : str
         One of ``options.TRUNCATION.choices`` (see the classifiers' docs).
     use_caching : bool
-    disk_cache : nbllm.engine.result_cache.DiskCache or None
+    disk_cache : nbllm.engine.scoring.result_cache.DiskCache or None
     batch_size : int or 'auto'
 
     Attributes
@@ -108,7 +108,7 @@ class TextScorer:
         Parameters
         ----------
         texts : list of str
-        renderer : nbllm.engine.prompts.PromptRenderer or PerTextRenderer
+        renderer : nbllm.engine.scoring.prompts.PromptRenderer or PerTextRenderer
         label_ids : list of list of int
             The continuations to be scored (the longest must fit too).
         positions : sequence of int, optional

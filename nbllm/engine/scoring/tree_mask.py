@@ -7,7 +7,7 @@ For a prompt ``p`` and a label with tokens ``t_1..t_k``::
 The engine computes this exactly, for many prompts and all labels at once:
 
 * the prompts' shared prefixes are run once each: the call's prompts form a
-  prefix tree (:mod:`nbllm.engine.prompt_tree`), each shared span's keys
+  prefix tree (:mod:`nbllm.engine.scoring.prompt_tree`), each shared span's keys
   and values are computed from its parent's and kept on the device (and
   between calls, in the model's prefix LRU), and the tree is walked depth
   first, the prompts below a span batched over its KV;
@@ -20,10 +20,10 @@ The engine computes this exactly, for many prompts and all labels at once:
   in every row, and the LM head only runs there (``logits_to_keep``);
 * layers with a sliding window get a mask with the same window, measured in
   positions (a dict of masks keyed by layer type where the model mixes
-  sliding and full layers; see :mod:`nbllm.engine.attention`).
+  sliding and full layers; see :mod:`nbllm.engine.scoring.attention`).
 
 Models whose attention a mask cannot reproduce (ALiBi, chunked or linear
-attention) never reach this backend; :mod:`nbllm.engine.scorer` routes them to
+attention) never reach this backend; :mod:`nbllm.engine.scoring.scorer` routes them to
 the exact one, and checks this backend once per model before trusting it.
 """
 
@@ -80,7 +80,7 @@ class TreeMaskBackend:
 
     Parameters
     ----------
-    loaded : nbllm.engine.models.LoadedModel
+    loaded : nbllm.engine.loading.models.LoadedModel
         The model to score with; its ``state`` dict holds the prefix KV caches
         so that every estimator on the same model shares them.
     prefix_caches : dict or None
@@ -89,7 +89,7 @@ class TreeMaskBackend:
 
     Raises
     ------
-    nbllm.engine.attention.UnsupportedAttention
+    nbllm.engine.scoring.attention.UnsupportedAttention
         If a tree mask cannot reproduce the model's attention.
     """
 
@@ -109,7 +109,7 @@ class TreeMaskBackend:
               on_batch=None, progress=None):
         """Return log P(label | prompt) for every prompt and label.
 
-        Same contract as :meth:`nbllm.engine.scorer.LabelScorer.score`.
+        Same contract as :meth:`nbllm.engine.scoring.scorer.LabelScorer.score`.
         """
         import numpy as np
         import torch

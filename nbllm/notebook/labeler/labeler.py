@@ -28,6 +28,7 @@ from ...exceptions import (ColumnError, FileFormatError, InputTypeError, LabelsE
                           InputError, OptionError, TextsError)
 from ...options import check_labels
 from ...engine import status as engine_status
+from ...engine.cache_folder import cache_dir
 from ...warnings_to_user import warn
 from .. import classify as api
 from ..session import session
@@ -43,8 +44,6 @@ FILE_VERSION = 1
 def answers_path(texts, labels, root=None):
     """The default answers file: under nbllm's cache folder, keyed by the texts
     and the labels, so the same Labeler finds its answers after a restart."""
-    from ...engine.loading.gguf import cache_dir
-
     digest = hashlib.sha256(json.dumps([list(map(str, texts)), list(labels)])
                             .encode("utf-8")).hexdigest()[:20]
     return Path(root or cache_dir()) / "labeler" / f"{digest}.json"

@@ -20,7 +20,7 @@ from ..inline_examples import parse_inline_examples
 from ..display import NO_MATH, esc
 from .code import PanelSettings, build_code, code_box, variable_holding
 from .labels import check_not_merged, split_added
-from .widgets import DEVICES, FEW, ZERO, PanelWidgets, _default  # noqa: F401
+from .widgets import DEVICES, FEW, ZERO, PanelWidgets, panel_default  # noqa: F401
 from ...engine.status import listening
 from ...warnings_to_user import collecting
 from ...engine.scoring.prompts import (
@@ -267,7 +267,7 @@ class Panel(PanelWidgets, widgets.VBox):
         clf = api.build_estimator(
             self._label_list(), model=self.model.value.strip() or None,
             prompt=self.prompt.value, examples=self._examples(),
-            progress=_default(options.PROGRESS), **self._template_option(),
+            progress=panel_default(options.PROGRESS), **self._template_option(),
             **{o.keyword: v for o, v in shown.items() if o.keyword in api.OPTION_NAMES},
         )
         # The options build_estimator has no keyword for.
@@ -433,5 +433,5 @@ class Panel(PanelWidgets, widgets.VBox):
             if option in self.option_widgets:
                 values[option] = option.to_estimator(self.option_widgets[option].value)
             elif option.overrides.get(options.NOTEBOOK) is not None:
-                values[option] = option.to_estimator(_default(option))
+                values[option] = option.to_estimator(panel_default(option))
         return values

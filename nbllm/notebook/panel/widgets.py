@@ -18,7 +18,7 @@ ZERO, FEW = "zero-shot", "few-shot"
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def _default(option):
+def panel_default(option):
     """The option's default in the panel (the table's, or the panel's own)."""
     return option.default_for(options.PANEL)
 
@@ -93,7 +93,7 @@ class PanelWidgets:
             layout=widgets.Layout(width="420px"),
         )
         self.max_samples = widgets.BoundedIntText(
-            value=_default(options.MAX_SAMPLES), min=1, max=100,
+            value=panel_default(options.MAX_SAMPLES), min=1, max=100,
             description=options.MAX_SAMPLES.widget, style=initial,
             layout=widgets.Layout(width="170px"),
         )
@@ -115,13 +115,13 @@ class PanelWidgets:
             value=(0, min(n_rows, 20)), min=0, max=max(n_rows, 1), description="rows",
             layout=widgets.Layout(width="60%"),
         )
-        self.raw = widgets.Checkbox(value=_default(options.PROBAS_SUM_TO_1),
+        self.raw = widgets.Checkbox(value=panel_default(options.PROBAS_SUM_TO_1),
                                     description=options.PROBAS_SUM_TO_1.widget)
         self.threshold = widgets.BoundedFloatText(
-            value=_default(options.THRESHOLD_LOW_PROB), min=0.0, max=1.0, step=0.05,
+            value=panel_default(options.THRESHOLD_LOW_PROB), min=0.0, max=1.0, step=0.05,
             description=options.THRESHOLD_LOW_PROB.widget)
         self.policy = widgets.Dropdown(options=options.ERROR_LOW_PROB.choices,
-                                       value=_default(options.ERROR_LOW_PROB),
+                                       value=panel_default(options.ERROR_LOW_PROB),
                                        description=options.ERROR_LOW_PROB.widget)
         # The one mapping from the table's options to the panel's widgets: the
         # classifier is built, and its code written, from it.
