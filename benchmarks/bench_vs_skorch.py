@@ -75,7 +75,7 @@ def floor_seconds(loaded, clf, texts):
     prefix_len = shared_prefix_length(ids, None)
     trie = LabelTrie(clf.label_ids_)
     suffixes = [row[prefix_len:] + [trie.tokens[n] for n in trie.internal] for row in ids]
-    batches = plan_batches([len(s) for s in suffixes], 0, len(trie.internal),
+    batches = plan_batches([len(row) - prefix_len for row in ids], len(trie.internal),
                            loaded.model.config.vocab_size, "cpu", "auto")
     n_tokens = sum(len(s) for s in suffixes) + prefix_len
     start = time.perf_counter()

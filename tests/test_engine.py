@@ -75,18 +75,18 @@ def _flat(batches):
 
 
 def test_plan_batches_fixed_size_longest_first():
-    batches = plan_batches([3, 10, 5, 1, 7], 4, 1, 100, "cpu", 2)
+    batches = plan_batches([3, 10, 5, 1, 7], 4, 100, "cpu", 2)
     assert batches == [[1, 4], [2, 0], [3]]
 
 
 def test_plan_batches_ties_keep_input_order():
-    assert plan_batches([2, 2, 2], 1, 0, 100, "cpu", 2) == [[0, 1], [2]]
+    assert plan_batches([2, 2, 2], 1, 100, "cpu", 2) == [[0, 1], [2]]
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 7, 100, "auto"])
 def test_plan_batches_covers_every_index_once(batch_size):
     lengths = [5, 1, 9, 9, 2, 40, 3]
-    batches = plan_batches(lengths, 6, 2, 500, "cpu", batch_size)
+    batches = plan_batches(lengths, 6, 500, "cpu", batch_size)
     assert _flat(batches) == list(range(7))
     if batch_size != "auto":
         assert all(len(b) <= batch_size for b in batches)
@@ -96,35 +96,35 @@ def test_plan_batches_covers_every_index_once(batch_size):
 
 
 def test_plan_batches_empty():
-    assert plan_batches([], 3, 1, 10, "cpu", "auto") == []
+    assert plan_batches([], 3, 10, "cpu", "auto") == []
 
 
 def test_plan_batches_auto_splits_on_token_budget():
     # 500 prompt + 10 trie tokens per row: two rows fit 1024, three do not.
-    assert plan_batches([500, 500, 500], 10, 0, 10, "cpu", "auto") == [
+    assert plan_batches([500, 500, 500], 10, 10, "cpu", "auto") == [
         [0, 1], [2]
     ]
-    assert plan_batches([500, 500, 500], 10, 0, 10, "cpu", "auto",
+    assert plan_batches([500, 500, 500], 10, 10, "cpu", "auto",
                         token_budget=2048) == [[0, 1, 2]]
     # The CUDA budget is larger, so the same work is one batch there.
-    assert plan_batches([1000, 1000, 1000], 10, 0, 10, "cuda", "auto") == [
+    assert plan_batches([1000, 1000, 1000], 10, 10, "cuda", "auto") == [
         [0, 1, 2]
     ]
 
 
 def test_plan_batches_auto_splits_on_logit_budget():
     # rows * (1 + 31 internal) * 2**20 vocab must stay <= 2**26: two rows.
-    batches = plan_batches([1] * 5, 40, 31, 2**20, "cpu", "auto")
+    batches = plan_batches([1] * 5, 31, 2**20, "cpu", "auto")
     assert batches == [[0, 1], [2, 3], [4]]
 
 
 def test_plan_batches_auto_caps_rows():
-    batches = plan_batches([1] * 150, 1, 0, 10, "cpu", "auto")
+    batches = plan_batches([1] * 150, 1, 10, "cpu", "auto")
     assert [len(b) for b in batches] == [64, 64, 22]
 
 
 def test_plan_batches_auto_gives_an_oversized_sample_its_own_batch():
-    assert plan_batches([5000, 10], 1, 0, 10, "cpu", "auto") == [[0], [1]]
+    assert plan_batches([5000, 10], 1, 10, "cpu", "auto") == [[0], [1]]
 
 
 # ------------------------------------------------------------ TreeMaskBackend

@@ -800,20 +800,20 @@ def test_progress_bar_policies():
     from nbllm.engine.scoring.text_scorer import PROGRESS_DELAY, ProgressBar as _ProgressBar
 
     off = _ProgressBar(False, 100)
-    off.start(50)
+    off.start()
     assert off.bar is None
     # 'auto': a bar with counts for every scoring call, shown after a second.
     auto = _ProgressBar("auto", 100)
     auto.update(10)
-    auto.start(1)
+    auto.start()
     assert (auto.bar.total, auto.bar.n, auto.bar.delay) == (100, 10, PROGRESS_DELAY)
     assert PROGRESS_DELAY == 1.0
     bar = auto.bar
-    auto.start(3)  # later chunks keep the same bar
+    auto.start()  # later chunks keep the same bar
     assert auto.bar is bar
     auto.close()
     always = _ProgressBar(True, 2)
-    always.start(1)
+    always.start()
     assert (always.bar.total, always.bar.delay) == (2, 0)
     always.close()
 

@@ -58,7 +58,7 @@ def test_tree_mask_batches_shrink_with_the_vocabulary(vocab, rows):
     # 64 short prompts, a trie with 7 internal nodes: each row keeps 8 logit
     # rows of the vocabulary's width.  SmolLM2's 49k vocabulary stays within
     # the logit budget at the row cap; Gemma's 262k halves the batch.
-    batches = tree_mask.plan_batches([8] * 64, 7, 7, vocab, "cpu", "auto")
+    batches = tree_mask.plan_batches([8] * 64, 7, vocab, "cpu", "auto")
     assert max(len(b) for b in batches) == rows
     assert rows * 8 * vocab <= tree_mask._LOGIT_BUDGET["cpu"]
 

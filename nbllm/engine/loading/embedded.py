@@ -33,7 +33,7 @@ class EmbeddedModel:
     install : str
         The command that installs the package.
     about : str
-        One line for listings (``%nbllm models``).
+        One line for listings (the "embedded models" row of ``%nbllm``).
     assembled : bool
         True when the package ships chunks that its ``assemble(path)`` joins.
     """

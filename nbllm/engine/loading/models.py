@@ -352,10 +352,11 @@ def _converted_gguf_folder(spec, dtype):
 def _converted_fingerprint(folder, dtype):
     """The fingerprint of a GGUF spec's converted copy, from its sealed marker.
 
-    The folder is keyed by the GGUF file's path, size and modification time
-    and the stored dtype, and its marker lists every file's size, so these
-    identify the weights as well as a pass over them (which costs ~1 s on
-    the embedded model at every cold start).
+    The folder's name is keyed by the GGUF file's content (its SHA-256), the
+    stored dtype and the converter versions (:func:`.gguf.converted_folder`),
+    and its marker lists every file's size, so these identify the weights as
+    well as a pass over them (which costs ~1 s on the embedded model at every
+    cold start).
     """
     from .gguf import COMPLETE_MARKER
 

@@ -43,7 +43,8 @@ class ProgressBar:
     def __init__(self, policy, total):
         self.policy, self.total, self.done, self.bar = policy, total, 0, None
 
-    def start(self, n_batches):
+    def start(self):
+        """Show the bar (once per call; a later chunk's start keeps it)."""
         if self.policy is False or self.bar is not None:
             return
         from tqdm.auto import tqdm
@@ -316,7 +317,7 @@ class TextScorer:
 
         scorer.score(
             [ids[rows_of[k][0]] for k in todo], label_ids, self.batch_size, head,
-            on_batch=on_batch, progress=lambda n_batches, n: bar.start(n_batches),
+            on_batch=on_batch, progress=lambda n_batches, n: bar.start(),
         )
 
     # ---------------------------------------------------------- generation

@@ -43,7 +43,7 @@ from .trie import LabelTrie
 _TOKEN_BUDGET = {"cpu": 1024, "cuda": 65536}
 _LOGIT_BUDGET = {"cpu": 2**26, "cuda": 2**29}
 _MAX_ROWS = {"cpu": 64, "cuda": 512}
-def plan_batches(lengths, trie_size, n_internal, vocab_size, device_type, batch_size,
+def plan_batches(lengths, n_internal, vocab_size, device_type, batch_size,
                  token_budget=None):
     """Group sample indices into batches, longest first, to keep padding small.
 
@@ -51,10 +51,9 @@ def plan_batches(lengths, trie_size, n_internal, vocab_size, device_type, batch_
     ----------
     lengths : list of int
         Tokens per sample after the shared prefix.
-    trie_size : int
-        The trie's columns per row (its internal nodes).
     n_internal : int
-        The trie's internal nodes, each a kept logit row besides the prompt's.
+        The label trie's internal nodes: each is a column of every row (its
+        token is fed) and a kept logit row besides the prompt's last.
     batch_size : int or 'auto'
         Fixed rows per batch, or ``'auto'`` to fill a token and logit budget.
     token_budget : int or None
@@ -72,7 +71,7 @@ def plan_batches(lengths, trie_size, n_internal, vocab_size, device_type, batch_
                 and rows * (1 + n_internal) * vocab_size <= _LOGIT_BUDGET[kind]
                 and rows <= _MAX_ROWS[kind])
 
-    return longest_first([n + trie_size for n in lengths], batch_size, fits)
+    return longest_first([n + n_internal for n in lengths], batch_size, fits)
 
 
 class TreeMaskBackend:
@@ -125,7 +124,7 @@ class TreeMaskBackend:
         for span in root.walk():
             batches[span] = [[span.rows[i] for i in batch] for batch in plan_batches(
                 [len(prompt_ids[r]) - span.end for r in span.rows], len(trie.internal),
-                len(trie.internal), vocab, self.device.type, batch_size,
+                vocab, self.device.type, batch_size,
                 token_budget=self._token_budget(span.end),
             )]
         tree = _TrieTensors(trie, self.device)
