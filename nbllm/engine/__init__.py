@@ -51,28 +51,24 @@ MOVED = {
 class _MovedModule(types.ModuleType):
     """A module's old import path, standing in for the module at its new one.
 
-    Reading an attribute imports the new module and reads it there; setting
-    one sets it there, so a patch through either name is seen by both.
+    Reading an attribute imports the new module and reads it there; a patch
+    belongs on the module in its new home, where its code reads it.  Dunder
+    names are the stand-in's own and import nothing: tools that walk
+    ``sys.modules`` (``inspect.getmodule`` reads every module's ``__file__``,
+    torch does so while it is imported) must not import the engine.
     """
 
     def __init__(self, name, target):
         super().__init__(name, f"Moved to :mod:`{target}`.")
-        self.__dict__["_target"] = target
+        self._target = target
 
     def _module(self):
-        return importlib.import_module(self.__dict__["_target"])
+        return importlib.import_module(self._target)
 
     def __getattr__(self, name):
-        return getattr(self._module(), name)
-
-    def __setattr__(self, name, value):
         if name.startswith("__"):
-            super().__setattr__(name, value)
-        else:
-            setattr(self._module(), name, value)
-
-    def __delattr__(self, name):
-        delattr(self._module(), name)
+            raise AttributeError(name)
+        return getattr(self._module(), name)
 
     def __dir__(self):
         return dir(self._module())

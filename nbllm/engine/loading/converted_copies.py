@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ...exceptions import InputError
 from .embedded import ASSEMBLED_FOLDER
+from .models import loaded_models
 from ..cache_folder import cache_dir, discard, is_stale
 from .gguf import (
     CONVERSION_FORMAT,
@@ -140,8 +141,6 @@ def _folders_in_use():
     A GGUF model's :class:`.models.LoadedModel` keeps its self-check verdict
     in its converted folder, so that file's folder is the copy it uses.
     """
-    from .models import loaded_models
-
     return {Path(m.selfcheck_file).parent.resolve() for m in loaded_models()
             if getattr(m, "selfcheck_file", None) is not None}
 

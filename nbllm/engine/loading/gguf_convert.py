@@ -17,6 +17,7 @@ files).  The config and the tokenizer come from transformers' public API.
 import contextlib
 import functools
 import inspect
+import json
 import sys
 from pathlib import Path
 
@@ -310,8 +311,6 @@ class _ShardWriter:
 
     def close(self):
         """Write the last shard, then name the files as transformers expects."""
-        import json
-
         if self.pending or not self.written:
             self._flush()
         if len(self.written) == 1:

@@ -38,8 +38,10 @@ from .special_tokens import follow_special_tokens
 from ..status import report
 from .embedded import EMBEDDED_MODELS, embedded_model_path
 from .gguf import (
+    COMPLETE_MARKER,
     STORED_DTYPES,
     brief_error,
+    converted_folder,
     converted_copy,
     quiet_progress,
     declared_special_tokens,
@@ -338,8 +340,6 @@ def _stored_dtype(dtype):
 
 def _converted_gguf_folder(spec, dtype):
     """The converted folder a GGUF spec loads from in ``dtype``, or None."""
-    from .gguf import converted_folder
-
     if spec in EMBEDDED_MODELS:
         gguf = embedded_model_path(spec)
     elif spec.lower().endswith(".gguf") or is_gguf_file(Path(spec).expanduser()):
@@ -358,8 +358,6 @@ def _converted_fingerprint(folder, dtype):
     well as a pass over them (which costs ~1 s on the embedded model at every
     cold start).
     """
-    from .gguf import COMPLETE_MARKER
-
     h = hashlib.sha256(b"nbllm converted GGUF|" + folder.name.encode())
     for name in (COMPLETE_MARKER, "config.json"):
         h.update(b"|" + (folder / name).read_bytes())

@@ -21,13 +21,13 @@ are untouched, so their probabilities stay bit-identical.
 
 import contextlib
 
+import torch
+
 from ..loading.devices import is_low_precision
 
 
 def _low_precision_head(model):
     """``model``'s output head if it is a linear layer in bfloat16 or float16, else None."""
-    import torch
-
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if isinstance(head, torch.nn.Linear) and is_low_precision(head.weight.dtype):
         return head
@@ -52,8 +52,6 @@ def float32_label_logits(model, columns):
     Does nothing for a model in float32 or float64, or whose head is not a
     linear layer (its logits are whatever its own head computes).
     """
-    import torch
-
     head = _low_precision_head(model)
     if head is None:
         yield

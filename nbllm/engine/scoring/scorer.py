@@ -19,6 +19,7 @@ import threading
 from ...exceptions import OptionError
 from .attention import UnsupportedAttention, attention_layout
 from .exact import ExactBackend
+from . import selfcheck
 from .seq2seq import Seq2SeqBackend, decoder_start_id
 from .tree_mask import TreeMaskBackend
 from ...warnings_to_user import warn
@@ -103,12 +104,10 @@ def _window(loaded):
 
 def choose_backend(loaded):
     """Probe the candidates in order; return the first that matches the plain path."""
-    from .selfcheck import remember_pass, remembered_pass, run_probe
-
     model = loaded.model
     candidates = _candidates(loaded)
     factory, name, reason = candidates[0]
-    kept = remembered_pass(loaded, name) if len(candidates) > 1 else None
+    kept = selfcheck.remembered_pass(loaded, name) if len(candidates) > 1 else None
     if kept is not None:
         return BackendChoice(factory, name, reason + " (on an earlier load)", kept)
     report(f"checking the fast scoring path on {loaded.spec} (once per model)\u2026")
@@ -117,10 +116,10 @@ def choose_backend(loaded):
         if index == len(candidates) - 1:
             return BackendChoice(factory, name, reason)
         # The probe gives the backend prefix caches of its own.
-        probe = run_probe(loaded, factory(loaded), plain, _window(loaded))
+        probe = selfcheck.run_probe(loaded, factory(loaded), plain, _window(loaded))
         if probe.passed:
             if index == 0:
-                remember_pass(loaded, name, probe)
+                selfcheck.remember_pass(loaded, name, probe)
             return BackendChoice(factory, name, reason, probe)
         warn(fallback_message(type(model).__name__, name, probe, candidates[index + 1][1]),
              RuntimeWarning)

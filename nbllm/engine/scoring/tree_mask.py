@@ -27,6 +27,10 @@ attention) never reach this backend; :mod:`nbllm.engine.scoring.scorer` routes t
 the exact one, and checks this backend once per model before trusting it.
 """
 
+import numpy as np
+import torch
+from transformers import DynamicCache
+
 from .attention import attention_layout
 from .batching import deliver, longest_first
 from .head import float32_label_logits
@@ -110,9 +114,6 @@ class TreeMaskBackend:
 
         Same contract as :meth:`nbllm.engine.scoring.scorer.LabelScorer.score`.
         """
-        import numpy as np
-        import torch
-
         n = len(prompt_ids)
         trie = LabelTrie(label_ids)
         out = np.empty((n, len(label_ids)), dtype=np.float64)
@@ -152,8 +153,6 @@ class TreeMaskBackend:
 
     def _token_budget(self, prefix_len):
         """Tokens per forward pass: fixed on cpu, sized to free memory on cuda."""
-        import torch
-
         if self.device.type != "cuda":
             return None
         free, _ = torch.cuda.mem_get_info(self.device)
@@ -176,8 +175,6 @@ class TreeMaskBackend:
         After an OOM, later batches are cut to the size that worked, so the
         error is paid once per run rather than once per batch.
         """
-        import torch
-
         if self.row_cap is not None and len(indices) > self.row_cap:
             half = self.row_cap
             return (self._score_with_backoff(indices[:half], suffixes, prefix_len,
@@ -216,9 +213,6 @@ class TreeMaskBackend:
         (so the mask stays small for a long prompt), each attending to every
         key before it under the same windows as the scoring rows.
         """
-        import torch
-        from transformers import DynamicCache
-
         device, start = self.device, len(before)
         cache = expand_cache(kv, 1) if kv is not None else DynamicCache()
         step = self._token_budget(start) or _TOKEN_BUDGET["cpu"]
@@ -241,8 +235,6 @@ class TreeMaskBackend:
         return cache_tensors(cache)
 
     def _score_batch(self, suffixes, prefix_len, prefix_kv, tree):
-        import torch
-
         rows, longest = len(suffixes), max(len(s) for s in suffixes)
         width = longest + tree.size
         device = self.device
@@ -309,8 +301,6 @@ class TreeMaskBackend:
         position ``q`` see keys at positions ``k`` with ``q - k < w``, as in
         transformers' own masks.
         """
-        import torch
-
         # The weights' dtype now, not the loaded one: the self-check runs a
         # half-precision model in float32 for a while.
         dtype = self.model.dtype
@@ -329,8 +319,6 @@ class TreeMaskBackend:
 
 
 def _is_out_of_memory(exc):
-    import torch
-
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
@@ -360,8 +348,6 @@ class _TrieTensors:
     """
 
     def __init__(self, trie, device):
-        import torch
-
         internal = trie.internal
         self.size = len(internal)
         self.inputs = torch.tensor([trie.tokens[n] for n in internal], dtype=torch.long,
