@@ -43,7 +43,8 @@ import time
 t0 = time.perf_counter()
 marks = {{}}
 import nbllm
-from nbllm.engine import models, scorer, selfcheck
+from nbllm.engine.loading import models
+from nbllm.engine.scoring import scorer, selfcheck
 marks['import nbllm'] = time.perf_counter() - t0
 if {phases}:
     # Wrap the engine's steps to see where the time goes (same work).

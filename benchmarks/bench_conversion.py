@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 CHILD = """
 import json, re, sys, time
 t0 = time.perf_counter()
-from nbllm.engine import models
+from nbllm.engine.loading import models
 loaded = models.get_model({spec!r}, device="cpu", dtype={dtype!r})
 seconds = time.perf_counter() - t0
 hwm = int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
@@ -99,7 +99,7 @@ def synthetic(gb, folder):
     sys.path.insert(0, str(HERE.parent / "tests"))
     from synthetic_gguf import write_llama_gguf
 
-    from nbllm.engine.embedded import embedded_model_path
+    from nbllm.engine.loading.embedded import embedded_model_path
 
     # Q4_K matrices take 0.5625 bytes per weight; 16 layers of hidden h and
     # intermediate 4h hold 16 * 16 * h^2 weights (plus a small embedding).
@@ -119,7 +119,7 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32")
     args = parser.parse_args(argv)
 
-    from nbllm.engine.embedded import embedded_model_path
+    from nbllm.engine.loading.embedded import embedded_model_path
 
     work = Path(tempfile.mkdtemp(prefix="bench-conversion-"))
     try:

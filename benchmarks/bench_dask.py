@@ -45,7 +45,7 @@ def warm_up(texts):
     """Load the model in this worker and classify a few texts (run as a task)."""
     import pandas as pd
 
-    from nbllm.engine.result_cache import result_cache
+    from nbllm.engine.scoring.result_cache import result_cache
 
     pd.DataFrame({"text": texts}).llm.classify("text", LABELS, progress=False)
     result_cache.clear()
@@ -55,7 +55,7 @@ def worker_state():
     """This worker's model loads, torch threads and malloc trim setting (``client.run``)."""
     import torch
 
-    from nbllm.engine import models
+    from nbllm.engine.loading import models
 
     return (dict(models.load_counts), torch.get_num_threads(),
             os.environ.get("MALLOC_TRIM_THRESHOLD_"))
@@ -63,7 +63,7 @@ def worker_state():
 
 def clear_result_cache():
     """Empty this worker's in-memory result cache (run by ``client.run``)."""
-    from nbllm.engine.result_cache import result_cache
+    from nbllm.engine.scoring.result_cache import result_cache
 
     result_cache.clear()
 
@@ -149,7 +149,7 @@ def bench_pandas(parts, warm_texts, repeats):
     """
     import pandas as pd
 
-    from nbllm.engine.result_cache import result_cache
+    from nbllm.engine.scoring.result_cache import result_cache
 
     pd.DataFrame({"text": warm_texts}).llm.classify("text", LABELS, progress=False)
     times = []

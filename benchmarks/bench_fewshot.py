@@ -124,7 +124,7 @@ def ideal_positions(clf, texts):
     """Positions an ideal scorer feeds for ``texts``: each node of a token trie
     over the distinct prompts once, plus the label trie's internal nodes once
     per distinct prompt."""
-    from nbllm.engine.trie import LabelTrie
+    from nbllm.engine.scoring.trie import LabelTrie
 
     prompts = {tuple(ids) for ids in clf.prompt_token_ids(texts)}
     children = {}

@@ -64,7 +64,7 @@ def main():
     import torch
 
     from nbllm import compat
-    from nbllm.engine import tree_mask
+    from nbllm.engine.scoring import tree_mask
 
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=96)

@@ -144,7 +144,7 @@ def main():
     from skorch.llm.prompts import DEFAULT_PROMPT_ZERO_SHOT
 
     from nbllm import ZeroShotClassifier
-    from nbllm.engine.embedded import embedded_model_path
+    from nbllm.engine.loading.embedded import embedded_model_path
     from nbllm.tools.tweets import load_tweets
 
     parser = argparse.ArgumentParser()

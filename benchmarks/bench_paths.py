@@ -28,7 +28,7 @@ MULTI_TOKEN = ["very negative", "somewhat negative", "neutral or mixed", "positi
 
 
 def probe_seconds(loaded, repeat):
-    from nbllm.engine.scorer import backend_choice
+    from nbllm.engine.scoring.scorer import backend_choice
 
     times = []
     for _ in range(repeat):
@@ -45,10 +45,10 @@ def main():
     from skorch.llm.prompts import DEFAULT_PROMPT_ZERO_SHOT
 
     from nbllm import ZeroShotClassifier
-    from nbllm.engine import models
-    from nbllm.engine.result_cache import result_cache
+    from nbllm.engine.loading import models
+    from nbllm.engine.scoring.result_cache import result_cache
     from nbllm.tools.tweets import load_tweets
-    from nbllm.engine.scorer import use_path
+    from nbllm.engine.scoring.scorer import use_path
 
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=48)

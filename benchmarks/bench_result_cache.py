@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nbllm.engine.result_cache import DEFAULT_MAX_BYTES, ResultCache  # noqa: E402
+from nbllm.engine.scoring.result_cache import DEFAULT_MAX_BYTES, ResultCache  # noqa: E402
 
 MiB = 2**20
 CHUNK = 1000  # rows per put_many, as a batch of scoring stores them

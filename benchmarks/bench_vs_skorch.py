@@ -66,16 +66,16 @@ def floor_seconds(loaded, clf, texts):
     shared prefix run once: the work nbllm cannot avoid."""
     import torch
 
-    from nbllm.engine.prefix import shared_prefix_length
-    from nbllm.engine.tree_mask import plan_batches
-    from nbllm.engine.trie import LabelTrie
+    from nbllm.engine.scoring.prefix import shared_prefix_length
+    from nbllm.engine.scoring.tree_mask import plan_batches
+    from nbllm.engine.scoring.trie import LabelTrie
 
     ids = clf.prompt_token_ids(texts)
     # What every prompt shares (the engine uses the same, from the template).
     prefix_len = shared_prefix_length(ids, None)
     trie = LabelTrie(clf.label_ids_)
     suffixes = [row[prefix_len:] + [trie.tokens[n] for n in trie.internal] for row in ids]
-    batches = plan_batches([len(s) for s in suffixes], 0, len(trie.internal),
+    batches = plan_batches([len(row) - prefix_len for row in ids], len(trie.internal),
                            loaded.model.config.vocab_size, "cpu", "auto")
     n_tokens = sum(len(s) for s in suffixes) + prefix_len
     start = time.perf_counter()
@@ -97,7 +97,7 @@ def load_times(model=None):
     # torch and transformers are imported before the clock starts: the import
     # costs the same either way and is not part of loading the model.
     code = ("import time, torch, transformers, transformers.models.llama; "
-            "from nbllm.engine.models import get_model; t = time.perf_counter(); "
+            "from nbllm.engine.loading.models import get_model; t = time.perf_counter(); "
             f"get_model({model!r}, device='cpu', dtype='float32'); "
             "print(time.perf_counter() - t)")
     folder = tempfile.mkdtemp(prefix="nbllm-bench-")
@@ -115,7 +115,7 @@ def scale_rows(counts, labels, model=None):
 import re, sys, time
 import nbllm
 from nbllm.tools.tweets import load_tweets
-from nbllm.engine.models import get_model
+from nbllm.engine.loading.models import get_model
 get_model(%r)
 df = load_tweets(None, labels=('negative', 'positive'), min_confidence=0.0)
 df = df.sample(n=min(int(sys.argv[1]), len(df)), random_state=0)
@@ -139,8 +139,8 @@ def main():
     from skorch.llm.prompts import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
 
     from nbllm import ZeroShotClassifier
-    from nbllm.engine import models
-    from nbllm.engine.result_cache import result_cache
+    from nbllm.engine.loading import models
+    from nbllm.engine.scoring.result_cache import result_cache
     from nbllm.tools.tweets import load_tweets
 
     parser = argparse.ArgumentParser()
@@ -169,7 +169,7 @@ def main():
     # path, minutes on this machine, which is no part of either library's speed.
     # The estimators below get model objects, whose entries (wrap_model) have
     # their own self-check.
-    from nbllm.engine.scorer import backend_choice
+    from nbllm.engine.scoring.scorer import backend_choice
 
     for entry in {id(m): m for m in (mine, loaded)}.values():
         wrapped = models.wrap_model(entry.model, entry.tokenizer)

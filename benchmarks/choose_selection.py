@@ -112,8 +112,8 @@ def positions_per_text(clf, texts):
     The prefix tree of all prompts' token ids has one node per distinct
     token prefix; each prompt adds its label trie's internal nodes.
     """
-    from nbllm.engine.prompt_tree import unique_positions
-    from nbllm.engine.trie import LabelTrie
+    from nbllm.engine.scoring.prompt_tree import unique_positions
+    from nbllm.engine.scoring.trie import LabelTrie
 
     nodes = unique_positions(clf.prompt_token_ids(texts))
     columns = len(LabelTrie(clf.label_ids_).internal)

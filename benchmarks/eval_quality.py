@@ -135,7 +135,7 @@ def run_task(labels, n, shots_n, skip_skorch=False, selections=SELECTIONS,
     if not skip_skorch:
         from skorch.llm import ZeroShotClassifier as SkorchZeroShot
 
-        from nbllm.engine.models import get_model
+        from nbllm.engine.loading.models import get_model
 
         loaded = get_model(model)
         t = time.perf_counter()

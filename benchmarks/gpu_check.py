@@ -72,10 +72,10 @@ def check_paths(table, failures):
 
     import numpy as np
 
-    from nbllm.engine import models
-    from nbllm.engine.exact import ExactBackend
-    from nbllm.engine.scorer import LabelScorer, backend_choice
-    from nbllm.engine.seq2seq import Seq2SeqBackend
+    from nbllm.engine.loading import models
+    from nbllm.engine.scoring.exact import ExactBackend
+    from nbllm.engine.scoring.scorer import LabelScorer, backend_choice
+    from nbllm.engine.scoring.seq2seq import Seq2SeqBackend
 
     for dtype in ("float32", "bfloat16"):
         loaded = models.get_model(device="cuda", dtype=dtype)
@@ -117,8 +117,8 @@ def check_few_shot(table, failures, texts):
     import numpy as np
 
     from nbllm import FewShotClassifier, ZeroShotClassifier
-    from nbllm.engine.prompt_tree import unique_positions
-    from nbllm.engine.trie import LabelTrie
+    from nbllm.engine.scoring.prompt_tree import unique_positions
+    from nbllm.engine.scoring.trie import LabelTrie
     from nbllm.tools.tweets import load_tweets
 
     pool = load_tweets(50, split="dev", random_state=2)
@@ -176,8 +176,8 @@ def main():
     from skorch.llm.prompts import DEFAULT_PROMPT_ZERO_SHOT
 
     from nbllm import ZeroShotClassifier
-    from nbllm.engine import devices, models
-    from nbllm.engine.result_cache import result_cache
+    from nbllm.engine.loading import devices, models
+    from nbllm.engine.scoring.result_cache import result_cache
     from nbllm.tools.tweets import load_tweets
 
     parser = argparse.ArgumentParser()

@@ -6,7 +6,7 @@ is imported).
 """
 
 from .exceptions import LowProbabilityError, UserError
-from .engine.prompts import (
+from .engine.scoring.prompts import (
     DEFAULT_EXAMPLE_TEMPLATE,
     DEFAULT_PROMPT_FEW_SHOT,
     DEFAULT_PROMPT_ZERO_SHOT,
@@ -20,13 +20,13 @@ _LAZY = {
     "GenerationPreview": "notebook.display",
     "classify": "notebook.classify",
     "compare_prompts": "notebook.compare",
-    "Panel": "notebook.panel",
-    "Labeler": "notebook.labeler",
+    "Panel": "notebook.panel.panel",
+    "Labeler": "notebook.labeler.labeler",
     "ZeroShotClassifier": "estimators",
     "FewShotClassifier": "estimators",
     "MultiLabelZeroShotClassifier": "estimators",
-    "get_model": "engine.models",
-    "result_cache": "engine.result_cache",
+    "get_model": "engine.loading.models",
+    "result_cache": "engine.scoring.result_cache",
 }
 
 __all__ = [

@@ -16,7 +16,7 @@ import numbers
 import os
 from collections.abc import Mapping
 
-from .engine.devices import DTYPE_NAMES, EXPECTED_DEVICE, is_device, is_dtype
+from .engine.loading.devices import DTYPE_NAMES, EXPECTED_DEVICE, is_device, is_dtype
 from .exceptions import LabelsError, OptionError, PromptError
 
 # How one few-shot example is written into {examples}: the example_template

@@ -33,7 +33,7 @@ def _load_cold(spec, cache):
     NBLLM_CACHE_DIR is set only for the load and not left set, so no other
     test gets a disk result cache by accident.
     """
-    from nbllm.engine import models
+    from nbllm.engine.loading import models
 
     old = os.environ.get("NBLLM_CACHE_DIR")
     os.environ["NBLLM_CACHE_DIR"] = cache
@@ -72,7 +72,7 @@ def gemma_model(model_cache_dir):
     """
     import importlib.util
 
-    from nbllm.engine.embedded import EMBEDDED_MODELS
+    from nbllm.engine.loading.embedded import EMBEDDED_MODELS
 
     wanted = EMBEDDED_MODELS["gemma3-270m"]
     if importlib.util.find_spec(wanted.package) is None:
@@ -127,7 +127,7 @@ def float32_auto(monkeypatch):
     bfloat16 a text's result depends on the batch it is scored in (by up to
     0.027 in a probability on real tweets), in float32 by ~1e-6.
     """
-    from nbllm.engine import devices
+    from nbllm.engine.loading import devices
 
     monkeypatch.setattr(devices, "_NATIVE_BF16", False)
 
@@ -135,7 +135,7 @@ def float32_auto(monkeypatch):
 @pytest.fixture
 def bf16_auto(monkeypatch):
     """Make ``dtype='auto'`` mean bfloat16 on CPU, as on a CPU with native bf16."""
-    from nbllm.engine import devices
+    from nbllm.engine.loading import devices
 
     monkeypatch.setattr(devices, "_NATIVE_BF16", True)
 
@@ -165,7 +165,7 @@ def tiny_model():
 @pytest.fixture
 def notebook_state(monkeypatch):
     """Clean session settings and result cache; fail fast on the real model."""
-    from nbllm.engine import models
+    from nbllm.engine.loading import models
     from nbllm.notebook.session import session
 
     real = models._load
@@ -203,7 +203,7 @@ def ip(shell):
 def spy_score(monkeypatch):
     """Record the prompt ids of every LabelScorer.score call."""
     calls = []
-    from nbllm.engine import scorer as scoring
+    from nbllm.engine.scoring import scorer as scoring
 
     original = scoring.LabelScorer.score
 

@@ -11,10 +11,10 @@ from IPython.core.error import UsageError
 
 import nbllm  # noqa: F401  (registers the df.llm accessor)
 from nbllm.notebook import classify as api
-from nbllm.engine import scorer as scoring
+from nbllm.engine.scoring import scorer as scoring
 from nbllm.estimators import FewShotClassifier, ZeroShotClassifier
 from nbllm.estimators.multi_label import MultiLabelZeroShotClassifier
-from nbllm.notebook.panel import Panel
+from nbllm.notebook.panel.panel import Panel
 from tiny import SENTENCES, get_tiny_model, get_tiny_tokenizer, oracle_logprob
 
 

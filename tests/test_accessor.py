@@ -14,7 +14,7 @@ import pandas.testing as pdt
 import pytest
 
 import nbllm
-from nbllm.engine import models
+from nbllm.engine.loading import models
 from nbllm.notebook import classify as api
 from nbllm.notebook import session
 from nbllm.notebook.pandas_accessor import DataFrameLLMAccessor, SeriesLLMAccessor

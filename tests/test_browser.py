@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from nbllm.notebook.panel_labels import HINT
+from nbllm.notebook.panel.labels import HINT
 
 pytestmark = pytest.mark.slow
 

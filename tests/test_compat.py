@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from nbllm import compat
-from nbllm.engine import gguf_convert
+from nbllm.engine.loading import gguf_convert
 from synthetic_gguf import write_llama_gguf
 from tiny import get_tiny_model
 

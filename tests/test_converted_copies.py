@@ -13,8 +13,9 @@ import time
 import pytest
 from IPython.core.error import UsageError
 
-from nbllm.engine import gguf, models
-from nbllm.engine.converted_copies import (
+from nbllm.engine import cache_folder
+from nbllm.engine.loading import gguf, models
+from nbllm.engine.loading.converted_copies import (
     UNKNOWN,
     converted_copies,
     delete_converted,
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("notebook_state")
 
 HOSTILE = "<img src=x onerror=alert(1)>.gguf"
 DECLARED = {"add_bos_token": None, "add_eos_token": None}
-A_DAY_AGO = time.time() - 2 * gguf.STALE_SECONDS
+A_DAY_AGO = time.time() - 2 * cache_folder.STALE_SECONDS
 
 
 @pytest.fixture

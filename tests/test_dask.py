@@ -23,10 +23,10 @@ import pytest
 
 import dask.dataframe as dd
 
-from nbllm.engine import models
+from nbllm.engine.loading import models
 from nbllm.notebook import classify as api
 from nbllm.notebook.session import session
-from nbllm.engine.result_cache import result_cache
+from nbllm.engine.scoring.result_cache import result_cache
 from nbllm.notebook.dask_accessor import FAST_WORKER_CONFIG, DaskLLMAccessor
 from tiny import save_tiny
 
@@ -386,12 +386,12 @@ N_FAILURE_PARTITIONS = 4
 
 def clear_result_cache():
     """Empty this process's in-memory result cache (for ``client.run``)."""
-    importlib.import_module("nbllm.engine.result_cache").result_cache.clear()
+    importlib.import_module("nbllm.engine.scoring.result_cache").result_cache.clear()
 
 
 def worker_load_counts():
     """This process's model loads, ``{spec: count}`` (for ``client.run``)."""
-    return dict(importlib.import_module("nbllm.engine.models").load_counts)
+    return dict(importlib.import_module("nbllm.engine.loading.models").load_counts)
 
 
 @pytest.fixture(scope="module")

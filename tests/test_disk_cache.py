@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nbllm import ZeroShotClassifier
-from nbllm.engine.result_cache import DISK_CACHE_FILE, DiskCache, disk_cache, result_cache
+from nbllm.engine.scoring.result_cache import DISK_CACHE_FILE, DiskCache, disk_cache, result_cache
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
 

@@ -362,7 +362,7 @@ def test_every_html_output_is_kept_from_mathjax():
     """Texts full of prices ("$25 for wifi and $12") must not be typeset as maths;
     the browser test checks what JupyterLab then shows."""
     from nbllm.notebook.magics import status
-    from nbllm.notebook.panel import Panel
+    from nbllm.notebook.panel.panel import Panel
 
     classes = "tex2jax_ignore mathjax_ignore"
     prices = result(texts=("$25 for wifi and $12", "change $788. Was $188"))

@@ -5,12 +5,12 @@ import copy
 import numpy as np
 import pytest
 
-from nbllm.engine.models import LoadedModel
-from nbllm.engine import prefix as prefix_module
-from nbllm.engine.prefix import common_prefix_length, shared_prefix_length
-from nbllm.engine import tree_mask
-from nbllm.engine.tree_mask import TreeMaskBackend, pack_rows, plan_batches, plan_packed
-from nbllm.engine.trie import LabelTrie
+from nbllm.engine.loading.models import LoadedModel
+from nbllm.engine.scoring import prefix as prefix_module
+from nbllm.engine.scoring.prefix import common_prefix_length, shared_prefix_length
+from nbllm.engine.scoring import tree_mask
+from nbllm.engine.scoring.tree_mask import TreeMaskBackend, pack_rows, plan_batches, plan_packed
+from nbllm.engine.scoring.trie import LabelTrie
 from tiny import get_tiny_model, get_tiny_tokenizer, oracle_matrix
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -76,18 +76,18 @@ def _flat(batches):
 
 
 def test_plan_batches_fixed_size_longest_first():
-    batches = plan_batches([3, 10, 5, 1, 7], 4, 1, 100, "cpu", 2)
+    batches = plan_batches([3, 10, 5, 1, 7], 4, 100, "cpu", 2)
     assert batches == [[1, 4], [2, 0], [3]]
 
 
 def test_plan_batches_ties_keep_input_order():
-    assert plan_batches([2, 2, 2], 1, 0, 100, "cpu", 2) == [[0, 1], [2]]
+    assert plan_batches([2, 2, 2], 1, 100, "cpu", 2) == [[0, 1], [2]]
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 7, 100, "auto"])
 def test_plan_batches_covers_every_index_once(batch_size):
     lengths = [5, 1, 9, 9, 2, 40, 3]
-    batches = plan_batches(lengths, 6, 2, 500, "cpu", batch_size)
+    batches = plan_batches(lengths, 6, 500, "cpu", batch_size)
     assert _flat(batches) == list(range(7))
     if batch_size != "auto":
         assert all(len(b) <= batch_size for b in batches)
@@ -97,18 +97,18 @@ def test_plan_batches_covers_every_index_once(batch_size):
 
 
 def test_plan_batches_empty():
-    assert plan_batches([], 3, 1, 10, "cpu", "auto") == []
+    assert plan_batches([], 3, 10, "cpu", "auto") == []
 
 
 def test_plan_batches_auto_splits_on_token_budget():
     # 500 prompt + 10 trie tokens per row: two rows fit 1024, three do not.
-    assert plan_batches([500, 500, 500], 10, 0, 10, "cpu", "auto") == [
+    assert plan_batches([500, 500, 500], 10, 10, "cpu", "auto") == [
         [0, 1], [2]
     ]
-    assert plan_batches([500, 500, 500], 10, 0, 10, "cpu", "auto",
+    assert plan_batches([500, 500, 500], 10, 10, "cpu", "auto",
                         token_budget=2048) == [[0, 1, 2]]
     # The CUDA budget is larger, so the same work is one batch there.
-    assert plan_batches([1000, 1000, 1000], 10, 0, 10, "cuda", "auto") == [
+    assert plan_batches([1000, 1000, 1000], 10, 10, "cuda", "auto") == [
         [0, 1, 2]
     ]
 
@@ -146,17 +146,17 @@ def test_plan_packed_gives_a_prompt_wider_than_the_budget_a_pass_of_its_own():
 
 def test_plan_batches_auto_splits_on_logit_budget():
     # rows * (1 + 31 internal) * 2**20 vocab must stay <= 2**26: two rows.
-    batches = plan_batches([1] * 5, 40, 31, 2**20, "cpu", "auto")
+    batches = plan_batches([1] * 5, 31, 2**20, "cpu", "auto")
     assert batches == [[0, 1], [2, 3], [4]]
 
 
 def test_plan_batches_auto_caps_rows():
-    batches = plan_batches([1] * 150, 1, 0, 10, "cpu", "auto")
+    batches = plan_batches([1] * 150, 1, 10, "cpu", "auto")
     assert [len(b) for b in batches] == [64, 64, 22]
 
 
 def test_plan_batches_auto_gives_an_oversized_sample_its_own_batch():
-    assert plan_batches([5000, 10], 1, 0, 10, "cpu", "auto") == [[0], [1]]
+    assert plan_batches([5000, 10], 1, 10, "cpu", "auto") == [[0], [1]]
 
 
 # ------------------------------------------------------------ TreeMaskBackend
@@ -436,7 +436,7 @@ def test_prefix_kv_is_shared_by_scorers_on_the_same_model():
 def test_out_of_memory_halves_the_batch_and_retries(monkeypatch):
     import torch
 
-    from nbllm.engine.models import wrap_model
+    from nbllm.engine.loading.models import wrap_model
 
     tiny_model, tiny_tok = get_tiny_model(), get_tiny_tokenizer()
     loaded = wrap_model(tiny_model, tiny_tok)
@@ -464,7 +464,7 @@ def test_out_of_memory_halves_the_batch_and_retries(monkeypatch):
 
 
 def test_other_runtime_errors_are_not_retried(monkeypatch):
-    from nbllm.engine.models import wrap_model
+    from nbllm.engine.loading.models import wrap_model
 
     def broken(self, *args):
         raise RuntimeError("shape mismatch")
@@ -489,7 +489,7 @@ def _bf16_loaded():
 
 
 def _backend(name, loaded):
-    from nbllm.engine.exact import ExactBackend
+    from nbllm.engine.scoring.exact import ExactBackend
 
     return {"tree-mask": lambda: TreeMaskBackend(loaded),
             "exact": lambda: ExactBackend(loaded),
@@ -503,7 +503,7 @@ def test_bf16_model_reduces_in_float32(monkeypatch, path):
     results stay close to the float32 model's."""
     import torch
 
-    from nbllm.engine import batching, exact, tree_mask
+    from nbllm.engine.scoring import batching, exact, tree_mask
 
     loaded = _bf16_loaded()
     softmax_inputs, delivered = [], []

@@ -153,7 +153,7 @@ def test_missing_texts_stop_at_the_entry_unless_skipped(tiny_folder):
 
 
 def test_bad_input_loads_no_model(monkeypatch):
-    from nbllm.engine import models
+    from nbllm.engine.loading import models
 
     def never(*args, **kwargs):
         raise AssertionError("a model was loaded for a call with bad input")

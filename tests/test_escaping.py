@@ -11,7 +11,7 @@ from nbllm.notebook import classify as api
 from nbllm.notebook.session import session
 from nbllm.notebook.display import ClassificationResult, GenerationPreview
 from nbllm.estimators.base import _LLMBase
-from nbllm.notebook.panel import Panel
+from nbllm.notebook.panel.panel import Panel
 from entry_points import (  # noqa: F401  (fixtures among them)
     LABELS,
     SCRIPT,

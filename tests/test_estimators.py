@@ -12,14 +12,14 @@ from sklearn.model_selection import GridSearchCV
 
 import nbllm
 from nbllm import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
-from nbllm.engine import models
-from nbllm.engine import text_scorer
+from nbllm.engine.loading import models
+from nbllm.engine.scoring import text_scorer
 from nbllm.estimators import base as estimators
-from nbllm.engine import scorer as scoring
-from nbllm.engine.result_cache import result_cache
+from nbllm.engine.scoring import scorer as scoring
+from nbllm.engine.scoring.result_cache import result_cache
 from nbllm.estimators import FewShotClassifier, ZeroShotClassifier
 from nbllm.exceptions import LowProbabilityError
-from nbllm.engine.prompts import format_examples
+from nbllm.engine.scoring.prompts import format_examples
 from tiny import (
     SENTENCES,
     get_tiny_model,
@@ -797,23 +797,23 @@ def test_generate_returns_the_greedy_continuation():
 
 
 def test_progress_bar_policies():
-    from nbllm.engine.text_scorer import PROGRESS_DELAY, ProgressBar as _ProgressBar
+    from nbllm.engine.scoring.text_scorer import PROGRESS_DELAY, ProgressBar as _ProgressBar
 
     off = _ProgressBar(False, 100)
-    off.start(50)
+    off.start()
     assert off.bar is None
     # 'auto': a bar with counts for every scoring call, shown after a second.
     auto = _ProgressBar("auto", 100)
     auto.update(10)
-    auto.start(1)
+    auto.start()
     assert (auto.bar.total, auto.bar.n, auto.bar.delay) == (100, 10, PROGRESS_DELAY)
     assert PROGRESS_DELAY == 1.0
     bar = auto.bar
-    auto.start(3)  # later chunks keep the same bar
+    auto.start()  # later chunks keep the same bar
     assert auto.bar is bar
     auto.close()
     always = _ProgressBar(True, 2)
-    always.start(1)
+    always.start()
     assert (always.bar.total, always.bar.delay) == (2, 0)
     always.close()
 

@@ -8,7 +8,7 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from nbllm import DEFAULT_PROMPT_FEW_SHOT, FewShotClassifier
-from nbllm.engine.prompts import format_examples
+from nbllm.engine.scoring.prompts import format_examples
 from nbllm.estimators.example_selection import GroupedExamples
 
 from quality_helpers import (

@@ -19,9 +19,9 @@ import torch
 
 from families import FAMILIES, WINDOW, family_model
 from nbllm import ZeroShotClassifier
-from nbllm.engine import models
-from nbllm.engine import scorer as engine_scorer
-from nbllm.engine.scorer import LabelScorer
+from nbllm.engine.loading import models
+from nbllm.engine.scoring import scorer as engine_scorer
+from nbllm.engine.scoring.scorer import LabelScorer
 from tiny import SENTENCES, get_tiny_model, get_tiny_tokenizer, oracle_logprob
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -238,7 +238,7 @@ def test_the_probe_is_recorded_and_cheap():
 
 
 def test_probe_has_prompts_longer_than_the_window():
-    from nbllm.engine.selfcheck import probe_inputs
+    from nbllm.engine.scoring.selfcheck import probe_inputs
 
     loaded = models.wrap_model(family_model("mistral", VOCAB), get_tiny_tokenizer())
     groups, labels = probe_inputs(loaded, window=WINDOW)
@@ -325,7 +325,7 @@ def test_tokenizer_must_be_a_tokenizer():
 ])
 @pytest.mark.parametrize("batch_size", [1, 3, "auto"])
 def test_every_path_is_exact_and_reports_every_row(family, path, batch_size):
-    from nbllm.engine.scorer import use_path
+    from nbllm.engine.scoring.scorer import use_path
 
     model = copy.deepcopy(family_model(family, VOCAB))  # its own registry entry
     loaded = models.wrap_model(model, get_tiny_tokenizer())
@@ -341,7 +341,7 @@ def test_every_path_is_exact_and_reports_every_row(family, path, batch_size):
 
 
 def test_use_path_names_the_choices():
-    from nbllm.engine.scorer import use_path
+    from nbllm.engine.scoring.scorer import use_path
 
     loaded = models.wrap_model(family_model("t5", VOCAB), get_tiny_tokenizer())
     msg = ("path must be one of encoder-decoder, encoder-decoder (unpadded); "
@@ -353,7 +353,7 @@ def test_use_path_names_the_choices():
 def test_exact_path_shares_rows_between_labels_with_one_stem():
     """Single-token labels need one row per prompt: the plain path is not
     slower than it must be."""
-    from nbllm.engine.exact import ExactBackend, LabelRows
+    from nbllm.engine.scoring.exact import ExactBackend, LabelRows
 
     rows = LabelRows([[5], [6], [7, 8], [7, 9], [10, 11, 12]], "cpu")
     assert rows.stems == [[], [7], [10, 11]]

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nbllm import ZeroShotClassifier
-from nbllm.engine.prompts import PromptRenderer, template_placeholders
-from nbllm.engine.trie import LabelTrie
+from nbllm.engine.scoring.prompts import PromptRenderer, template_placeholders
+from nbllm.engine.scoring.trie import LabelTrie
 
 from tiny import get_tiny_model, get_tiny_tokenizer, oracle_matrix
 

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 
 from nbllm import ZeroShotClassifier
-from nbllm.engine import embedded, exact, models, tree_mask
-from nbllm.engine.exact import ExactBackend
-from nbllm.engine.tree_mask import TreeMaskBackend
+from nbllm.engine.loading import embedded, models
+from nbllm.engine.scoring import exact, tree_mask
+from nbllm.engine.scoring.exact import ExactBackend
+from nbllm.engine.scoring.tree_mask import TreeMaskBackend
 
 GEMMA = dict(model_name="gemma3-270m", device="cpu", dtype="float32", progress=False)
 # Two single-token labels and two that share their first token (" very"), so
@@ -57,7 +58,7 @@ def test_tree_mask_batches_shrink_with_the_vocabulary(vocab, rows):
     # 64 short prompts, a trie with 7 internal nodes: each row keeps 8 logit
     # rows of the vocabulary's width.  SmolLM2's 49k vocabulary stays within
     # the logit budget at the row cap; Gemma's 262k halves the batch.
-    batches = tree_mask.plan_batches([8] * 64, 7, 7, vocab, "cpu", "auto")
+    batches = tree_mask.plan_batches([8] * 64, 7, vocab, "cpu", "auto")
     assert max(len(b) for b in batches) == rows
     assert rows * 8 * vocab <= tree_mask._LOGIT_BUDGET["cpu"]
 
@@ -138,7 +139,7 @@ class PathSpy:
 @slow
 def test_scores_past_the_sliding_window_equal_a_plain_forward_pass(
         gemma_model, real_tweets, monkeypatch):
-    from nbllm.engine.scorer import backend_choice
+    from nbllm.engine.scoring.scorer import backend_choice
 
     window = gemma_model.model.config.sliding_window
     assert window == 512
@@ -199,7 +200,7 @@ def test_probabilities_equal_skorchs_on_the_same_weights(gemma_model, real_tweet
 @slow
 def test_a_second_call_is_served_from_the_result_cache(gemma_model, real_tweets,
                                                        monkeypatch):
-    from nbllm.engine.result_cache import result_cache
+    from nbllm.engine.scoring.result_cache import result_cache
 
     result_cache.clear()
     texts = real_tweets["text"].tolist()[10:16]
@@ -219,7 +220,7 @@ def test_a_second_call_is_served_from_the_result_cache(gemma_model, real_tweets,
 
 @slow
 def test_the_self_check_keeps_the_fast_path(gemma_model, recwarn):
-    from nbllm.engine.scorer import backend_choice
+    from nbllm.engine.scoring.scorer import backend_choice
 
     choice = backend_choice(gemma_model)
     assert choice.name == "tree-mask"
@@ -251,7 +252,7 @@ def test_in_bfloat16_the_self_check_judges_in_float32_and_keeps_the_fast_path(
 
     import torch
 
-    from nbllm.engine.scorer import backend_choice
+    from nbllm.engine.scoring.scorer import backend_choice
 
     model = copy.deepcopy(gemma_model.model).to(torch.bfloat16)
     loaded = dataclasses.replace(gemma_model, model=model, dtype=torch.bfloat16, state={},
@@ -282,7 +283,7 @@ def test_no_path_computes_the_vocabulary_at_every_position(gemma_model, real_twe
     first label token on, so it gets fewer tweets: on Gemma its head costs
     more than the rest of the model.
     """
-    from nbllm.engine.scorer import backend_choice, use_path
+    from nbllm.engine.scoring.scorer import backend_choice, use_path
 
     choice = backend_choice(gemma_model)
     head = gemma_model.model.get_output_embeddings()

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from nbllm import compat
-from nbllm.engine import gguf_convert
-from nbllm.engine.gguf import _converted, converter_versions
+from nbllm.engine.loading import gguf_convert
+from nbllm.engine.loading.gguf import converted_copy, converter_versions
 from nbllm.exceptions import ModelError
 from synthetic_gguf import write_llama_gguf
 
@@ -214,7 +214,7 @@ def test_an_architecture_transformers_lacks_is_named_before_converting(tmp_path,
         "Hugging Face folder, or a newer transformers"
     )
     with pytest.raises(ModelError, match=f"^{re.escape(message)}$"):
-        _converted("odd", path)
+        converted_copy("odd", path)
     assert not (tmp_path / "cache" / "converted").exists() or \
         list((tmp_path / "cache" / "converted").iterdir()) == []
 
@@ -228,7 +228,7 @@ def test_a_quantization_type_gguf_lacks_is_named_before_converting(tmp_path, mon
         "quantized as Q4_K_M, Q8_0 or another k-quant, or upgrade gguf"
     )
     with pytest.raises(ModelError, match=f"^{re.escape(message)}$"):
-        _converted("odd", path)
+        converted_copy("odd", path)
 
 
 def test_converter_versions_name_the_libraries():
@@ -241,7 +241,7 @@ def test_converter_versions_name_the_libraries():
 
 @pytest.mark.slow
 def test_smollm2_copy_is_transformers_own_load(real_model):
-    from nbllm.engine.embedded import embedded_model_path
+    from nbllm.engine.loading.embedded import embedded_model_path
 
     path = embedded_model_path("smollm2-135m")
     # transformers' own load, with its parses of the header made one (the
@@ -253,7 +253,7 @@ def test_smollm2_copy_is_transformers_own_load(real_model):
 
 @pytest.mark.slow
 def test_gemma3_copy_is_transformers_own_load(gemma_model):
-    from nbllm.engine.embedded import embedded_model_path
+    from nbllm.engine.loading.embedded import embedded_model_path
 
     path = embedded_model_path("gemma3-270m")
     ours = gemma_model.model.state_dict()
@@ -267,7 +267,7 @@ def test_the_plain_reader_reads_gemma3s_vocabulary_as_ggufs_reader(gemma_model):
     # 262k tokens, scores and types: the arrays the one-pass read exists for.
     from gguf import GGUFReader
 
-    from nbllm.engine.embedded import embedded_model_path
+    from nbllm.engine.loading.embedded import embedded_model_path
 
     class WalkingReader(GGUFReader):
         """gguf's own element-by-element walk, over a plain view of the map
@@ -294,4 +294,4 @@ def test_an_architecture_only_the_packed_loader_reads_is_named(tmp_path, monkeyp
         "folder"
     )
     with pytest.raises(ModelError, match=f"^{re.escape(message)}$"):
-        _converted("odd", path)
+        converted_copy("odd", path)

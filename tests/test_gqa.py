@@ -1,6 +1,6 @@
 """The tree-mask passes run grouped-query attention without copying keys and values.
 
-The switch (nbllm.engine.gqa) is checked for what it does (the passes of the
+The switch (nbllm.engine.scoring.gqa) is checked for what it does (the passes of the
 block, in the block's thread only, run the function; the model's config never
 changes, even when the pass fails), when it stays off, and for exactness: the
 tree-mask backend under it matches the plain-forward oracle and the stock SDPA
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from nbllm.engine import gqa, tree_mask
-from nbllm.engine.models import LoadedModel
-from nbllm.engine.tree_mask import TreeMaskBackend
+from nbllm.engine.scoring import gqa, tree_mask
+from nbllm.engine.loading.models import LoadedModel
+from nbllm.engine.scoring.tree_mask import TreeMaskBackend
 from tiny import get_tiny_model, get_tiny_tokenizer, oracle_matrix
 
 CPU = torch.device("cpu")

@@ -1,6 +1,6 @@
 """In half precision the label tokens' logits are computed again in float32.
 
-nbllm.engine.head is checked on its own (exact columns, the others as the
+nbllm.engine.scoring.head is checked on its own (exact columns, the others as the
 model rounded them, the hook gone after the block, nothing done in float32)
 and in the engine: each backend runs its label passes under it in bfloat16,
 with the labels' tokens as the columns, and never in float32.
@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from families import family_model
-from nbllm.engine import head
-from nbllm.engine.exact import ExactBackend
-from nbllm.engine.models import LoadedModel, fingerprint
-from nbllm.engine.seq2seq import Seq2SeqBackend
-from nbllm.engine.tree_mask import TreeMaskBackend
+from nbllm.engine.loading import devices
+from nbllm.engine.scoring import head
+from nbllm.engine.scoring.exact import ExactBackend
+from nbllm.engine.loading.models import LoadedModel, fingerprint
+from nbllm.engine.scoring.seq2seq import Seq2SeqBackend
+from nbllm.engine.scoring.tree_mask import TreeMaskBackend
 from tiny import get_tiny_model, get_tiny_tokenizer
 
 CPU = torch.device("cpu")
@@ -83,9 +84,9 @@ def test_float32_models_are_left_alone():
 
 
 def test_the_result_cache_key_tells_the_rounded_logits_apart():
-    assert head.numerics_tag(torch.float32) == b""
-    assert head.numerics_tag(torch.float64) == b""
-    assert head.numerics_tag(torch.bfloat16) == head.numerics_tag("float16") != b""
+    assert devices.numerics_tag(torch.float32) == b""
+    assert devices.numerics_tag(torch.float64) == b""
+    assert devices.numerics_tag(torch.bfloat16) == devices.numerics_tag("float16") != b""
     model = get_tiny_model()
     assert fingerprint(model, get_tiny_tokenizer()) != fingerprint(
         _bf16(model), get_tiny_tokenizer())
@@ -122,7 +123,7 @@ def test_decoder_backends_score_labels_under_the_hook(backend, dtype, monkeypatc
 
 
 def test_the_columns_are_the_label_tokens(monkeypatch):
-    from nbllm.engine import exact, tree_mask
+    from nbllm.engine.scoring import exact, tree_mask
 
     model = _bf16(get_tiny_model())
     prompts = [_ids()[0].tolist()]

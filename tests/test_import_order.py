@@ -114,7 +114,7 @@ def test_dask_dataframe_imported_through_its_parent_gets_ddf_llm():
 def test_a_model_load_before_pandas_and_dask_keeps_the_accessors(tiny_folder):
     run_python(f"""
         import nbllm
-        from nbllm.engine import models
+        from nbllm.engine.loading import models
         models.get_model({tiny_folder!r}, "cpu", "float32")
         import importlib.util
         importlib.util.find_spec("pandas"), importlib.util.find_spec("dask.dataframe")

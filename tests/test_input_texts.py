@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import nbllm  # noqa: F401  (registers the df.llm accessor)
-from nbllm.notebook.panel import Panel
+from nbllm.notebook.panel.panel import Panel
 from entry_points import (  # noqa: F401  (fixtures among them)
     FEW_Y,
     LABELS,

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from nbllm import DEFAULT_PROMPT_ZERO_SHOT, FewShotClassifier, ZeroShotClassifier
-from nbllm.engine import devices, models
+from nbllm.engine.loading import devices, models
 from test_golden import assert_equals_a_plain_forward_pass
 
 pytestmark = pytest.mark.slow
@@ -178,7 +178,7 @@ def test_generate_returns_free_text(real_model):
 def test_real_model_passes_the_self_check_and_every_path_agrees(real_model, real_tweets):
     """The embedded model keeps the fast path; the exact fallback gives the same
     probabilities on real tweets (it is what untested architectures get)."""
-    from nbllm.engine.scorer import backend_choice, use_path
+    from nbllm.engine.scoring.scorer import backend_choice, use_path
 
     choice = backend_choice(real_model)
     assert choice.name == "tree-mask" and choice.probe.passed
@@ -225,7 +225,7 @@ def test_bfloat16_default_stays_close_to_float32_on_real_tweets(real_model, real
     """What dtype='auto' gives on a CPU with native bf16: the same predictions
     as float32 for nearly every tweet, probabilities within a few hundredths,
     the fast path kept, and a bf16 copy cast from the float32 one."""
-    from nbllm.engine.scorer import backend_choice
+    from nbllm.engine.scoring.scorer import backend_choice
 
     monkeypatch.setenv("NBLLM_CACHE_DIR", real_model.cache_dir)
     monkeypatch.setattr(devices, "_NATIVE_BF16", True)

@@ -9,7 +9,7 @@ import pytest
 import nbllm  # noqa: F401  (registers the df.llm accessor)
 from nbllm.estimators import multi_label as multilabel
 from nbllm.notebook import classify as api
-from nbllm.engine.result_cache import result_cache
+from nbllm.engine.scoring.result_cache import result_cache
 from entry_points import (  # noqa: F401  (fixtures among them)
     LABELS,
     assert_idle,

@@ -18,7 +18,8 @@ TEXTS = ["I love it", "I hate it", "fine I guess", "great stuff", "awful service
          "the best day", "never again", "so so"]
 
 MARKERS = """
-from nbllm.engine import models, scorer
+from nbllm.engine.loading import models
+from nbllm.engine.scoring import scorer
 _new_entry, _score = models._new_entry, scorer.LabelScorer.score
 def _marked_load(*args, **kwargs):
     print("MARK model load", flush=True)
@@ -158,7 +159,7 @@ def test_in_a_kernel_a_warning_is_one_line_and_still_obeys_the_filters(monkeypat
 
 def test_a_single_label_warns_before_the_model_loads(tiny_folder, monkeypatch):
     from nbllm import ZeroShotClassifier
-    from nbllm.engine import models
+    from nbllm.engine.loading import models
     from nbllm.estimators import single_label
 
     happened = []

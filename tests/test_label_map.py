@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nbllm import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
-from nbllm.engine.prompts import format_examples
+from nbllm.engine.scoring.prompts import format_examples
 
 from quality_helpers import (
     FEW_X,

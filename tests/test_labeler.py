@@ -14,8 +14,8 @@ import pytest
 
 import nbllm
 from nbllm.estimators.calibration import calibrate
-from nbllm.notebook.labeler import Labeler, answers_path, uncertainty
-from nbllm.notebook.labeler_widget import LabelerWidget, accuracy_plot, estimator_code
+from nbllm.notebook.labeler.labeler import Labeler, answers_path, uncertainty
+from nbllm.notebook.labeler.widget import LabelerWidget, accuracy_plot, estimator_code
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
 
@@ -320,7 +320,7 @@ def test_accuracy_plot_has_axes_ticks_from_the_data_values_and_a_title():
 
 def test_creating_a_labeler_loads_no_model_and_the_first_scoring_says_so(make, df,
                                                                          monkeypatch):
-    from nbllm.engine import models
+    from nbllm.engine.loading import models
     from nbllm.engine import status as engine_status
 
     loads = []

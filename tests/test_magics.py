@@ -14,10 +14,10 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from nbllm.engine import models
+from nbllm.engine.loading import models
 from nbllm.notebook import classify as api
 from nbllm.notebook.session import session
-from nbllm.engine.result_cache import result_cache
+from nbllm.engine.scoring.result_cache import result_cache
 from nbllm.notebook.display import ClassificationResult, GenerationPreview
 from nbllm.estimators import FewShotClassifier, ZeroShotClassifier
 
@@ -623,7 +623,7 @@ def test_magic_warnings_point_at_the_cell(ip, tiny_folder):
 
 
 def test_nbllm_prefix_cache_sets_the_engine_bound(ip):
-    from nbllm.engine import prefix
+    from nbllm.engine.scoring import prefix
     from nbllm.notebook.session import session
 
     try:
@@ -639,7 +639,7 @@ def test_nbllm_prefix_cache_sets_the_engine_bound(ip):
 
 
 def test_nbllm_result_cache_sets_the_process_wide_bound(ip):
-    from nbllm.engine.result_cache import DEFAULT_MAX_BYTES
+    from nbllm.engine.scoring.result_cache import DEFAULT_MAX_BYTES
     from nbllm.notebook.session import session
 
     try:
@@ -660,7 +660,7 @@ def test_nbllm_result_cache_sets_the_process_wide_bound(ip):
     ("-1", "result_cache_mb must be a number of MiB >= 0; got -1.0"),
 ])
 def test_nbllm_result_cache_refuses_what_is_not_a_size(ip, value, message):
-    from nbllm.engine.result_cache import DEFAULT_MAX_BYTES
+    from nbllm.engine.scoring.result_cache import DEFAULT_MAX_BYTES
 
     with pytest.raises(UsageError, match="^" + re.escape(message) + "$"):
         ip.run_line_magic("nbllm", f"result-cache {value}")
@@ -673,7 +673,7 @@ def test_nbllm_result_cache_refuses_what_is_not_a_size(ip, value, message):
     ("nan", "prefix_cache_mb must be a number of MiB >= 0; got nan"),
 ])
 def test_nbllm_prefix_cache_refuses_what_is_not_a_size(ip, value, message):
-    from nbllm.engine import prefix
+    from nbllm.engine.scoring import prefix
 
     with pytest.raises(UsageError, match="^" + re.escape(message) + "$"):
         ip.run_line_magic("nbllm", f"prefix-cache {value}")

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from nbllm.engine import devices, embedded, gguf, models
+from nbllm.engine import cache_folder
+from nbllm.engine.loading import devices, embedded, gguf, models
 from tiny import get_tiny_model, get_tiny_tokenizer
 
 needs_no_cuda = pytest.mark.skipif(
@@ -294,11 +295,11 @@ def test_context_length_defaults_to_2048():
 
 def test_cache_dir_honours_env(monkeypatch, tmp_path):
     monkeypatch.setenv("NBLLM_CACHE_DIR", str(tmp_path / "c"))
-    assert models.cache_dir() == tmp_path / "c"
+    assert cache_folder.cache_dir() == tmp_path / "c"
     monkeypatch.setenv("NBLLM_CACHE_DIR", "~/nb-cache")
-    assert models.cache_dir() == Path.home() / "nb-cache"
+    assert cache_folder.cache_dir() == Path.home() / "nb-cache"
     monkeypatch.delenv("NBLLM_CACHE_DIR")
-    assert models.cache_dir() == Path.home() / ".cache" / "nbllm"
+    assert cache_folder.cache_dir() == Path.home() / ".cache" / "nbllm"
 
 
 @pytest.fixture

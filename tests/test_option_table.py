@@ -79,9 +79,9 @@ def literal_defaults(path):
 
 
 @pytest.mark.parametrize("place", [
-    "estimators/docs.py", "engine/text_scorer.py", "notebook/classify.py",
+    "estimators/docs.py", "engine/scoring/text_scorer.py", "notebook/classify.py",
     "notebook/pandas_accessor.py", "notebook/dask_accessor.py", "notebook/magics.py",
-    "notebook/panel.py", "notebook/panel_code.py", "notebook/magic_syntax.py"])
+    "notebook/panel/panel.py", "notebook/panel/code.py", "notebook/magic_syntax.py"])
 def test_no_default_is_written_out_beside_the_table(place):
     """Only the classifiers' signatures spell a default; these places read the table."""
     assert literal_defaults(Path(options.__file__).parent / place) == []
@@ -156,7 +156,7 @@ def test_the_estimator_guides_signatures_say_the_tables_defaults():
 # ------------------------------------------------------------------ panel
 @pytest.mark.usefixtures("notebook_state")
 def test_every_panel_widget_comes_from_the_table():
-    from nbllm.notebook.panel import Panel
+    from nbllm.notebook.panel.panel import Panel
 
     panel = Panel(threaded=False)
     assert set(panel.option_widgets) == {o for o in options.TABLE if o.widget}
@@ -236,7 +236,7 @@ CHANGED_TABLE = """
 
     from nbllm.notebook import classify as api
     from nbllm.notebook.magics import NbllmMagics
-    from nbllm.notebook.panel import Panel
+    from nbllm.notebook.panel.panel import Panel
     from nbllm.notebook.pandas_accessor import DataFrameLLMAccessor, SeriesLLMAccessor
     from nbllm.estimators import FewShotClassifier
 

@@ -74,7 +74,7 @@ def test_every_option_of_every_classifier_has_bad_values():
 
 @pytest.mark.parametrize("cls, option, value", list(_cases()))
 def test_fit_refuses_every_bad_value_of_every_option(cls, option, value, monkeypatch):
-    from nbllm.engine import models
+    from nbllm.engine.loading import models
 
     def never(*args, **kwargs):
         raise AssertionError("a model was loaded for a bad option")
@@ -139,7 +139,7 @@ def test_device_names(device):
 
 
 def test_the_panel_offers_the_engines_device_names():
-    from nbllm.engine.devices import DEVICE_NAMES
+    from nbllm.engine.loading.devices import DEVICE_NAMES
     from nbllm.notebook.panel import Panel
 
     assert Panel(threaded=False).device.options == DEVICE_NAMES

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbllm.engine.prompts import DEFAULT_PROMPT_ZERO_SHOT
-from nbllm.notebook.panel import FEW, Panel
+from nbllm.engine.scoring.prompts import DEFAULT_PROMPT_ZERO_SHOT
+from nbllm.notebook.panel.panel import FEW, Panel
 from nbllm.notebook.magic_syntax import write_template as template_option
-from nbllm.notebook.panel_code import MAX_INLINE_TEXTS, variable_holding
+from nbllm.notebook.panel.code import MAX_INLINE_TEXTS, variable_holding
 from entry_points import assert_idle, make_panel, run_magic, run_python
 from tiny import save_tiny
 

@@ -1,4 +1,4 @@
-"""The anywidget front ends of the panel and the Labeler (nbllm/notebook/panel_front_end.py).
+"""The anywidget front ends of the panel and the Labeler (nbllm/notebook/panel/front_end.py).
 
 The traitlets travel to the front end and back unchanged; the ES modules
 fetch nothing and put user text in the page as text only.  The modules are
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nbllm.notebook.panel_front_end import _CODE_ESM, _ENTER_ESM, CodeBox, EnterAddsTag
+from nbllm.notebook.panel.front_end import _CODE_ESM, _ENTER_ESM, CodeBox, EnterAddsTag
 from test_browser import CHROMIUM, CHROMIUM_ARGS, require
 
 HOSTILE = {"title": "As <i>Python</i>",

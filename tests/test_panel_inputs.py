@@ -6,10 +6,10 @@ arrives as one more item of ``labels.value``.
 
 import pytest
 
-from nbllm.engine.prompts import DEFAULT_PROMPT_FEW_SHOT
+from nbllm.engine.scoring.prompts import DEFAULT_PROMPT_FEW_SHOT
 from nbllm.notebook import classify as api
-from nbllm.notebook.panel import FEW, Panel
-from nbllm.notebook.panel_labels import HINT, added_tag, split_added
+from nbllm.notebook.panel.panel import FEW, Panel
+from nbllm.notebook.panel.labels import HINT, added_tag, split_added
 from entry_points import assert_idle, error_line, make_panel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
@@ -166,7 +166,7 @@ def test_the_enter_hook_is_in_the_labels_row_and_fixed():
     key from the widget) is one fixed front end beside the labels box."""
     import json
 
-    from nbllm.notebook.panel_front_end import _ENTER_ESM, EnterAddsTag
+    from nbllm.notebook.panel.front_end import _ENTER_ESM, EnterAddsTag
 
     panel = Panel(threaded=False, labels=["<b>x</b>"])
     row = panel.children[1]

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from nbllm import FewShotClassifier, MultiLabelZeroShotClassifier, ZeroShotClassifier
-from nbllm.engine import models
+from nbllm.engine.loading import models
 from tiny import get_tiny_model, get_tiny_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -61,7 +61,7 @@ FRESH = """
 import json, pickle, sys
 import numpy as np
 sys.path.insert(0, {tests!r})
-from nbllm.engine import models
+from nbllm.engine.loading import models
 out = {{}}
 for name, path in json.loads(sys.argv[1]).items():
     with open(path, "rb") as f:
@@ -208,9 +208,9 @@ def test_the_embedded_model_classifier_pickles_small(real_model, tmp_path, monke
 def test_the_panel_and_the_labeler_save_their_classifier(tiny_folder, tmp_path):
     import pandas as pd
 
-    from nbllm.notebook.labeler import Labeler
-    from nbllm.notebook.labeler_widget import LabelerWidget
-    from nbllm.notebook.panel import Panel
+    from nbllm.notebook.labeler.labeler import Labeler
+    from nbllm.notebook.labeler.widget import LabelerWidget
+    from nbllm.notebook.panel.panel import Panel
 
     panel = Panel(threaded=False)
     panel.model.value = tiny_folder

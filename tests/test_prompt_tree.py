@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from families import FAMILIES, family_model
-from nbllm.engine import models
-from nbllm.engine import prefix as prefix_module
-from nbllm.engine.prompt_tree import MIN_SAVING, plan_spans, unique_positions
-from nbllm.engine.scorer import LabelScorer
-from nbllm.engine.tree_mask import TreeMaskBackend
-from nbllm.engine.trie import LabelTrie
+from nbllm.engine.loading import models
+from nbllm.engine.scoring import prefix as prefix_module
+from nbllm.engine.scoring.prompt_tree import MIN_SAVING, plan_spans, unique_positions
+from nbllm.engine.scoring.scorer import LabelScorer
+from nbllm.engine.scoring.tree_mask import TreeMaskBackend
+from nbllm.engine.scoring.trie import LabelTrie
 from tiny import get_tiny_model, get_tiny_tokenizer, oracle_logprob
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -11,8 +11,8 @@ example shared by two texts under one block, then the text.
 import numpy as np
 import pytest
 
-from nbllm.engine.prompt_tree import plan_spans
-from nbllm.engine.scorer import LabelScorer
+from nbllm.engine.scoring.prompt_tree import plan_spans
+from nbllm.engine.scoring.scorer import LabelScorer
 from test_gemma import plain_label_logprobs
 
 pytestmark = pytest.mark.slow

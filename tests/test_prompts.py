@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 
-from nbllm.engine.prompts import (
+from nbllm.engine.scoring.prompts import (
     DEFAULT_PROMPT_FEW_SHOT,
     DEFAULT_PROMPT_ZERO_SHOT,
     FEW_SHOT_PLACEHOLDERS,

@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 
 from nbllm import ZeroShotClassifier
-from nbllm.engine import result_cache as cache
-from nbllm.engine.result_cache import DISK_CACHE_FILE, DiskCache, result_cache
+from nbllm.engine.scoring import result_cache as cache
+from nbllm.engine.scoring.result_cache import DISK_CACHE_FILE, DiskCache, result_cache
 from tiny import get_tiny_model, get_tiny_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "notebook_state")
@@ -438,7 +438,7 @@ def test_two_processes_write_one_cache_at_once(tiny_folder, tmp_path):
     script = """
         import os, sqlite3, time
         import numpy as np
-        from nbllm.engine.result_cache import DiskCache
+        from nbllm.engine.scoring.result_cache import DiskCache
         source = sqlite3.connect({source!r})
         rows = source.execute("SELECT key, logprobs FROM results").fetchall()
         source.close()

@@ -27,9 +27,10 @@ import pytest
 import torch
 import transformers
 
-from nbllm.engine import gguf as gguf_cache
+from nbllm.engine import cache_folder
+from nbllm.engine.loading import gguf as gguf_cache
 from nbllm.exceptions import UserError
-from nbllm.engine import models
+from nbllm.engine.loading import models
 from tiny import get_tiny_model, get_tiny_tokenizer
 
 # The conversion tests compare weights with the float32 tiny model: pin the
@@ -106,7 +107,7 @@ def assert_one_clean_error(info):
     assert exc.__cause__ is None
     assert exc.__context__ is None or exc.__suppress_context__
     raised_in = Path(str(info.traceback[-1].path))
-    assert raised_in.parent.name == "engine" and raised_in.name in ("models.py", "gguf.py")
+    assert raised_in.parent.name == "loading" and raised_in.name in ("models.py", "gguf.py")
 
 
 def assert_nothing_left(cache):
@@ -320,7 +321,7 @@ def test_failed_load_leaves_the_callers_exception_alone(cache):
 def test_conversion_writes_a_temporary_folder_then_renames(
     monkeypatch, gguf, cache, conversions
 ):
-    target = gguf_cache._converted_folder(gguf)
+    target = gguf_cache.converted_folder(gguf)
     writes = []
 
     class Recording:
@@ -342,7 +343,7 @@ def test_conversion_writes_a_temporary_folder_then_renames(
 
 def test_completeness_marker_lists_every_file(gguf, cache, conversions):
     models.get_model(str(gguf), device="cpu")
-    target = gguf_cache._converted_folder(gguf)
+    target = gguf_cache.converted_folder(gguf)
     marker = json.loads((target / gguf_cache.COMPLETE_MARKER).read_text())
     others = {p.name: p.stat().st_size for p in target.iterdir()}
     del others[gguf_cache.COMPLETE_MARKER]
@@ -370,7 +371,7 @@ def test_interrupted_conversion_leaves_nothing(monkeypatch, gguf, cache):
         models.get_model(str(gguf), device="cpu")
     assert_nothing_left(cache)
     assert models.get_model(str(gguf), device="cpu").spec == str(gguf)
-    assert gguf_cache._incomplete(gguf_cache._converted_folder(gguf)) is None
+    assert gguf_cache.incomplete_reason(gguf_cache.converted_folder(gguf)) is None
 
 
 def test_complete_converted_folder_is_reused(gguf, cache, conversions, recwarn):
@@ -423,7 +424,7 @@ DAMAGES = {
 def test_incomplete_converted_folder_is_rebuilt(damage, gguf, cache, conversions):
     models.get_model(str(gguf), device="cpu")
     models.clear_registry()
-    target = gguf_cache._converted_folder(gguf)
+    target = gguf_cache.converted_folder(gguf)
     full = (target / "model.safetensors").stat().st_size
     damage_fn, reason = DAMAGES[damage]
     damage_fn(target)
@@ -435,7 +436,7 @@ def test_incomplete_converted_folder_is_rebuilt(damage, gguf, cache, conversions
     with pytest.warns(UserWarning, match=f"^{re.escape(msg)}$"):
         loaded = models.get_model(str(gguf), device="cpu")
     assert len(conversions) == 2
-    assert gguf_cache._incomplete(target) is None
+    assert gguf_cache.incomplete_reason(target) is None
     assert not (target / "pytorch_model.bin").exists()
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
     expected = get_tiny_model().state_dict()
@@ -455,7 +456,7 @@ def test_leftovers_of_killed_conversions_are_removed(gguf, cache, conversions):
     os.utime(old, (two_days_ago, two_days_ago))
     models.get_model(str(gguf), device="cpu")
     left = sorted(p.name for p in parent.iterdir())
-    assert left == sorted([mine.name, gguf_cache._converted_folder(gguf).name])
+    assert left == sorted([mine.name, gguf_cache.converted_folder(gguf).name])
 
 
 # ------------------------------------------------------ trust_remote_code
@@ -567,7 +568,7 @@ def test_converted_weights_are_safetensors(gguf, cache, conversions, from_pretra
     from safetensors import safe_open
 
     models.get_model(str(gguf), device="cpu")
-    target = gguf_cache._converted_folder(gguf)
+    target = gguf_cache.converted_folder(gguf)
     names = sorted(p.name for p in target.iterdir())
     assert "model.safetensors" in names
     assert [n for n in names if n.endswith(gguf_cache.PICKLE_SUFFIXES)] == []
@@ -586,7 +587,7 @@ def test_converted_cache_is_user_only(gguf, cache, conversions):
         models.get_model(str(gguf), device="cpu")
     finally:
         os.umask(old_umask)
-    target = gguf_cache._converted_folder(gguf)
+    target = gguf_cache.converted_folder(gguf)
     assert [mode(p) for p in (cache, cache / "converted", target)] == [0o700] * 3
     files = list(target.iterdir())
     assert len(files) >= 5
@@ -599,7 +600,7 @@ def test_existing_cache_folder_keeps_its_mode(gguf, cache, conversions):
     models.get_model(str(gguf), device="cpu")
     assert mode(cache) == 0o755
     assert mode(cache / "converted") == 0o700
-    assert mode(gguf_cache._converted_folder(gguf)) == 0o700
+    assert mode(gguf_cache.converted_folder(gguf)) == 0o700
 
 
 # ------------------------------------------- converted copies per stored dtype
@@ -614,8 +615,8 @@ def _stored_dtypes(folder):
 
 def test_each_dtype_has_its_own_converted_copy(gguf, cache, conversions):
     bf16 = models.get_model(str(gguf), device="cpu", dtype="bfloat16")
-    f32_folder = gguf_cache._converted_folder(gguf, "float32")
-    bf16_folder = gguf_cache._converted_folder(gguf, "bfloat16")
+    f32_folder = gguf_cache.converted_folder(gguf, "float32")
+    bf16_folder = gguf_cache.converted_folder(gguf, "bfloat16")
     assert bf16_folder != f32_folder
     assert bf16_folder.name.startswith("gguf-bf16-") and f32_folder.name.startswith("gguf-f32-")
     assert _stored_dtypes(bf16_folder) == {"BF16"}
@@ -640,14 +641,14 @@ def test_a_half_precision_copy_is_cast_from_the_float32_copy(gguf, cache, conver
     for loaded, dtype in ((f16, torch.float16), (bf16, torch.bfloat16)):
         got = loaded.model.state_dict()
         assert all(torch.equal(got[n], expected[n].to(dtype)) for n in expected)
-    assert _stored_dtypes(gguf_cache._converted_folder(gguf, "float16")) == {"F16"}
+    assert _stored_dtypes(gguf_cache.converted_folder(gguf, "float16")) == {"F16"}
 
 
 def test_a_copy_of_another_dtype_is_never_read(gguf, cache, conversions):
     models.get_model(str(gguf), device="cpu", dtype="float32")
     models.clear_registry()
-    f32_folder = gguf_cache._converted_folder(gguf, "float32")
-    bf16_folder = gguf_cache._converted_folder(gguf, "bfloat16")
+    f32_folder = gguf_cache.converted_folder(gguf, "float32")
+    bf16_folder = gguf_cache.converted_folder(gguf, "bfloat16")
     # A float32 copy where the bf16 one belongs (as an older key layout or a
     # copied folder could leave): its marker gives it away.
     import shutil
@@ -671,7 +672,7 @@ def test_float64_runs_from_the_float32_copy(gguf, cache, conversions):
 
 
 def _probe_calls(monkeypatch):
-    from nbllm.engine import selfcheck
+    from nbllm.engine.scoring import selfcheck
 
     calls = []
     real = selfcheck.run_probe
@@ -686,15 +687,15 @@ def _probe_calls(monkeypatch):
 
 def test_a_passed_self_check_is_remembered_by_the_next_process(
         monkeypatch, gguf, cache, conversions):
-    from nbllm.engine import selfcheck
-    from nbllm.engine.scorer import backend_choice
+    from nbllm.engine.scoring import selfcheck
+    from nbllm.engine.scoring.scorer import backend_choice
 
     calls = _probe_calls(monkeypatch)
     first = models.get_model(str(gguf), device="cpu")
     choice = backend_choice(first)
     assert choice.name == "tree-mask" and not choice.probe.remembered
     assert len(calls) == 1
-    assert first.selfcheck_file == (gguf_cache._converted_folder(gguf) / "selfcheck-cpu.json")
+    assert first.selfcheck_file == (gguf_cache.converted_folder(gguf) / "selfcheck-cpu.json")
     assert mode(first.selfcheck_file) == 0o600
     models.clear_registry()  # as a new process would
     again = backend_choice(models.get_model(str(gguf), device="cpu"))
@@ -711,7 +712,7 @@ def test_a_passed_self_check_is_remembered_by_the_next_process(
 @pytest.mark.parametrize("content", ["", "{", '{"key": 1}', '{"key": {}, "difference": 0}'])
 def test_a_torn_or_foreign_verdict_means_a_new_probe(monkeypatch, gguf, cache, conversions,
                                                      content):
-    from nbllm.engine.scorer import backend_choice
+    from nbllm.engine.scoring.scorer import backend_choice
 
     calls = _probe_calls(monkeypatch)
     loaded = models.get_model(str(gguf), device="cpu")
@@ -721,8 +722,8 @@ def test_a_torn_or_foreign_verdict_means_a_new_probe(monkeypatch, gguf, cache, c
 
 
 def test_a_failed_self_check_is_not_remembered(monkeypatch, gguf, cache, conversions):
-    from nbllm.engine import selfcheck
-    from nbllm.engine.scorer import backend_choice
+    from nbllm.engine.scoring import selfcheck
+    from nbllm.engine.scoring.scorer import backend_choice
 
     failing = selfcheck.ProbeResult(1.0, None, 0.0, 1e-3)
     monkeypatch.setattr(selfcheck, "run_probe", lambda *a, **k: failing)
@@ -751,7 +752,7 @@ def test_converted_fingerprint_is_stable_and_differs_per_dtype(gguf, cache, conv
 
 def test_an_unreadable_float32_copy_means_de_quantizing_again(gguf, cache, conversions):
     models.get_model(str(gguf), device="cpu", dtype="float32")
-    weights = gguf_cache._converted_folder(gguf, "float32") / "model.safetensors"
+    weights = gguf_cache.converted_folder(gguf, "float32") / "model.safetensors"
     weights.write_bytes(bytes(weights.stat().st_size))  # same size, not safetensors
     bf16 = models.get_model(str(gguf), device="cpu", dtype="bfloat16")
     assert len(conversions) == 2
@@ -774,7 +775,7 @@ def test_the_gguf_files_bos_declaration_wins(tmp_path, cache, conversions, decla
     gguf = write_gguf(tmp_path / "declared.gguf", add_bos_token=declared)
     loaded = models.get_model(str(gguf), device="cpu")
     assert adds_bos(loaded.tokenizer) is declared
-    assert gguf_cache.declared_special_tokens(gguf_cache._converted_folder(gguf)) == {
+    assert gguf_cache.declared_special_tokens(gguf_cache.converted_folder(gguf)) == {
         "add_bos_token": declared, "add_eos_token": None}
 
 
@@ -782,7 +783,7 @@ def test_the_declaration_is_applied_at_load_not_baked_in(tmp_path, cache, conver
     gguf = write_gguf(tmp_path / "declared.gguf", add_bos_token=False)
     assert not adds_bos(models.get_model(str(gguf), device="cpu").tokenizer)
     # The marker, not the saved tokenizer, decides at every load.
-    marker_path = gguf_cache._converted_folder(gguf) / gguf_cache.COMPLETE_MARKER
+    marker_path = gguf_cache.converted_folder(gguf) / gguf_cache.COMPLETE_MARKER
     marker = json.loads(marker_path.read_text())
     marker["special_tokens"]["add_bos_token"] = True
     marker_path.write_text(json.dumps(marker))
@@ -796,7 +797,7 @@ def test_without_a_declaration_the_tokenizer_is_left_as_built(gguf, cache, conve
 
 
 def test_follow_special_tokens_without_the_tokenizers_own_switch():
-    from nbllm.engine.special_tokens import added_special_tokens, follow_special_tokens
+    from nbllm.engine.loading.special_tokens import added_special_tokens, follow_special_tokens
 
     class NoSwitch(type(get_tiny_tokenizer())):
         """A tokenizer class whose add_bos_token cannot be set."""
@@ -817,22 +818,22 @@ def test_a_copy_made_by_other_converter_versions_is_never_served(
     monkeypatch, gguf, cache, conversions
 ):
     models.get_model(str(gguf), device="cpu")
-    first = gguf_cache._converted_folder(gguf)
+    first = gguf_cache.converted_folder(gguf)
     monkeypatch.setattr(gguf_cache, "converter_versions",
                         lambda: "format 3, transformers 4.56.0, tokenizers 0.22.0, gguf 0.11.0")
     models.clear_registry()
     models.get_model(str(gguf), device="cpu")
-    assert gguf_cache._converted_folder(gguf) != first
+    assert gguf_cache.converted_folder(gguf) != first
     assert len(conversions) == 2
 
 
 def test_a_marker_of_the_older_format_is_converted_again(gguf, cache, conversions):
     models.get_model(str(gguf), device="cpu")
-    marker_path = gguf_cache._converted_folder(gguf) / gguf_cache.COMPLETE_MARKER
+    marker_path = gguf_cache.converted_folder(gguf) / gguf_cache.COMPLETE_MARKER
     marker = json.loads(marker_path.read_text())
     marker_path.write_text(json.dumps({"format": 2, "dtype": marker["dtype"],
                                        "files": marker["files"]}))
-    assert gguf_cache._incomplete(gguf_cache._converted_folder(gguf)) == (
+    assert gguf_cache.incomplete_reason(gguf_cache.converted_folder(gguf)) == (
         f"its {gguf_cache.COMPLETE_MARKER} is of an older format: it was made by an "
         "older nbllm")
 
@@ -849,7 +850,7 @@ def test_a_new_conversion_deletes_the_copies_older_formats_made(
     monkeypatch, gguf, cache, conversions
 ):
     models.get_model(str(gguf), device="cpu")
-    current = gguf_cache._converted_folder(gguf)
+    current = gguf_cache.converted_folder(gguf)
     old = current.with_name(f"{gguf.stem}-f32-0123456789abcdef")
     other_versions = current.with_name(f"{gguf.stem}-f32-fedcba9876543210")
     for folder, made_by in ((old, 2), (other_versions, gguf_cache.CONVERSION_FORMAT)):
@@ -871,32 +872,32 @@ def test_a_copy_of_the_file_elsewhere_finds_the_converted_copy(tmp_path, gguf, c
     elsewhere = tmp_path / "another-venv" / "renamed.gguf"
     elsewhere.parent.mkdir()
     shutil.copy(gguf, elsewhere)
-    assert gguf_cache._converted_folder(elsewhere) == gguf_cache._converted_folder(gguf)
+    assert gguf_cache.converted_folder(elsewhere) == gguf_cache.converted_folder(gguf)
     assert models.get_model(str(elsewhere), device="cpu").spec == str(elsewhere)
     assert len(conversions) == 1
 
 
 def test_two_files_never_share_a_copy(tmp_path, gguf, cache, conversions):
     other = write_gguf(tmp_path / "fine-tune.gguf", add_bos_token=False)
-    assert gguf_cache._converted_folder(other) != gguf_cache._converted_folder(gguf)
+    assert gguf_cache.converted_folder(other) != gguf_cache.converted_folder(gguf)
 
 
 def test_the_digest_is_read_once_per_path_size_and_mtime(monkeypatch, gguf, cache):
     first = gguf_cache.file_digest(gguf)
     assert first == hashlib.sha256(gguf.read_bytes()).hexdigest()
-    gguf_cache._digests.clear()  # a new process: the memo file answers
+    cache_folder._digests.clear()  # a new process: the memo file answers
     monkeypatch.setattr(gguf_cache.hashlib, "sha256", None)
     assert gguf_cache.file_digest(gguf) == first
-    memo = json.loads((cache / gguf_cache.DIGESTS_FILE).read_text())
+    memo = json.loads((cache / cache_folder.DIGESTS_FILE).read_text())
     assert list(memo.values()) == [first]
-    assert stat.S_IMODE((cache / gguf_cache.DIGESTS_FILE).stat().st_mode) == 0o600
+    assert stat.S_IMODE((cache / cache_folder.DIGESTS_FILE).stat().st_mode) == 0o600
 
 
 def test_a_conversion_that_cannot_fit_is_refused_before_it_starts(
     monkeypatch, tmp_path, cache, conversions
 ):
     from gguf import GGUFWriter
-    from nbllm.engine import room
+    from nbllm.engine.loading import room
 
     path = tmp_path / "big.gguf"
     writer = GGUFWriter(str(path), "llama")
@@ -907,7 +908,7 @@ def test_a_conversion_that_cannot_fit_is_refused_before_it_starts(
     writer.close()
     monkeypatch.setattr(room, "available_memory", lambda: 2 * 10**6)
     monkeypatch.setattr(room, "free_disk", lambda folder: 10**8)
-    folder = gguf_cache._converted_folder(path).parent
+    folder = gguf_cache.converted_folder(path).parent
     msg = (f"Could not load model {str(path)!r}: converting its GGUF file needs about "
            f"0.9 GB of memory (0.0 GB available) and 0.2 GB of disk in {folder} "
            "(0.1 GB free), so nothing was started. Free some, pass dtype='bfloat16' "

@@ -10,7 +10,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from nbllm.engine.result_cache import (DEFAULT_MAX_BYTES, ENTRY_BYTES, INDEX_BYTES,
+from nbllm.engine.scoring.result_cache import (DEFAULT_MAX_BYTES, ENTRY_BYTES, INDEX_BYTES,
                                        DiskCache, ResultCache, result_cache)
 from nbllm.notebook.session import session
 

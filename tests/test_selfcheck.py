@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from nbllm.engine import models, selfcheck
-from nbllm.engine.exact import ExactBackend
-from nbllm.engine.scorer import backend_choice, fallback_message
-from nbllm.engine.tree_mask import TreeMaskBackend
+from nbllm.engine.loading import models
+from nbllm.engine.scoring import selfcheck
+from nbllm.engine.scoring.exact import ExactBackend
+from nbllm.engine.scoring.scorer import backend_choice, fallback_message
+from nbllm.engine.scoring.tree_mask import TreeMaskBackend
 from tiny import get_tiny_model, get_tiny_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -371,3 +372,24 @@ def test_the_warning_names_the_dtype_a_failure_happened_in():
         "nbllm's tree-mask scoring path is not exact for Gemma3ForCausalLM: it failed in "
         "bfloat16 (RuntimeError: boom).  nbllm scores this model with the slower exact "
         "path from now on: the probabilities stay exact, only scoring takes longer.")
+
+
+def test_the_kept_verdicts_engine_digest_covers_both_halves_of_the_engine(monkeypatch):
+    """A change to any engine file, the scoring code in engine/scoring/ included,
+    changes the key of a kept verdict."""
+    from pathlib import Path
+
+    engine = Path(selfcheck.__file__).parents[1]
+    read = []
+    real_read_bytes = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda path: read.append(path) or real_read_bytes(path))
+    monkeypatch.setattr(selfcheck, "_ENGINE_DIGEST", None)
+    digest = selfcheck._engine_digest()
+    assert set(read) == set(engine.rglob("*.py"))
+    assert {engine / "scoring" / "tree_mask.py", engine / "scoring" / "selfcheck.py",
+            engine / "loading" / "models.py"} <= set(read)
+    # Another byte in one scoring file: another digest.
+    monkeypatch.setattr(Path, "read_bytes", lambda path: real_read_bytes(path) + (
+        b"#" if path.name == "tree_mask.py" else b""))
+    monkeypatch.setattr(selfcheck, "_ENGINE_DIGEST", None)
+    assert selfcheck._engine_digest() != digest

@@ -20,7 +20,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import get_tags
 
 from nbllm import FewShotClassifier, MultiLabelZeroShotClassifier, ZeroShotClassifier
-from nbllm.engine import models
+from nbllm.engine.loading import models
 from nbllm.estimators.prompt_mode import PromptMode
 from nbllm.estimators.single_label import _SingleLabelBase
 

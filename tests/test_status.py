@@ -11,7 +11,7 @@ import warnings
 import pytest
 
 from nbllm.engine import status as engine_status
-from nbllm.engine.gguf import conversion_message
+from nbllm.engine.loading.gguf import conversion_message
 from nbllm.notebook.status import CellStatus, showing_status
 from nbllm.warnings_to_user import collecting, warn
 

@@ -11,8 +11,8 @@ import re
 import numpy as np
 import pytest
 
-from nbllm.engine import text_scorer
-from nbllm.engine.result_cache import result_cache, result_key, text_result_key
+from nbllm.engine.scoring import text_scorer
+from nbllm.engine.scoring.result_cache import result_cache, result_key, text_result_key
 from entry_points import CUT, LONG_TEXT, SMALL_CONTEXT, WHERE, small
 from quality_helpers import zero_shot
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from nbllm.engine.prompts import PromptRenderer, label_token_ids, trailing_space
+from nbllm.engine.scoring.prompts import PromptRenderer, label_token_ids, trailing_space
 from tiny import get_tiny_model, get_tiny_tokenizer, oracle_logprob
 
 from quality_helpers import (

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import nbllm  # noqa: F401  (registers the df.llm accessor)
-from nbllm.engine import text_scorer
+from nbllm.engine.scoring import text_scorer
 from nbllm.estimators.multi_label import MultiLabelZeroShotClassifier
 from tiny import SENTENCES, oracle_logprob
 from entry_points import (  # noqa: F401  (fixtures among them)

@@ -14,15 +14,15 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import nbllm  # noqa: F401  (registers the df.llm accessor)
-from nbllm.engine import models
+from nbllm.engine.loading import models
 from nbllm.notebook import classify as api
 from nbllm.notebook import session
-from nbllm.engine import scorer as scoring
-from nbllm.engine.result_cache import result_cache
+from nbllm.engine.scoring import scorer as scoring
+from nbllm.engine.scoring.result_cache import result_cache
 from nbllm.notebook.display import ClassificationResult
-from nbllm.engine.prompts import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
-from nbllm.notebook.panel import FEW, ZERO, Panel, validate_prompt
-from nbllm.notebook.panel_front_end import CodeBox
+from nbllm.engine.scoring.prompts import DEFAULT_PROMPT_FEW_SHOT, DEFAULT_PROMPT_ZERO_SHOT
+from nbllm.notebook.panel.panel import FEW, ZERO, Panel, validate_prompt
+from nbllm.notebook.panel.front_end import CodeBox
 from entry_points import assert_idle, make_panel, error_line, run_magic, run_python
 from tiny import save_tiny
 

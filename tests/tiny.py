@@ -2,7 +2,7 @@
 
 Shared by the fast unit tests.  Everything is built in memory in well under a
 second and cached per process; ``save_tiny`` writes it to disk so that it can
-be loaded by path through ``nbllm.engine.models.get_model``.  The fixtures
+be loaded by path through ``nbllm.engine.loading.models.get_model``.  The fixtures
 built on these live in ``conftest.py``.
 """
 

@@ -13,16 +13,16 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .. import options
-from ..engine import models
-from ..engine.prompts import (
+from ..engine.loading import models
+from ..engine.scoring.prompts import (
     DEFAULT_PROMPT_ZERO_SHOT,
     ZERO_SHOT_PLACEHOLDERS,
     PromptRenderer,
     check_template,
     label_token_ids,
 )
-from ..engine.result_cache import disk_cache, result_cache
-from ..engine.text_scorer import TextScorer
+from ..engine.scoring.result_cache import disk_cache, result_cache
+from ..engine.scoring.text_scorer import TextScorer
 from ..exceptions import LabelsError, ModelError, OptionError
 from . import persistence
 from . import prompt_mode as prompt_modes

@@ -4,7 +4,7 @@ import numpy as np
 
 from ..exceptions import ExamplesError, OptionError
 from .. import options
-from ..engine.prompts import (
+from ..engine.scoring.prompts import (
     DEFAULT_EXAMPLE_TEMPLATE,
     DEFAULT_PROMPT_FEW_SHOT,
     FEW_SHOT_PLACEHOLDERS,

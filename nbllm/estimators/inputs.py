@@ -7,7 +7,7 @@ import re
 import numpy as np
 from sklearn.utils.multiclass import check_classification_targets
 
-from ..engine.prompts import is_missing
+from ..engine.scoring.prompts import is_missing
 from ..exceptions import OptionError, TextsError
 from ..warnings_to_user import warn
 

@@ -12,8 +12,8 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 
 from ..exceptions import LabelsError
-from ..engine.prompts import template_placeholders
-from ..engine.text_scorer import ProgressBar
+from ..engine.scoring.prompts import template_placeholders
+from ..engine.scoring.text_scorer import ProgressBar
 
 from .. import options
 from . import docs
@@ -227,8 +227,9 @@ class MultiLabelZeroShotClassifier(ClassifierMixin, _LLMBase):
         out = np.empty((len(texts), len(self.classes_)))
         renderers = [self._renderer_for(c) for c in self.classes_]
         bar = ProgressBar(self.progress, len(texts))
-        # One bar for the whole run, shown from 64 questions on with 'auto'.
-        bar.start(len(texts) * len(renderers) // 16)
+        # One bar for the whole run, counting texts; with 'auto' tqdm shows it
+        # once the run has taken PROGRESS_DELAY seconds.
+        bar.start()
         try:
             for start in range(0, len(texts), _STEP):
                 step = texts[start:start + _STEP]

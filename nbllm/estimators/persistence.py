@@ -43,8 +43,8 @@ def light_state(estimator, state):
 
 def restore_model(estimator):
     """Load the model of an unpickled estimator (through the registry)."""
-    from ..engine import models
-    from ..engine.result_cache import disk_cache
+    from ..engine.loading import models
+    from ..engine.scoring.result_cache import disk_cache
 
     state = estimator.__dict__
     state.pop(_RESTORE, None)

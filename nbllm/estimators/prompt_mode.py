@@ -11,7 +11,7 @@ only place that decides them; :class:`PromptMode` holds the answer.
 
 from dataclasses import dataclass
 
-from ..engine.prompts import trailing_space
+from ..engine.scoring.prompts import trailing_space
 from ..exceptions import OptionError
 
 

@@ -1,12 +1,12 @@
 """``%nbllm cache``'s answer: the converted GGUF copies as an escaped HTML table.
 
-Pure code: it renders a :class:`nbllm.engine.converted_copies.CacheContents`
+Pure code: it renders a :class:`nbllm.engine.loading.converted_copies.CacheContents`
 and reads nothing itself.  File names come from markers anyone could have
 written, so every one of them goes through :func:`html.escape`.
 """
 
-from ..engine.converted_copies import size_text, time_text
-from .display import _STYLE, NO_MATH, esc
+from ..engine.loading.converted_copies import size_text, time_text
+from .display import NO_MATH, RESULT_STYLE, esc
 
 COLUMNS = ("name", "source file", "dtype", "size", "status", "last used", "made by")
 # The delete commands, as the magic takes them.
@@ -63,7 +63,7 @@ class CacheListing:
                         for line in self._summary())
         commands = "; ".join(f"<code>{esc(cmd)}</code>: {esc(what)}"
                              for cmd, what in DELETE_HELP)
-        return (f"{_STYLE}<div class=\"nbllm-cache {NO_MATH}\">{note}{table}{lines}"
+        return (f"{RESULT_STYLE}<div class=\"nbllm-cache {NO_MATH}\">{note}{table}{lines}"
                 f"<div class=\"nbllm-legend\">Delete with {commands}.</div></div>")
 
     def __repr__(self):
@@ -76,7 +76,7 @@ class CacheListing:
 
 
 def deletion_note(deletion):
-    """One line saying what :func:`~nbllm.engine.converted_copies.delete_converted` did."""
+    """One line saying what :func:`~nbllm.engine.loading.converted_copies.delete_converted` did."""
     if not deletion.deleted:
         text = "Nothing deleted"
     else:

@@ -12,7 +12,7 @@ import inspect
 import numpy as np
 
 from .. import options
-from ..engine.prompts import is_missing
+from ..engine.scoring.prompts import is_missing
 from ..exceptions import ExamplesError, InputTypeError, OptionError, TextsError, UserError
 from ..options import check_labels, check_missing_labels
 from .display import ClassificationResult, GenerationPreview

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine import status as engine_status
-from ..engine.prompts import is_missing
+from ..engine.scoring.prompts import is_missing
 from ..estimators.inputs import check_texts
 from ..exceptions import LabelsError, OptionError, PromptError, TextsError
 from ..evaluation import evaluate
 from ..options import check_labels
 from ..warnings_to_user import warn
-from .display import _STYLE, NO_MATH, esc, plural
+from .display import NO_MATH, RESULT_STYLE, esc, plural
 from .status import showing_status
 from . import classify as api
 
@@ -110,7 +110,7 @@ class PromptComparison:
         if len(models) == 1:
             caption += f", model {esc(models[0])}"
         return (
-            f'{_STYLE}{_COMPARE_STYLE}<div class="{NO_MATH}">'
+            f'{RESULT_STYLE}{_COMPARE_STYLE}<div class="{NO_MATH}">'
             '<table class="nbllm-table nbllm-compare">'
             f"<caption>{caption}</caption><thead><tr>"
             + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"

@@ -2,7 +2,7 @@
 
 Each partition is classified by :func:`classify_partition`, which runs the
 pandas accessor inside the worker.  Models load through nbllm's per-process
-registry (:func:`nbllm.engine.models.get_model`), so a worker process loads the model
+registry (:func:`nbllm.engine.loading.models.get_model`), so a worker process loads the model
 on its first partition and reuses it for every later one; ``load_counts``
 counts real loads per process (read them with ``client.run``).
 

@@ -34,7 +34,7 @@ LABEL_MASS_LEGEND = (
     "something else, so its pick is a weak guess)."
 )
 
-_STYLE = (
+RESULT_STYLE = (
     "<style>"
     # JupyterLab fixes table layouts (equal columns); the text column needs auto.
     ".nbllm-table{border-collapse:collapse;font-size:12px;width:100%;"
@@ -273,7 +273,7 @@ class ClassificationResult:
         )
         previews = "".join(p._repr_html_() for p in self.previews)
         return (
-            f"{_STYLE}<div class=\"nbllm-result {NO_MATH}\"><table class=\"nbllm-table\">"
+            f"{RESULT_STYLE}<div class=\"nbllm-result {NO_MATH}\"><table class=\"nbllm-table\">"
             f"<caption>{esc(self._caption(low))}{self._mode_note()}</caption><thead><tr><th>#</th><th>text</th>"
             f"<th>predicted</th>{head}{mass_head}</tr></thead><tbody>{''.join(rows)}"
             f"</tbody></table>{note}{self._legend(low)}{previews}</div>"
@@ -336,7 +336,7 @@ class GenerationPreview:
             for j, (c, p) in enumerate(zip(self.classes, self.probas))
         )
         return (
-            f"{_STYLE}<div class=\"nbllm-preview {NO_MATH}\">"
+            f"{RESULT_STYLE}<div class=\"nbllm-preview {NO_MATH}\">"
             f"<h4 class=\"nbllm-heading\" title=\"{esc(self.text)}\">Preview: "
             f"{esc(shorten(self.text, _HTML_TEXT_CHARS))}</h4>"
             f"<details><summary>Prompt ({self.n_prompt_tokens} tokens)</summary>"

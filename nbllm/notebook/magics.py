@@ -22,7 +22,7 @@ from .inline_examples import INLINE_SEPARATOR, parse_inline_examples
 from .magic_syntax import read_labels, read_template, unquote
 from .session import MB, session
 from .. import options
-from ..engine.result_cache import result_cache
+from ..engine.scoring.result_cache import result_cache
 from ..exceptions import LabelsError, UserError
 from ..warnings_to_user import words_for_warnings
 
@@ -332,7 +332,7 @@ class NbllmMagics(Magics):
         if command == "model" and len(rest) == 1:
             session.model = None if rest[0] in ("default", "none") else rest[0]
         elif command == "device" and len(rest) == 1:
-            from ..engine.devices import resolve_device
+            from ..engine.loading.devices import resolve_device
 
             try:
                 resolve_device(rest[0])
@@ -340,11 +340,11 @@ class NbllmMagics(Magics):
                 raise UsageError(str(exc)) from None
             session.device = rest[0]
         elif command == "panel" and not rest:
-            from .panel import Panel
+            from .panel.panel import Panel
 
             return Panel()
         elif command == "cache" and rest == ["clear"]:
-            from ..engine.result_cache import disk_cache, result_cache
+            from ..engine.scoring.result_cache import disk_cache, result_cache
 
             result_cache.clear()
             disk = disk_cache(session.cache_dir)
@@ -377,7 +377,7 @@ class NbllmMagics(Magics):
 def _converted_copies(delete):
     """``%nbllm cache``'s listing; with ``delete`` (the words after ``delete``)
     it deletes first and says what it did above the listing."""
-    from ..engine.converted_copies import converted_copies, delete_converted
+    from ..engine.loading.converted_copies import converted_copies, delete_converted
     from .cache_listing import CacheListing, deletion_note
 
     note = None
@@ -410,8 +410,9 @@ class Status:
 
 def status():
     """A :class:`Status` with the current defaults and cache counters."""
-    from ..engine.embedded import describe_embedded_models
-    from ..engine.models import DEFAULT_MODEL, cache_dir, loaded_models
+    from ..engine.loading.embedded import describe_embedded_models
+    from ..engine.cache_folder import cache_dir
+    from ..engine.loading.models import DEFAULT_MODEL, loaded_models
 
     loaded = loaded_models()
     entries, hits, misses = session.cache_counters

@@ -97,7 +97,7 @@ class DataFrameLLMAccessor(_Base):
 
     def panel(self, column, labels=None):
         """An interactive :class:`nbllm.notebook.panel.Panel` over ``column``."""
-        from .panel import Panel
+        from .panel.panel import Panel
 
         self._column(column)
         return Panel(self._obj, column, labels)
@@ -105,7 +105,7 @@ class DataFrameLLMAccessor(_Base):
     def labeler(self, column, labels=None, **options):
         """A :class:`nbllm.Labeler` over ``column``: label the rows the model is
         least sure of (options as for the Labeler)."""
-        from .labeler import Labeler
+        from .labeler.labeler import Labeler
 
         self._column(column)
         return Labeler(self._obj, column, labels, **options)

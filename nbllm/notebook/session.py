@@ -9,8 +9,8 @@ being stored.
 
 from dataclasses import dataclass, fields
 
-from ..engine import prefix
-from ..engine.result_cache import DEFAULT_MAX_BYTES as RESULT_CACHE_BYTES, result_cache
+from ..engine.scoring import prefix
+from ..engine.scoring.result_cache import DEFAULT_MAX_BYTES as RESULT_CACHE_BYTES, result_cache
 from ..exceptions import OptionError
 
 MB = 2**20

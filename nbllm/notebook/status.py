@@ -48,7 +48,7 @@ class CellStatus:
 
 def _spec(model):
     """The spec a call will load: the model given, the session's or the default."""
-    from ..engine.models import DEFAULT_MODEL
+    from ..engine.loading.models import DEFAULT_MODEL
     from .session import session
 
     return str(model) if model is not None else (session.model or DEFAULT_MODEL)
@@ -56,7 +56,7 @@ def _spec(model):
 
 def needs_loading(model):
     """Whether no model of this spec is loaded yet (without importing torch)."""
-    from ..engine.models import loaded_models
+    from ..engine.loading.models import loaded_models
 
     if not isinstance(model, (str, type(None))):
         return False  # a model object is loaded already

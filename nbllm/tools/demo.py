@@ -25,7 +25,7 @@ def main(argv=None):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from nbllm import ZeroShotClassifier
-    from nbllm.engine import models
+    from nbllm.engine.cache_folder import cache_dir
     from nbllm.tools.tweets import load_tweets
 
     tweets = load_tweets(args.n, labels=("negative", "positive"),
@@ -38,7 +38,7 @@ def main(argv=None):
     clf.fit(None, ["negative", "positive"])
     loaded = time.perf_counter()
     print(f"model {clf.loaded_.spec!r} on {clf.device_} loaded in "
-          f"{loaded - started:.1f} s (converted copy under {models.cache_dir()})\n")
+          f"{loaded - started:.1f} s (converted copy under {cache_dir()})\n")
 
     probas = clf.predict_proba(tweets["text"].tolist())
     finished = time.perf_counter()

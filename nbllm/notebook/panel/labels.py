@@ -9,8 +9,8 @@ two labels.  Labels set from Python (``panel.labels.value = [...]``) are
 taken as they are.
 """
 
-from ..exceptions import LabelsError
-from .magic_syntax import read_labels
+from ...exceptions import LabelsError
+from ..magic_syntax import read_labels
 
 # The box's placeholder: what works in it.
 HINT = "labels, comma-separated (negative, positive); Enter or Tab adds them"

@@ -8,13 +8,13 @@ the variable :data:`TEXTS_VARIABLE`, and a note says how to make it.  The option
 written are those that differ from their defaults in :mod:`nbllm.options`'
 table, each in the words of its way in (``--raw`` in the magic,
 ``probas_sum_to_1=False`` in Python) as :mod:`.magic_syntax` reads them back.
-The panel shows each snippet in a :class:`.panel_front_end.CodeBox`.
+The panel shows each snippet in a :class:`.front_end.CodeBox`.
 """
 
 from dataclasses import dataclass, field
 
-from .. import options as table
-from .magic_syntax import quote, write_labels, write_option, write_template
+from ... import options as table
+from ..magic_syntax import quote, write_labels, write_option, write_template
 
 # Typed texts up to this many are written into the code; more would make a
 # cell too long to read, so the code reads them from a variable instead.

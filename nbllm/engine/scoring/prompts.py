@@ -13,9 +13,9 @@ import math
 import re
 import uuid
 from string import Formatter
-from ..exceptions import OptionError, PromptError
-from ..options import DEFAULT_EXAMPLE_TEMPLATE
-from ..warnings_to_user import warn
+from ...exceptions import OptionError, PromptError
+from ...options import DEFAULT_EXAMPLE_TEMPLATE
+from ...warnings_to_user import warn
 
 # Chosen by measurement on the corpus' dev half with the embedded model
 # (benchmarks/choose_prompts.py; numbers in the README and RESULTS.md).  They

@@ -12,18 +12,18 @@ import traceback
 
 import ipywidgets as widgets
 
-from .. import options
-from ..exceptions import ExamplesError, InputError, PromptError, TextsError, UserError
-from ..options import check_labels
-from . import classify as api
-from .inline_examples import parse_inline_examples
-from .display import NO_MATH, esc
-from .panel_code import PanelSettings, build_code, variable_holding
-from .panel_labels import check_not_merged, split_added
-from .panel_widgets import FEW, ZERO, PanelWidgets, _default
-from ..engine.status import listening
-from ..warnings_to_user import collecting
-from ..engine.prompts import (
+from ... import options
+from ...exceptions import ExamplesError, InputError, PromptError, TextsError, UserError
+from ...options import check_labels
+from .. import classify as api
+from ..inline_examples import parse_inline_examples
+from ..display import NO_MATH, esc
+from .code import PanelSettings, build_code, variable_holding
+from .labels import check_not_merged, split_added
+from .widgets import FEW, ZERO, PanelWidgets, panel_default
+from ...engine.status import listening
+from ...warnings_to_user import collecting
+from ...engine.scoring.prompts import (
     DEFAULT_EXAMPLE_TEMPLATE,
     DEFAULT_PROMPT_FEW_SHOT,
     DEFAULT_PROMPT_ZERO_SHOT,
@@ -267,7 +267,7 @@ class Panel(PanelWidgets, widgets.VBox):
         clf = api.build_estimator(
             self._label_list(), model=self.model.value.strip() or None,
             prompt=self.prompt.value, examples=self._examples(),
-            progress=_default(options.PROGRESS), **self._template_option(),
+            progress=panel_default(options.PROGRESS), **self._template_option(),
             **{o.keyword: v for o, v in shown.items() if o.keyword in api.OPTION_NAMES},
         )
         # The options build_estimator has no keyword for.
@@ -434,5 +434,5 @@ class Panel(PanelWidgets, widgets.VBox):
             if option in self.option_widgets:
                 values[option] = option.to_estimator(self.option_widgets[option].value)
             elif option.overrides.get(options.NOTEBOOK) is not None:
-                values[option] = option.to_estimator(_default(option))
+                values[option] = option.to_estimator(panel_default(option))
         return values

@@ -1,12 +1,12 @@
 """The engine's entry point: one scorer that picks the exact backend per model.
 
-* encoder-decoder models go to :class:`~nbllm.engine.seq2seq.Seq2SeqBackend`;
-* decoder-only models go to :class:`~nbllm.engine.tree_mask.TreeMaskBackend`,
+* encoder-decoder models go to :class:`~nbllm.engine.scoring.seq2seq.Seq2SeqBackend`;
+* decoder-only models go to :class:`~nbllm.engine.scoring.tree_mask.TreeMaskBackend`,
   unless their attention cannot be reproduced by a mask (ALiBi, chunked or
-  linear attention), which go to :class:`~nbllm.engine.exact.ExactBackend`.
+  linear attention), which go to :class:`~nbllm.engine.scoring.exact.ExactBackend`.
 
 Whatever is chosen is checked once per loaded model by the probe in
-:mod:`~nbllm.engine.selfcheck`.  A backend that disagrees with the plain path
+:mod:`~nbllm.engine.scoring.selfcheck`.  A backend that disagrees with the plain path
 (or fails) is dropped with one warning for the next one down: the padded
 exact backend, then the pad-free one, which is the plain path itself.  A new
 architecture is slow, never wrong.  The decision is kept in the model's
@@ -16,13 +16,14 @@ loaded model's repr.
 
 import threading
 
-from ..exceptions import OptionError
+from ...exceptions import OptionError
 from .attention import UnsupportedAttention, attention_layout
 from .exact import ExactBackend
+from . import selfcheck
 from .seq2seq import Seq2SeqBackend, decoder_start_id
 from .tree_mask import TreeMaskBackend
-from ..warnings_to_user import warn
-from .status import report
+from ...warnings_to_user import warn
+from ..status import report
 
 _LOCK = threading.RLock()
 
@@ -36,7 +37,7 @@ class BackendChoice:
         'tree-mask', 'encoder-decoder', 'exact' or 'exact (unpadded)'.
     reason : str
         A few words for ``%nbllm`` and the repr.
-    probe : nbllm.engine.selfcheck.ProbeResult or None
+    probe : nbllm.engine.scoring.selfcheck.ProbeResult or None
         The self-check of the chosen backend (None for the plain path).
     """
 
@@ -103,12 +104,10 @@ def _window(loaded):
 
 def choose_backend(loaded):
     """Probe the candidates in order; return the first that matches the plain path."""
-    from .selfcheck import remember_pass, remembered_pass, run_probe
-
     model = loaded.model
     candidates = _candidates(loaded)
     factory, name, reason = candidates[0]
-    kept = remembered_pass(loaded, name) if len(candidates) > 1 else None
+    kept = selfcheck.remembered_pass(loaded, name) if len(candidates) > 1 else None
     if kept is not None:
         return BackendChoice(factory, name, reason + " (on an earlier load)", kept)
     report(f"checking the fast scoring path on {loaded.spec} (once per model)\u2026")
@@ -117,10 +116,10 @@ def choose_backend(loaded):
         if index == len(candidates) - 1:
             return BackendChoice(factory, name, reason)
         # The probe gives the backend prefix caches of its own.
-        probe = run_probe(loaded, factory(loaded), plain, _window(loaded))
+        probe = selfcheck.run_probe(loaded, factory(loaded), plain, _window(loaded))
         if probe.passed:
             if index == 0:
-                remember_pass(loaded, name, probe)
+                selfcheck.remember_pass(loaded, name, probe)
             return BackendChoice(factory, name, reason, probe)
         warn(fallback_message(type(model).__name__, name, probe, candidates[index + 1][1]),
              RuntimeWarning)
@@ -172,7 +171,7 @@ class LabelScorer:
 
     Parameters
     ----------
-    loaded : nbllm.engine.models.LoadedModel
+    loaded : nbllm.engine.loading.models.LoadedModel
 
     Attributes
     ----------

@@ -23,16 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.prompts import is_missing
-from ..exceptions import (ColumnError, FileFormatError, InputTypeError, LabelsError,
+from ...engine.scoring.prompts import is_missing
+from ...exceptions import (ColumnError, FileFormatError, InputTypeError, LabelsError,
                           InputError, OptionError, TextsError)
-from ..options import check_labels
-from ..engine import status as engine_status
-from ..warnings_to_user import warn
-from . import classify as api
-from .session import session
-from .status import showing_status
-from .stopping import stoppable
+from ...options import check_labels
+from ...engine import status as engine_status
+from ...engine.cache_folder import cache_dir
+from ...warnings_to_user import warn
+from .. import classify as api
+from ..session import session
+from ..status import showing_status
+from ..stopping import stoppable
 
 STRATEGIES = ("margin", "entropy", "random")
 # Measured best on the dev half (benchmarks/RESULTS.md).
@@ -43,8 +44,6 @@ FILE_VERSION = 1
 def answers_path(texts, labels, root=None):
     """The default answers file: under nbllm's cache folder, keyed by the texts
     and the labels, so the same Labeler finds its answers after a restart."""
-    from ..engine.gguf import cache_dir
-
     digest = hashlib.sha256(json.dumps([list(map(str, texts)), list(labels)])
                             .encode("utf-8")).hexdigest()[:20]
     return Path(root or cache_dir()) / "labeler" / f"{digest}.json"
@@ -93,7 +92,7 @@ class LabelerReport:
     rounds: list = field(default_factory=list)
 
     def _repr_html_(self):
-        from .display import NO_MATH, esc
+        from ..display import NO_MATH, esc
 
         def pct(value):
             return "\u2013" if value is None else f"{value:.0%}"
@@ -426,7 +425,7 @@ class Labeler:
 
     def _answered_accuracy(self):
         """Leave-one-out accuracy on the answered rows (refit without each)."""
-        from ..estimators.calibration import calibrate, fit_scale_and_bias
+        from ...estimators.calibration import calibrate, fit_scale_and_bias
 
         positions = sorted(self._answers)
         if len(positions) < 2 or self.estimator_.calibration != "fit":
@@ -499,7 +498,7 @@ class Labeler:
     def widget(self):
         """The ipywidgets view (made on first use)."""
         if getattr(self, "_widget", None) is None:
-            from .labeler_widget import LabelerWidget
+            from .widget import LabelerWidget
 
             self._widget = LabelerWidget(self)
         return self._widget

@@ -10,7 +10,7 @@ declaration is read once at conversion, kept in the converted copy's marker,
 and applied to the tokenizer at every load, whichever transformers built it.
 """
 
-from ..exceptions import ModelError
+from ...exceptions import ModelError
 
 # The tokenizer attribute and the GGUF metadata key of each declaration.
 DECLARATIONS = {

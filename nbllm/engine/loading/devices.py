@@ -8,7 +8,7 @@ emulated bfloat16 is slower than float32.
 
 import re
 
-from ..exceptions import OptionError
+from ...exceptions import OptionError
 
 # The devices by name ('cuda:N' is CUDA device N): the device option's check
 # (nbllm.options), the panel's menu and resolve_device all read these.
@@ -127,3 +127,24 @@ def resolve_dtype(dtype, device):
             return torch.bfloat16
         return torch.float32
     return getattr(torch, dtype)
+
+
+# The dtypes whose label logits scoring recomputes in float32
+# (nbllm.engine.scoring.head).
+LOW_PRECISION = ("bfloat16", "float16")
+
+
+def is_low_precision(dtype):
+    """Whether ``dtype`` (a torch dtype or its name) is bfloat16 or float16."""
+    return str(dtype).replace("torch.", "") in LOW_PRECISION
+
+
+def numerics_tag(dtype):
+    """Bytes the result cache's key adds for runs in ``dtype``.
+
+    Scoring recomputes the label logits of a half-precision model in float32
+    (:mod:`nbllm.engine.scoring.head`).  Probabilities cached by a version of
+    nbllm that rounded them differ from today's in the third decimal; the
+    tag, part of a loaded model's fingerprint, keeps them apart.
+    """
+    return b"|label logits in float32" if is_low_precision(dtype) else b""

@@ -10,7 +10,7 @@ and streams log P(label | prompt) back as rows finish.  On the way it
   (memory only, before any tokenizing, so a rerun costs a hash per text),
   then by its token ids (memory, then disk), and scores duplicate prompts
   once;
-* hands the rest to :class:`~nbllm.engine.scorer.LabelScorer` in chunks, so a
+* hands the rest to :class:`~nbllm.engine.scoring.scorer.LabelScorer` in chunks, so a
   100k-row job never holds every prompt's token ids at once, and stores each
   finished batch in the cache (an interrupted job resumes from it);
 * shows one progress bar for the whole call.
@@ -20,11 +20,11 @@ It also generates the model's free continuation of a prompt (previews).
 
 import numpy as np
 
-from .. import options
-from ..exceptions import PromptError, TextsError
+from ... import options
+from ...exceptions import PromptError, TextsError
 from .result_cache import result_cache, result_key, text_result_key
-from ..warnings_to_user import warn
-from . import status
+from ...warnings_to_user import warn
+from .. import status
 
 # Prompts are tokenized and scored this many at a time.
 CHUNK = 2048
@@ -43,7 +43,8 @@ class ProgressBar:
     def __init__(self, policy, total):
         self.policy, self.total, self.done, self.bar = policy, total, 0, None
 
-    def start(self, n_batches):
+    def start(self):
+        """Show the bar (once per call; a later chunk's start keeps it)."""
         if self.policy is False or self.bar is not None:
             return
         from tqdm.auto import tqdm
@@ -73,14 +74,14 @@ class TextScorer:
 
     Parameters
     ----------
-    loaded : nbllm.engine.models.LoadedModel
+    loaded : nbllm.engine.loading.models.LoadedModel
     use_chat_template : bool
         Whether prompts are chat messages (then the tokenizer adds no special
         tokens of its own: the template has them).
     truncation : str
         One of ``options.TRUNCATION.choices`` (see the classifiers' docs).
     use_caching : bool
-    disk_cache : nbllm.engine.result_cache.DiskCache or None
+    disk_cache : nbllm.engine.scoring.result_cache.DiskCache or None
     batch_size : int or 'auto'
 
     Attributes
@@ -108,7 +109,7 @@ class TextScorer:
         Parameters
         ----------
         texts : list of str
-        renderer : nbllm.engine.prompts.PromptRenderer or PerTextRenderer
+        renderer : nbllm.engine.scoring.prompts.PromptRenderer or PerTextRenderer
         label_ids : list of list of int
             The continuations to be scored (the longest must fit too).
         positions : sequence of int, optional
@@ -314,7 +315,7 @@ class TextScorer:
 
         scorer.score(
             [ids[rows_of[k][0]] for k in todo], label_ids, self.batch_size, head,
-            on_batch=on_batch, progress=lambda n_batches, n: bar.start(n_batches),
+            on_batch=on_batch, progress=lambda n_batches, n: bar.start(),
         )
 
     # ---------------------------------------------------------- generation

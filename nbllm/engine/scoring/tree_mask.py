@@ -7,7 +7,7 @@ For a prompt ``p`` and a label with tokens ``t_1..t_k``::
 The engine computes this exactly, for many prompts and all labels at once:
 
 * the prompts' shared prefixes are run once each: the call's prompts form a
-  prefix tree (:mod:`nbllm.engine.prompt_tree`), each shared span's keys
+  prefix tree (:mod:`nbllm.engine.scoring.prompt_tree`), each shared span's keys
   and values are computed from its parent's and kept on the device (and
   between calls, in the model's prefix LRU), and the tree is walked depth
   first, the prompts below a span batched over its KV;
@@ -21,12 +21,16 @@ The engine computes this exactly, for many prompts and all labels at once:
   positions whose logits are needed (:func:`nbllm.engine.head.head_reads_only`);
 * layers with a sliding window get a mask with the same window, measured in
   positions (a dict of masks keyed by layer type where the model mixes
-  sliding and full layers; see :mod:`nbllm.engine.attention`).
+  sliding and full layers; see :mod:`nbllm.engine.scoring.attention`).
 
 Models whose attention a mask cannot reproduce (ALiBi, chunked or linear
-attention) never reach this backend; :mod:`nbllm.engine.scorer` routes them to
+attention) never reach this backend; :mod:`nbllm.engine.scoring.scorer` routes them to
 the exact one, and checks this backend once per model before trusting it.
 """
+
+import numpy as np
+import torch
+from transformers import DynamicCache
 
 from .attention import attention_layout
 from .batching import PASS_COST, deliver, longest_first
@@ -44,7 +48,7 @@ from .trie import LabelTrie
 _TOKEN_BUDGET = {"cpu": 1024, "cuda": 65536}
 _LOGIT_BUDGET = {"cpu": 2**26, "cuda": 2**29}
 _MAX_ROWS = {"cpu": 64, "cuda": 512}
-def plan_batches(lengths, trie_size, n_internal, vocab_size, device_type, batch_size,
+def plan_batches(lengths, n_internal, vocab_size, device_type, batch_size,
                  token_budget=None):
     """Group sample indices into batches, longest first, to keep padding small.
 
@@ -52,10 +56,9 @@ def plan_batches(lengths, trie_size, n_internal, vocab_size, device_type, batch_
     ----------
     lengths : list of int
         Tokens per sample after the shared prefix.
-    trie_size : int
-        The trie's columns per row (its internal nodes).
     n_internal : int
-        The trie's internal nodes, each a kept logit row besides the prompt's.
+        The label trie's internal nodes: each is a column of every row (its
+        token is fed) and a kept logit row besides the prompt's last.
     batch_size : int or 'auto'
         Fixed rows per batch, or ``'auto'`` to fill a token and logit budget.
     token_budget : int or None
@@ -73,7 +76,7 @@ def plan_batches(lengths, trie_size, n_internal, vocab_size, device_type, batch_
                 and rows * (1 + n_internal) * vocab_size <= _LOGIT_BUDGET[kind]
                 and rows <= _MAX_ROWS[kind])
 
-    return longest_first([n + trie_size for n in lengths], batch_size, fits)
+    return longest_first([n + n_internal for n in lengths], batch_size, fits)
 
 
 def pack_rows(widths, width, max_items=None):
@@ -169,7 +172,7 @@ class TreeMaskBackend:
 
     Parameters
     ----------
-    loaded : nbllm.engine.models.LoadedModel
+    loaded : nbllm.engine.loading.models.LoadedModel
         The model to score with; its ``state`` dict holds the prefix KV caches
         so that every estimator on the same model shares them.
     prefix_caches : dict or None
@@ -178,7 +181,7 @@ class TreeMaskBackend:
 
     Raises
     ------
-    nbllm.engine.attention.UnsupportedAttention
+    nbllm.engine.scoring.attention.UnsupportedAttention
         If a tree mask cannot reproduce the model's attention.
     """
 
@@ -198,11 +201,8 @@ class TreeMaskBackend:
               on_batch=None, progress=None):
         """Return log P(label | prompt) for every prompt and label.
 
-        Same contract as :meth:`nbllm.engine.scorer.LabelScorer.score`.
+        Same contract as :meth:`nbllm.engine.scoring.scorer.LabelScorer.score`.
         """
-        import numpy as np
-        import torch
-
         n = len(prompt_ids)
         trie = LabelTrie(label_ids)
         out = np.empty((n, len(label_ids)), dtype=np.float64)
@@ -219,8 +219,7 @@ class TreeMaskBackend:
             else:
                 # A fixed batch size counts prompts: one to a row.
                 planned = [[[i] for i in batch] for batch in plan_batches(
-                    lengths, len(trie.internal), len(trie.internal), vocab,
-                    self.device.type, batch_size)]
+                    lengths, len(trie.internal), vocab, self.device.type, batch_size)]
             batches[span] = [[[span.rows[i] for i in row] for row in rows]
                              for rows in planned]
         tree = _TrieTensors(trie, self.device)
@@ -248,8 +247,6 @@ class TreeMaskBackend:
 
     def _token_budget(self, prefix_len):
         """Tokens per forward pass: fixed on cpu, sized to free memory on cuda."""
-        import torch
-
         if self.device.type != "cuda":
             return None
         free, _ = torch.cuda.mem_get_info(self.device)
@@ -273,8 +270,6 @@ class TreeMaskBackend:
         so the error is paid once per run rather than once per pass.  Yields
         ``(indices, logprobs)`` per pass.
         """
-        import torch
-
         if self.row_cap is not None and len(rows) > self.row_cap:
             half = self.row_cap
             return (self._score_with_backoff(rows[:half], suffixes, prefix_len,
@@ -319,9 +314,6 @@ class TreeMaskBackend:
         (so the mask stays small for a long prompt), each attending to every
         key before it under the same windows as the scoring rows.
         """
-        import torch
-        from transformers import DynamicCache
-
         device, start = self.device, len(before)
         cache = expand_cache(kv, 1) if kv is not None else DynamicCache()
         step = self._token_budget(start) or _TOKEN_BUDGET["cpu"]
@@ -351,8 +343,6 @@ class TreeMaskBackend:
         rest of a row is padding.  Returns one row of label log-probabilities
         per suffix, in row order.
         """
-        import torch
-
         device = self.device
         width = max(sum(len(s) + tree.size for s in row) for row in rows)
         # Per column: which prompt of the row it belongs to (-1: padding),
@@ -433,8 +423,6 @@ class TreeMaskBackend:
         position ``q`` see keys at positions ``k`` with ``q - k < w``, as in
         transformers' own masks.
         """
-        import torch
-
         # The weights' dtype now, not the loaded one: the self-check runs a
         # half-precision model in float32 for a while.
         dtype = self.model.dtype
@@ -453,8 +441,6 @@ class TreeMaskBackend:
 
 
 def _is_out_of_memory(exc):
-    import torch
-
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
@@ -486,8 +472,6 @@ class _TrieTensors:
     """
 
     def __init__(self, trie, device):
-        import torch
-
         internal = trie.internal
         self.size = len(internal)
         self.inputs = torch.tensor([trie.tokens[n] for n in internal], dtype=torch.long,

@@ -1,7 +1,7 @@
 """Shared prompt prefixes: their KV caches computed once and kept between calls.
 
 Every prompt of a call starts with the same template text; few-shot prompts
-often share their examples too (:mod:`nbllm.engine.prompt_tree` finds the
+often share their examples too (:mod:`nbllm.engine.scoring.prompt_tree` finds the
 shared spans of a call).  A prefix's keys and values are kept on the device
 in an LRU bounded in bytes, in the loaded model's ``state`` (shared by every
 estimator on that model and by both decoder backends), and expanded, without

@@ -15,9 +15,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..exceptions import MissingDependencyError
-from .gguf import _private_mkdir, cache_dir, file_digest
-from .status import report
+from ...exceptions import MissingDependencyError
+from ..cache_folder import cache_dir, file_digest, private_mkdir
+from ..status import report
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class EmbeddedModel:
     install : str
         The command that installs the package.
     about : str
-        One line for listings (``%nbllm models``).
+        One line for listings (the "embedded models" row of ``%nbllm``).
     assembled : bool
         True when the package ships chunks that its ``assemble(path)`` joins.
     """
@@ -119,7 +119,7 @@ def _assembled_path(alias, model):
     target = cache_dir() / ASSEMBLED_FOLDER / model.filename
     if target.is_file() and (expected is None or file_digest(target) == expected):
         return target
-    _private_mkdir(target.parent)
+    private_mkdir(target.parent)
     tmp = target.with_name(f".{model.filename}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     report(f"joining {alias}'s GGUF file from its packages, once\u2026")
     try:

@@ -17,7 +17,10 @@ every token's encoding depends on the whole prompt, the text included, and
 two prompts that start alike share no exact encoder state.
 """
 
-from ..exceptions import ModelError
+import torch
+from transformers.modeling_outputs import BaseModelOutput
+
+from ...exceptions import ModelError
 from .exact import RowBackend, padded
 from .head import float32_label_logits
 
@@ -46,7 +49,7 @@ class Seq2SeqBackend(RowBackend):
 
     Parameters
     ----------
-    loaded : nbllm.engine.models.LoadedModel
+    loaded : nbllm.engine.loading.models.LoadedModel
     pad_free : bool
         The plain path: one prompt per pass, decoder rows of equal length
         only, no masks.
@@ -68,9 +71,6 @@ class Seq2SeqBackend(RowBackend):
         return max(len(prompt), depth)
 
     def _score_group(self, prompts, rows):
-        import torch
-        from transformers.modeling_outputs import BaseModelOutput
-
         enc_ids, enc_mask = padded(prompts, self.device, self.pad_id)
         encoder_kwargs = {} if self.pad_free else {"attention_mask": enc_mask}
         hidden = self.model.get_encoder()(input_ids=enc_ids, **encoder_kwargs)[0]

@@ -10,7 +10,7 @@ error naming them, before anything is written.
 
 import shutil
 
-from ..exceptions import ModelError
+from ...exceptions import ModelError
 from .gguf_convert import SHARD_BYTES
 
 # Memory beyond the weights: the tokenizer built from the file and the

@@ -14,10 +14,12 @@ bit-identical to ``from_pretrained(gguf_file=...)`` (tested on both embedded
 files).  The config and the tokenizer come from transformers' public API.
 """
 
+import json
+
 import numpy as np
 
-from .. import compat
-from ..exceptions import ModelError
+from ... import compat
+from ...exceptions import ModelError
 
 # A shard of the converted weights is written once it holds this many bytes;
 # the conversion's memory is about one shard plus the largest tensor.
@@ -198,8 +200,6 @@ class _ShardWriter:
 
     def close(self):
         """Write the last shard, then name the files as transformers expects."""
-        import json
-
         if self.pending or not self.written:
             self._flush()
         if len(self.written) == 1:

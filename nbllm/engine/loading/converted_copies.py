@@ -9,7 +9,7 @@ lists them with their sizes and :func:`delete_converted` removes them.
 
 Deletion only ever touches direct children of those two folders, found by
 listing them (never a path built from the user's words), and a converted copy
-goes through :func:`.gguf._discard`: renamed aside atomically, then removed,
+goes through :func:`nbllm.engine.cache_folder.discard`: renamed aside atomically, then removed,
 so a process loading it sees the whole copy or none.
 """
 
@@ -18,16 +18,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..exceptions import InputError
+from ...exceptions import InputError
 from .embedded import ASSEMBLED_FOLDER
+from .models import loaded_models
+from ..cache_folder import cache_dir, discard, is_stale
 from .gguf import (
     CONVERSION_FORMAT,
     STORED_DTYPES,
-    _discard,
-    _incomplete,
-    _is_stale,
-    _read_marker,
-    cache_dir,
+    incomplete_reason,
+    read_marker,
     converter_versions,
 )
 
@@ -142,8 +141,6 @@ def _folders_in_use():
     A GGUF model's :class:`.models.LoadedModel` keeps its self-check verdict
     in its converted folder, so that file's folder is the copy it uses.
     """
-    from .models import loaded_models
-
     return {Path(m.selfcheck_file).parent.resolve() for m in loaded_models()
             if getattr(m, "selfcheck_file", None) is not None}
 
@@ -151,7 +148,7 @@ def _folders_in_use():
 def _describe(folder, in_use):
     """A :class:`ConvertedCopy` for one folder, read without loading anything."""
     try:
-        marker = _read_marker(folder)
+        marker = read_marker(folder)
     except (OSError, ValueError, AttributeError):
         marker = {}
     source = marker.get("source")
@@ -160,13 +157,13 @@ def _describe(folder, in_use):
     made_by = marker.get("format")
     # The status's reasons in the order a load would meet them.
     if not marker:
-        status = f"incomplete: {_incomplete(folder) or 'its marker changed as it was read'}"
+        status = f"incomplete: {incomplete_reason(folder) or 'its marker changed as it was read'}"
     elif not isinstance(made_by, int) or made_by < CONVERSION_FORMAT or not isinstance(
             source, str):
         status = "older nbllm"
     elif dtype not in STORED_DTYPES:
         status = "unknown dtype"
-    elif (problem := _incomplete(folder, dtype)) is not None:
+    elif (problem := incomplete_reason(folder, dtype)) is not None:
         status = f"incomplete: {problem}"
     elif made_by > CONVERSION_FORMAT:
         status = "newer nbllm"
@@ -217,7 +214,7 @@ def converted_copies():
             continue
         try:
             if path.name.startswith((".tmp-", ".broken-")):
-                leftovers.append(CacheFile(path.name, _size(path), _is_stale(path)))
+                leftovers.append(CacheFile(path.name, _size(path), is_stale(path)))
             elif not path.name.startswith("."):
                 copies.append(_describe(path, in_use))
         except FileNotFoundError:
@@ -274,12 +271,12 @@ def delete_converted(what):
             if copy.in_use:
                 kept.append((copy.name, "used by a loaded model"))
                 continue
-            _discard(converted / copy.name)
+            discard(converted / copy.name)
             deleted.append((copy.name, copy.size))
         for leftover in contents.leftovers:
             # A young leftover may be a conversion running in another process.
             if leftover.stale:
-                _discard(converted / leftover.name)
+                discard(converted / leftover.name)
                 deleted.append((leftover.name, leftover.size))
         return Deletion(tuple(deleted), tuple(kept))
     for copy in contents.copies:
@@ -289,7 +286,7 @@ def delete_converted(what):
                     f"Cannot delete {what!r}: a model loaded in this process uses it; "
                     "restart the kernel first"
                 )
-            _discard(converted / copy.name)
+            discard(converted / copy.name)
             return Deletion(((copy.name, copy.size),), ())
     for gguf in contents.assembled:
         if gguf.name == what:

@@ -19,7 +19,7 @@ from pathlib import Path
 import cachetools
 import numpy as np
 
-from ..warnings_to_user import warn
+from ...warnings_to_user import warn
 
 DISK_CACHE_FILE = "results.sqlite"
 # The in-memory result cache's bound (the session's result_cache_mb sets it;

@@ -21,28 +21,15 @@ are untouched, so their probabilities stay bit-identical.
 
 import contextlib
 
-LOW_PRECISION = ("bfloat16", "float16")
+import torch
 
-
-def _is_low_precision(dtype):
-    return str(dtype).replace("torch.", "") in LOW_PRECISION
-
-
-def numerics_tag(dtype):
-    """Bytes the result cache's key adds for runs in ``dtype``.
-
-    Probabilities cached by a version of nbllm that rounded the label logits
-    differ from today's in the third decimal; the tag keeps them apart.
-    """
-    return b"|label logits in float32" if _is_low_precision(dtype) else b""
+from ..loading.devices import is_low_precision
 
 
 def _low_precision_head(model):
     """``model``'s output head if it is a linear layer in bfloat16 or float16, else None."""
-    import torch
-
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if isinstance(head, torch.nn.Linear) and _is_low_precision(head.weight.dtype):
+    if isinstance(head, torch.nn.Linear) and is_low_precision(head.weight.dtype):
         return head
     return None
 
@@ -65,8 +52,6 @@ def float32_label_logits(model, columns):
     Does nothing for a model in float32 or float64, or whose head is not a
     linear layer (its logits are whatever its own head computes).
     """
-    import torch
-
     head = _low_precision_head(model)
     if head is None:
         yield

@@ -1,8 +1,8 @@
 """GGUF files and their one-time conversion to safetensors.
 
 De-quantizing a GGUF file is slow, so nbllm does it once, streaming one
-tensor at a time (:mod:`nbllm.engine.gguf_convert`), after checking that the
-file can be converted and that the copy fits (:mod:`nbllm.engine.room`), and
+tensor at a time (:mod:`nbllm.engine.loading.gguf_convert`), after checking that the
+file can be converted and that the copy fits (:mod:`nbllm.engine.loading.room`), and
 keeps the weights as safetensors in a folder of the cache, stored in the
 dtype they run in (bfloat16 weights are half the bytes to read, and load
 without a cast).  The folder is keyed by the file's content (its SHA-256,
@@ -11,7 +11,7 @@ versions of the libraries that convert it (a copy made under one
 transformers is never served under another, which might build the tokenizer
 or the weights differently).  Whether the tokenizer adds a BOS or EOS token
 is the GGUF file's own declaration, kept in the copy's marker and applied at
-every load (:mod:`nbllm.engine.special_tokens`).  A bfloat16 or float16 copy
+every load (:mod:`nbllm.engine.loading.special_tokens`).  A bfloat16 or float16 copy
 is derived from a float32 copy when there is one (a cast, seconds).  A
 conversion is written to a temporary folder, made user-only (0700 folders,
 0600 files), marked complete by a file written last, and renamed into place;
@@ -26,24 +26,19 @@ import json
 import os
 import shutil
 import tempfile
-import time
-import uuid
 from pathlib import Path
 
-import platformdirs
-
-from ..exceptions import MissingDependencyError, ModelError
-from ..warnings_to_user import warn
+from ...exceptions import ModelError
+from ...warnings_to_user import warn
+from ..cache_folder import cache_dir, discard, file_digest, is_stale, private_mkdir
 from .room import check_room, weights_in
 from .special_tokens import follow_special_tokens, read_declared_special_tokens
-from .status import report
+from ..status import report
 
 # Written last into a converted model folder; see _seal.
 COMPLETE_MARKER = "nbllm-complete.json"
 # Weight formats that torch reads by unpickling.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-# A conversion's temporary folder this old is a leftover, whatever its process.
-STALE_SECONDS = 24 * 3600
 # The one-off GGUF conversion's pace here, imports and the load included
 # (benchmarks/RESULTS.md, 2 CPU cores): 9.6-10.1 s for the 98 MB embedded file,
 # 27.8-27.9 s for Gemma 3's 253 MB (its 262k-token vocabulary dominates), 40-49 s
@@ -53,26 +48,6 @@ CONVERSION_SECONDS_PER_100MB = 11
 CONVERSION_FORMAT = 4
 # The libraries whose versions shape a converted copy (see converter_versions).
 CONVERTERS = ("transformers", "tokenizers", "gguf")
-
-
-def cache_dir():
-    """Return nbllm's cache folder.
-
-    ``$NBLLM_CACHE_DIR`` when it is set; else ``~/.cache/nbllm`` when that
-    folder exists, since nbllm kept everything there on every system before
-    it followed each system's convention, and the converted copies and the
-    Labeler's answers in it must stay found; else the user cache folder of
-    the system (``platformdirs.user_cache_dir``: ``~/.cache/nbllm`` or
-    ``$XDG_CACHE_HOME/nbllm`` on Linux, ``~/Library/Caches/nbllm`` on macOS,
-    ``%LOCALAPPDATA%\\nbllm\\Cache`` on Windows).
-    """
-    env = os.environ.get("NBLLM_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    earlier = Path.home() / ".cache" / "nbllm"
-    if earlier.is_dir():
-        return earlier
-    return Path(platformdirs.user_cache_dir("nbllm", appauthor=False))
 
 
 # Short names of the dtypes a converted copy can be stored in.
@@ -112,66 +87,7 @@ def converter_versions():
     return ", ".join(parts)
 
 
-# Where the SHA-256 of each GGUF file is remembered (in the cache folder),
-# under its resolved path, size and modification time: a file is read whole
-# once, not at every load.
-DIGESTS_FILE = "gguf-digests.json"
-# The same, for this process.
-_digests = {}
-
-
-def file_digest(gguf_path):
-    """The SHA-256 of a GGUF file's bytes, computed once per path, size and mtime.
-
-    Reading a 250 MB file takes about half a second; the answer is kept in
-    ``DIGESTS_FILE`` so later processes only look it up.  A memo that cannot
-    be read or written costs a re-read, never a wrong answer: it is keyed by
-    what changes when the file does.
-    """
-    stat = gguf_path.stat()
-    where = f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    if where in _digests:
-        return _digests[where]
-    memo_path = cache_dir() / DIGESTS_FILE
-    try:
-        memo = json.loads(memo_path.read_text())
-    except (OSError, ValueError):
-        memo = {}
-    memo = memo if isinstance(memo, dict) else {}
-    digest = memo.get(where)
-    if not (isinstance(digest, str) and len(digest) == 64):
-        sha = hashlib.sha256()
-        with open(gguf_path, "rb") as file:
-            for block in iter(lambda: file.read(1 << 22), b""):
-                sha.update(block)
-        digest = memo[where] = sha.hexdigest()
-        write_private_json(memo_path, memo)
-    _digests[where] = digest
-    return digest
-
-
-def write_private_json(path, data):
-    """Replace a small JSON file of the cache atomically, readable by the user only.
-
-    Readers see the old file or the new one.  A failure (a read-only cache)
-    is swallowed: these files only save work (a digest, a self-check's
-    verdict), so losing one costs that work again, never a wrong answer.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        _private_mkdir(path.parent)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(data, out)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-
-
-def _converted_folder(gguf_path, dtype="float32"):
+def converted_folder(gguf_path, dtype="float32"):
     """Where the safetensors copy of a GGUF file, stored in ``dtype``, lives.
 
     Keyed by the file's content (:func:`file_digest`), the stored dtype and
@@ -188,20 +104,6 @@ def _converted_folder(gguf_path, dtype="float32"):
 
 
 # ------------------------------------------------- the converted-model cache
-
-
-def _private_mkdir(path):
-    """Create a folder, and any missing parents, readable by the user only (0700).
-
-    Folders that already exist keep their mode: a user may share a cache on
-    purpose.
-    """
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    for folder in reversed(missing):
-        folder.mkdir(mode=0o700, exist_ok=True)
 
 
 def _seal(folder, dtype, declared, source):
@@ -224,7 +126,7 @@ def _seal(folder, dtype, declared, source):
                    "converter": converter_versions()}, marker)
 
 
-def _read_marker(folder):
+def read_marker(folder):
     """The completeness marker of a converted folder, as a dict.
 
     Raises
@@ -252,13 +154,13 @@ def declared_special_tokens(folder):
         ``{'add_bos_token': bool or None, 'add_eos_token': bool or None}``;
         None where the file does not say.
     """
-    return _read_marker(Path(folder))["special_tokens"]
+    return read_marker(Path(folder))["special_tokens"]
 
 
-def _incomplete(folder, dtype="float32"):
+def incomplete_reason(folder, dtype="float32"):
     """Why a converted model folder cannot be used, or None when it is complete."""
     try:
-        marker = _read_marker(folder)
+        marker = read_marker(folder)
         files, stored = marker["files"], marker.get("dtype")
     except FileNotFoundError:
         if not folder.exists():
@@ -289,52 +191,17 @@ def _incomplete(folder, dtype="float32"):
     return None
 
 
-def _discard(folder):
-    """Move a damaged converted folder aside, then delete it."""
-    aside = folder.with_name(f".broken-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        # A rename is atomic: other processes see the old folder or none.
-        os.replace(folder, aside)
-    except FileNotFoundError:
-        return  # another process removed it first
-    shutil.rmtree(aside, ignore_errors=True)
-
-
-def _is_stale(path):
-    """Whether a ``.tmp-<pid>-*`` or ``.broken-<pid>-*`` folder is left over.
-
-    It is when its process is gone, or when it is older than STALE_SECONDS.
-    """
-    try:
-        age = time.time() - path.stat().st_mtime
-    except OSError:
-        return False
-    if age > STALE_SECONDS:
-        return True
-    pid = path.name.split("-")[1]
-    # On Windows os.kill(pid, 0) would terminate the process: rely on age there.
-    if os.name != "posix" or not pid.isdigit() or int(pid) <= 0:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        pass  # it exists but belongs to another user
-    return False
-
-
 def _remove_leftovers(parent):
     """Delete temporary folders of conversions killed before they could clean up."""
     for path in [*parent.glob(".tmp-*"), *parent.glob(".broken-*")]:
-        if _is_stale(path):
+        if is_stale(path):
             shutil.rmtree(path, ignore_errors=True)
 
 
 # ---------------------------------------------------------- GGUF conversion
 
 
-def _brief(exc):
+def brief_error(exc):
     """``'Type: message'`` of an exception, shortened for one-line error messages."""
     kind = type(exc)
     name = kind.__qualname__
@@ -426,7 +293,7 @@ def _convert_gguf(spec, gguf_path, target, dtype, source):
 
     def write(folder):
         try:
-            with _quiet_progress():
+            with quiet_progress():
                 tokenizer = _dequantize(gguf_path, reader, folder, dtype)
         except (ImportError, MemoryError):
             raise
@@ -444,7 +311,7 @@ def _unreadable(spec, gguf_path, exc):
     return ModelError(
         f"Could not load model {spec!r}: the GGUF file {gguf_path} could not be "
         "read or converted, so it is probably truncated or damaged, or of an "
-        f"architecture that transformers does not support ({_brief(exc)})"
+        f"architecture that transformers does not support ({brief_error(exc)})"
     )
 
 
@@ -456,7 +323,7 @@ def _write_folder(write, target, dtype, source):
     concurrent process never leaves a half-written model behind: the folder
     is renamed into place only once sealed.
     """
-    _private_mkdir(target.parent)
+    private_mkdir(target.parent)
     _remove_leftovers(target.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=target.parent))
     try:
@@ -466,7 +333,7 @@ def _write_folder(write, target, dtype, source):
             os.replace(tmp, target)
         except OSError:
             # another process may have won the race
-            if _incomplete(target, dtype) is not None:
+            if incomplete_reason(target, dtype) is not None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -476,7 +343,7 @@ def _cast_copy(model, tokenizer, declared):
     """A ``write`` for :func:`_write_folder`: save a loaded model in the folder's dtype."""
 
     def write(folder):
-        with _quiet_progress():
+        with quiet_progress():
             model.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
         return declared
@@ -491,7 +358,7 @@ def conversion_message(spec, gguf_path):
             "loads use the converted copy)\u2026")
 
 
-def _converted(spec, gguf_path, dtype="float32"):
+def converted_copy(spec, gguf_path, dtype="float32"):
     """Return the complete converted folder of a GGUF file in ``dtype``.
 
     Converts it if needed: from the float32 copy when there is a complete
@@ -500,8 +367,8 @@ def _converted(spec, gguf_path, dtype="float32"):
     exactly as a load with a cast would round it.
     """
     name = dtype_name(dtype)
-    target = _converted_folder(gguf_path, name)
-    problem = _incomplete(target, name)
+    target = converted_folder(gguf_path, name)
+    problem = incomplete_reason(target, name)
     if problem is None:
         return target
     if problem != "missing":
@@ -509,9 +376,9 @@ def _converted(spec, gguf_path, dtype="float32"):
             f"The converted copy of {gguf_path.name} in {target} is incomplete "
             f"({problem}); it is deleted and converted again."
         )
-        _discard(target)
-    source = _converted_folder(gguf_path, "float32")
-    if name != "float32" and _incomplete(source, "float32") is None:
+        discard(target)
+    source = converted_folder(gguf_path, "float32")
+    if name != "float32" and incomplete_reason(source, "float32") is None:
         report(f"storing a {name} copy of {spec}, once\u2026")
         try:
             source_model = _read_folder(source)
@@ -549,13 +416,13 @@ def _remove_older_formats(gguf_path, dtype):
     another environment may use them.
     """
     prefix = f"{gguf_path.stem}-{STORED_DTYPES[dtype]}-"
-    for folder in _converted_folder(gguf_path, dtype).parent.glob(prefix + "*"):
+    for folder in converted_folder(gguf_path, dtype).parent.glob(prefix + "*"):
         try:
-            made_by = _read_marker(folder).get("format")
+            made_by = read_marker(folder).get("format")
         except (OSError, ValueError, AttributeError):
             continue  # not ours to judge: damaged folders are handled on use
         if not isinstance(made_by, int) or made_by < CONVERSION_FORMAT:
-            _discard(folder)
+            discard(folder)
 
 
 def _read_folder(folder):
@@ -564,7 +431,7 @@ def _read_folder(folder):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     declared = declared_special_tokens(folder)
-    with _quiet_progress():
+    with quiet_progress():
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(
             folder, dtype=torch.float32, use_safetensors=True
@@ -574,7 +441,7 @@ def _read_folder(folder):
 
 
 @contextlib.contextmanager
-def _quiet_progress():
+def quiet_progress():
     """Hide transformers' per-tensor progress bars.
 
     They would clutter every notebook cell that first touches a model;

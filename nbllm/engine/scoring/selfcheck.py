@@ -31,14 +31,21 @@ must give finite log-probabilities without an error.
 """
 
 import contextlib
+import hashlib
 import itertools
+import json
 import math
 import random
 import time
+from pathlib import Path
 
-from .gguf import write_private_json
-from .head import LOW_PRECISION
-from .room import available_memory
+import numpy as np
+import torch
+import transformers
+
+from ..cache_folder import write_private_json
+from ..loading.devices import LOW_PRECISION
+from ..loading.room import available_memory
 
 # Largest |difference| in log-probability accepted between two exact paths:
 # float32 paths agree to ~1e-5; half precision rounds every matmul.
@@ -67,7 +74,7 @@ def probe_inputs(loaded, window=None, seed=0):
 
     Parameters
     ----------
-    loaded : nbllm.engine.models.LoadedModel
+    loaded : nbllm.engine.loading.models.LoadedModel
     window : int or None
         The widest sliding window of the model, if any.
 
@@ -169,8 +176,6 @@ def half_precision_tensors(model):
 
 def _free_bytes(device):
     """Bytes free for new tensors on ``device``, or None where unknown."""
-    import torch
-
     if device.type == "cpu":
         return available_memory()
     if device.type == "cuda":
@@ -206,8 +211,6 @@ def in_float32(tensors):
     come back bit for bit, with no second rounding.  The probe runs under the
     scorer's lock, so no scoring on the model runs meanwhile.
     """
-    import torch
-
     originals = [t.data for t in tensors]
     try:
         for tensor in tensors:
@@ -241,8 +244,6 @@ def _private_caches(backend):
 
 def _compare(groups, labels, backend, plain):
     """``(largest difference, error)`` of ``backend`` against ``plain``."""
-    import numpy as np
-
     _private_caches(backend)
     worst = 0.0
     for prompts, hint in groups:
@@ -264,8 +265,6 @@ def _runs_in_own_dtype(groups, labels, backend):
     label logits' float32 hook), which must raise nothing and give finite
     log-probabilities.
     """
-    import numpy as np
-
     _private_caches(backend)
     for prompts, hint in groups:
         try:
@@ -331,17 +330,20 @@ _ENGINE_DIGEST = None
 
 
 def _engine_digest():
-    """A hash of the engine's source files and nbllm.compat, read once per process."""
+    """A hash of the engine's source files and nbllm.compat, read once per process.
+
+    All of ``nbllm/engine``: the scoring code the probe judges and the
+    loading code that decides what it runs on (dtype, special tokens); and
+    ``nbllm/compat.py``, which picks the attention function.
+    """
     global _ENGINE_DIGEST
     if _ENGINE_DIGEST is None:
-        import hashlib
-        from pathlib import Path
-
+        engine = Path(__file__).parents[1]
         h = hashlib.sha256()
         # compat.py picks the attention function the tree-mask passes run.
-        engine = Path(__file__).parent
-        for path in sorted(engine.glob("*.py")) + [engine.parent / "compat.py"]:
-            h.update(path.name.encode() + b"|" + path.read_bytes())
+        for path in sorted(engine.rglob("*.py")) + [engine.parent / "compat.py"]:
+            h.update(path.relative_to(engine.parent).as_posix().encode() + b"|"
+                     + path.read_bytes())
         _ENGINE_DIGEST = h.hexdigest()[:16]
     return _ENGINE_DIGEST
 
@@ -355,9 +357,6 @@ def _full_precision(loaded):
 def verdict_key(loaded, path_name):
     """What a kept verdict must match: model, dtype, device, code versions, and
     the full-precision dtype it was judged in."""
-    import torch
-    import transformers
-
     device = loaded.device
     where = device.type
     if device.type == "cuda":
@@ -370,8 +369,6 @@ def verdict_key(loaded, path_name):
 
 def remembered_pass(loaded, path_name):
     """The kept :class:`ProbeResult` of ``path_name`` on this model, or None."""
-    import json
-
     file = getattr(loaded, "selfcheck_file", None)
     if file is None:
         return None

@@ -14,14 +14,14 @@ import threading
 
 import ipywidgets as widgets
 
-from ..engine import status as engine_status
-from ..exceptions import InputError
-from .display import NO_MATH, chip, esc, label_colours
-from .labeler_plot import accuracy_plot
-from .panel import coloured
-from .panel_front_end import CodeBox
-from .status import first_message
-from .stopping import Stopped
+from ...engine import status as engine_status
+from ...exceptions import InputError
+from ..display import NO_MATH, chip, esc, label_colours
+from .plot import accuracy_plot
+from ..panel.panel import coloured
+from ..panel.front_end import CodeBox
+from ..status import first_message
+from ..stopping import Stopped
 
 __all__ = ["LabelerWidget", "accuracy_plot", "estimator_code"]
 

@@ -7,18 +7,18 @@ cut off (the browser test measures it).
 
 import ipywidgets as widgets
 
-from .. import options
-from ..engine.devices import DEVICE_NAMES
-from ..engine.prompts import DEFAULT_EXAMPLE_TEMPLATE, DEFAULT_PROMPT_ZERO_SHOT
-from .display import esc
-from .panel_front_end import CodeBox, EnterAddsTag
-from .panel_labels import HINT
-from .session import session
+from ... import options
+from ...engine.loading.devices import DEVICE_NAMES
+from ...engine.scoring.prompts import DEFAULT_EXAMPLE_TEMPLATE, DEFAULT_PROMPT_ZERO_SHOT
+from ..display import esc
+from .front_end import CodeBox, EnterAddsTag
+from .labels import HINT
+from ..session import session
 
 ZERO, FEW = "zero-shot", "few-shot"
 
 
-def _default(option):
+def panel_default(option):
     """The option's default in the panel (the table's, or the panel's own)."""
     return option.default_for(options.PANEL)
 
@@ -39,7 +39,7 @@ class PanelWidgets:
     """The mixin that makes the panel's widgets (:meth:`_make_widgets`)."""
 
     def _make_widgets(self, data, column, labels):
-        from ..engine.models import DEFAULT_MODEL, loaded_models
+        from ...engine.loading.models import DEFAULT_MODEL, loaded_models
 
         initial = {"description_width": "initial"}
         specs = [DEFAULT_MODEL] + [m.spec for m in loaded_models() if m.spec != DEFAULT_MODEL]
@@ -78,7 +78,7 @@ class PanelWidgets:
             layout=widgets.Layout(width="420px"),
         )
         self.max_samples = widgets.BoundedIntText(
-            value=_default(options.MAX_SAMPLES), min=1, max=100,
+            value=panel_default(options.MAX_SAMPLES), min=1, max=100,
             description=options.MAX_SAMPLES.widget, style=initial,
             layout=widgets.Layout(width="170px"),
         )
@@ -100,13 +100,13 @@ class PanelWidgets:
             value=(0, min(n_rows, 20)), min=0, max=max(n_rows, 1), description="rows",
             layout=widgets.Layout(width="60%"),
         )
-        self.raw = widgets.Checkbox(value=_default(options.PROBAS_SUM_TO_1),
+        self.raw = widgets.Checkbox(value=panel_default(options.PROBAS_SUM_TO_1),
                                     description=options.PROBAS_SUM_TO_1.widget)
         self.threshold = widgets.BoundedFloatText(
-            value=_default(options.THRESHOLD_LOW_PROB), min=0.0, max=1.0, step=0.05,
+            value=panel_default(options.THRESHOLD_LOW_PROB), min=0.0, max=1.0, step=0.05,
             description=options.THRESHOLD_LOW_PROB.widget)
         self.policy = widgets.Dropdown(options=options.ERROR_LOW_PROB.choices,
-                                       value=_default(options.ERROR_LOW_PROB),
+                                       value=panel_default(options.ERROR_LOW_PROB),
                                        description=options.ERROR_LOW_PROB.widget)
         # The one mapping from the table's options to the panel's widgets: the
         # classifier is built, and its code written, from it.
@@ -160,7 +160,7 @@ class PanelWidgets:
         )
         self.children = [
             widgets.HBox([self.model, self.device, self.mode]),
-            # Enter commits a typed tag in JupyterLab (see .panel_front_end).
+            # Enter commits a typed tag in JupyterLab (see .front_end).
             widgets.HBox([caption, self.labels, EnterAddsTag(
                 layout=widgets.Layout(width="0", margin="0"))],
                          layout=widgets.Layout(width="95%")),

@@ -12,12 +12,15 @@ any decoder-only model, ALiBi ones included.
 * ``use_prefix=True`` computes the prefix that all of a call's prompts share
   once and passes it as the model's own KV cache (the usual generation
   path).  Only that one prefix: nested ones (few-shot blocks shared by some
-  prompts) are the tree-mask backend's (:mod:`nbllm.engine.prompt_tree`);
+  prompts) are the tree-mask backend's (:mod:`nbllm.engine.scoring.prompt_tree`);
   this path is the fallback for models a tree mask cannot serve, and stays
   plain.
 * ``pad_free=True`` is the plain path itself: rows of equal length only, no
   mask, no cache.  The self-check compares every faster path with it.
 """
+
+import numpy as np
+import torch
 
 from .batching import deliver, longest_first
 from .head import float32_label_logits
@@ -78,8 +81,6 @@ class LabelRows:
     """
 
     def __init__(self, label_ids, device):
-        import torch
-
         depth = LabelTrie(label_ids).max_depth  # also rejects empty labels
         index = {}
         for ids in label_ids:
@@ -108,8 +109,6 @@ class LabelRows:
         -------
         torch.Tensor of shape (rows, n_labels, depth)
         """
-        import torch
-
         rows = logprobs.shape[0]
         cols = starts[:, None] + torch.arange(self.depth, device=starts.device)[None, :]
         cols = cols.clamp(max=logprobs.shape[1] - 1)
@@ -120,8 +119,6 @@ class LabelRows:
 
     def totals(self, picked, n_prompts):
         """log P(label | prompt): sum each label's tokens along its own stem's row."""
-        import torch
-
         n_stems = len(self.stems)
         base = torch.arange(n_prompts, device=picked.device)[:, None] * n_stems
         rows = base + self.stem_of_label[None, :]  # (n_prompts, n_labels)
@@ -132,8 +129,6 @@ class LabelRows:
 
 def padded(rows, device, pad_id=0):
     """Right-padded ids and their 0/1 attention mask, as device tensors."""
-    import torch
-
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -162,11 +157,8 @@ class RowBackend:
               on_batch=None, progress=None):
         """Return log P(label | prompt) for every prompt and label.
 
-        Same contract as :meth:`nbllm.engine.scorer.LabelScorer.score`.
+        Same contract as :meth:`nbllm.engine.scoring.scorer.LabelScorer.score`.
         """
-        import numpy as np
-        import torch
-
         rows = LabelRows(label_ids, self.device)
         out = np.empty((len(prompt_ids), len(label_ids)), dtype=np.float64)
         if not prompt_ids:
@@ -197,8 +189,6 @@ class RowBackend:
 
         Returns the per-row results in row order.
         """
-        import torch
-
         if not self.pad_free:
             return run(list(range(len(rows))))
         by_length = {}
@@ -220,7 +210,7 @@ class ExactBackend(RowBackend):
 
     Parameters
     ----------
-    loaded : nbllm.engine.models.LoadedModel
+    loaded : nbllm.engine.loading.models.LoadedModel
     pad_free : bool
         The plain path: rows of equal length only, no mask and no cache.
     use_prefix : bool
@@ -252,8 +242,6 @@ class ExactBackend(RowBackend):
         return len(prompt) + depth - 1
 
     def _score_group(self, prompts, rows):
-        import torch
-
         pairs = [(p, s) for p in range(len(prompts)) for s in range(len(rows.stems))]
         row_ids = [prompts[p] + rows.stems[s] for p, s in pairs]
         starts = [len(prompts[p]) - 1 for p, _ in pairs]
