@@ -254,7 +254,7 @@ def _dequantize(gguf_path, reader, folder, dtype):
     import torch
     from transformers import AutoTokenizer
 
-    from ..compat import shared_reader
+    from ...compat import shared_reader
     from .gguf_convert import write_weights
 
     with shared_reader(gguf_path, reader):

@@ -21,7 +21,7 @@ CPU, is left alone.
 
 import contextlib
 
-from .. import compat
+from ... import compat
 
 
 def _attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None,

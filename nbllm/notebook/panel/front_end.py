@@ -22,7 +22,7 @@ for other front ends.
 import anywidget
 import traitlets
 
-from .display import NO_MATH
+from ..display import NO_MATH
 
 _ENTER_ESM = """
 // Attached once the widget is in the page (a view is rendered before its
