@@ -319,17 +319,17 @@ def fresh_home(monkeypatch, tmp_path):
 
 def test_a_fresh_cache_folder_follows_the_system(fresh_home):
     home, system = fresh_home
-    assert models.cache_dir() == system / "nbllm"
+    assert cache_folder.cache_dir() == system / "nbllm"
     assert not (home / ".cache").exists()
 
 
 def test_an_existing_dot_cache_folder_is_kept(fresh_home):
     """Converted copies and Labeler answers made before are not orphaned."""
-    from nbllm.notebook.labeler import answers_path
+    from nbllm.notebook.labeler.labeler import answers_path
 
     home, system = fresh_home
     (home / ".cache" / "nbllm" / "converted").mkdir(parents=True)
-    assert models.cache_dir() == home / ".cache" / "nbllm"
+    assert cache_folder.cache_dir() == home / ".cache" / "nbllm"
     assert answers_path(["a"], ["pos", "neg"]).parent == home / ".cache" / "nbllm" / "labeler"
     assert not system.exists()
 
