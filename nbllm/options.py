@@ -528,10 +528,14 @@ def check_missing_labels(labels, where="y"):
     """
     missing = [i for i, label in enumerate(labels) if is_missing_label(label)]
     if missing:
-        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
         raise LabelsError(
             f"{len(missing)} missing label(s) (None or NaN) in {where} at "
-            f"position(s) {shown}; drop those rows or fill in their labels")
+            f"position(s) {listed_positions(missing)}; drop those rows or fill in their labels")
+
+
+def listed_positions(positions, most=5):
+    """Positions for a message: the first ``most``, then "..." if there are more."""
+    return ", ".join(map(str, positions[:most])) + (", ..." if len(positions) > most else "")
 
 
 def check_spaced_labels(labels):

@@ -9,6 +9,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from ..engine.scoring.prompts import is_missing
 from ..exceptions import OptionError, TextsError
+from ..options import listed_positions
 from ..warnings_to_user import warn
 
 
@@ -112,13 +113,13 @@ def check_texts(X):
     if bad:
         raise TextsError(
             f"X contains {len(bad)} missing value(s) (None or NaN) at position(s) "
-            f"{_positions(bad)}; drop or fill them first"
+            f"{listed_positions(bad)}; drop or fill them first"
         )
     bad = [i for i, x in enumerate(texts) if isinstance(x, float) and math.isinf(x)]
     if bad:
         raise TextsError(
             f"X contains {len(bad)} infinite number(s) (inf) at position(s) "
-            f"{_positions(bad)}; X holds texts"
+            f"{listed_positions(bad)}; X holds texts"
         )
     converted = sum(not isinstance(x, str) for x in texts)
     if converted:
@@ -130,10 +131,6 @@ def check_texts(X):
             for x in texts
         ]
     return repair_unicode(texts)
-
-
-def _positions(rows):
-    return ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
 
 
 def _join(row):

@@ -14,7 +14,7 @@ import numpy as np
 from .. import options
 from ..engine.scoring.prompts import is_missing
 from ..exceptions import ExamplesError, InputTypeError, OptionError, TextsError, UserError
-from ..options import check_labels, check_missing_labels
+from ..options import check_labels, check_missing_labels, listed_positions
 from .display import ClassificationResult, GenerationPreview
 from .session import session
 from .stopping import Stopped, stoppable
@@ -225,10 +225,9 @@ def _check_texts(texts, skip_missing):
         return
     missing = [i for i, text in enumerate(texts) if is_missing(text)]
     if missing:
-        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
         raise TextsError(
             f"texts contain {len(missing)} missing value(s) (None or NaN) at position(s) "
-            f"{shown}; drop or fill them, or pass skip_missing=True")
+            f"{listed_positions(missing)}; drop or fill them, or pass skip_missing=True")
 
 
 def check_call(texts, labels=None, estimator=None, *, skip_missing=True, **opts):
