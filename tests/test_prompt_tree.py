@@ -168,6 +168,9 @@ def test_each_shared_span_is_computed_once_and_kept_for_the_next_call():
     backend = TreeMaskBackend(loaded)
     first = backend.score(prompts, LABELS, prefix_hint=head)
     assert len(loaded.state["prefix_kv"]) == 4  # the head and the three blocks
+    # Each block keeps its own 60 positions, not a copy of the head with them.
+    kept = sorted(kv[0][0].shape[2] for kv, _ in loaded.state["prefix_kv"].values())
+    assert kept == sorted([len(head), 60, 60, 60])
     again = TreeMaskBackend(loaded)
     np.testing.assert_array_equal(again.score(prompts, LABELS, prefix_hint=head), first)
     # The second call runs its batches only: one pass less for the head and

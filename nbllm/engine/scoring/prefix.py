@@ -118,6 +118,31 @@ def kv_bytes(kv):
     return sum(t.numel() * t.element_size() for layer in kv for t in layer)
 
 
+def span_key(tokens, start):
+    """The LRU key of a span's KV: its tokens, and where its own part starts.
+
+    A span below another keeps only its own tokens' keys and values (the
+    parent's are kept under the parent's key, once), so the key says from
+    where; a whole prefix (``start`` 0) is keyed by its tokens alone, as the
+    exact path's common prefix is.
+    """
+    return tuple(tokens) if start == 0 else ("after", start, tuple(tokens))
+
+
+def kv_after(kv, start):
+    """The keys and values of the positions from ``start`` on, in storage of
+    their own (a view would keep the whole prefix alive in the LRU)."""
+    return [(keys[:, :, start:].clone(), values[:, :, start:].clone()) for keys, values in kv]
+
+
+def kv_joined(first, second):
+    """The keys and values of ``first``'s positions followed by ``second``'s."""
+    import torch
+
+    return [(torch.cat([k1, k2], 2), torch.cat([v1, v2], 2))
+            for (k1, v1), (k2, v2) in zip(first, second)]
+
+
 class PrefixCaches:
     """An LRU of prefix KV caches, keyed by the prefix's token ids, within a byte bound.
 

@@ -37,7 +37,7 @@ from .batching import PASS_COST, deliver, longest_first
 from .head import float32_label_logits, head_reads_only
 from .gqa import native_gqa
 from .prefix import (PrefixCaches, cache_kwarg, cache_tensors, count_positions,
-                     expand_cache, shared_prefix_length)
+                     expand_cache, kv_after, kv_joined, shared_prefix_length, span_key)
 from .prompt_tree import plan_spans
 from .trie import LabelTrie
 
@@ -295,16 +295,20 @@ class TreeMaskBackend:
         return self._score_with_backoff(rows, suffixes, prefix_len, prefix_kv, tree)
 
     def _span_kv(self, span, parent, parent_kv):
-        """A span's KV: kept from an earlier call, or its own tokens run over
-        its parent's KV (None for an empty span)."""
+        """A span's KV: its own tokens' part kept from an earlier call and
+        joined to its parent's KV, or its own tokens run over its parent's KV
+        (None for an empty span).  The LRU keeps each span's own part once,
+        not a copy of its whole path per span."""
         if not span.tokens:
             return None
         caches = PrefixCaches(self.prefix_caches)
-        kv = caches.lookup(span.tokens)
-        if kv is None:
-            start = parent.end if parent is not None else 0
-            kv = self._extend(parent_kv, span.tokens[:start], span.tokens[start:])
-            caches.keep(span.tokens, kv)
+        start = parent.end if parent is not None else 0
+        key = span_key(span.tokens, start)
+        own = caches.lookup(key)
+        if own is not None:
+            return own if start == 0 else kv_joined(parent_kv, own)
+        kv = self._extend(parent_kv, span.tokens[:start], span.tokens[start:])
+        caches.keep(key, kv if start == 0 else kv_after(kv, start))
         return kv
 
     def _extend(self, kv, before, tokens):
