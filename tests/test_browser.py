@@ -545,6 +545,9 @@ def check_copy_as_code(page, panel):
         snippet.locator("button.nbllm-copy").click()
         snippet.locator("button.nbllm-copy", has_text="Copied").wait_for(timeout=5_000)
         assert page.evaluate("() => navigator.clipboard.readText()") == code
+    # A cell magic must start its cell: the title names %load_ext nbllm.
+    assert snippets.nth(0).locator("b").inner_text() == \
+        "As a cell magic (after %load_ext nbllm)"
     magic = snippets.nth(0).locator("textarea").input_value()
     assert magic.split("\n") == ["%%zeroshot --labels negative,positive --model "
                                   "smollm2-135m"] + TEXTS  # every typed text
