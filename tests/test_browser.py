@@ -44,7 +44,19 @@ TEXTS = [
     "@AmericanAir cancelled my flight and no hotel voucher",
     "@JetBlue thanks for the upgrade, you made my day",
     "@united rude gate agent and a dirty plane",
-] * 2 + [
+    # Ten more, each once: these screenshots are the README's and the docs'
+    # table and panel images, where a repeated row looked like a bug.
+    "@SouthwestAir the pilot kept us updated the whole delay, much appreciated",
+    "@AmericanAir my seat would not recline and the screen was broken",
+    "@JetBlue smooth boarding and the snacks were great",
+    "@USAirways missed my connection because of your late departure",
+    "@VirginAmerica mood lighting and friendly staff, what a trip",
+    "@united charged me twice for the same checked bag",
+    "@SouthwestAir the agent found me an earlier flight home, thank you",
+    "@AmericanAir the app crashed at check-in and the line was an hour",
+    "@JetBlue landed twenty minutes early, perfect",
+    "@USAirways my wheelchair request was ignored at the gate",
+] + [
     # Prices: two dollar signs must not turn the text between them into maths.
     "@united change fee $788. Was $188 when I booked",
     "@JetBlue $25 for wifi and $12 for a sandwich",
@@ -53,6 +65,7 @@ TEXTS = [
     "of time and we waited again; " * 6 + "finally home",
 ]
 PRICES = (20, 21)  # positions of the two price texts
+assert len(set(TEXTS)) == len(TEXTS), "a text twice: the docs' images would show it"
 
 
 def require(condition, reason):
@@ -76,6 +89,15 @@ LABELER_SOURCE = (
     "lab = nbllm.Labeler(tweets, 'text', labels=['negative', 'positive'], batch=5,\n"
     "                    path='answers.json')\n"
     "lab"
+)
+
+
+# %nbllm and %nbllm cache (the converted model is in the kernel's cache folder).
+MAGICS_SOURCE = (
+    "%load_ext nbllm\n"
+    "from IPython.display import display\n"
+    "display(get_ipython().run_line_magic('nbllm', ''))\n"
+    "display(get_ipython().run_line_magic('nbllm', 'cache'))"
 )
 
 
@@ -107,6 +129,8 @@ def jupyter_lab(real_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
     write_notebook(root)
     write_notebook(root, "labeler.ipynb", LABELER_SOURCE)
+    write_notebook(root, "panel-empty.ipynb", "import nbllm\nnbllm.Panel()")
+    write_notebook(root, "magics.ipynb", MAGICS_SOURCE)
     # No "get notified about Jupyter news?" toast over the screenshots.
     settings = root / "lab-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
@@ -170,6 +194,137 @@ def test_panel_classifies_in_the_browser(jupyter_lab):
     timings["texts"] = len(TEXTS)
     (ARTIFACTS / "panel_timings.json").write_text(json.dumps(timings, indent=2))
     print(f"panel Classify of {len(TEXTS)} texts: {timings}")
+
+
+def test_labels_typed_without_enter_then_a_click_on_the_texts_box(jupyter_lab):
+    """Labels typed and not Entered, then a click on the texts box: the labels
+    become tags, the focus is in the texts box, three typed lines go there and
+    Classify classifies them (issue 38: the click used to be swallowed)."""
+    from playwright import sync_api
+
+    url, token = jupyter_lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    lines = ["@united thank you, great crew", "@JetBlue lost my bag again",
+             "@SouthwestAir landed early, love it"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        try:
+            panel = open_and_run(sync_api, page, url, token, "panel-empty.ipynb",
+                                 ".nbllm-panel")
+            panel.locator(".jupyter-widget-tagsinput").click()
+            page.keyboard.type("negative, positive")  # no Enter, no Tab
+            texts = panel.locator("textarea[placeholder='one text per line']")
+            texts.click()
+            tags = panel.locator(".jupyter-widget-tag")
+            deadline = time.time() + 10
+            while [t for t in tags.all_inner_texts() if t.strip()] != ["negative", "positive"]:
+                assert time.time() < deadline, tags.all_inner_texts()
+                page.wait_for_timeout(100)
+            page.wait_for_timeout(500)  # the tags' redraw after the split is done
+            assert page.evaluate("() => document.activeElement.tagName") == "TEXTAREA"
+            page.keyboard.type("\n".join(lines))
+            assert texts.input_value() == "\n".join(lines)
+            page.screenshot(path=str(ARTIFACTS / "panel-click-away.png"), full_page=True)
+            panel.locator("button", has_text="Classify").click()
+            table = panel.locator("table.nbllm-table")
+            table.wait_for(timeout=180_000)
+            assert table.locator("tbody tr").count() == 3
+            panel.get_by_text("3 texts classified").wait_for(timeout=30_000)
+            assert "no texts" not in panel.inner_text()
+            page.screenshot(path=str(ARTIFACTS / "panel-click-away-classified.png"),
+                            full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "panel-click-away-failure.png"),
+                            full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+def test_nbllm_and_its_cache_listing_fit_beside_the_file_browser(jupyter_lab):
+    """%nbllm reads from the left; %nbllm cache's table and lines fit the
+    output with the file browser open, in a 1,100 px window."""
+    from playwright import sync_api
+
+    url, token = jupyter_lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 1100})
+        try:
+            listing = open_and_run(sync_api, page, url, token, "magics.ipynb",
+                                   ".nbllm-cache")
+            page.evaluate("() => window.jupyterapp.commands.execute('filebrowser:activate')")
+            page.locator(".jp-FileBrowser").first.wait_for(state="visible", timeout=30_000)
+            page.wait_for_timeout(500)  # the notebook's width settles
+            for dark in (False, True):
+                set_theme(page, dark)
+                status = page.locator("table.nbllm-status")
+                cells = status.locator("td, th")
+                aligned = cells.evaluate_all("cs => cs.map(c => getComputedStyle(c).textAlign)")
+                assert set(aligned) == {"left"}, aligned
+                table = listing.locator("table.nbllm-table")
+                assert table.count() == 1, listing.inner_text()  # the converted model
+                for output in (listing, status):
+                    area = output.locator("xpath=ancestor::div[contains(@class, "
+                                          "'jp-OutputArea-output')][1]")
+                    room = box(area)
+                    shown = box(output)
+                    assert shown["x"] + shown["width"] <= room["x"] + room["width"] + 1, \
+                        (shown, room)
+                    assert area.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), \
+                        area.evaluate("e => [e.scrollWidth, e.clientWidth]")
+                theme = "dark" if dark else "light"
+                page.screenshot(path=str(ARTIFACTS / f"nbllm-cache-{theme}.png"),
+                                full_page=True)
+            set_theme(page, False)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "nbllm-cache-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+def set_theme(page, dark):
+    """JupyterLab's light or dark theme (the server keeps it for later pages)."""
+    name = "JupyterLab Dark" if dark else "JupyterLab Light"
+    page.evaluate("(name) => window.jupyterapp.commands.execute('apputils:change-theme', "
+                  "{theme: name})", name)
+    page.locator(f"body[data-jp-theme-light='{str(not dark).lower()}']").wait_for(
+        state="attached", timeout=30_000)
+    page.wait_for_timeout(1000)  # the theme's CSS settles
+
+
+def luminance(colour):
+    """WCAG relative luminance of a CSS ``rgb(...)`` / ``rgba(...)`` colour."""
+    import re
+
+    values = [int(v) / 255 for v in re.findall(r"\d+", colour)[:3]]
+    r, g, b = ((v / 12.92) if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+               for v in values)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a, b):
+    """WCAG contrast ratio of two CSS colours (1 to 21)."""
+    la, lb = sorted((luminance(a), luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def check_toggle_contrast(panel):
+    """The chosen mode stands out: its words on its background, and its
+    background against the other mode's."""
+    chosen = panel.locator(".widget-toggle-button.mod-active").first
+    other = panel.locator(".widget-toggle-button:not(.mod-active)").first
+    words, fill = style(chosen, "color"), style(chosen, "backgroundColor")
+    other_fill = style(other, "backgroundColor")
+    measured = {"words": round(contrast(words, fill), 2),
+                "against_other": round(contrast(fill, other_fill), 2)}
+    assert measured["words"] >= 4.5 and measured["against_other"] >= 3, measured
+    return measured
 
 
 def open_and_run(sync_api, page, url, token, name, selector, before_run=None):
@@ -255,7 +410,9 @@ def drive_panel(sync_api, page, url, token, timings):
     page.screenshot(path=str(ARTIFACTS / "panel-warm.png"), full_page=True)
 
     check_low_rows(page, panel)
+    timings["toggle_contrast_light"] = check_toggle_contrast(panel)
     check_dark_theme(page, panel)
+    timings["toggle_contrast_dark"] = check_toggle_contrast(panel)
 
 
 def test_labeler_cards_and_improve_in_the_browser(jupyter_lab):
@@ -388,6 +545,9 @@ def check_copy_as_code(page, panel):
         snippet.locator("button.nbllm-copy").click()
         snippet.locator("button.nbllm-copy", has_text="Copied").wait_for(timeout=5_000)
         assert page.evaluate("() => navigator.clipboard.readText()") == code
+    # A cell magic must start its cell: the title names %load_ext nbllm.
+    assert snippets.nth(0).locator("b").inner_text() == \
+        "As a cell magic (after %load_ext nbllm)"
     magic = snippets.nth(0).locator("textarea").input_value()
     assert magic.split("\n") == ["%%zeroshot --labels negative,positive --model "
                                   "smollm2-135m"] + TEXTS  # every typed text

@@ -148,6 +148,12 @@ def test_labeler_status_from_creation_and_its_plot(jupyter_lab):
                 labeler.locator("button", has_text="Improve").click()
                 labeler.get_by_text(f"improved from {5 * round_} answers").wait_for(
                     timeout=120_000)
+                if round_ == 1:  # the snippet opened now must follow the next Improve
+                    labeler.locator("button", has_text="Copy as code").click()
+                snippet = labeler.locator(".nbllm-code textarea")
+                snippet.wait_for(timeout=30_000)
+                answers = re.findall(r"^    \(.*\),$", snippet.input_value(), re.M)
+                assert len(answers) == 5 * round_, snippet.input_value()
             plot = labeler.locator("svg.nbllm-plot")
             plot.wait_for(timeout=30_000)
             # SVG text has no innerText: its text content is what is drawn.
@@ -167,6 +173,8 @@ def test_labeler_status_from_creation_and_its_plot(jupyter_lab):
             assert "re-estimated at each Improve" in labeler.inner_text()
             plot.scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "labeler-plot.png"), full_page=True)
+            labeler.locator(".nbllm-code").screenshot(
+                path=str(ARTIFACTS / "labeler-code-after-improve.png"))
             plot.screenshot(path=str(ARTIFACTS / "labeler-plot-only.png"))
             theme(page, dark=True)
             page.screenshot(path=str(ARTIFACTS / "labeler-plot-dark.png"), full_page=True)

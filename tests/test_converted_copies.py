@@ -244,6 +244,8 @@ def test_magic_lists_the_copies_and_escapes_file_names(ip, cache):
     html = listing._repr_html_()
     assert HOSTILE not in html and "<img" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;.gguf" in html
+    # Paths and names wrap in a narrow output (the browser test measures it).
+    assert '<td class="nbllm-wrap">&lt;img src=x onerror=alert(1)&gt;.gguf</td>' in html
     assert 'class="nbllm-cache tex2jax_ignore mathjax_ignore"' in html
     assert "<code>%nbllm cache delete stale</code>" in html
     text = repr(listing).splitlines()

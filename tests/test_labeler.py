@@ -4,6 +4,7 @@ Every operation of the Python object, the answers file (kept at once, reloaded
 after a "restart", damaged), bad input, and the widget's cards and buttons.
 """
 
+import html
 import json
 import re
 import threading
@@ -270,7 +271,9 @@ def test_widget_errors_are_one_escaped_line(make, df):
     lab = make(df)
     widget = LabelerWidget(lab, threaded=False)
     widget.improve_button.click()
-    assert "no answers yet" in widget.status.value
+    # In the widget's words: its user clicks cards and never calls queue().
+    assert html.unescape(re.sub("<[^>]+>", "", widget.status.value)) == \
+        "no answers yet: click a label on a card, then Improve"
     assert widget.status.value.startswith('<span class="nbllm-error"')
     assert not widget.improve_button.disabled
 
@@ -289,6 +292,39 @@ def test_copy_as_code_rebuilds_the_fitted_classifier(make, df, tiny_folder):
     widget.code_button.click()
     assert widget.code.code == code  # shown in a CodeBox, with its Copy button
     assert widget.code.title == "The fitted classifier, in Python"
+    # Another answer and Improve: the snippet shown follows, without a click.
+    lab.answer("r5", df.at["r5", "truth"])
+    widget.improve_button.click()
+    assert widget.status.value == "improved from 4 answers"
+    assert widget.code.code == estimator_code(lab) != code
+    assert "('the best day', 'positive')" in widget.code.code
+    widget.code.show("", None)  # no snippet shown: Improve shows none
+    widget.improve_button.click()
+    assert widget.code.code is None
+
+
+def test_save_as_shows_a_short_name_and_the_full_path_on_hover(make, df, tmp_path,
+                                                               monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NBLLM_CACHE_DIR", str(tmp_path / "cache"))
+    lab = make(df, path=None)
+    assert not lab.path_given and lab.path.parent == tmp_path / "cache" / "labeler"
+    for idx in ["r0", "r1"]:
+        lab.answer(idx, df.at[idx, "truth"])
+    lab.improve()
+    widget = LabelerWidget(lab, threaded=False)
+    assert widget.save_path.value == "labeler.classifier.json"  # not the hashed name
+    assert widget.save_path.tooltip == f"saved to {tmp_path / 'labeler.classifier.json'}"
+    widget.save_button.click()
+    assert widget.status.value == (
+        f"saved to {tmp_path / 'labeler.classifier.json'}; load it with "
+        "ZeroShotClassifier.load(&#x27;labeler.classifier.json&#x27;)")
+    assert nbllm.ZeroShotClassifier.load(tmp_path / "labeler.classifier.json").calibration \
+        == "fit"
+    widget.save_path.value = "sub/x.json"
+    assert widget.save_path.tooltip == f"saved to {tmp_path / 'sub' / 'x.json'}"
+    named = LabelerWidget(make(df), threaded=False)  # beside a named answers file
+    assert named.save_path.value == str(tmp_path / "answers.classifier.json")
 
 
 def svg_texts(svg, cls):

@@ -422,7 +422,10 @@ def test_nbllm_status(ip):
                         "'auto'; each result's caption says how its prompt was sent)")
     assert lines[5] == "disk result cache: off"
     html = status._repr_html_()
-    assert html.startswith('<table class="nbllm-status tex2jax_ignore mathjax_ignore"><tr><th>model</th>')
+    cell = "text-align:left;vertical-align:top;padding:2px 8px;overflow-wrap:anywhere"
+    assert html.startswith('<table class="nbllm-status tex2jax_ignore mathjax_ignore"><tr>'
+                           f'<th style="{cell};white-space:nowrap">model</th>'
+                           f'<td style="{cell}">')
 
 
 def test_nbllm_model_sets_the_session_default(ip, tiny_folder):

@@ -248,3 +248,54 @@ def test_default_prompt_adds_no_prompt_option(panel):
     assert panel.prompt.value == DEFAULT_PROMPT_ZERO_SHOT
     magic, python = panel.as_code()
     assert "--prompt" not in magic and "prompt=" not in python
+
+
+# A fresh kernel: IPython with nbllm imported and a panel made, no %load_ext.
+FRESH_KERNEL = """
+import contextlib, io, json, sys
+from IPython.core.interactiveshell import InteractiveShell
+from nbllm.notebook.display import ClassificationResult
+folder, texts = json.loads(sys.argv[1])
+shell = InteractiveShell.instance()
+assert shell.run_cell("import nbllm").success
+shell.user_ns.update(folder=folder, texts=texts)
+assert shell.run_cell(
+    "panel = nbllm.Panel(labels=['positive', 'negative'], threaded=False)\\n"
+    "panel.model.value = folder\\n"
+    "panel.texts.value = '\\\\n'.join(texts)").success
+panel = shell.user_ns["panel"]
+before = shell.run_cell(panel.as_code()[0])  # the magic, before Copy as code
+print("RESULT", json.dumps({"before": str(before.error_in_exec)}))
+panel.code_button.click()
+title, magic = panel.magic_code.title, panel.code[0]
+after = shell.run_cell(magic)  # pasted into the next cell
+assert after.success, after.error_in_exec
+assert isinstance(after.result, ClassificationResult)
+with contextlib.redirect_stdout(io.StringIO()) as said:
+    assert shell.run_cell("%load_ext nbllm").success
+print("RESULT", json.dumps({"title": title, "magic": magic, "texts": after.result.texts,
+                  "load_ext_said": said.getvalue()}))
+"""
+
+
+def test_the_magic_snippet_runs_in_a_fresh_kernel_after_import_nbllm(tiny_folder):
+    """A kernel where only ``import nbllm`` ran (the issue's case): Copy as code
+    loads the magics there, so the snippet pasted into a new cell runs; the
+    title names ``%load_ext nbllm`` for another notebook."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", FRESH_KERNEL,
+                          json.dumps([tiny_folder, TEXTS])],
+                         capture_output=True, text=True, timeout=300,
+                         env=dict(__import__("os").environ, OMP_NUM_THREADS="1"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    # The shell prints its own outputs too: the script's lines start with RESULT.
+    before, after = (json.loads(line[len("RESULT "):]) for line in
+                     out.stdout.splitlines() if line.startswith("RESULT "))
+    assert before["before"] == "Cell magic `%%zeroshot` not found."
+    assert after["title"] == "As a cell magic (after %load_ext nbllm)"
+    assert after["magic"].startswith("%%zeroshot --labels positive,negative")
+    assert after["texts"] == TEXTS
+    assert after["load_ext_said"] == ""  # not "already loaded"

@@ -122,3 +122,35 @@ def test_enter_commits_the_typed_tag_before_the_page_sees_the_key(page):
     assert page.evaluate("() => window.seen") == 2
     assert page.evaluate("() => document.querySelector('.nbllm-panel').dataset.nbllmEnter") \
         is None
+
+
+def test_a_click_elsewhere_commits_the_typed_tag_and_keeps_its_focus(page):
+    """Labels typed without Enter, then a click on the texts box: the tag is
+    committed before the click moves the focus, which stays where it was aimed
+    although the box focuses its own field again on commit (as ipywidgets'
+    TagsInput does, with the redraw after it)."""
+    panel = ('<div class="nbllm-panel"><div class="jupyter-widget-tagsinput">'
+             '<span id="chip">a tag</span><input id="tag"></div>'
+             '<textarea id="texts"></textarea><div id="host"></div></div>')
+    page.evaluate(RENDER, [_ENTER_ESM, {}, panel])
+    page.evaluate("""() => {
+        window.changes = [];
+        const tag = document.querySelector('#tag');
+        tag.addEventListener('change', () => {
+            window.changes.push(tag.value); tag.value = ''; tag.focus(); });
+    }""")
+    page.locator("#tag").fill("negative, positive")
+    page.dispatch_event("#chip", "mousedown")  # inside the box: still being typed
+    assert page.evaluate("() => window.changes") == []
+    page.locator("#tag").focus()
+    page.locator("#texts").click()
+    assert page.evaluate("() => window.changes") == ["negative, positive"]
+    page.keyboard.type("a text")
+    assert page.locator("#texts").input_value() == "a text"
+    page.locator("#tag").focus()  # an empty box commits nothing
+    page.locator("#texts").click()
+    assert page.evaluate("() => window.changes") == ["negative, positive"]
+    page.evaluate("() => window.nbllmCleanup()")  # the view removed: the listener too
+    page.locator("#tag").fill("neutral")
+    page.dispatch_event("#texts", "mousedown")  # the press alone: no focus change
+    assert page.evaluate("() => window.changes") == ["negative, positive"]

@@ -9,6 +9,16 @@ from ..engine.loading.converted_copies import size_text, time_text
 from .display import NO_MATH, RESULT_STYLE, esc
 
 COLUMNS = ("name", "source file", "dtype", "size", "status", "last used", "made by")
+# The columns whose values are long (names, paths, versions): they wrap, so the
+# table fits a narrow output (JupyterLab with its file browser open); the
+# short ones keep a line each.
+WRAPPED = ("name", "source file", "status", "made by")
+CACHE_STYLE = (
+    "<style>"
+    ".nbllm-cache td.nbllm-wrap{white-space:normal;overflow-wrap:anywhere}"
+    ".nbllm-cache caption,.nbllm-cache .nbllm-legend{overflow-wrap:anywhere}"
+    "</style>"
+)
 # The delete commands, as the magic takes them.
 DELETE_HELP = (
     ("%nbllm cache delete NAME", "one copy or assembled file"),
@@ -53,8 +63,9 @@ class CacheListing:
 
     def _repr_html_(self):
         head = "".join(f"<th>{esc(c)}</th>" for c in COLUMNS)
-        body = "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>"
-                       for row in self._rows())
+        cells = ['<td class="nbllm-wrap">' if c in WRAPPED else "<td>" for c in COLUMNS]
+        body = "".join("<tr>" + "".join(f"{td}{esc(v)}</td>" for td, v in zip(cells, row))
+                       + "</tr>" for row in self._rows())
         table = (f"<table class=\"nbllm-table\"><caption>{esc(self._title())}</caption>"
                  f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
                  if self.contents.copies else f"<p>{esc(self._title())}</p>")
@@ -63,8 +74,8 @@ class CacheListing:
                         for line in self._summary())
         commands = "; ".join(f"<code>{esc(cmd)}</code>: {esc(what)}"
                              for cmd, what in DELETE_HELP)
-        return (f"{RESULT_STYLE}<div class=\"nbllm-cache {NO_MATH}\">{note}{table}{lines}"
-                f"<div class=\"nbllm-legend\">Delete with {commands}.</div></div>")
+        return (f"{RESULT_STYLE}{CACHE_STYLE}<div class=\"nbllm-cache {NO_MATH}\">"
+                f"{note}{table}{lines}<div class=\"nbllm-legend\">Delete with {commands}.</div></div>")
 
     def __repr__(self):
         lines = [self.note] if self.note else []

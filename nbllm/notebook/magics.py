@@ -392,6 +392,12 @@ def _converted_copies(delete):
     return CacheListing(converted_copies(), note)
 
 
+# JupyterLab right-aligns table cells (it is made for numbers); these are
+# words, read from the left.  A long value (a path) wraps rather than running
+# past a narrow output.
+_CELL = "text-align:left;vertical-align:top;padding:2px 8px;overflow-wrap:anywhere"
+
+
 class Status:
     """The session's settings and caches, as HTML and text."""
 
@@ -401,7 +407,8 @@ class Status:
     def _repr_html_(self):
         from .display import NO_MATH, esc
 
-        body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in self.rows)
+        body = "".join(f'<tr><th style="{_CELL};white-space:nowrap">{esc(k)}</th>'
+                       f'<td style="{_CELL}">{esc(v)}</td></tr>' for k, v in self.rows)
         return f"<table class=\"nbllm-status {NO_MATH}\">{body}</table>"
 
     def __repr__(self):

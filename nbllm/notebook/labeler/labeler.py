@@ -158,6 +158,11 @@ class Labeler:
         the answers); a plain scikit-learn estimator, usable on new data.
     n_missing : int
         Rows whose text is missing (None or NaN): never queued, NaN results.
+    path : Path
+        The answers file.
+    path_given : bool
+        Whether ``path`` was named (False: the default, a hashed name under
+        the cache folder).
     """
 
     def __init__(self, data, column="text", labels=None, *, batch=10,
@@ -193,6 +198,7 @@ class Labeler:
         self._texts = [str(t) if ok else None for t, ok in zip(texts, self._has_text)]
         self.path = Path(path) if path is not None else answers_path(
             self._texts, self.labels, self.options.get("cache_dir"))
+        self.path_given = path is not None
         self._answers = {}  # position -> label
         self._skipped = set()
         self._logprobs = None

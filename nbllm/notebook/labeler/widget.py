@@ -11,6 +11,7 @@ then every row) runs in a thread, and a status line says what it is doing
 
 import contextvars
 import threading
+from pathlib import Path
 
 import ipywidgets as widgets
 
@@ -23,7 +24,14 @@ from ..panel.front_end import CodeBox
 from ..status import first_message
 from ..stopping import Stopped
 
-__all__ = ["LabelerWidget", "accuracy_plot", "estimator_code"]
+__all__ = ["LabelerWidget", "accuracy_plot", "estimator_code", "save_name"]
+
+# Improve before any answer, in the widget's words (the method's own
+# message names queue(), which the widget's user never calls).
+NO_ANSWERS = "no answers yet: click a label on a card, then Improve"
+# The save-as box's name when the answers file is the default one, whose
+# name is a hash: saved in the notebook's folder, as the panel saves.
+DEFAULT_SAVE_NAME = "labeler.classifier.json"
 
 _MUTED = "font-size:12px;color:var(--jp-ui-font-color2,#666)"
 CALIBRATED_NOTE = (
@@ -60,9 +68,11 @@ class LabelerWidget(widgets.VBox):
                                              button_style="primary")
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
         self.code_button = widgets.Button(description="Copy as code", icon="code")
-        self.save_path = widgets.Text(value=str(labeler.path.with_suffix(".classifier.json")),
-                                      description="save as",
+        self.save_path = widgets.Text(value=save_name(labeler), description="save as",
                                       layout=widgets.Layout(width="420px"))
+        # The box shows a short name; the path it writes to is on hover.
+        self._where_saved()
+        self.save_path.observe(lambda _: self._where_saved(), "value")
         self.save_button = widgets.Button(description="Save classifier", icon="save")
         self.progress = widgets.IntProgress(min=0, max=1,
                                             layout=widgets.Layout(display="none"))
@@ -224,6 +234,8 @@ class LabelerWidget(widgets.VBox):
         if not self.labeler.scored and self.labeler.answers.empty:
             # After a Stop in the first scoring: go on with it.
             self._start_job(self._first_scoring, "scoring the rest\u2026")
+        elif self.labeler.answers.empty:
+            self.status.value = coloured("error", NO_ANSWERS)
         else:
             self._start_job(self._improve, "improving\u2026")
 
@@ -235,18 +247,34 @@ class LabelerWidget(widgets.VBox):
     def _improve(self, on_rows):
         self.labeler.improve(on_rows=on_rows, stop=self._stop)
         self.refresh()
+        if self.code.code is not None:  # a snippet shown is of the old answers
+            self._show_code()
         self.status.value = f"improved from {len(self.labeler.answers)} answers"
+
+    def _where_saved(self):
+        name = self.save_path.value.strip()
+        self.save_path.tooltip = (f"saved to {Path(name).resolve()}" if name else
+                                  "name a file, e.g. classifier.json")
 
     def _save(self):
         path = self.save_path.value.strip()
         if not path:
             raise InputError("save as: name a file, e.g. classifier.json")
         self.labeler.estimator_.save(path)
-        self.status.value = (f"saved to {esc(path)}; load it with "
+        self.status.value = (f"saved to {esc(Path(path).resolve())}; load it with "
                              f"ZeroShotClassifier.load({esc(repr(path))})")
 
     def _show_code(self):
         self.code.show("The fitted classifier, in Python", estimator_code(self.labeler))
+
+
+def save_name(labeler):
+    """The save-as box's first value: beside a named answers file
+    (``answers.json`` -> ``answers.classifier.json``), else
+    :data:`DEFAULT_SAVE_NAME` in the notebook's folder."""
+    if labeler.path_given:
+        return str(labeler.path.with_suffix(".classifier.json"))
+    return DEFAULT_SAVE_NAME
 
 
 def estimator_code(labeler):

@@ -8,7 +8,13 @@ offline, and no build step):
   its own shortcuts, so the labels box (an ipywidgets ``TagsInput``) never
   sees the change event that commits a tag.  This invisible widget, placed
   beside the box, listens for Enter on its panel (the nearest
-  ``.nbllm-panel``) before JupyterLab does and commits the typed tag.
+  ``.nbllm-panel``) before JupyterLab does and commits the typed tag.  It
+  also commits a typed tag when the mouse goes down anywhere outside the
+  box: left to itself, the box commits it on the change event that leaving
+  fires, focuses its own field again and is then redrawn with the new tags,
+  so the click that left it (on the texts box, say) ended with the focus on
+  the page's body and the next typed text lost.  Committed before the
+  click's focus change, the click lands where it was aimed.
 - :class:`CodeBox`: one snippet of "Copy as code": a title, a Copy button,
   an optional note and the code in a read-only text area.  The code and the
   note travel as traitlets and the front end puts them in the page as text
@@ -38,6 +44,15 @@ export default {
       e.stopPropagation();  // before JupyterLab's own shortcuts see the key
       t.dispatchEvent(new Event("change"));
     };
+    // A mouse press outside the box while a tag is typed in it: commit the
+    // tag now, before the press moves the focus (see the module's note).
+    const leave = (e) => {
+      const t = document.activeElement;
+      if (!panel || !t || !panel.contains(t)
+          || !t.matches(".jupyter-widget-tagsinput input") || !t.value.trim()) return;
+      if (t.closest(".jupyter-widget-tagsinput").contains(e.target)) return;
+      t.dispatchEvent(new Event("change"));
+    };
     const attach = () => {
       if (stopped) return;
       panel = el.closest(".nbllm-panel");
@@ -45,6 +60,8 @@ export default {
         if (!panel.dataset.nbllmEnter) {
           panel.dataset.nbllmEnter = "1";
           panel.addEventListener("keydown", commit, true);
+          // The whole page: a press in another cell leaves the box too.
+          document.addEventListener("mousedown", leave, true);
           owner = true;
         }
       } else if (frames++ < 3600) {  // about a minute of shown frames
@@ -56,6 +73,7 @@ export default {
       stopped = true;
       if (owner) {
         panel.removeEventListener("keydown", commit, true);
+        document.removeEventListener("mousedown", leave, true);
         delete panel.dataset.nbllmEnter;
       }
     };
@@ -141,7 +159,8 @@ export default {
 
 
 class EnterAddsTag(anywidget.AnyWidget):
-    """Enter commits the tag typed in the panel's labels box (see the module).
+    """Enter, or a click elsewhere, commits the tag typed in the panel's labels
+    box (see the module).
 
     It shows nothing; put it in the panel, beside the box.  A fixed script:
     no user text goes in it.

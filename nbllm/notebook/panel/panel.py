@@ -49,6 +49,29 @@ def coloured(kind, text):
     return f'<span class="nbllm-{kind}" style="color:{COLOURS[kind]}">{esc(text)}</span>'
 
 
+# A cell magic must be its cell's first line, so ``%load_ext nbllm`` cannot
+# go in the snippet itself: the title says it, and the panel loads the magics
+# in its own kernel (load_magics), where the snippet is pasted most often.
+MAGIC_TITLE = "As a cell magic (after %load_ext nbllm)"
+
+
+def load_magics():
+    """Register nbllm's magics in the running IPython, as ``%load_ext nbllm``
+    does (nothing outside IPython, nothing when they are there already).
+
+    The extension is not marked as loaded: a later ``%load_ext nbllm`` then
+    registers them again silently, rather than saying it was loaded before.
+    """
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or "zeroshot" in shell.magics_manager.magics["cell"]:
+        return
+    from ... import load_ipython_extension
+
+    load_ipython_extension(shell)
+
+
 def validate_prompt(template, mode):
     """What the estimators will say of the template's placeholders in this mode.
 
@@ -383,7 +406,8 @@ class Panel(PanelWidgets, widgets.VBox):
     def _show_code(self):
         code = build_code(self.code_settings())
         self.code = (code.magic, code.python)
-        self.magic_code.show("As a cell magic", code.magic, code.magic_note)
+        load_magics()
+        self.magic_code.show(MAGIC_TITLE, code.magic, code.magic_note)
         self.python_code.show("As Python", code.python, code.python_note)
         self.code_area.layout.display = ""
         self.status.value = "code below: copy either snippet into a new cell"

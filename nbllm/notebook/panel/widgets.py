@@ -17,6 +17,20 @@ from ..session import session
 
 ZERO, FEW = "zero-shot", "few-shot"
 
+# The chosen mode (zero- or few-shot) in a blue of JupyterLab's theme:
+# ipywidgets marks it with --jp-layout-color3 beside the others'
+# --jp-layout-color2, greys 1.6:1 apart in both themes, which the dark
+# theme's dim text all but hides.  White on the
+# light theme's blue, black on the dark theme's lighter one: 4.6:1 and 9.5:1
+# for the words, 4.0:1 and 4.5:1 against the other mode (tests/test_browser.py
+# measures it).
+PANEL_STYLE = (
+    "<style>.nbllm-panel .widget-toggle-button.mod-active{"
+    "background-color:var(--jp-brand-color1,#1976d2);color:#fff}"
+    "body[data-jp-theme-light='false'] .nbllm-panel .widget-toggle-button.mod-active{"
+    "background-color:var(--jp-brand-color2,#64b5f6);color:#000}</style>"
+)
+
 
 def panel_default(option):
     """The option's default in the panel (the table's, or the panel's own)."""
@@ -158,8 +172,9 @@ class PanelWidgets:
             'line-height:var(--jp-widgets-inline-height,28px)">labels</div>',
             layout=widgets.Layout(margin="0"),
         )
+        style = widgets.HTML(PANEL_STYLE, layout=widgets.Layout(width="0", margin="0"))
         self.children = [
-            widgets.HBox([self.model, self.device, self.mode]),
+            widgets.HBox([self.model, self.device, self.mode, style]),
             # Enter commits a typed tag in JupyterLab (see .front_end).
             widgets.HBox([caption, self.labels, EnterAddsTag(
                 layout=widgets.Layout(width="0", margin="0"))],
