@@ -3,6 +3,8 @@ resumes, the model stays usable.
 """
 
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -86,6 +88,7 @@ def test_interrupt_in_api_classify_on_rows_keeps_finished_batches():
     # IPython shows this one line instead of the traceback.
     assert raised.value._render_traceback_() == [f"KeyboardInterrupt: {message}"]
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert str(pickle.loads(pickle.dumps(raised.value))) == message
     assert_model_usable(clf)
     result = api.classify(INTERRUPT_TEXTS, estimator=zero(batch_size=2).fit(None, LABELS))
     assert result.estimator.n_cache_hits_ == 4

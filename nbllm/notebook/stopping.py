@@ -42,6 +42,10 @@ class Interrupted(KeyboardInterrupt):
             "the result cache: run the same call again to resume (only the "
             f"{total - done} left are scored).")
 
+    def __reduce__(self):
+        # Rebuilt from the counts (args holds the message), e.g. across processes.
+        return type(self), (self.done, self.total)
+
     def _render_traceback_(self):
         # IPython shows these lines in place of the traceback (its hook for
         # exceptions that know how to show themselves).
