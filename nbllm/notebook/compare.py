@@ -37,8 +37,9 @@ HINT_TEXTS, HINT_RATIO = 16, 10.0
 # number, a setting and each "label count" never break inside.
 _COMPARE_STYLE = (
     "<style>"
-    ".nbllm-compare td.nbllm-prompt{max-width:320px;white-space:normal;"
+    ".nbllm-compare td.nbllm-prompt{min-width:120px;max-width:320px;white-space:normal;"
     "overflow-wrap:anywhere}"
+    ".nbllm-compare td.nbllm-sent code{font-size:11px;padding:0 2px}"
     ".nbllm-compare td.nbllm-model{max-width:120px;overflow:hidden;text-overflow:ellipsis}"
     ".nbllm-compare td.nbllm-predicted{white-space:normal;min-width:110px}"
     ".nbllm-compare td.nbllm-predicted span,.nbllm-compare td.nbllm-sent,"
