@@ -4,7 +4,7 @@ The way tests/test_browser.py runs (its server fixture and helpers): the
 Labeler says what it does from the moment its cell runs ("loading …", then
 "scoring k / 60 texts…") and draws a real plot whose tick labels and values
 are the rounds' numbers; compare_prompts' table fits a ~1,000 px output with
-one model and with two, and its hint agrees with its numbers.  Screenshots,
+one model and with two, and its hint agrees with its accuracy.  Screenshots,
 light and dark, go to ``test-artifacts/``.
 """
 
@@ -221,8 +221,12 @@ def test_compare_prompts_fits_1000px_and_its_hint_agrees(jupyter_lab, tiny_folde
             long_cell = first.locator("td.nbllm-prompt span").nth(2)
             assert long_cell.get_attribute("title") == LONG_PROMPT
             assert "<b>" not in first.inner_html().replace("&lt;b&gt;", "")
-            sent = first.locator("td.nbllm-sent").all_inner_texts()
-            assert set(sent) <= {"raw", "chat"}, sent
+            sent = [cell.split() for cell in first.locator("td.nbllm-sent").all_inner_texts()]
+            # The way, then the option value that reproduces the row.
+            assert {way for way, _ in sent} <= {"raw", "chat"}, sent
+            assert {setting for _, setting in sent} == {"use_chat_template='auto'"}, sent
+            for header in first.locator("th").all():  # no header breaks over lines
+                assert header.bounding_box()["height"] < 30, header.inner_text()
             # The reason is said once per way of sending, under the table.
             notes = page.locator(".nbllm-sent-note").all_inner_texts()
             assert all(note.count("sent ") == 1 for note in notes), notes
@@ -240,25 +244,29 @@ def test_compare_prompts_fits_1000px_and_its_hint_agrees(jupyter_lab, tiny_folde
 
 
 def check_hints(page, tables):
-    """Every hint recommends the other way, which measured more label mass."""
+    """With y, a hint recommends the other way only where it was more accurate."""
     for k in range(2):
         table = tables.nth(k)
-        sent = table.locator("td.nbllm-sent").all_inner_texts()
+        sent = [cell.split()[0] for cell in table.locator("td.nbllm-sent").all_inner_texts()]
+        accuracy = [float(a) for a in table.locator("td.nbllm-accuracy").all_inner_texts()]
         container = table.locator("xpath=..")
         for hint in container.locator(".nbllm-hint").all_inner_texts():
             row, text = re.fullmatch(r"#(\d+): (.*)", hint).groups()
             way = sent[int(row)]
             assert text.startswith("sent as a chat message" if way == "raw" else "sent raw"), \
                 (way, hint)
-            more, against = re.search(r"\(([\d.e-]+) against ([\d.e-]+)\)", text).groups()
-            assert float(more) > float(against), hint
-            assert "label mass on the first" in text, hint
-    # The same default prompt and texts, sent raw (first table, #0) and as chat
-    # (second table): a hint to send it raw exactly when raw measured far more.
-    raw = float(tables.nth(0).locator("td.nbllm-mass").first.inner_text())
-    chat = float(tables.nth(1).locator("td.nbllm-mass").first.inner_text())
+            better, own = re.search(r"all 20 texts: ([\d.]+) against ([\d.]+);", text).groups()
+            assert float(better) > float(own) == accuracy[int(row)], hint
+            assert "label mass" not in text, hint
+    # The same default prompt and texts, sent raw ('auto': first table, #0) and
+    # as chat (second table): a hint to send it raw exactly when raw was more
+    # accurate, quoting the first table's accuracy.
+    raw = tables.nth(0).locator("td.nbllm-accuracy").first.inner_text()
+    chat = tables.nth(1).locator("td.nbllm-accuracy").first.inner_text()
     second = tables.nth(1).locator("xpath=..").locator(".nbllm-hint")
-    if raw >= 20 * chat:
-        assert second.count() == 1 and "try use_chat_template=False" in second.inner_text()
-    elif raw <= 5 * chat:
+    if float(raw) > float(chat):
+        assert second.count() == 1, (raw, chat)
+        assert f"all 20 texts: {raw} against {chat}; try use_chat_template='auto'" in \
+            second.inner_text()
+    else:
         assert second.count() == 0, (raw, chat, second.all_inner_texts())

@@ -119,37 +119,90 @@ def test_several_prompt_options_compare_in_one_table(ip, tiny_folder, capsys):
 
 
 @pytest.mark.parametrize("chat, mass, other, expected", [
-    (False, 0.01, 0.5, "sent as a chat message, the same prompt got 50\u00d7 more label "
-                       "mass on the first 16 texts (0.5 against 0.01); try "
-                       "use_chat_template=True and compare accuracy"),
-    (True, 0.002, 0.1, "sent raw, the same prompt got 50\u00d7 more label mass on the "
-                       "first 16 texts (0.1 against 0.002); try use_chat_template=False "
-                       "and compare accuracy"),
+    (False, 0.01, 0.5, "sent as a chat message (use_chat_template=True), the same prompt "
+                       "got 50\u00d7 more label mass on the first 16 texts (0.5 against "
+                       "0.01); label mass is not accuracy: give y to compare accuracy"),
+    (True, 0.002, 0.1, "sent raw, the label after a space (use_chat_template='auto'), the "
+                       "same prompt got 50\u00d7 more label mass on the first 16 texts (0.1 "
+                       "against 0.002); label mass is not accuracy: give y to compare "
+                       "accuracy"),
     (False, 0.5, 0.01, ""),   # the current way is better: no advice
     (True, 0.1, 0.002, ""),
     (False, 0.1, 0.5, ""),    # better, but not ten times: no advice
 ])
-def test_a_hint_only_when_the_other_way_measured_better(chat, mass, other, expected):
+def test_without_y_a_hint_only_when_the_other_way_got_far_more_mass(chat, mass, other,
+                                                                    expected):
     from nbllm.notebook.compare import mode_hint
 
     assert mode_hint(chat, mass, other, 16) == expected
 
 
+@pytest.mark.parametrize("chat, accuracy, other, expected", [
+    (True, 0.533, 0.8, "sent raw, the label after a space (use_chat_template='auto'), "
+                       "the same prompt was more accurate on all 60 texts: 0.800 against "
+                       "0.533; try use_chat_template='auto'"),
+    (False, 0.5, 0.6, "sent as a chat message (use_chat_template=True), the same prompt "
+                      "was more accurate on all 60 texts: 0.600 against 0.500; try "
+                      "use_chat_template=True"),
+    (False, 0.8, 0.533, ""),  # the issue's case: raw was more accurate, no advice
+    (True, 0.7, 0.7, ""),     # as accurate: no advice
+])
+def test_with_y_a_hint_only_when_the_other_way_was_more_accurate(chat, accuracy, other,
+                                                                 expected):
+    from nbllm.notebook.compare import accuracy_hint
+
+    assert accuracy_hint(chat, accuracy, other, 60) == expected
+
+
+HINT_TEXTS = TEXTS + ["great", "awful", "meh", "so good", "never again", "thanks!",
+                      "late again", "ok I guess"]
+
+
+@pytest.mark.parametrize("setting, other", [("auto", True), (True, "auto"),
+                                            (False, True)])
+def test_with_y_the_hint_follows_accuracy_on_every_text_not_label_mass(
+        tiny_folder, monkeypatch, setting, other):
+    """y made to favour each way in turn: the hint follows accuracy only."""
+    from nbllm.notebook import compare
+
+    monkeypatch.setattr(compare, "HINT_RATIO", 1.0)  # mass alone would always advise
+
+    def predictions(value):
+        clf = ZeroShotClassifier(tiny_folder, use_chat_template=value,
+                                 progress=False).fit(None, LABELS)
+        return list(clf.predict(HINT_TEXTS))
+
+    own, others = predictions(setting), predictions(other)
+    assert own != others  # the two ways disagree somewhere, so accuracies can differ
+    for y, advised in ((others, True), (own, False)):
+        row = nbllm.compare_prompts(HINT_TEXTS, LABELS, [None], y=y, model=tiny_folder,
+                                    use_chat_template=setting).rows[0]
+        assert row.setting == f"use_chat_template={setting!r}"
+        if advised:
+            assert row.accuracy < 1.0
+            assert row.hint.endswith(
+                f"was more accurate on all {len(HINT_TEXTS)} texts: 1.000 against "
+                f"{row.accuracy:.3f}; try use_chat_template={other!r}")
+        else:
+            assert row.accuracy == 1.0 and row.hint == ""
+
+
 @pytest.mark.parametrize("setting", [True, False])
-def test_the_hint_agrees_with_the_measured_masses_both_ways(tiny_folder, monkeypatch,
-                                                             setting):
+def test_without_y_the_hint_agrees_with_the_measured_masses(tiny_folder, monkeypatch,
+                                                            setting):
     from nbllm.notebook import compare
 
     monkeypatch.setattr(compare, "HINT_RATIO", 1.0)  # any better way gets a hint
     row = nbllm.compare_prompts(TEXTS, LABELS, [None], model=tiny_folder,
                                 use_chat_template=setting).rows[0]
-    other = ZeroShotClassifier(tiny_folder, use_chat_template=not setting,
+    other_setting = "auto" if setting else True
+    other = ZeroShotClassifier(tiny_folder, use_chat_template=other_setting,
                                progress=False).fit(None, LABELS)
     other_mass = other.label_mass(other.label_logprobs(TEXTS)).mean()
     assert row.sent == ("chat" if setting else "raw")
     if other_mass > row.mean_label_mass:
         assert row.hint.startswith("sent raw" if setting else "sent as a chat message")
-        assert f"try use_chat_template={not setting!r}" in row.hint
+        assert f"(use_chat_template={other_setting!r})" in row.hint
         assert "more label mass on the first 4 texts" in row.hint
     else:
         assert row.hint == ""
@@ -161,7 +214,7 @@ def test_the_hint_agrees_with_the_measured_masses_both_ways(tiny_folder, monkeyp
 def test_the_table_says_how_it_was_sent_once_and_cuts_long_prompts(tiny_folder, tmp_path):
     from tiny import save_tiny
 
-    long = "Classify <b>this</b> & that: " + "very " * 40 + "{text} {labels}: "
+    long = "Classify <b>this</b> & that: " + "very " * 60 + "{text} {labels}: "
     table = nbllm.compare_prompts(TEXTS, LABELS, [None, long], y=Y, model=tiny_folder)
     html = table._repr_html_()
     assert html.count("<th>") == 8 and "<th>model</th>" not in html
@@ -170,12 +223,46 @@ def test_the_table_says_how_it_was_sent_once_and_cuts_long_prompts(tiny_folder, 
     for reason in reasons:
         assert html.count(f"{html_module.escape(reason)}</p>") == 1
     assert f'title="{html_module.escape(long)}"' in html  # the whole prompt on hover
-    assert "very " * 40 not in html.replace(f'title="{html_module.escape(long)}"', "")
+    shown = html.replace(f'title="{html_module.escape(long)}"', "")
+    assert "very " * 60 not in shown
+    # The start and the end of a long prompt show, around an ellipsis.
+    assert "Classify &lt;b&gt;this&lt;/b&gt; &amp; that: very" in shown
+    assert "very {text} {labels}: </span>" in shown and " \u2026 very" in shown
     assert "caption>4 texts, 2 prompts, labels negative, positive, model " in html
+    # Every row names the option value that reproduces it.
+    assert "<br><code>use_chat_template=&#x27;auto&#x27;</code></td>" in html
     other = save_tiny(tmp_path / "other")
-    two = nbllm.compare_prompts(TEXTS, LABELS, [None], y=Y,
-                                models=[tiny_folder, other])._repr_html_()
-    assert "<th>model</th>" in two
+    two = nbllm.compare_prompts(TEXTS, LABELS, [None, long], y=Y,
+                                models=[tiny_folder, other])
+    assert "<th>model</th>" in two._repr_html_()
+    assert "caption>4 texts, 2 prompts \u00d7 2 models, labels" in two._repr_html_()
+    assert repr(two).startswith("PromptComparison: 4 texts, 2 prompts \u00d7 2 models\n")
+
+
+def test_two_prompts_alike_at_both_ends_are_shown_in_full(tiny_folder):
+    # Within the tiny model's 256 tokens, longer than a cell shows uncut.
+    middle = "word " * 22
+    prompts = ["Tweet: {text}\n" + middle * 2 + "Is it {labels}? ",
+               "Tweet: {text}\n" + middle * 2 + "Or is it {labels}? "]
+    same_ends = ["{text} " + middle + "one " + middle + "{labels}: ",
+                 "{text} " + middle + "two " + middle + "{labels}: "]
+    for pair in (prompts, same_ends):
+        html = nbllm.compare_prompts(TEXTS, LABELS, pair, model=tiny_folder)._repr_html_()
+        cells = re.findall(r'<td class="nbllm-prompt"><span title="[^"]*">([^<]*)</span>',
+                           html)
+        assert len(cells) == 2 and cells[0] != cells[1], cells
+    # Cut the same, these two show in full.
+    html = nbllm.compare_prompts(TEXTS, LABELS, same_ends, model=tiny_folder)._repr_html_()
+    assert "one " + middle.strip() in html and "two " + middle.strip() in html
+
+
+def test_headers_numbers_and_each_label_count_do_not_break_inside(tiny_folder):
+    html = nbllm.compare_prompts(TEXTS, LABELS, [None], y=Y, model=tiny_folder)._repr_html_()
+    assert ".nbllm-compare th{white-space:nowrap;" in html
+    assert (".nbllm-compare td.nbllm-predicted span,.nbllm-compare td.nbllm-sent,"
+            ".nbllm-compare td.nbllm-num{white-space:nowrap}") in html
+    counts = re.search(r'<td class="nbllm-predicted">(.*?)</td>', html).group(1)
+    assert re.fullmatch(r"<span>negative \d+</span>, <span>positive \d+</span>", counts)
 
 
 def test_compare_prompts_says_what_it_is_doing(tiny_folder):

@@ -100,3 +100,22 @@ def test_the_docs_extra_has_lower_bounds():
     for line in extras["docs"]:
         if not line.startswith("nbllm["):
             assert ">=" in line, line
+
+
+def test_the_getting_started_page_says_how_to_load_the_tweets():
+    """The page's snippet runs and does what the page says of it."""
+    page = (ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    section = page.split("## The tweets in the examples", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace = {}
+    exec(compile(code, "getting-started.md", "exec"), namespace)  # noqa: S102 - our page
+    tweets, train = namespace["tweets"], namespace["train"]
+    assert list(tweets.columns) == ["text", "label", "confidence"]
+    assert len(tweets) == 300 and len(train) == 50
+    assert tweets["label"].value_counts().to_dict() == {"negative": 150, "positive": 150}
+    assert (tweets["confidence"] >= 0.9).all() and (train["confidence"] >= 0.9).all()
+    assert not set(tweets["text"]) & set(train["text"])  # the two halves share none
+    from nbllm.tools.tweets import load_tweets
+
+    assert load_tweets(300, split="eval")["text"].tolist() == tweets["text"].tolist()
+    assert "df = load_tweets(200)" in page

@@ -3,6 +3,8 @@ resumes, the model stays usable.
 """
 
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ import nbllm  # noqa: F401  (registers the df.llm accessor)
 from nbllm.estimators import multi_label as multilabel
 from nbllm.notebook import classify as api
 from nbllm.engine.scoring.result_cache import result_cache
+from nbllm.notebook.stopping import Interrupted
 from entry_points import (  # noqa: F401  (fixtures among them)
     LABELS,
     assert_idle,
@@ -75,9 +78,17 @@ def test_interrupt_in_api_classify_on_rows_keeps_finished_batches():
     expected = zero(use_caching=False).fit(None, LABELS).predict_proba(INTERRUPT_TEXTS)
     clf = zero(batch_size=2).fit(None, LABELS)
     stop = _stop_after(2)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as raised:  # still one: a script stops
         api.classify(INTERRUPT_TEXTS, estimator=clf, on_rows=stop)
     assert stop.done == [2, 2]
+    message = ("stopped: 4 of 5 texts classified. The finished texts are in the result "
+               "cache: run the same call again to resume (only the 1 left are scored).")
+    assert isinstance(raised.value, Interrupted) and str(raised.value) == message
+    assert (raised.value.done, raised.value.total) == (4, 5)
+    # IPython shows this one line instead of the traceback.
+    assert raised.value._render_traceback_() == [f"KeyboardInterrupt: {message}"]
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert str(pickle.loads(pickle.dumps(raised.value))) == message
     assert_model_usable(clf)
     result = api.classify(INTERRUPT_TEXTS, estimator=zero(batch_size=2).fit(None, LABELS))
     assert result.estimator.n_cache_hits_ == 4
@@ -129,7 +140,9 @@ def test_interrupt_in_the_panel_keeps_it_usable_and_the_finished_rows(tiny_folde
     panel.progress.observe(interrupt, "value")
     panel.classify_button.click()
     assert isinstance(panel.last_error, KeyboardInterrupt)
-    assert error_line(panel) == "KeyboardInterrupt: "
+    assert error_line(panel) == (
+        "Interrupted: stopped: 2 of 5 texts classified. The finished texts are in the "
+        "result cache: run the same call again to resume (only the 3 left are scored).")
     assert_idle(panel)
     panel.progress.unobserve(interrupt, "value")
     hits = result_cache.hits

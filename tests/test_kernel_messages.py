@@ -11,6 +11,7 @@ test checks the order of the messages, not their timing.
 import json
 import os
 import queue
+import re
 
 import pytest
 
@@ -135,6 +136,60 @@ def test_a_single_label_warns_in_the_magics_words_before_the_model_loads(kernel,
     assert warning < first(found, "MARK model load"), found
     stderr = " ".join(event for event in found if event.startswith("stderr"))
     assert "ipykernel_" not in stderr and "run_cell_magic" not in stderr, found
+
+
+# Each scored batch is kept in the result cache first: mark it there, and make
+# the run long enough for the interrupt to land in the middle.
+SLOW_SCORING = """
+import time
+from nbllm.engine.scoring.result_cache import ResultCache
+_put_many = ResultCache.put_many
+def _slow_put_many(self, *args, **kwargs):
+    print("MARK batch", flush=True)
+    time.sleep(0.05)
+    return _put_many(self, *args, **kwargs)
+ResultCache.put_many = _slow_put_many
+"""
+
+
+def test_an_interrupted_classify_says_in_one_line_what_is_done_and_still_raises(
+        kernel, tiny_folder):
+    """The kernel's interrupt (what the stop button sends) in ``df.llm.classify``."""
+    kernel.run(SLOW_SCORING + "import pandas as pd, nbllm\n"
+               "df = pd.DataFrame({'text': [f'tweet number {i}' for i in range(400)]})")
+    msg_id = kernel.client.execute(
+        f"out = df.llm.classify('text', labels=['negative', 'positive'], "
+        f"model={tiny_folder!r}, batch_size=1)")
+    messages, batches, interrupted = [], 0, False
+    while True:
+        msg = kernel.client.get_iopub_msg(timeout=180)
+        messages.append(msg)
+        if msg["msg_type"] == "stream" and not interrupted:
+            batches += msg["content"]["text"].count("MARK batch")
+            if batches >= 20:
+                kernel.manager.interrupt_kernel()
+                interrupted = True
+        if (msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"
+                and msg["parent_header"].get("msg_id") == msg_id):
+            break
+    errors = [m["content"] for m in messages if m["msg_type"] == "error"]
+    assert len(errors) == 1, errors
+    error = errors[0]
+    assert error["ename"] == "Interrupted"
+    # One line instead of a traceback through nbllm and torch.
+    assert len(error["traceback"]) == 1, error["traceback"]
+    line = error["traceback"][0]
+    done = int(re.fullmatch(
+        r"KeyboardInterrupt: stopped: (\d+) of 400 texts classified\. The finished texts "
+        r"are in the result cache: run the same call again to resume \(only the (\d+) "
+        r"left are scored\)\.", line).group(1))
+    assert 0 < done < 400 and f"only the {400 - done} left" in line
+    stderr = "".join(m["content"]["text"] for m in messages
+                     if m["msg_type"] == "stream" and m["content"]["name"] == "stderr")
+    assert "Traceback" not in stderr and "torch" not in stderr
+    # It raised: no half result was assigned; and the model is still usable.
+    found = events(kernel.run("print('MARK out' if 'out' in dir() else 'MARK no out')"))
+    assert "MARK no out" in found, found
 
 
 # ------------------------------------------------ the same, in-process and fast

@@ -107,6 +107,31 @@ def test_answers_come_back_after_a_restart(tiny_folder, df, monkeypatch, tmp_pat
     assert other.answers.empty  # other labels: another file
 
 
+def test_resumed_answers_are_said_with_how_to_start_fresh(make, df, tmp_path):
+    first = make(df)
+    assert first.resumed == 0 and first.resumed_note == ""
+    assert first.report().resumed == "" and "resumed" not in repr(first.report())
+    first.answer("r0", "negative")
+    first.answer("r1", "positive")
+    path = tmp_path / "answers.json"
+    note = (f"resumed 2 answers from {path}; to start fresh, make the Labeler with "
+            "resume=False (or another path=)")
+    again = make(df)
+    assert again.resumed == 2 and again.resumed_note == note
+    report = again.report()
+    assert report.resumed == note and repr(report).endswith("\n" + note)
+    assert f'<span class="nbllm-resumed">{html.escape(note)}</span>' in report._repr_html_()
+    widget = LabelerWidget(again, threaded=False)
+    assert html.escape(note) in widget.progress_line.value
+    # resume=False: no answer read, and the file is replaced at the first answer.
+    fresh = make(df, resume=False)
+    assert fresh.resumed == 0 and fresh.answers.empty and fresh.report().resumed == ""
+    fresh.answer("r3", "positive")
+    assert list(make(df).answers.index) == ["r3"]
+    with pytest.raises(ValueError, match=r"^resume must be True or False; got 'no'$"):
+        make(df, resume="no")
+
+
 def test_a_changed_text_drops_its_saved_answer(make, df, tmp_path):
     make(df).answer("r1", "negative")
     changed = df.copy()

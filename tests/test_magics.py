@@ -550,6 +550,47 @@ def test_bad_options_via_run_cell_show_one_line(bad_ns, capsys, magic, line, cel
     assert capsys.readouterr().err == f"UsageError: {message}\n"
 
 
+LINE_FORM = [(magic, line, message) for magic, line, cell, message in BAD_OPTIONS
+             if "--input" in line]
+
+
+@pytest.mark.parametrize("magic,line,message", LINE_FORM)
+def test_with_input_the_line_magic_gives_nbllms_own_error(bad_ns, capsys, magic, line,
+                                                          message):
+    """``%zeroshot --input ...`` (one %, no body): nbllm's error, not IPython's."""
+    assert len(LINE_FORM) == 4
+    res = bad_ns.run_cell(f"%{magic} {line}")
+    assert not res.success
+    assert isinstance(res.error_in_exec, UsageError)
+    assert str(res.error_in_exec) == message
+    assert capsys.readouterr().err == f"UsageError: {message}\n"
+
+
+def test_with_input_the_line_magic_classifies(ip, tiny_folder):
+    ip.user_ns["frame"] = pd.DataFrame({"text": ["good", "bad", "fine"]}, index=[7, 8, 9])
+    res = ip.run_cell(f"%zeroshot --labels a,b --model {tiny_folder} --input frame "
+                      "--column text --out kept")
+    assert res.success, res.error_in_exec
+    assert list(res.result.frame.index) == [7, 8, 9] and ip.user_ns["kept"] is res.result
+    ip.user_ns["examples"] = pd.DataFrame({"text": ["great", "awful"],
+                                           "label": ["a", "b"]})
+    res = ip.run_cell(f"%fewshot --model {tiny_folder} --examples examples --input frame "
+                      "--column text")
+    assert res.success, res.error_in_exec
+    assert res.result.texts == ["good", "bad", "fine"]
+
+
+def test_an_empty_cell_magic_is_refused_by_ipython_before_nbllm(ip, capsys):
+    """Why the docs, the help and Copy as code write the line form with --input."""
+    res = ip.run_cell("%%zeroshot --labels a,b --input nosuchvar\n")
+    assert not res.success and isinstance(res.error_in_exec, UsageError)
+    assert "Did you mean the line magic %zeroshot" in str(res.error_in_exec)
+    assert "nosuchvar" not in str(res.error_in_exec)
+    doc = ip.find_line_magic("zeroshot").__doc__
+    assert "``%zeroshot --labels a,b --input df --column text``" in doc
+    assert "then write the line magic (one %, no cell body)" in " ".join(doc.split())
+
+
 def test_model_errors_become_usage_errors(ip, tmp_path):
     with pytest.raises(UsageError, match=re.escape(
             f"Could not load model {str(tmp_path / 'nothing')!r}: it is neither an "

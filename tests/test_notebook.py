@@ -23,12 +23,23 @@ def outputs_of(cell):
     return cell.get("outputs", [])
 
 
-def test_quickstart_runs_and_shows_tables(real_model, tmp_path, monkeypatch):
+def run_quickstart(real_model, out_dir, html=True):
     # The kernel inherits NBLLM_CACHE_DIR and loads the copy real_model converted.
     from nbllm.tools.run_notebook import execute_notebook
 
-    monkeypatch.setenv("NBLLM_CACHE_DIR", real_model.cache_dir)
-    nb, written = execute_notebook(NOTEBOOK, tmp_path, timeout=600)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NBLLM_CACHE_DIR", real_model.cache_dir)
+        return execute_notebook(NOTEBOOK, out_dir, timeout=600, html=html)
+
+
+@pytest.fixture(scope="module")
+def quickstart(real_model, tmp_path_factory):
+    """The quickstart executed once (shared by the tests that read its outputs)."""
+    return run_quickstart(real_model, tmp_path_factory.mktemp("quickstart"))
+
+
+def test_quickstart_runs_and_shows_tables(quickstart):
+    nb, written = quickstart
     assert written["ipynb"].is_file() and written["html"].is_file()
     code = [c for c in nb.cells if c.cell_type == "code"]
     errors = [o for c in code for o in outputs_of(c) if o.get("output_type") == "error"]
@@ -48,6 +59,48 @@ def test_quickstart_runs_and_shows_tables(real_model, tmp_path, monkeypatch):
     compared = [h for h in html if "nbllm-compare" in h]  # compare_prompts' table
     assert len(compared) == 1 and compared[0].count("<tr>") == 4  # header + 3 prompts
     keep(written)
+
+
+# What may differ between two runs: timings, and the session's cache counters
+# (%nbllm); progress bars (only a run that scores shows them) and the status
+# lines (empty once a cell is done) are left out.
+_PROGRESS_BAR = re.compile(r"\|[^|]*\| *\d+/\d+ \[")
+_MASKS = [(re.compile(r"\d+(\.\d+)? ?(s|ms)\b"), "<time>"),
+          (re.compile(r"\d+ (entries|hits|misses)\b"), r"<n> \1")]
+
+
+def text_outputs(nb):
+    """(cell, kind, text) of every output as text/plain, text/html or a stream,
+    with timings and counters masked."""
+    found = []
+    for number, cell in enumerate(nb.cells):
+        for output in outputs_of(cell):
+            if output["output_type"] == "stream":
+                texts = [("stream", output["text"])]
+            elif output["output_type"] == "error":
+                texts = [("error", f"{output['ename']}: {output['evalue']}")]
+            else:
+                data = output.get("data", {})
+                texts = [(kind, data.get(kind, "")) for kind in ("text/plain", "text/html")]
+                if not any(text for _, text in texts) or _PROGRESS_BAR.search(texts[0][1]):
+                    continue
+            for kind, text in texts:
+                for pattern, replacement in _MASKS:
+                    text = pattern.sub(replacement, text)
+                found.append((number, kind, text))
+    return found
+
+
+def test_quickstart_gives_the_same_output_on_a_second_run(quickstart, real_model,
+                                                          tmp_path):
+    """A rerun (its answers, its results now cached) shows what the first showed."""
+    again, _ = run_quickstart(real_model, tmp_path, html=False)
+    first, second = text_outputs(quickstart[0]), text_outputs(again)
+    assert len(first) >= 30  # every table, printout and widget of the tour
+    assert first == second
+    printed = "".join(text for _, kind, text in second if kind == "stream")
+    assert printed.count("after 20 answers: accuracy") == 1
+    assert "resumed" not in "".join(text for _, _, text in second)
 
 
 EVALUATION = NOTEBOOK.with_name("evaluation.ipynb")

@@ -17,7 +17,7 @@ from ..exceptions import ExamplesError, InputTypeError, OptionError, TextsError,
 from ..options import check_labels, check_missing_labels, listed_positions
 from .display import ClassificationResult, GenerationPreview
 from .session import session
-from .stopping import Stopped, stoppable
+from .stopping import Interrupted, Stopped, stoppable
 from ..warnings_to_user import warn, words_for_warnings
 from ..engine.status import report
 from .status import showing_status
@@ -279,6 +279,10 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
     ------
     UserError
         For bad texts, labels or options, before any work (see :func:`check_call`).
+    Interrupted
+        A ``KeyboardInterrupt`` (Ctrl-C, the kernel's interrupt) during the
+        scoring, re-raised saying how many texts were classified and how to
+        resume; no partial result is returned.
 
     In a Jupyter kernel, a status line in the cell says what is happening
     (loading the model, scoring) until the result is there.
@@ -330,6 +334,11 @@ def _classify(texts, labels, estimator, previews, index, skip_missing, on_rows, 
                              positions=keep)
         except Stopped:
             stopped = True
+        except KeyboardInterrupt:
+            # Ctrl-C or the kernel's interrupt: it must still stop the caller,
+            # but in a few lines that count what is done, not a traceback
+            # through torch (the finished batches are already cached).
+            raise Interrupted(int((~pending[keep_array]).sum()), len(keep)) from None
     done = ~np.isnan(scores).any(axis=1)
     label_mass = None
     if policy.has_label_mass:

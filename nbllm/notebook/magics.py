@@ -109,7 +109,9 @@ def _magic_options(magic):
 def _common_arguments(func):
     return _arguments([
         argument("-l", _LABELS_FLAG, help="comma-separated labels; quote labels with commas"),
-        argument("-i", "--input", help="variable holding a DataFrame, Series or list"),
+        # argparse formats help with %: '%%' shows as one '%'.
+        argument("-i", "--input", help="variable holding a DataFrame, Series or list; "
+                 "then write the line magic (one %%, no cell body)"),
         argument("-c", "--column", help="text column when --input is a DataFrame"),
         argument("--rows", metavar="START:END",
                  help="with --input, only these rows, by position (as .iloc[START:END])"),
@@ -241,8 +243,9 @@ class NbllmMagics(Magics):
     def zeroshot(self, line, cell=""):
         """Classify one text per line of the cell, zero-shot.
 
-        With ``--input VAR`` the texts come from the variable and the cell
-        body is ignored; then it also works as a line magic:
+        With ``--input VAR`` the texts come from the variable: write it as a
+        line magic, with one ``%`` and no body (IPython refuses a ``%%`` cell
+        with an empty body before nbllm runs):
         ``%zeroshot --labels a,b --input df --column text``.
 
         Example::
@@ -269,7 +272,9 @@ class NbllmMagics(Magics):
         """Classify texts with a few labelled examples in the prompt.
 
         Examples come from ``--examples VAR`` or inline, as ``label: text``
-        lines above a ``---`` line, with the texts to classify below it::
+        lines above a ``---`` line, with the texts to classify below it.  With
+        ``--examples`` and ``--input VAR`` there is no body: write the line
+        magic, ``%fewshot --examples train --input df --column text``::
 
             %%fewshot
             positive: great flight, thanks

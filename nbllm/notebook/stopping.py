@@ -21,6 +21,37 @@ class Stopped(KeyboardInterrupt):
         super().__init__(message)
 
 
+class Interrupted(KeyboardInterrupt):
+    """A run interrupted (Ctrl-C, Jupyter's interrupt) part way, told in a few lines.
+
+    Still a ``KeyboardInterrupt``, so a script stops and no half result is
+    returned as if complete.  In IPython the cell shows the message alone
+    (``_render_traceback_``) instead of a traceback through nbllm and torch:
+    how many texts were classified, and how to resume.
+
+    Parameters
+    ----------
+    done, total : int
+        Texts classified before the interrupt; texts asked for.
+    """
+
+    def __init__(self, done, total):
+        self.done, self.total = done, total
+        super().__init__(
+            f"stopped: {done} of {total} texts classified. The finished texts are in "
+            "the result cache: run the same call again to resume (only the "
+            f"{total - done} left are scored).")
+
+    def __reduce__(self):
+        # Rebuilt from the counts (args holds the message), e.g. across processes.
+        return type(self), (self.done, self.total)
+
+    def _render_traceback_(self):
+        # IPython shows these lines in place of the traceback (its hook for
+        # exceptions that know how to show themselves).
+        return [f"KeyboardInterrupt: {self}"]
+
+
 def stoppable(on_rows, stop):
     """``on_rows`` that raises :class:`Stopped` once ``stop`` is set.
 

@@ -81,6 +81,9 @@ class LabelerReport:
         Predicted label -> rows, over all rows with a text.
     rounds : list of dict
         One entry per improve(): answers, estimated accuracy.
+    resumed : str
+        Where the answers given before this Labeler came from, and how to start
+        fresh ('' when it started with none).
     """
 
     answered: int
@@ -90,6 +93,7 @@ class LabelerReport:
     answered_accuracy: float = None
     label_counts: dict = field(default_factory=dict)
     rounds: list = field(default_factory=list)
+    resumed: str = ""
 
     def _repr_html_(self):
         from ..display import NO_MATH, esc
@@ -103,7 +107,9 @@ class LabelerReport:
             f"</b> answered; estimated accuracy {pct(self.estimated_accuracy)} "
             f"(the zero-shot start, judged by the same calibration: "
             f"{pct(self.start_estimated_accuracy)}); on the answered "
-            f"(hardest) rows {pct(self.answered_accuracy)}<br>predicted: {counts}</div>"
+            f"(hardest) rows {pct(self.answered_accuracy)}<br>predicted: {counts}"
+            + (f'<br><span class="nbllm-resumed">{esc(self.resumed)}</span>'
+               if self.resumed else "") + "</div>"
         )
 
     def __repr__(self):
@@ -114,7 +120,8 @@ class LabelerReport:
                 f"estimated_accuracy={pct(self.estimated_accuracy)}, "
                 f"start={pct(self.start_estimated_accuracy)}, "
                 f"answered_rows={pct(self.answered_accuracy)}, "
-                f"predicted={self.label_counts})")
+                f"predicted={self.label_counts})"
+                + (f"\n{self.resumed}" if self.resumed else ""))
 
 
 def _predicted_columns(estimator, probas):
@@ -144,6 +151,11 @@ class Labeler:
     path : str or Path, optional
         The answers file; default: under nbllm's cache folder, keyed by the
         column's texts and the labels.
+    resume : bool
+        Start from the answers already in that file (default), so a kernel
+        restart loses none; the report and the widget say how many were
+        resumed, and from where.  False starts with no answers (the file is
+        replaced at the first answer).
     random_state : int
         Seed of the 'random' strategy.
     **options
@@ -163,14 +175,20 @@ class Labeler:
     path_given : bool
         Whether ``path`` was named (False: the default, a hashed name under
         the cache folder).
+    resumed : int
+        Answers read from the answers file when the Labeler was made.
     """
 
     def __init__(self, data, column="text", labels=None, *, batch=10,
-                 strategy=DEFAULT_STRATEGY, path=None, random_state=0, **options):
+                 strategy=DEFAULT_STRATEGY, path=None, resume=True, random_state=0,
+                 **options):
         self._check_data(data, column)
         if strategy not in STRATEGIES:
             raise OptionError(f"strategy must be one of {', '.join(STRATEGIES)}; got "
                               f"{strategy!r}", option="strategy")
+        if not isinstance(resume, bool):
+            raise OptionError(f"resume must be True or False; got {resume!r}",
+                              option="resume")
         if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
             raise OptionError(f"batch must be a positive integer; got {batch!r}",
                               option="batch")
@@ -206,7 +224,9 @@ class Labeler:
         self.rounds = []
         self._fitted = None  # the classifier after improve()
         self._start_clf = None  # the zero-shot start, built at the first scoring
-        self._load_answers()
+        if resume:
+            self._load_answers()
+        self.resumed = len(self._answers)
 
     # ------------------------------------------------------------ input checks
     @staticmethod
@@ -258,6 +278,15 @@ class Labeler:
         if lost:
             warn(f"{lost} saved answer(s) in {str(self.path)!r} no longer match a row "
                  "(the text at their position changed); they are ignored")
+
+    @property
+    def resumed_note(self):
+        """'resumed 20 answers from FILE; to start fresh: ...', or '' if none were."""
+        if not self.resumed:
+            return ""
+        return (f"resumed {self.resumed} answer{'s' if self.resumed != 1 else ''} from "
+                f"{self.path}; to start fresh, make the Labeler with resume=False "
+                "(or another path=)")
 
     def _save(self):
         """Write every answer now (atomically: a crash leaves the old file or the new)."""
@@ -461,7 +490,7 @@ class Labeler:
             estimated_accuracy=now, start_estimated_accuracy=start,
             answered_accuracy=self._answered_accuracy(),
             label_counts={str(k): int(v) for k, v in predicted.value_counts().items()},
-            rounds=list(self.rounds),
+            rounds=list(self.rounds), resumed=self.resumed_note,
         )
 
     @property

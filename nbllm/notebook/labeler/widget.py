@@ -169,6 +169,8 @@ class LabelerWidget(widgets.VBox):
                      f'<div style="{_MUTED}">{START_NOTE}</div>')
         if not queue.shape[0]:
             line += "; nothing left to label"
+        if report.resumed:
+            line += f'<div class="nbllm-resumed" style="{_MUTED}">{esc(report.resumed)}</div>'
         self.progress_line.value = line
         self.plot.value = accuracy_plot(self.labeler.rounds,
                                         start=report.start_estimated_accuracy)
