@@ -115,9 +115,9 @@ def test_inline_prompt_placeholders_are_not_expanded_from_user_variables(ip, tin
     assert res.result.estimator.prompt == "{examples} {labels} {text}:"
 
 
-@pytest.mark.parametrize("module", ["notebook.magics", "notebook.panel", "notebook.classify",
+@pytest.mark.parametrize("module", ["notebook.magics", "notebook.panel.panel", "notebook.classify",
                                     "notebook.pandas_accessor", "notebook.inline_examples",
-                                    "engine.prompts"])
+                                    "engine.scoring.prompts"])
 def test_cell_and_widget_content_never_reaches_eval_or_exec(module):
     """The magics (and the panel, the API and prompt rendering behind them)
     hold no eval/exec/compile call nor IPython's code runners."""
