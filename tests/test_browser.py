@@ -10,6 +10,7 @@ does not work offline).  Without it the test is skipped with the reason; under
 ``CI=true`` it fails instead, so CI never skips it silently.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -66,6 +67,25 @@ TEXTS = [
 ]
 PRICES = (20, 21)  # positions of the two price texts
 assert len(set(TEXTS)) == len(TEXTS), "a text twice: the docs' images would show it"
+
+
+@contextlib.contextmanager
+def launched_chromium(require):
+    """Debian's Chromium launched headless through playwright, closed on exit;
+    ``require(condition, reason)`` says what to do when either is missing
+    (each test file skips or fails in its own way)."""
+    require(Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM}")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        require(False, "playwright is not installed; pip install -e '.[test]'")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def require(condition, reason):

@@ -17,13 +17,10 @@ from urllib.parse import urlparse
 import pytest
 
 from nbllm import options
+from test_browser import launched_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "docs" / "_build" / "html"
-CHROMIUM = os.environ.get("NBLLM_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 PAGES = ["index", "getting-started", "notebook", "estimators", "settings", "models",
          "faq", "bad-input", "skorch", "scoring", "performance", "results",
          "dependencies", "api", "api-constants", "contributing", "architecture",
@@ -127,49 +124,39 @@ def test_the_notebooks_are_rendered_with_their_outputs(site):
 
 
 def test_the_pages_render_in_a_browser(site):
-    require(Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM}")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        require(False, "playwright is not installed; pip install -e '.[test]'")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            outside, failed = [], []
-            page.on("request", lambda r: outside.append(r.url)
-                    if not r.url.startswith(("file:", "data:", "blob:", "about:")) else None)
-            # A file the page asks for that is not in the site (a widget's font).
-            page.on("requestfailed", lambda r: failed.append(r.url)
-                    if not r.url.startswith("data:") else None)
-            for name in ("index", "notebook", "api", "examples/quickstart"):
-                page.goto((site / f"{name}.html").as_uri(), wait_until="load")
-                assert page.locator("h1").first.is_visible(), name
-                # Every image shown has loaded.
-                broken = page.evaluate(
-                    "Array.from(document.images).filter(i => i.getClientRects().length)"
-                    ".filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
-                assert broken == [], (name, broken)
-                if name == "index":
-                    assert page.locator("img").count() >= 1
-                    assert page.get_by_role("link", name="Notebook guide").first.is_visible()
-                if name == "notebook":
-                    assert page.locator("table").filter(has_text="--max-samples").count() == 1
-                if name == "api":
-                    params = page.locator("dl.py.class").first.inner_text()
-                    for option in options.taken_by(options.ZERO_SHOT):
-                        assert option.name in params, option.name
-                if name == "examples/quickstart":
-                    # The widgets' JavaScript (vendored) turns the saved state into
-                    # widgets: the panel's Classify button among them.
-                    page.wait_for_selector(".jupyter-widgets button", timeout=20_000)
-                    assert page.locator(".jupyter-widgets button",
-                                        has_text="Classify").count() >= 1
-            assert outside == [], outside
-            assert failed == [], failed
-        finally:
-            browser.close()
+    with launched_chromium(require) as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        outside, failed = [], []
+        page.on("request", lambda r: outside.append(r.url)
+                if not r.url.startswith(("file:", "data:", "blob:", "about:")) else None)
+        # A file the page asks for that is not in the site (a widget's font).
+        page.on("requestfailed", lambda r: failed.append(r.url)
+                if not r.url.startswith("data:") else None)
+        for name in ("index", "notebook", "api", "examples/quickstart"):
+            page.goto((site / f"{name}.html").as_uri(), wait_until="load")
+            assert page.locator("h1").first.is_visible(), name
+            # Every image shown has loaded.
+            broken = page.evaluate(
+                "Array.from(document.images).filter(i => i.getClientRects().length)"
+                ".filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+            assert broken == [], (name, broken)
+            if name == "index":
+                assert page.locator("img").count() >= 1
+                assert page.get_by_role("link", name="Notebook guide").first.is_visible()
+            if name == "notebook":
+                assert page.locator("table").filter(has_text="--max-samples").count() == 1
+            if name == "api":
+                params = page.locator("dl.py.class").first.inner_text()
+                for option in options.taken_by(options.ZERO_SHOT):
+                    assert option.name in params, option.name
+            if name == "examples/quickstart":
+                # The widgets' JavaScript (vendored) turns the saved state into
+                # widgets: the panel's Classify button among them.
+                page.wait_for_selector(".jupyter-widgets button", timeout=20_000)
+                assert page.locator(".jupyter-widgets button",
+                                    has_text="Classify").count() >= 1
+        assert outside == [], outside
+        assert failed == [], failed
 
 
 if __name__ == "__main__":

@@ -8,12 +8,11 @@ those tests are skipped, as the browser test is.
 """
 
 import json
-from pathlib import Path
 
 import pytest
 
 from nbllm.notebook.panel.front_end import _CODE_ESM, _ENTER_ESM, CodeBox, EnterAddsTag
-from test_browser import CHROMIUM, CHROMIUM_ARGS, require
+from test_browser import launched_chromium, require
 
 HOSTILE = {"title": "As <i>Python</i>",
            "code": "print('<b>&</b>')\n<img src=x onerror=alert(1)>",
@@ -42,14 +41,7 @@ def test_the_front_ends_are_inline_and_fetch_nothing():
 
 @pytest.fixture(scope="module")
 def page():
-    require(Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM}")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        require(False, "playwright is not installed; pip install -e '.[test]'")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=CHROMIUM_ARGS)
+    with launched_chromium(require) as browser:
         context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
         page = context.new_page()
         # A secure context (as JupyterLab on localhost): the clipboard API works.
@@ -57,7 +49,6 @@ def page():
             body="<html><body></body></html>", content_type="text/html"))
         page.goto("http://localhost/")
         yield page
-        browser.close()
 
 
 # Render a module with a stand-in model: get/set/on/off, as anywidget's.
