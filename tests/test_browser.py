@@ -88,6 +88,28 @@ def launched_chromium(require):
             browser.close()
 
 
+@contextlib.contextmanager
+def lab_page(width, height, failure_shot, **context_options):
+    """A page of a headless Chromium window ``width`` x ``height``, for
+    JupyterLab; a failure inside the block leaves a screenshot named
+    ``failure_shot`` in ARTIFACTS before it is raised."""
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": width, "height": height},
+                                      **context_options)
+        page = context.new_page()
+        try:
+            yield page
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / failure_shot), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
 def require(condition, reason):
     if condition:
         return
@@ -197,20 +219,10 @@ def test_panel_classifies_in_the_browser(jupyter_lab):
     url, token = jupyter_lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     timings = {}
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=CHROMIUM_ARGS)
-        # The copy buttons write to the clipboard, which the test reads back.
-        context = browser.new_context(viewport={"width": 1400, "height": 1600},
-                                      permissions=["clipboard-read", "clipboard-write"])
-        page = context.new_page()
-        try:
-            drive_panel(sync_api, page, url, token, timings)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+    # The copy buttons write to the clipboard, which the test reads back.
+    with lab_page(1400, 1600, "failure.png",
+                  permissions=["clipboard-read", "clipboard-write"]) as page:
+        drive_panel(sync_api, page, url, token, timings)
     timings["texts"] = len(TEXTS)
     (ARTIFACTS / "panel_timings.json").write_text(json.dumps(timings, indent=2))
     print(f"panel Classify of {len(TEXTS)} texts: {timings}")
@@ -226,41 +238,31 @@ def test_labels_typed_without_enter_then_a_click_on_the_texts_box(jupyter_lab):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     lines = ["@united thank you, great crew", "@JetBlue lost my bag again",
              "@SouthwestAir landed early, love it"]
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1200})
-        try:
-            panel = open_and_run(sync_api, page, url, token, "panel-empty.ipynb",
-                                 ".nbllm-panel")
-            panel.locator(".jupyter-widget-tagsinput").click()
-            page.keyboard.type("negative, positive")  # no Enter, no Tab
-            texts = panel.locator("textarea[placeholder='one text per line']")
-            texts.click()
-            tags = panel.locator(".jupyter-widget-tag")
-            deadline = time.time() + 10
-            while [t for t in tags.all_inner_texts() if t.strip()] != ["negative", "positive"]:
-                assert time.time() < deadline, tags.all_inner_texts()
-                page.wait_for_timeout(100)
-            page.wait_for_timeout(500)  # the tags' redraw after the split is done
-            assert page.evaluate("() => document.activeElement.tagName") == "TEXTAREA"
-            page.keyboard.type("\n".join(lines))
-            assert texts.input_value() == "\n".join(lines)
-            page.screenshot(path=str(ARTIFACTS / "panel-click-away.png"), full_page=True)
-            panel.locator("button", has_text="Classify").click()
-            table = panel.locator("table.nbllm-table")
-            table.wait_for(timeout=180_000)
-            assert table.locator("tbody tr").count() == 3
-            panel.get_by_text("3 texts classified").wait_for(timeout=30_000)
-            assert "no texts" not in panel.inner_text()
-            page.screenshot(path=str(ARTIFACTS / "panel-click-away-classified.png"),
-                            full_page=True)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "panel-click-away-failure.png"),
-                            full_page=True)
-            raise
-        finally:
-            browser.close()
+    with lab_page(1400, 1200, "panel-click-away-failure.png") as page:
+        panel = open_and_run(sync_api, page, url, token, "panel-empty.ipynb",
+                             ".nbllm-panel")
+        panel.locator(".jupyter-widget-tagsinput").click()
+        page.keyboard.type("negative, positive")  # no Enter, no Tab
+        texts = panel.locator("textarea[placeholder='one text per line']")
+        texts.click()
+        tags = panel.locator(".jupyter-widget-tag")
+        deadline = time.time() + 10
+        while [t for t in tags.all_inner_texts() if t.strip()] != ["negative", "positive"]:
+            assert time.time() < deadline, tags.all_inner_texts()
+            page.wait_for_timeout(100)
+        page.wait_for_timeout(500)  # the tags' redraw after the split is done
+        assert page.evaluate("() => document.activeElement.tagName") == "TEXTAREA"
+        page.keyboard.type("\n".join(lines))
+        assert texts.input_value() == "\n".join(lines)
+        page.screenshot(path=str(ARTIFACTS / "panel-click-away.png"), full_page=True)
+        panel.locator("button", has_text="Classify").click()
+        table = panel.locator("table.nbllm-table")
+        table.wait_for(timeout=180_000)
+        assert table.locator("tbody tr").count() == 3
+        panel.get_by_text("3 texts classified").wait_for(timeout=30_000)
+        assert "no texts" not in panel.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "panel-click-away-classified.png"),
+                        full_page=True)
 
 
 def test_nbllm_and_its_cache_listing_fit_beside_the_file_browser(jupyter_lab):
@@ -270,42 +272,33 @@ def test_nbllm_and_its_cache_listing_fit_beside_the_file_browser(jupyter_lab):
 
     url, token = jupyter_lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 1100})
-        try:
-            listing = open_and_run(sync_api, page, url, token, "magics.ipynb",
-                                   ".nbllm-cache")
-            page.evaluate("() => window.jupyterapp.commands.execute('filebrowser:activate')")
-            page.locator(".jp-FileBrowser").first.wait_for(state="visible", timeout=30_000)
-            page.wait_for_timeout(500)  # the notebook's width settles
-            for dark in (False, True):
-                set_theme(page, dark)
-                status = page.locator("table.nbllm-status")
-                cells = status.locator("td, th")
-                aligned = cells.evaluate_all("cs => cs.map(c => getComputedStyle(c).textAlign)")
-                assert set(aligned) == {"left"}, aligned
-                table = listing.locator("table.nbllm-table")
-                assert table.count() == 1, listing.inner_text()  # the converted model
-                for output in (listing, status):
-                    area = output.locator("xpath=ancestor::div[contains(@class, "
-                                          "'jp-OutputArea-output')][1]")
-                    room = box(area)
-                    shown = box(output)
-                    assert shown["x"] + shown["width"] <= room["x"] + room["width"] + 1, \
-                        (shown, room)
-                    assert area.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), \
-                        area.evaluate("e => [e.scrollWidth, e.clientWidth]")
-                theme = "dark" if dark else "light"
-                page.screenshot(path=str(ARTIFACTS / f"nbllm-cache-{theme}.png"),
-                                full_page=True)
-            set_theme(page, False)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "nbllm-cache-failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+    with lab_page(1100, 1100, "nbllm-cache-failure.png") as page:
+        listing = open_and_run(sync_api, page, url, token, "magics.ipynb",
+                               ".nbllm-cache")
+        page.evaluate("() => window.jupyterapp.commands.execute('filebrowser:activate')")
+        page.locator(".jp-FileBrowser").first.wait_for(state="visible", timeout=30_000)
+        page.wait_for_timeout(500)  # the notebook's width settles
+        for dark in (False, True):
+            set_theme(page, dark)
+            status = page.locator("table.nbllm-status")
+            cells = status.locator("td, th")
+            aligned = cells.evaluate_all("cs => cs.map(c => getComputedStyle(c).textAlign)")
+            assert set(aligned) == {"left"}, aligned
+            table = listing.locator("table.nbllm-table")
+            assert table.count() == 1, listing.inner_text()  # the converted model
+            for output in (listing, status):
+                area = output.locator("xpath=ancestor::div[contains(@class, "
+                                      "'jp-OutputArea-output')][1]")
+                room = box(area)
+                shown = box(output)
+                assert shown["x"] + shown["width"] <= room["x"] + room["width"] + 1, \
+                    (shown, room)
+                assert area.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), \
+                    area.evaluate("e => [e.scrollWidth, e.clientWidth]")
+            theme = "dark" if dark else "light"
+            page.screenshot(path=str(ARTIFACTS / f"nbllm-cache-{theme}.png"),
+                            full_page=True)
+        set_theme(page, False)
 
 
 def set_theme(page, dark):
@@ -442,34 +435,25 @@ def test_labeler_cards_and_improve_in_the_browser(jupyter_lab):
 
     url, token = jupyter_lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1400})
-        try:
-            labeler = open_and_run(sync_api, page, url, token, "labeler.ipynb",
-                                   ".nbllm-labeler")
-            cards = labeler.locator(".nbllm-card")
-            cards.first.wait_for(timeout=180_000)
-            assert cards.count() == 5
-            page.screenshot(path=str(ARTIFACTS / "labeler.png"), full_page=True)
-            first_text = cards.first.locator(".nbllm-card-text").inner_text()
-            for answered in range(1, 6):
-                cards.first.locator("button", has_text="2. positive").click()
-                labeler.get_by_text(f"{answered} / 60 answered").wait_for(timeout=30_000)
-            cards.first.wait_for(timeout=30_000)  # refilled with the next five
-            assert cards.count() == 5
-            assert first_text not in labeler.locator(".nbllm-card-text").all_inner_texts()
-            labeler.locator("button", has_text="Improve").click()
-            labeler.get_by_text("improved from 5 answers").wait_for(timeout=120_000)
-            assert "estimated accuracy" in labeler.inner_text()
-            assert labeler.locator("mjx-container, .MathJax").count() == 0
-            page.screenshot(path=str(ARTIFACTS / "labeler-improved.png"), full_page=True)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "labeler-failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+    with lab_page(1400, 1400, "labeler-failure.png") as page:
+        labeler = open_and_run(sync_api, page, url, token, "labeler.ipynb",
+                               ".nbllm-labeler")
+        cards = labeler.locator(".nbllm-card")
+        cards.first.wait_for(timeout=180_000)
+        assert cards.count() == 5
+        page.screenshot(path=str(ARTIFACTS / "labeler.png"), full_page=True)
+        first_text = cards.first.locator(".nbllm-card-text").inner_text()
+        for answered in range(1, 6):
+            cards.first.locator("button", has_text="2. positive").click()
+            labeler.get_by_text(f"{answered} / 60 answered").wait_for(timeout=30_000)
+        cards.first.wait_for(timeout=30_000)  # refilled with the next five
+        assert cards.count() == 5
+        assert first_text not in labeler.locator(".nbllm-card-text").all_inner_texts()
+        labeler.locator("button", has_text="Improve").click()
+        labeler.get_by_text("improved from 5 answers").wait_for(timeout=120_000)
+        assert "estimated accuracy" in labeler.inner_text()
+        assert labeler.locator("mjx-container, .MathJax").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "labeler-improved.png"), full_page=True)
 
 
 def box(locator):

@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 from test_browser import (  # noqa: F401 - jupyter_lab is the server fixture
-    ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, jupyter_lab, open_and_run)
+    ARTIFACTS, jupyter_lab, lab_page, open_and_run)
 
 pytestmark = pytest.mark.slow
 
@@ -100,11 +100,6 @@ def theme(page, dark=True):
     page.wait_for_timeout(1000)  # the theme's CSS settles
 
 
-def browser_page(p, width, height):
-    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-    return browser, browser.new_page(viewport={"width": width, "height": height})
-
-
 def test_labeler_status_from_creation_and_its_plot(jupyter_lab):
     from playwright import sync_api
 
@@ -112,78 +107,71 @@ def test_labeler_status_from_creation_and_its_plot(jupyter_lab):
     upload(url, token, "labeler-status.ipynb", LABELER_SOURCE)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     timings = {}
-    with sync_api.sync_playwright() as p:
-        browser, page = browser_page(p, 1400, 1500)
-        try:
-            timings["widget_seconds"] = round(open_watch_and_run(
-                sync_api, page, url, token, "labeler-status.ipynb",
-                ".jp-OutputArea .nbllm-status", ".nbllm-labeler"), 2)
-            labeler = page.locator(".nbllm-labeler")
-            status = labeler.locator(".nbllm-status")
-            if status.count():
-                page.screenshot(path=str(ARTIFACTS / "labeler-loading.png"))
-            cards = labeler.locator(".nbllm-card")
-            cards.first.wait_for(timeout=180_000)
-            lines = [s["line"] for s in seen(page)]
-            timings["status_lines"] = lines
-            assert any(line.startswith("\u23f3 loading smollm2-135m") for line in lines), lines
-            counts = [line for line in lines if re.fullmatch(
-                r"\u23f3 scoring \d+ / 60 texts\u2026", line)]
-            assert counts, lines
-            assert labeler.locator(".nbllm-status").count() == 0  # gone with the cards
-            note = labeler.locator(".nbllm-note").inner_text()
-            assert "calibrated for these labels" in note and "df.llm.classify" in note
+    with lab_page(1400, 1500, "labeler-status-failure.png") as page:
+        timings["widget_seconds"] = round(open_watch_and_run(
+            sync_api, page, url, token, "labeler-status.ipynb",
+            ".jp-OutputArea .nbllm-status", ".nbllm-labeler"), 2)
+        labeler = page.locator(".nbllm-labeler")
+        status = labeler.locator(".nbllm-status")
+        if status.count():
+            page.screenshot(path=str(ARTIFACTS / "labeler-loading.png"))
+        cards = labeler.locator(".nbllm-card")
+        cards.first.wait_for(timeout=180_000)
+        lines = [s["line"] for s in seen(page)]
+        timings["status_lines"] = lines
+        assert any(line.startswith("\u23f3 loading smollm2-135m") for line in lines), lines
+        counts = [line for line in lines if re.fullmatch(
+            r"\u23f3 scoring \d+ / 60 texts\u2026", line)]
+        assert counts, lines
+        assert labeler.locator(".nbllm-status").count() == 0  # gone with the cards
+        note = labeler.locator(".nbllm-note").inner_text()
+        assert "calibrated for these labels" in note and "df.llm.classify" in note
 
-            # The first scoring's thread has finished: Improve is enabled again.
-            page.wait_for_function("() => { const b = [...document.querySelectorAll("
-                                   "'.nbllm-labeler button')].find(b => b.innerText"
-                                   ".includes('Improve')); return b && !b.disabled; }",
-                                   timeout=60_000)
-            page.wait_for_timeout(500)
-            for round_ in (1, 2):
-                for answered in range(5 * round_ - 4, 5 * round_ + 1):
-                    cards.first.locator("button", has_text="2. positive").click()
-                    labeler.get_by_text(f"{answered} / 60 answered").wait_for(timeout=60_000)
-                cards.first.wait_for(timeout=30_000)
-                labeler.locator("button", has_text="Improve").click()
-                labeler.get_by_text(f"improved from {5 * round_} answers").wait_for(
-                    timeout=120_000)
-                if round_ == 1:  # the snippet opened now must follow the next Improve
-                    labeler.locator("button", has_text="Copy as code").click()
-                snippet = labeler.locator(".nbllm-code textarea")
-                snippet.wait_for(timeout=30_000)
-                answers = re.findall(r"^    \(.*\),$", snippet.input_value(), re.M)
-                assert len(answers) == 5 * round_, snippet.input_value()
-            plot = labeler.locator("svg.nbllm-plot")
-            plot.wait_for(timeout=30_000)
-            # SVG text has no innerText: its text content is what is drawn.
-            ticks = plot.locator("text.nbllm-xtick").all_text_contents()
-            assert ticks == ["5", "10"], ticks
-            values = plot.locator("text.nbllm-value").all_text_contents()
-            now = re.search(r"rows left (\d+%)", labeler.inner_text()).group(1)
-            assert len(values) == 2 and values[-1] == now, (values, now)
-            start = re.search(r"the zero-shot start: (\d+%)", labeler.inner_text()).group(1)
-            assert f"zero-shot start {start}" in plot.inner_html()
-            assert plot.locator("text.nbllm-plot-title").text_content() == \
-                "Estimated accuracy on the rows not answered"
-            yticks = plot.locator("text.nbllm-ytick").all_text_contents()
-            assert yticks[-1] == "100%" and all(t.endswith("%") for t in yticks)
-            box = plot.bounding_box()
-            assert box["width"] >= 400 and box["height"] >= 200, box
-            assert "re-estimated at each Improve" in labeler.inner_text()
-            plot.scroll_into_view_if_needed()
-            page.screenshot(path=str(ARTIFACTS / "labeler-plot.png"), full_page=True)
-            labeler.locator(".nbllm-code").screenshot(
-                path=str(ARTIFACTS / "labeler-code-after-improve.png"))
-            plot.screenshot(path=str(ARTIFACTS / "labeler-plot-only.png"))
-            theme(page, dark=True)
-            page.screenshot(path=str(ARTIFACTS / "labeler-plot-dark.png"), full_page=True)
-            plot.screenshot(path=str(ARTIFACTS / "labeler-plot-only-dark.png"))
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "labeler-status-failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+        # The first scoring's thread has finished: Improve is enabled again.
+        page.wait_for_function("() => { const b = [...document.querySelectorAll("
+                               "'.nbllm-labeler button')].find(b => b.innerText"
+                               ".includes('Improve')); return b && !b.disabled; }",
+                               timeout=60_000)
+        page.wait_for_timeout(500)
+        for round_ in (1, 2):
+            for answered in range(5 * round_ - 4, 5 * round_ + 1):
+                cards.first.locator("button", has_text="2. positive").click()
+                labeler.get_by_text(f"{answered} / 60 answered").wait_for(timeout=60_000)
+            cards.first.wait_for(timeout=30_000)
+            labeler.locator("button", has_text="Improve").click()
+            labeler.get_by_text(f"improved from {5 * round_} answers").wait_for(
+                timeout=120_000)
+            if round_ == 1:  # the snippet opened now must follow the next Improve
+                labeler.locator("button", has_text="Copy as code").click()
+            snippet = labeler.locator(".nbllm-code textarea")
+            snippet.wait_for(timeout=30_000)
+            answers = re.findall(r"^    \(.*\),$", snippet.input_value(), re.M)
+            assert len(answers) == 5 * round_, snippet.input_value()
+        plot = labeler.locator("svg.nbllm-plot")
+        plot.wait_for(timeout=30_000)
+        # SVG text has no innerText: its text content is what is drawn.
+        ticks = plot.locator("text.nbllm-xtick").all_text_contents()
+        assert ticks == ["5", "10"], ticks
+        values = plot.locator("text.nbllm-value").all_text_contents()
+        now = re.search(r"rows left (\d+%)", labeler.inner_text()).group(1)
+        assert len(values) == 2 and values[-1] == now, (values, now)
+        start = re.search(r"the zero-shot start: (\d+%)", labeler.inner_text()).group(1)
+        assert f"zero-shot start {start}" in plot.inner_html()
+        assert plot.locator("text.nbllm-plot-title").text_content() == \
+            "Estimated accuracy on the rows not answered"
+        yticks = plot.locator("text.nbllm-ytick").all_text_contents()
+        assert yticks[-1] == "100%" and all(t.endswith("%") for t in yticks)
+        box = plot.bounding_box()
+        assert box["width"] >= 400 and box["height"] >= 200, box
+        assert "re-estimated at each Improve" in labeler.inner_text()
+        plot.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "labeler-plot.png"), full_page=True)
+        labeler.locator(".nbllm-code").screenshot(
+            path=str(ARTIFACTS / "labeler-code-after-improve.png"))
+        plot.screenshot(path=str(ARTIFACTS / "labeler-plot-only.png"))
+        theme(page, dark=True)
+        page.screenshot(path=str(ARTIFACTS / "labeler-plot-dark.png"), full_page=True)
+        plot.screenshot(path=str(ARTIFACTS / "labeler-plot-only-dark.png"))
     (ARTIFACTS / "labeler_status.json").write_text(json.dumps(timings, indent=2))
 
 
@@ -193,54 +181,47 @@ def test_compare_prompts_fits_1000px_and_its_hint_agrees(jupyter_lab, tiny_folde
     url, token = jupyter_lab
     upload(url, token, "compare.ipynb", compare_source(tiny_folder))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        # A window whose output area is about 1,000 px wide.
-        browser, page = browser_page(p, 1430, 1300)
-        try:
-            open_watch_and_run(sync_api, page, url, token, "compare.ipynb",
-                               ".jp-OutputArea .nbllm-status", ".nbllm-status")
-            theme(page, dark=False)  # an earlier test may have left it dark
-            tables = page.locator("table.nbllm-compare")
-            tables.nth(1).wait_for(timeout=240_000)
-            lines = [s["line"] for s in seen(page)]
-            assert any(line.startswith("\u23f3 prompt 1 / 6") for line in lines), lines
-            output = page.locator(".jp-OutputArea-output").filter(has=tables.first).first
-            out_box = output.bounding_box()
-            assert 900 <= out_box["width"] <= 1010, out_box
-            for k in range(2):
-                table = tables.nth(k)
-                t_box = table.bounding_box()
-                assert t_box["x"] + t_box["width"] <= out_box["x"] + out_box["width"] + 1, \
-                    (k, t_box, out_box)
-                for cls in ("nbllm-accuracy", "nbllm-logloss", "nbllm-agreement"):
-                    cell = table.locator(f"td.{cls}").first.bounding_box()
-                    assert cell["x"] + cell["width"] <= out_box["x"] + out_box["width"], cls
-            assert output.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
-            first = tables.first
-            assert first.locator("th", has_text="model").count() == 1
-            long_cell = first.locator("td.nbllm-prompt span").nth(2)
-            assert long_cell.get_attribute("title") == LONG_PROMPT
-            assert "<b>" not in first.inner_html().replace("&lt;b&gt;", "")
-            sent = [cell.split() for cell in first.locator("td.nbllm-sent").all_inner_texts()]
-            # The way, then the option value that reproduces the row.
-            assert {way for way, _ in sent} <= {"raw", "chat"}, sent
-            assert {setting for _, setting in sent} == {"use_chat_template='auto'"}, sent
-            for header in first.locator("th").all():  # no header breaks over lines
-                assert header.bounding_box()["height"] < 30, header.inner_text()
-            # The reason is said once per way of sending, under the table.
-            notes = page.locator(".nbllm-sent-note").all_inner_texts()
-            assert all(note.count("sent ") == 1 for note in notes), notes
-            check_hints(page, tables)
-            tables.nth(1).scroll_into_view_if_needed()
-            page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
-            first.screenshot(path=str(ARTIFACTS / "compare-table.png"))
-            theme(page, dark=True)
-            page.screenshot(path=str(ARTIFACTS / "compare-dark.png"), full_page=True)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "compare-failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+    # A window whose output area is about 1,000 px wide.
+    with lab_page(1430, 1300, "compare-failure.png") as page:
+        open_watch_and_run(sync_api, page, url, token, "compare.ipynb",
+                           ".jp-OutputArea .nbllm-status", ".nbllm-status")
+        theme(page, dark=False)  # an earlier test may have left it dark
+        tables = page.locator("table.nbllm-compare")
+        tables.nth(1).wait_for(timeout=240_000)
+        lines = [s["line"] for s in seen(page)]
+        assert any(line.startswith("\u23f3 prompt 1 / 6") for line in lines), lines
+        output = page.locator(".jp-OutputArea-output").filter(has=tables.first).first
+        out_box = output.bounding_box()
+        assert 900 <= out_box["width"] <= 1010, out_box
+        for k in range(2):
+            table = tables.nth(k)
+            t_box = table.bounding_box()
+            assert t_box["x"] + t_box["width"] <= out_box["x"] + out_box["width"] + 1, \
+                (k, t_box, out_box)
+            for cls in ("nbllm-accuracy", "nbllm-logloss", "nbllm-agreement"):
+                cell = table.locator(f"td.{cls}").first.bounding_box()
+                assert cell["x"] + cell["width"] <= out_box["x"] + out_box["width"], cls
+        assert output.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+        first = tables.first
+        assert first.locator("th", has_text="model").count() == 1
+        long_cell = first.locator("td.nbllm-prompt span").nth(2)
+        assert long_cell.get_attribute("title") == LONG_PROMPT
+        assert "<b>" not in first.inner_html().replace("&lt;b&gt;", "")
+        sent = [cell.split() for cell in first.locator("td.nbllm-sent").all_inner_texts()]
+        # The way, then the option value that reproduces the row.
+        assert {way for way, _ in sent} <= {"raw", "chat"}, sent
+        assert {setting for _, setting in sent} == {"use_chat_template='auto'"}, sent
+        for header in first.locator("th").all():  # no header breaks over lines
+            assert header.bounding_box()["height"] < 30, header.inner_text()
+        # The reason is said once per way of sending, under the table.
+        notes = page.locator(".nbllm-sent-note").all_inner_texts()
+        assert all(note.count("sent ") == 1 for note in notes), notes
+        check_hints(page, tables)
+        tables.nth(1).scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+        first.screenshot(path=str(ARTIFACTS / "compare-table.png"))
+        theme(page, dark=True)
+        page.screenshot(path=str(ARTIFACTS / "compare-dark.png"), full_page=True)
 
 
 def check_hints(page, tables):
