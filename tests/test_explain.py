@@ -219,6 +219,7 @@ def test_html_is_escaped_inline_and_has_a_legend():
     assert "tex2jax_ignore mathjax_ignore" in page
     assert "contribution to the log-odds" in page and "against" in page
     assert "<style" not in page and "class=\"nbllm-explain" in page
+    assert re.search(r'title="[+-]\d\.\d{3}"', page)  # the value on hover
     assert "rgba(230,97,1," in page or "rgba(33,102,172," in page
 
 
