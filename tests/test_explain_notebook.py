@@ -97,3 +97,26 @@ def test_explain_reports_on_the_status_line(tiny_folder):
         api.classify(TEXTS, ["x", "y"], model=str(tiny_folder), explain=True)
     assert "explaining the first 2 row(s)\u2026" in lines
     assert any(line.startswith("explaining 2 text(s) by occlusion") for line in lines)
+
+
+# -------------------------------------------------------------------- panel
+def test_panel_explain_shows_the_highlight_and_copy_as_code_writes_the_call(tiny_folder):
+    from nbllm.notebook.panel.panel import Panel
+
+    panel = Panel(labels=["positive", "negative"], threaded=False)
+    panel.model.value = str(tiny_folder)
+    panel.texts.value = "\n".join(TEXTS)
+    panel.explain_button.click()
+    assert panel.last_error is None
+    shown = panel.preview_output.outputs[0]["data"]
+    assert "nbllm-explain" in shown["text/html"]
+    assert "Contributions to" in shown["text/plain"]
+    assert panel.status.value == "2 text(s) explained (the first 20 at most)"
+    magic, python = panel.as_code()
+    assert " --explain" in magic.splitlines()[0]
+    assert python.splitlines()[-1] == ("explanation = clf.explain(texts[:20])  # why each "
+                                       "label: the words highlighted")
+    # Classify again: the code classifies only.
+    panel.classify_button.click()
+    magic, python = panel.as_code()
+    assert "--explain" not in magic and "explain(" not in python
