@@ -72,7 +72,7 @@ def test_one_batched_call_and_the_prefix_tree_shares_the_occluded_copies(spy_sco
 
     def plan(prompt_ids, root_length, min_saving=None):
         root = original(prompt_ids, root_length, min_saving)
-        planned.append(root)
+        planned.append((root, min_saving))
         return root
 
     from nbllm.engine.scoring import tree_mask
@@ -81,9 +81,11 @@ def test_one_batched_call_and_the_prefix_tree_shares_the_occluded_copies(spy_sco
     text = "one two three four five six seven eight nine ten eleven twelve"
     clf.explain([text])
     assert len(spy_score) == 1 and len(spy_score[0]) == 13  # full + 12 occluded
-    spans = [s for root in planned for s in root.walk()]
-    # Beyond the template's head, occluded copies share the words before the gap.
-    assert len(spans) > 1
+    # explain's own span threshold, for this call only.
+    assert [saving for _, saving in planned] == [explaining.MIN_SAVING]
+    # Below it, the same prompts still share the words before each gap.
+    root = original([list(p) for p in spy_score[0]], 1, 16)
+    assert len(list(root.walk())) > 1
 
 
 def test_perturbed_prompts_stay_out_of_the_result_caches(tmp_path):

@@ -37,6 +37,12 @@ METHODS = ("occlusion", "shapley")
 MAX_FEATURES = 40
 # Shapley sampling's default number of random orders.
 N_SAMPLES = 10
+# The prompt tree's span threshold for explain's calls: a tweet's occluded copies
+# share runs of a few to a dozen tokens, and at the engine's default (16) each becomes
+# a forward pass of its own, 1.5 times the CPU of no sharing; sparing 128 positions
+# per span it was 0.83 CPU s per tweet against 1.02 without sharing
+# (benchmarks/RESULTS.md, issue 39).
+MIN_SAVING = 128
 
 _WORD = re.compile(r"\S+")
 # A sentence ends at . ! ? (or a run of them) before white space, or at a line break.
@@ -227,7 +233,8 @@ def explain(estimator, X, *, method="occlusion", n_samples=N_SAMPLES,
                  else [estimator._renderer()])
     scorer = TextScorer(estimator.loaded_, use_chat_template=estimator.prompt_mode_.chat,
                         truncation=estimator.truncation, use_caching=False,
-                        disk_cache=None, batch_size=estimator.batch_size)
+                        disk_cache=None, batch_size=estimator.batch_size,
+                        min_saving=MIN_SAVING)
     tokenizer = estimator.tokenizer_
     context = estimator.loaded_.context_length
     limit = context - max(len(ids) for ids in estimator.label_ids_)
