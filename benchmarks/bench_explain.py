@@ -20,12 +20,12 @@ drops, the share of tweets where top-k drops at least as much as random, and
 AOPC (the mean drop over k = 1..5, Samek et al.) for occlusion and Shapley
 sampling, and for random removal.
 
-**Cost.** Seconds per tweet (wall clock, and the process's CPU seconds) to explain 1 and 100 tweets by occlusion, with
-the prompt tree's sharing as it is and with it off beyond the template's
-head (``prompt_tree.MIN_SAVING`` set out of reach, so no span is shared
-below the root), with a coarser sharing (``--coarse-saving``: a shared run
-becomes a span only when it spares that many positions), and Shapley sampling
-beside it.  The model loads and is
+**Cost.** Seconds per tweet (wall clock, and the process's CPU seconds) to
+explain 1 and 100 tweets by occlusion: with explain's prefix sharing
+(``explain.MIN_SAVING``: a shared run becomes a span when it spares that many
+positions), with it off beyond the template's head (the threshold out of
+reach, so no span is shared below the root), and with the engine's default
+threshold (``prompt_tree.MIN_SAVING``); Shapley sampling beside them.  The model loads and is
 warmed up before the clock.  The CPU, the dtype, the thread count and the
 load average are printed; the machine is shared: read the ratios.
 """
@@ -115,8 +115,6 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=60)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--coarse-saving", type=int, default=128,
-                        help="a third occlusion run with prompt_tree.MIN_SAVING set to this")
     parser.add_argument("--cost-n", type=int, nargs="+", default=[1, 100])
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--shapley-samples", type=int, default=5)
@@ -127,6 +125,7 @@ def main():
     import torch
 
     from nbllm.engine.scoring import prompt_tree
+    from nbllm.estimators import explain as explaining
     from nbllm.tools.tweets import load_tweets
 
     if args.threads:
@@ -165,17 +164,18 @@ def main():
         for n in args.cost_n:
             texts = tweets[-n:]
             shared = timed(lambda: clf.explain(texts))
-            with mock.patch.object(prompt_tree, "MIN_SAVING", 10**9):
+            with mock.patch.object(explaining, "MIN_SAVING", 10**9):
                 alone = timed(lambda: clf.explain(texts))
-            with mock.patch.object(prompt_tree, "MIN_SAVING", args.coarse_saving):
-                coarse = timed(lambda: clf.explain(texts))
+            with mock.patch.object(explaining, "MIN_SAVING", None):
+                fine = timed(lambda: clf.explain(texts))
             shapley = timed(lambda: clf.explain(texts, method="shapley",
                                                 n_samples=args.shapley_samples))
             for name, (wall, cpu) in (
-                    ("occlusion, prefix sharing", shared),
+                    (f"occlusion, explain's sharing (spans sparing >= "
+                     f"{explaining.MIN_SAVING} positions)", shared),
                     ("occlusion, no sharing below the template", alone),
-                    (f"occlusion, spans sparing >= {args.coarse_saving} positions",
-                     coarse),
+                    (f"occlusion, the engine's default sharing (>= "
+                     f"{prompt_tree.MIN_SAVING})", fine),
                     (f"shapley ({args.shapley_samples} orders)", shapley)):
                 print(f"| {name} | {n} | {wall / n:.3f} | {cpu / n:.3f} |")
             sys.stdout.flush()
