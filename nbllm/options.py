@@ -427,6 +427,11 @@ MULTI_LABEL = Option("multi_label", False, (True, False), doc_type="bool", estim
                      help="ask about each label alone; a text can get several or none "
                           "(--threshold defaults to {threshold:g})")
 
+EXPLAIN = Option("explain", False, (True, False), doc_type="bool", estimators=(),
+                 flag="--explain", magics=("zeroshot", "fewshot"),
+                 help="under the table, each text's words highlighted by their "
+                      "contribution to its label (occlusion; the first 20 rows)")
+
 # Every Option declared above, in order.
 TABLE = tuple(value for value in list(globals().values()) if isinstance(value, Option))
 BY_NAME = {option.name: option for option in TABLE}

@@ -240,3 +240,33 @@ def test_bfloat16_default_stays_close_to_float32_on_real_tweets(real_model, real
     assert float(np.abs(p16 - p32).max()) < 0.1
     folders = sorted(p.name.split("-")[-2] for p in embedded_copies(real_model))
     assert folders == ["bf16", "f32"]
+
+
+def test_explain_on_real_tweets_is_exact_and_deletes_what_matters(real_model, real_tweets):
+    """explain with the embedded model: each contribution is the score change of its
+    word's removal, and removing the top 3 words lowers the predicted label's
+    probability at least as much as removing 3 random words, on average."""
+    from nbllm.estimators.explain import without
+
+    clf = ZeroShotClassifier(**REAL, use_caching=False).fit(None, ["negative", "positive"])
+    texts = [t for t in real_tweets["text"].tolist() if len(t.split()) >= 6][:6]
+    ex = clf.explain(texts)
+    rng = np.random.default_rng(0)
+    top_drops, random_drops = [], []
+    for row in ex.rows:
+        n = len(row.spans)
+        c = clf.classes_.tolist().index(row.predicted)
+        occluded = [without(row.text, row.spans, np.arange(n) != k) for k in range(n)]
+        keep_top = np.ones(n, dtype=bool)
+        keep_top[np.argsort(-row.contributions)[:3]] = False
+        keep_random = np.ones(n, dtype=bool)
+        keep_random[rng.choice(n, 3, replace=False)] = False
+        probas = clf.predict_proba([row.text, *occluded,
+                                    without(row.text, row.spans, keep_top),
+                                    without(row.text, row.spans, keep_random)])
+        log_odds = np.log(probas[:, c]) - np.log(1 - probas[:, c])
+        np.testing.assert_allclose(row.contributions, log_odds[0] - log_odds[1:n + 1],
+                                   atol=1e-4)
+        top_drops.append(probas[0, c] - probas[-2, c])
+        random_drops.append(probas[0, c] - probas[-1, c])
+    assert np.mean(top_drops) >= np.mean(random_drops)

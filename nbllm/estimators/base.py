@@ -286,6 +286,48 @@ class _LLMBase(BaseEstimator):
             self.cache_counts_.hits += scorer.hits
             self.cache_counts_.misses += scorer.misses
 
+    def explain(self, X, *, method="occlusion", n_samples=10, max_features=40,
+                random_state=0):
+        """Why each text got its label: each word's contribution, measured exactly.
+
+        Each word is taken out of the text and the text scored again by the
+        same exact engine, in one batched call, with the same prompt and
+        examples (see ``docs/explain.md``).  What is explained is what this
+        estimator returns: calibrated probabilities if it is calibrated
+        (``calibration='batch'``: the uncalibrated ones, as the result's
+        ``note`` says); multi-label: each label's own log-odds.
+
+        Parameters
+        ----------
+        X : list-like of str
+            Missing, empty and too long texts are kept as rows whose
+            ``outcome`` says, in one line, why they are not explained.
+        method : {'occlusion', 'shapley'}
+            Occlusion (one text per word) or Shapley-value sampling.
+        n_samples : int
+            Shapley sampling's number of random word orders.
+        max_features : int
+            A text with more words is explained over sentences or runs of
+            words (its ``grouping`` says which).
+        random_state : int
+            Seeds Shapley sampling's orders.
+
+        Returns
+        -------
+        nbllm.estimators.explanation.Explanation
+            ``to_frame()``, an HTML highlight, ``method``, ``target`` and
+            one :class:`~nbllm.estimators.explanation.RowExplanation` per text.
+
+        Raises
+        ------
+        ValueError
+            For an unknown ``method`` or a bad ``n_samples`` or ``max_features``.
+        """
+        from .explain import explain
+
+        return explain(self, X, method=method, n_samples=n_samples,
+                       max_features=max_features, random_state=random_state)
+
     def generate(self, text, max_new_tokens=20):
         """The model's free, greedy continuation of the rendered prompt.
 

@@ -15,6 +15,7 @@ from .. import options
 from ..engine.scoring.prompts import is_missing
 from ..exceptions import ExamplesError, InputTypeError, OptionError, TextsError, UserError
 from ..options import check_labels, check_missing_labels, listed_positions
+from ..estimators.explanation import HTML_ROWS
 from .display import ClassificationResult, GenerationPreview
 from .session import session
 from .stopping import Interrupted, Stopped, stoppable
@@ -210,6 +211,9 @@ def _fit_estimator(labels=None, *, model, prompt, examples, max_samples, raw, th
     return clf.fit(texts, ex_labels, classes=labels)
 
 
+# classify(explain=True) explains as many rows as the highlight shows.
+EXPLAIN_ROWS = HTML_ROWS
+
 # The keywords build_estimator takes (and so nbllm.classify and the accessors).
 OPTION_NAMES = set(inspect.signature(build_estimator).parameters) - {"labels"}
 # What the notebook's Python functions leave out: build_estimator's defaults.
@@ -250,7 +254,8 @@ def check_call(texts, labels=None, estimator=None, *, skip_missing=True, **opts)
 
 
 def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
-             skip_missing=False, on_rows=None, stop=None, **opts):
+             skip_missing=False, on_rows=None, stop=None,
+             explain=options.EXPLAIN.default_for(_NB), **opts):
     """Classify texts and return a :class:`ClassificationResult`.
 
     Parameters
@@ -272,6 +277,9 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
         When set during a run, the run stops after the current batch and
         the result holds the rows finished so far (``result.stopped``; see
         :mod:`.stopping`).
+    explain : bool
+        Also explain the first :data:`EXPLAIN_ROWS` rows (``result.explanation``,
+        highlighted under the table; see the estimators' ``explain``).
     **opts
         Passed to :func:`build_estimator` (model, prompt, examples, ...).
 
@@ -294,14 +302,14 @@ def classify(texts, labels=None, *, estimator=None, previews=0, index=None,
         with words_for_warnings(options.PYTHON), \
                 showing_status(estimator if estimator is not None else opts.get("model")):
             return _classify(texts, labels, estimator, previews, index, skip_missing,
-                             on_rows, stop, opts)
+                             on_rows, stop, opts, explain)
     except UserError as exc:
         # Said in the notebook's words (raw=True), from this call down.
         raise options.in_words(exc, options.PYTHON) from None
 
 
 def _classify(texts, labels, estimator, previews, index, skip_missing, on_rows, stop,
-              opts):
+              opts, explain=options.EXPLAIN.default_for(_NB)):
     clf = estimator if estimator is not None else _fit_estimator(labels,
                                                                  **{**_DEFAULTS, **opts})
     texts = list(texts)
@@ -347,6 +355,10 @@ def _classify(texts, labels, estimator, previews, index, skip_missing, on_rows, 
             clf.low_probability_rows(scores[done])  # raises or warns as the policy says
     probas = np.full_like(scores, np.nan)
     probas[done] = clf.probas_from_scores(scores[done])
+    explanation = None
+    if explain and not stopped:
+        report(f"explaining the first {min(len(texts), EXPLAIN_ROWS)} row(s)\u2026")
+        explanation = clf.explain(texts[:EXPLAIN_ROWS])
     return ClassificationResult(
         ["" if is_missing(t) else t for t in texts],
         clf.classes_, probas, label_mass, raw=policy.raw, threshold=policy.low_threshold,
@@ -354,8 +366,44 @@ def _classify(texts, labels, estimator, previews, index, skip_missing, on_rows, 
         index=index, hide_low=policy.hide_low,
         multi_label_threshold=policy.multi_label_threshold,
         stopped=stopped, pending=pending, prompt_mode=clf.prompt_mode().reason,
-        estimator=clf,
+        estimator=clf, explanation=explanation,
     )
+
+
+def explain(texts, labels=None, *, estimator=None, method="occlusion", n_samples=10,
+            max_features=40, **opts):
+    """Why each text gets its label: the estimator's ``explain`` for the
+    notebook's ways in, with the same entry check and status line as
+    :func:`classify`.
+
+    Parameters
+    ----------
+    texts : list-like of str
+        Missing ones are kept as rows that say they are missing.
+    labels, estimator, **opts
+        As for :func:`classify`.
+    method, n_samples, max_features
+        As for the estimators' ``explain``.
+
+    Returns
+    -------
+    nbllm.estimators.explanation.Explanation
+    """
+    if texts is not None and not hasattr(texts, "__len__"):
+        texts = list(texts)
+    try:
+        check_call(texts, labels, estimator, skip_missing=True, **opts)
+        from ..estimators.explain import check_method
+
+        check_method(method, n_samples, max_features)
+        with words_for_warnings(options.PYTHON), \
+                showing_status(estimator if estimator is not None else opts.get("model")):
+            clf = estimator if estimator is not None else _fit_estimator(
+                labels, **{**_DEFAULTS, **opts})
+            return clf.explain(list(texts), method=method, n_samples=n_samples,
+                               max_features=max_features)
+    except UserError as exc:
+        raise options.in_words(exc, options.PYTHON) from None
 
 
 def preview(clf, text, max_new_tokens=24):

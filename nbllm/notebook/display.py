@@ -143,6 +143,9 @@ class ClassificationResult:
         How the prompt went to the model ("sent raw, ..."), shown in the caption.
     estimator : fitted classifier or None
         The classifier that gave the result, to reuse (``result.estimator``).
+    explanation : nbllm.estimators.explanation.Explanation or None
+        Why each of the first rows got its label (``--explain``), shown
+        under the table.
 
     The four settings ``raw``, ``threshold``, ``hide_low`` and
     ``multi_label_threshold`` are the classifier's
@@ -151,7 +154,8 @@ class ClassificationResult:
 
     def __init__(self, texts, classes, probas, label_mass, raw=False, threshold=0.0,
                  previews=(), index=None, hide_low=False, multi_label_threshold=None,
-                 *, stopped=False, pending=None, prompt_mode=None, estimator=None):
+                 *, stopped=False, pending=None, prompt_mode=None, estimator=None,
+                 explanation=None):
         from ..estimators.predictions import ResultPolicy
 
         self.texts = list(texts)
@@ -172,6 +176,7 @@ class ClassificationResult:
                         else np.asarray(pending, dtype=bool))
         self.prompt_mode = prompt_mode
         self.estimator = estimator
+        self.explanation = explanation
 
     def __len__(self):
         return len(self.texts)
@@ -272,6 +277,8 @@ class ClassificationResult:
             if more > 0 else ""
         )
         previews = "".join(p._repr_html_() for p in self.previews)
+        if self.explanation is not None:
+            previews += self.explanation._repr_html_()
         return (
             f"{RESULT_STYLE}<div class=\"nbllm-result {NO_MATH}\"><table class=\"nbllm-table\">"
             f"<caption>{esc(self._caption(low))}{self._mode_note()}</caption><thead><tr><th>#</th><th>text</th>"
@@ -295,6 +302,8 @@ class ClassificationResult:
             )
         if len(self) > 20:
             lines.append(f"  ... {len(self) - 20} more rows")
+        if self.explanation is not None:
+            lines.append(repr(self.explanation))
         return "\n".join(lines)
 
 

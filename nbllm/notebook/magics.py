@@ -37,6 +37,9 @@ def _classify(args, texts, index, prompts, opts):
     if len(prompts) > 1:  # one compare_prompts table instead of a result
         from .compare import compare_prompts
 
+        if opts.pop("explain", False):
+            raise UsageError("--explain explains one prompt's results; several --prompt "
+                             "compare prompts")
         return compare_prompts(texts, read_labels(args.labels), prompts, **opts)
     return api.classify(texts, read_labels(args.labels), prompt=prompts[0],
                         previews=args.preview, index=index, skip_missing=True, **opts)

@@ -48,7 +48,8 @@ class _Base:
 
 @pd.api.extensions.register_dataframe_accessor("llm")
 class DataFrameLLMAccessor(_Base):
-    """``df.llm.classify(column, labels, ...)`` and ``df.llm.preview(...)``."""
+    """``df.llm.classify(column, labels, ...)``, ``df.llm.explain(column, ...)`` and
+    ``df.llm.preview(...)``."""
 
     def _column(self, column):
         if column not in self._obj.columns:
@@ -94,6 +95,40 @@ class DataFrameLLMAccessor(_Base):
                        max_samples=max_samples, batch_size=batch_size, progress=progress,
                        **kwargs)
         return self._classify(texts, labels, proba, raw, estimator, **options)
+
+    def explain(self, column, labels=None, *, estimator=None, method="occlusion",
+                n_samples=10, max_features=40, **kwargs):
+        """Why each text of ``column`` gets its label: each word's contribution.
+
+        Parameters
+        ----------
+        column : str
+            The text column.
+        labels, estimator, **kwargs
+            As for :meth:`classify` (model, prompt, examples, ...).
+        method : {'occlusion', 'shapley'}
+        n_samples, max_features : int
+            As for the estimators' ``explain``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (text, word): ``row`` (this frame's index label),
+            ``unit``, ``word``, ``start``, ``end``, ``label`` (the label
+            explained), ``contribution`` (to its log-odds against the rest),
+            ``logp:<label>`` (to each label's log-probability) and
+            ``outcome`` (why a row is not explained: empty, missing, too long).
+        """
+        texts = self._column(column)
+        try:
+            explanation = api.explain(texts.tolist(), labels, estimator=estimator,
+                                      method=method, n_samples=n_samples,
+                                      max_features=max_features, **kwargs)
+        except UserError as exc:
+            raise in_words(exc, PYTHON) from None
+        frame = explanation.to_frame()
+        frame["row"] = texts.index[frame["row"].to_numpy()]
+        return frame
 
     def panel(self, column, labels=None):
         """An interactive :class:`nbllm.notebook.panel.Panel` over ``column``."""

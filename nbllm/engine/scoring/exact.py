@@ -154,7 +154,7 @@ class RowBackend:
         self.forward_passes = 0
 
     def score(self, prompt_ids, label_ids, batch_size="auto", prefix_hint=None,
-              on_batch=None, progress=None):
+              on_batch=None, progress=None, min_saving=None):
         """Return log P(label | prompt) for every prompt and label.
 
         Same contract as :meth:`nbllm.engine.scoring.scorer.LabelScorer.score`.

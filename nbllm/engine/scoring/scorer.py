@@ -189,7 +189,7 @@ class LabelScorer:
         return self.backend.forward_passes
 
     def score(self, prompt_ids, label_ids, batch_size="auto", prefix_hint=None,
-              on_batch=None, progress=None):
+              on_batch=None, progress=None, min_saving=None):
         """Return log P(label | prompt) for every prompt and label.
 
         Parameters
@@ -209,10 +209,15 @@ class LabelScorer:
         progress : callable or None
             Called as ``progress(n_batches, n_prompts)`` before the first
             batch; may return an object with ``update(n)`` and ``close()``.
+        min_saving : int or None
+            The tree-mask backend's span threshold for this call
+            (:func:`~nbllm.engine.scoring.prompt_tree.plan_spans`; None: its
+            default); the other backends share no spans and ignore it.
 
         Returns
         -------
         numpy.ndarray of shape (n_prompts, n_labels), float64
         """
         return self.backend.score(prompt_ids, label_ids, batch_size, prefix_hint,
-                                  on_batch=on_batch, progress=progress)
+                                  on_batch=on_batch, progress=progress,
+                                  min_saving=min_saving)

@@ -62,10 +62,10 @@ class Seq2SeqBackend(RowBackend):
         self.pad_id = pad if isinstance(pad, int) else 0
 
     def score(self, prompt_ids, label_ids, batch_size="auto", prefix_hint=None,
-              on_batch=None, progress=None):
+              on_batch=None, progress=None, min_saving=None):
         # Unpadded encoder inputs need one prompt per pass.
         return super().score(prompt_ids, label_ids, 1 if self.pad_free else batch_size,
-                             prefix_hint, on_batch, progress)
+                             prefix_hint, on_batch, progress, min_saving)
 
     def _width(self, prompt, depth):
         return max(len(prompt), depth)

@@ -83,6 +83,9 @@ class TextScorer:
     use_caching : bool
     disk_cache : nbllm.engine.scoring.result_cache.DiskCache or None
     batch_size : int or 'auto'
+    min_saving : int or None
+        The prompt tree's span threshold for this scorer's calls (None: the
+        engine's default, :data:`~nbllm.engine.scoring.prompt_tree.MIN_SAVING`).
 
     Attributes
     ----------
@@ -92,7 +95,7 @@ class TextScorer:
 
     def __init__(self, loaded, *, use_chat_template, truncation=options.TRUNCATION.default,
                  use_caching=options.USE_CACHING.default, disk_cache=None,
-                 batch_size=options.BATCH_SIZE.default):
+                 batch_size=options.BATCH_SIZE.default, min_saving=None):
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.special = not use_chat_template
@@ -100,6 +103,7 @@ class TextScorer:
         self.use_caching = use_caching
         self.disk_cache = disk_cache
         self.batch_size = batch_size
+        self.min_saving = min_saving
         self.hits = self.misses = 0
 
     # ------------------------------------------------------------ encoding
@@ -316,6 +320,7 @@ class TextScorer:
         scorer.score(
             [ids[rows_of[k][0]] for k in todo], label_ids, self.batch_size, head,
             on_batch=on_batch, progress=lambda n_batches, n: bar.start(),
+            min_saving=self.min_saving,
         )
 
     # ---------------------------------------------------------- generation

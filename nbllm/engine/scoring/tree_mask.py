@@ -198,7 +198,7 @@ class TreeMaskBackend:
         self._cache_kwarg = cache_kwarg(self.model)
 
     def score(self, prompt_ids, label_ids, batch_size="auto", prefix_hint=None,
-              on_batch=None, progress=None):
+              on_batch=None, progress=None, min_saving=None):
         """Return log P(label | prompt) for every prompt and label.
 
         Same contract as :meth:`nbllm.engine.scoring.scorer.LabelScorer.score`.
@@ -208,7 +208,8 @@ class TreeMaskBackend:
         out = np.empty((n, len(label_ids)), dtype=np.float64)
         if n == 0:
             return out
-        root = plan_spans(prompt_ids, shared_prefix_length(prompt_ids, prefix_hint))
+        root = plan_spans(prompt_ids, shared_prefix_length(prompt_ids, prefix_hint),
+                          min_saving)
         vocab = getattr(self.model.config, "vocab_size", 32000)
         batches = {}
         for span in root.walk():

@@ -14,6 +14,7 @@ The panel shows each snippet in a :class:`.front_end.CodeBox`.
 from dataclasses import dataclass, field
 
 from ... import options as table
+from ..classify import EXPLAIN_ROWS
 from ..magic_syntax import quote, write_labels, write_option, write_template
 
 # Typed texts up to this many are written into the code; more would make a
@@ -62,7 +63,8 @@ class PanelSettings:
     to its value in the estimators' words; the code writes those that differ
     from their defaults.  Texts come from ``data_name[column]`` rows ``rows``
     when ``column`` is set, else from ``texts``; ``panel_name`` is the
-    user's variable that holds the panel (None when none does).
+    user's variable that holds the panel (None when none does).  ``explain``:
+    the last run was Explain, so the code explains too.
     """
 
     few: bool
@@ -79,6 +81,7 @@ class PanelSettings:
     rows: tuple = (0, 0)
     texts: list = field(default_factory=list)
     panel_name: str = None
+    explain: bool = False
 
 
 def _texts_in_variable(s):
@@ -133,6 +136,8 @@ def _magic(s):
         options.append(f"--model {quote(s.model)}")
     chosen, note = _magic_options(s)
     options += chosen
+    if s.explain:
+        options.append(table.EXPLAIN.flag)
     for option, template in ((table.PROMPT, s.prompt),
                              (table.EXAMPLE_TEMPLATE, s.example_template)):
         if template is None:
@@ -206,6 +211,9 @@ def _python(s):
         else:
             lines.append(f"{TEXTS_VARIABLE} = {_list_literal(s.texts)}")
     lines.append(f"probas = clf.predict_proba({TEXTS_VARIABLE})  # one column per label of clf.classes_")
+    if s.explain:
+        lines.append(f"explanation = clf.explain({TEXTS_VARIABLE}[:{EXPLAIN_ROWS}])"
+                     "  # why each label: the words highlighted")
     return "\n".join(lines), note
 
 

@@ -131,7 +131,9 @@ class Panel(PanelWidgets, widgets.VBox):
         for name in NO_MATH.split():  # prices in texts are not maths
             self.add_class(name)
         self._buttons = [self.classify_button, self.preview_button, self.code_button,
-                         self.reset_prompt, self.save_button]
+                         self.reset_prompt, self.save_button, self.explain_button]
+        # Whether the last run was Explain: Copy as code then writes the explain call.
+        self._explained = False
         self._splitting = False
         self.labels.observe(self._labels_changed, "value")
         self.prompt.observe(lambda _: self._validate(), "value")
@@ -142,6 +144,8 @@ class Panel(PanelWidgets, widgets.VBox):
         self.classify_button.on_click(lambda _: self._start(self._classify))
         self.preview_button.on_click(lambda _: self._start(self._preview, clear="preview"))
         self.code_button.on_click(lambda _: self._safely(self._show_code, clear="error"))
+        self.explain_button.on_click(lambda _: self._start(
+            self._explain, clear="preview", doing="explaining: building the classifier"))
         # Saving fits the classifier, which may load the model: it runs as a job.
         self.save_button.on_click(lambda _: self._start(
             self._save, clear="error", doing="saving: building the classifier"))
@@ -369,6 +373,7 @@ class Panel(PanelWidgets, widgets.VBox):
 
         result = api.classify(texts, estimator=clf, on_rows=on_rows, stop=self._stop,
                               skip_missing=True)
+        self._explained = False
         self.last_result = result
         self._show(result)
         done = len(result) - int(result.pending.sum())
@@ -376,6 +381,15 @@ class Panel(PanelWidgets, widgets.VBox):
             f"stopped: {done} of {len(result)} texts classified" if result.stopped
             else f"{len(result)} texts classified"
         )
+
+    def _explain(self):
+        """Explain the first rows (as many as the highlight shows) under the table."""
+        clf = self._estimator()
+        texts = self._text_list()[:api.EXPLAIN_ROWS]
+        explanation = api.explain(texts, estimator=clf)
+        self._explained = True
+        self._show(explanation, self.preview_output)
+        self.status.value = f"{len(texts)} text(s) explained (the first {api.EXPLAIN_ROWS} at most)"
 
     def _preview(self):
         clf = self._estimator()
@@ -431,6 +445,7 @@ class Panel(PanelWidgets, widgets.VBox):
             else self.prompt.value,
             options=self._option_values(),
             example_template=self._template_option().get("example_template"),
+            explain=self._explained,
         )
         if few:
             settings_.examples_var = self.examples_var.value.strip()

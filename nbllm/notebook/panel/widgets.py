@@ -140,6 +140,9 @@ class PanelWidgets:
             layout=widgets.Layout(width="130px"),
         )
         self.code_button = _button("Copy as code", icon="code")
+        self.explain_button = _button("Explain", icon="lightbulb-o",
+                                      tooltip="why each label: the first rows' words "
+                                              "highlighted by their contribution")
         self.save_path = widgets.Text(value="classifier.json", description="save as",
                                       layout=widgets.Layout(width="260px"))
         self.save_button = _button("Save classifier", icon="save")
@@ -183,7 +186,7 @@ class PanelWidgets:
             self.examples_box, source,
             widgets.HBox([self.raw, self.threshold, self.policy]),
             widgets.HBox([self.classify_button, self.stop_button, self.preview_button,
-                          self.preview_index, self.code_button]),
+                          self.preview_index, self.explain_button, self.code_button]),
             widgets.HBox([self.save_path, self.save_button]),
             widgets.HBox([self.progress, self.progress_count, self.status,
                           self.traceback_button]),
