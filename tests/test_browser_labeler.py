@@ -251,3 +251,62 @@ def check_hints(page, tables):
             second.inner_text()
     else:
         assert second.count() == 0, (raw, chat, second.all_inner_texts())
+
+
+EXPLAIN_SOURCE = (
+    "import nbllm\n"
+    "clf = nbllm.ZeroShotClassifier().fit(None, ['negative', 'positive'])\n"
+    "clf.explain(['@united thank you for the quick rebooking, great service!',\n"
+    "             '@AmericanAir 3 hours on the tarmac and no <b>information</b>.'])"
+)
+
+
+def luminance(rgb):
+    """WCAG relative luminance of an ``rgb(r, g, b)`` or ``rgba(...)`` string."""
+    channels = [int(c) / 255 for c in re.findall(r"[\d.]+", rgb)[:3]]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def test_the_explanation_highlight_reads_in_both_themes(jupyter_lab):
+    """An explanation's highlighted words: escaped, coloured by contribution,
+    with the theme's own text colour, readable in light and dark (issue 39)."""
+    from playwright import sync_api
+
+    url, token = jupyter_lab
+    upload(url, token, "explain.ipynb", EXPLAIN_SOURCE)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with lab_page(1300, 900, "explain-failure.png") as page:
+        open_and_run(sync_api, page, url, token, "explain.ipynb", ".nbllm-explain")
+        shown = page.locator(".nbllm-explain").first
+        # The tweet's markup is text, not HTML.
+        assert "<b>information</b>" in shown.inner_text()
+        assert shown.locator("b", has_text="information").count() == 0
+        for dark in (False, True):
+            theme(page, dark)
+            words = shown.locator("span[title]")
+            assert words.count() >= 15
+            colours = words.evaluate_all(
+                "ws => ws.map(w => [getComputedStyle(w).color, "
+                "getComputedStyle(w).backgroundColor])")
+            # Some words for, some against: both hues appear.
+            assert any("230, 97, 1" in bg for _, bg in colours), colours
+            assert any("33, 102, 172" in bg for _, bg in colours), colours
+            page_bg = page.evaluate(
+                "() => getComputedStyle(document.querySelector('.jp-OutputArea-output'))"
+                ".backgroundColor")
+            if "0, 0, 0, 0" in page_bg:  # transparent: the theme's layout colour shows
+                page_bg = page.evaluate(
+                    "() => getComputedStyle(document.body).getPropertyValue("
+                    "'--jp-layout-color0')")
+                page_bg = page.evaluate(
+                    "(c) => { const d = document.createElement('div'); d.style.color = c; "
+                    "document.body.append(d); const v = getComputedStyle(d).color; "
+                    "d.remove(); return v; }", page_bg.strip())
+            text = luminance(colours[0][0])
+            background = luminance(page_bg)
+            lighter, darker = max(text, background), min(text, background)
+            assert (lighter + 0.05) / (darker + 0.05) >= 4.5, (colours[0][0], page_bg)
+            name = "dark" if dark else "light"
+            shown.screenshot(path=str(ARTIFACTS / f"explain-{name}.png"))
+        theme(page, dark=False)
