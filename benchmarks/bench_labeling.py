@@ -68,6 +68,8 @@ def simulate(df, heldout, folder, name, model=None):
                      "checks": report.checks, "check_accuracy": report.check_accuracy,
                      "low": report.check_interval[0], "high": report.check_interval[1],
                      "choice": report.choice, "round_s": round_s})
+        rows[-1]["candidates"] = {f"{c.describe()} ({c.prompt!r})": c.accuracy
+                                  for c in lab.candidates_}
         print(name, rows[-1], flush=True)
     return rows
 

@@ -510,3 +510,77 @@ def test_the_few_shot_choice_is_copied_as_code_and_saved(make, big_df, tmp_path,
     clf.save(path)
     np.testing.assert_allclose(FewShotClassifier.load(path).predict_proba(TEXTS),
                                clf.predict_proba(TEXTS), atol=1e-9)
+
+
+def test_candidate_prompts_name_the_task_from_the_labels_alone():
+    from nbllm.notebook.labeler.choice import candidate_prompts, few_shot_prompt, task_name
+
+    assert task_name(["negative", "positive"]) == "sentiment"
+    assert task_name(["Joy", "anger", "fear", "other"]) == "emotion"
+    assert task_name(["sports", "politics"]) == "category"
+    prompts = dict(candidate_prompts(["negative", "positive"], user_prompt="Mine: {text}"))
+    assert list(prompts) == ["your prompt", "prompt A", "prompt B", "the default prompt",
+                             "prompt C"]
+    assert prompts["prompt A"] == "Categories: {labels}\n\nText: {text}\nSentiment: "
+    assert prompts["prompt C"].startswith("Is this text negative or positive?")
+    # Braces in a label are literal, not placeholders.
+    assert "{{x}} or y" in dict(candidate_prompts(["{x}", "y"]))["prompt C"]
+    assert few_shot_prompt(prompts["prompt A"]) == (
+        "Categories: {labels}\n\n{examples}\n\nText: {text}\nSentiment: ")
+    assert few_shot_prompt("Mine: {text}") is None
+
+
+def test_choose_keeps_the_first_candidate_unless_a_paired_test_says_otherwise():
+    from nbllm.notebook.labeler.choice import Candidate, choose
+
+    def made(name, right):
+        return Candidate(name, hits=np.asarray(right, dtype=bool))
+
+    first = made("a", [1] * 17 + [0] * 15)           # 17 / 32
+    near = made("b", [0] * 4 + [1] * 21 + [0] * 7)   # 21 / 32: +8 rows, -4: noise
+    assert choose([first, near]) is first
+    clearly = made("c", [1] * 30 + [0] * 2)          # +13 rows, -0
+    assert choose([first, near, clearly]) is clearly
+    assert clearly.summary() == "c, calibration fitted: 0.94 \u00b1 0.04 on your 32 answers"
+
+
+def test_a_rescoring_round_shows_its_first_queue_before_the_rest(make, big_df,
+                                                                   monkeypatch):
+    from nbllm.notebook.labeler import choice, labeler as labeler_module
+
+    monkeypatch.setattr(labeler_module, "FRONT", 1)
+    lab = make(big_df, batch=3)
+    for idx in big_df.index[:choice.MIN_ANSWERS]:
+        lab.answer(idx, big_df.at[idx, "truth"])
+    # Only prompt A can win: the others score no hit.
+    real = choice.cv_hits
+    monkeypatch.setattr(choice, "cv_hits", lambda lp, y, calibration, ref, folds:
+                        real(lp, y, calibration, ref, folds) if calibration == "fit"
+                        and lab._scoring_prompt == "prompt A" else np.zeros(len(y), bool))
+    original = choice.candidate_prompts
+
+    def named(*args):
+        for name, template in original(*args):
+            lab._scoring_prompt = name
+            yield name, template
+    monkeypatch.setattr(choice, "candidate_prompts", named)
+    seen = []
+
+    def first_queue():
+        waiting = [p for p in range(len(big_df)) if lab._waiting(p)]
+        queue = lab.queue()
+        seen.append((len(waiting), queue))
+        lab.answer(queue.index[0], big_df.at[queue.index[0], "truth"])  # meanwhile
+
+    lab.improve(on_queue=first_queue)
+    assert lab.choice_.prompt_name == "prompt A"
+    (waiting, queue), = seen
+    open_rows = len(big_df) - choice.MIN_ANSWERS
+    assert 0 < waiting < open_rows  # shown before every row was rescored
+    positions = [big_df.index.get_loc(i) for i in queue.index]
+    assert not any(np.isnan(lab._fitted_logprobs[p]).any() for p in positions)
+    assert not any(lab._waiting(p) for p in range(len(big_df)))  # then all rescored
+    assert len(lab.answers) == choice.MIN_ANSWERS + 1  # the answer given meanwhile
+    np.testing.assert_allclose(
+        lab.predictions[["proba_negative", "proba_positive"]].to_numpy(),
+        lab.estimator_.predict_proba(big_df["text"].tolist()), atol=1e-9)

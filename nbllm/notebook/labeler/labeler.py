@@ -47,6 +47,10 @@ FILE_VERSION = 2
 READS_VERSIONS = (1, 2)
 # The start's line on the plot is measured once, on this many checks.
 START_CHECKS = 10
+# A rescoring round scores this many queues' worth of rows first (the least
+# sure under the previous classifier, and as many drawn at random for the
+# checks), shows the new queue, then scores the rest.
+FRONT = 4
 
 
 def answers_path(texts, labels, root=None):
@@ -205,6 +209,8 @@ class Labeler:
     choice_ : Candidate or None
         What the last :meth:`improve` chose by cross-validation (None below
         :data:`~.choice.MIN_ANSWERS` training answers).
+    candidates_ : list of Candidate
+        Every candidate the last choice compared, with its held-out hits.
     n_missing : int
         Rows whose text is missing (None or NaN): never queued, NaN results.
     """
@@ -249,6 +255,9 @@ class Labeler:
         self._logprobs = None  # the start's label log-probabilities
         self._fitted_logprobs = None  # the chosen classifier's
         self.choice_ = None
+        self._previous = None  # (classifier, probas) while a rescoring runs
+        self._check_pool = None  # the random rows scored first, while it runs
+        self.candidates_ = []  # every candidate of the last choice, with its CV hits
         self._start_line = None  # the start's accuracy on the first checks, fixed
         self._lock = threading.RLock()  # the widget scores in a thread
         self.rounds = []
@@ -387,7 +396,12 @@ class Labeler:
         if estimator is self._fitted and self._fitted_logprobs is not None:
             logprobs = self._fitted_logprobs
         out = np.full(logprobs.shape, np.nan)
-        out[self._has_text] = estimator.probas_from_logprobs(logprobs[self._has_text])
+        ready = self._has_text & ~np.isnan(logprobs).any(axis=1)
+        out[ready] = estimator.probas_from_logprobs(logprobs[ready])
+        if self._previous is not None and estimator is self._fitted:
+            # Not rescored yet: the previous classifier's probabilities meanwhile.
+            waiting = self._has_text & ~ready
+            out[waiting] = self._previous[1][waiting]
         return out
 
     # ------------------------------------------------------------ public API
@@ -422,7 +436,11 @@ class Labeler:
         else:
             unsure = uncertainty(probas[open_rows], self.strategy)
             order = [open_rows[j] for j in np.argsort(-unsure, kind="stable")]
-        queued, checks = choosing.mix_checks(order, open_rows, n, rng,
+        pool = open_rows
+        if self._check_pool is not None:  # provisional: rescored rows only
+            order = [p for p in order if p in self._check_pool or not self._waiting(p)]
+            pool = [p for p in open_rows if p in self._check_pool]
+        queued, checks = choosing.mix_checks(order, pool, n, rng,
                                              done=len(self._answers))
         self._offered_checks = checks
         frame = self._frame(queued, probas)
@@ -458,7 +476,7 @@ class Labeler:
         self._skipped.add(pos)
         self._save()
 
-    def improve(self, on_rows=None, stop=None):
+    def improve(self, on_rows=None, stop=None, on_queue=None):
         """Refit from the answers that are not checks; return the new predictions.
 
         Below :data:`~.choice.MIN_ANSWERS` such answers (or while they hold one
@@ -466,6 +484,14 @@ class Labeler:
         From there on the prompt, examples and calibration are chosen by
         cross-validation on them (:mod:`.choice`); ``choice_`` says what won.
         The random checks are never used: they judge the result.
+
+        When the choice needs the column rescored (a new prompt or new
+        examples), the rows the next queue needs are scored first and
+        ``on_queue()`` is called: :meth:`queue` then gives a provisional
+        queue (its checks drawn from a random sample scored first) and the
+        rows not rescored yet keep their previous probabilities, until the
+        rest is scored.  Answers given meanwhile are kept (they count from
+        the next round).
 
         A Stop (``stop`` event) or an error in the middle loses no answer,
         since answers are saved when given.
@@ -494,11 +520,12 @@ class Labeler:
                 fitted.set_params(calibration="fit").fit(texts, labels,
                                                          classes=self.labels)
                 chosen = None
-            logprobs = None
             if _scoring_key(fitted) != _scoring_key(self._start):
-                logprobs = self._rescore(fitted, on_rows, stop)
-            with self._lock:
-                self._fitted, self._fitted_logprobs, self.choice_ = fitted, logprobs, chosen
+                self._rescore(fitted, chosen, on_rows, stop, on_queue)
+            else:
+                with self._lock:
+                    self._fitted, self._fitted_logprobs = fitted, None
+                    self.choice_, self._previous = chosen, None
         hits, n = self._check_hits()
         low, high = choosing.wilson(hits, n)
         if self._start_line is None and n >= START_CHECKS:
@@ -509,6 +536,11 @@ class Labeler:
                             "low": low, "high": high,
                             "estimated_accuracy": self._estimate(self.estimator_)[0]})
         return self.predictions
+
+    def _waiting(self, position):
+        """Whether a row waits for its rescoring (shown with the old probabilities)."""
+        logprobs = self._fitted_logprobs
+        return logprobs is not None and bool(np.isnan(logprobs[position]).any())
 
     def _training_positions(self):
         """The answered rows that are not checks: what choosing and fitting see."""
@@ -552,6 +584,7 @@ class Labeler:
                     choosing.cv_hits(logprobs, y, calibration,
                                      clf.calibration_reference_, test_folds)))
         best = choosing.choose(candidates)
+        self.candidates_ = candidates
         engine_status.report(f"chose {best.describe()}; fitting it\u2026")
         if best.examples:
             return self._few_shot(best.prompt, texts, labels, best.calibration), best
@@ -565,24 +598,48 @@ class Labeler:
                            max_samples=choosing.EXAMPLES, example_selection="grouped",
                            calibration=calibration)
 
-    def _rescore(self, estimator, on_rows, stop):
-        """Every row's label log-probabilities under ``estimator``'s prompts."""
+    def _rescore(self, estimator, chosen, on_rows, stop, on_queue):
+        """Score every row under ``estimator``'s prompts, the next queue's
+        rows first (see :meth:`improve`); ``estimator`` is the classifier
+        from the moment those are scored."""
         rows = np.flatnonzero(self._has_text)
         out = np.full((len(self._texts), len(estimator.classes_)), np.nan)
+        previous = self.estimator_
+        old = self._probas()
+        open_rows = [int(i) for i in rows if i not in self._answers and i not in self._skipped]
+        size = min(len(open_rows), FRONT * self.batch)
+        unsure = uncertainty(old[open_rows], self.strategy if self.strategy != "random"
+                             else "margin")
+        margin = [open_rows[j] for j in np.argsort(-unsure, kind="stable")[:size]]
+        rng = np.random.default_rng([self.random_state, len(self._answers), 1])
+        sample = [int(i) for i in rng.choice(open_rows, size=size, replace=False)]
+        front = list(dict.fromkeys(sorted(self._answers) + margin + sample))
+        rest = [int(i) for i in rows if i not in set(front)]
         done_rows = [0]
         engine_status.report(f"rescoring 0 / {len(rows)} texts with the new "
                              "prompt\u2026")
 
-        def keep(done, values):
-            out[rows[done]] = values
-            done_rows[0] += len(done)
-            engine_status.report(f"rescoring {done_rows[0]} / {len(rows)} texts with "
-                                 "the new prompt\u2026")
-            if on_rows is not None:
-                on_rows(done, values)
+        def scorer(positions):
+            def keep(done, values):
+                out[np.asarray(positions)[done]] = values
+                done_rows[0] += len(done)
+                engine_status.report(f"rescoring {done_rows[0]} / {len(rows)} texts "
+                                     "with the new prompt\u2026")
+                if on_rows is not None:
+                    on_rows(done, values)
+            return stoppable(keep, stop)
 
-        estimator.label_logprobs([self._texts[i] for i in rows], stoppable(keep, stop))
-        return out
+        estimator.label_logprobs([self._texts[i] for i in front], scorer(front))
+        with self._lock:
+            self._fitted, self._fitted_logprobs, self.choice_ = estimator, out, chosen
+            self._previous = (previous, old) if rest else None
+            self._check_pool = set(sample) if rest else None
+        if rest:
+            if on_queue is not None:
+                on_queue()
+            estimator.label_logprobs([self._texts[i] for i in rest], scorer(rest))
+            with self._lock:
+                self._previous, self._check_pool = None, None
 
     def _accuracy_of(self, estimator, positions):
         probas = self._probas(estimator)[positions]

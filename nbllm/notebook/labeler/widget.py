@@ -244,7 +244,13 @@ class LabelerWidget(widgets.VBox):
             self._thread.join(timeout)
 
     def _improve(self, on_rows):
-        self.labeler.improve(on_rows=on_rows, stop=self._stop)
+        def first_queue():
+            # The new queue as soon as its rows are rescored; the rest follow.
+            self.refresh()
+            self.status.value = ("new queue ready; rescoring the other rows with the new "
+                                 "prompt (answer meanwhile: every answer is kept)")
+
+        self.labeler.improve(on_rows=on_rows, stop=self._stop, on_queue=first_queue)
         self.refresh()
         self.status.value = f"improved from {len(self.labeler.answers)} answers"
 
