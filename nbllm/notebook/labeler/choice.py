@@ -7,7 +7,7 @@ on those answers, classifiers that differ in what the answers can tell:
 - the prompt: the user's (when given), the default, and a few task-naming
   prompts built from the label names alone (:func:`candidate_prompts`; never
   from the rows);
-- the calibration: content-free (nothing learned) or fitted to the answers
+- the calibration: none, content-free (nothing learned) or fitted to the answers
   (scale and per-label bias, :func:`~nbllm.estimators.calibration.fit_scale_and_bias`);
 - examples: the best zero-shot prompt with :data:`EXAMPLES` answered rows
   written in as few-shot examples ('grouped' selection, through the
@@ -137,7 +137,7 @@ def cv_hits(logprobs, y, calibration, reference, test_folds):
         Label log-probabilities (for few-shot: each fold scored with examples
         from the other folds only).
     y : ndarray of int (n,)
-    calibration : {'content_free', 'fit'}
+    calibration : {None, 'content_free', 'fit'}
     reference : ndarray (k,)
         The content-free reference (log of the prompt's own label distribution).
     test_folds : list of ndarray
@@ -146,8 +146,8 @@ def cv_hits(logprobs, y, calibration, reference, test_folds):
 
     hits = np.zeros(len(y), dtype=bool)
     for test in test_folds:
-        if calibration == "content_free":
-            probas = calibrate(logprobs[test], "content_free", reference)
+        if calibration in (None, "content_free"):
+            probas = calibrate(logprobs[test], calibration, reference)
         else:
             train = np.setdiff1d(np.arange(len(y)), test)
             fitted = fit_scale_and_bias(logprobs[train], y[train], start=-reference)
@@ -178,8 +178,8 @@ class Candidate:
 
     def describe(self):
         shots = f" with {self.examples} examples" if self.examples else ""
-        calibrated = ("calibration fitted" if self.calibration == "fit"
-                      else "content-free calibration")
+        calibrated = {"fit": "calibration fitted", None: "no calibration"}.get(
+            self.calibration, "content-free calibration")
         return f"{self.prompt_name}{shots}, {calibrated}"
 
     def summary(self):
@@ -210,6 +210,10 @@ def choose(candidates, z=Z_95):
         if better - worse > z * math.sqrt(better + worse):
             current = candidate
     return current
+
+
+# What each candidate prompt is tried with, in the order of preference.
+CALIBRATIONS = (None, "content_free", "fit")
 
 
 # ------------------------------------------------------------------ checks

@@ -566,7 +566,7 @@ class Labeler:
                                                         self.options.get("prompt")):
             clf = self._build(template, calibration="content_free")
             logprobs = clf.label_logprobs(texts)
-            for calibration in ("content_free", "fit"):
+            for calibration in choosing.CALIBRATIONS:
                 candidates.append(choosing.Candidate(
                     name, template, 0, calibration,
                     choosing.cv_hits(logprobs, y, calibration,
@@ -578,7 +578,7 @@ class Labeler:
                                  "examples in the prompt\u2026")
             clf = self._few_shot(few_shot, texts, labels, "content_free")
             logprobs = cross_fitted_logprobs(clf, texts, labels)
-            for calibration in ("content_free", "fit"):
+            for calibration in choosing.CALIBRATIONS:
                 candidates.append(choosing.Candidate(
                     best.prompt_name, few_shot, choosing.EXAMPLES, calibration,
                     choosing.cv_hits(logprobs, y, calibration,
@@ -588,10 +588,11 @@ class Labeler:
         engine_status.report(f"chose {best.describe()}; fitting it\u2026")
         if best.examples:
             return self._few_shot(best.prompt, texts, labels, best.calibration), best
-        clf = self._build(best.prompt, calibration="content_free")
         if best.calibration == "fit":
+            clf = self._build(best.prompt, calibration="content_free")
             clf.set_params(calibration="fit").fit(texts, labels, classes=self.labels)
-        return clf, best
+            return clf, best
+        return self._build(best.prompt, calibration=best.calibration), best
 
     def _few_shot(self, template, texts, labels, calibration):
         return self._build(template, examples=list(zip(texts, labels)),

@@ -27,8 +27,9 @@ __all__ = ["LabelerWidget", "accuracy_plot", "estimator_code"]
 
 _MUTED = "font-size:12px;color:var(--jp-ui-font-color2,#666)"
 CALIBRATED_NOTE = (
-    "The guesses here are calibrated for these labels: against the prompt's own "
-    "bias at the start, then fitted to your answers at each Improve. "
+    "The guesses here are the Labeler's classifier's: calibrated for these labels "
+    "against the prompt's own bias at the start, then as Improve chose from your "
+    "answers (prompt, examples and calibration: see 'chosen'). "
     "<code>df.llm.classify</code> gives the model's uncalibrated probabilities by "
     "default, so the same text can get other numbers there.")
 ACCURACY_NOTE = (
