@@ -159,7 +159,7 @@ def test_labeler_status_from_creation_and_its_plot(jupyter_lab):
                             labeler.inner_text()).group(1)
             assert len(values) == 2 and values[-1] == now, (values, now)
             assert plot.locator("text.nbllm-plot-title").text_content() == \
-                "Accuracy on new rows (random checks, 95% interval)"
+                "Accuracy on new rows (random checks)"
             assert plot.locator("line.nbllm-interval").count() == 2
             yticks = plot.locator("text.nbllm-ytick").all_text_contents()
             assert yticks[-1] == "100%" and all(t.endswith("%") for t in yticks)

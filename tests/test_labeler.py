@@ -320,7 +320,7 @@ def test_accuracy_plot_has_axes_ticks_from_the_data_values_and_a_title():
               {"answers": 20, "check_accuracy": 0.867, "low": 0.8, "high": 0.9}]
     svg = accuracy_plot(rounds, start=0.74)
     assert svg_texts(svg, "nbllm-plot-title") == [
-        "Accuracy on new rows (random checks, 95% interval)"]
+        "Accuracy on new rows (random checks)"]
     assert svg_texts(svg, "nbllm-xtick") == ["5", "10", "20"]
     assert svg_texts(svg, "nbllm-value") == ["71%", "80%", "87%"]
     assert svg_texts(svg, "nbllm-ytick") == ["60%", "70%", "80%", "90%", "100%"]
@@ -332,6 +332,9 @@ def test_accuracy_plot_has_axes_ticks_from_the_data_values_and_a_title():
     line = next(e for e in root.iter() if e.get("class") == "nbllm-start")
     label = next(e for e in root.iter() if e.get("class") == "nbllm-start-label")
     assert float(label.get("y")) <= float(line.get("y1")) - 4
+    top = accuracy_plot([{"answers": 5, "check_accuracy": 1.0, "low": 0.3, "high": 1.0}])
+    value = next(e for e in ET.fromstring(top).iter() if e.get("class") == "nbllm-value")
+    assert float(value.get("y")) > 40  # written below a point at 100%, clear of the title
     one = accuracy_plot(rounds[:1])  # one round: one point, still a plot
     assert svg_texts(one, "nbllm-xtick") == ["5"] and "<polyline" not in one
     many = [{"answers": 5 * k, "check_accuracy": 0.3 + 0.02 * k} for k in range(1, 31)]

@@ -18,7 +18,7 @@ _MUTED = "var(--jp-ui-font-color2,#666)"
 _AXIS = "var(--jp-border-color1,#999)"
 _LINE = "var(--jp-brand-color1,#1976d2)"
 _START = "var(--jp-warn-color1,#f57c00)"
-TITLE = "Accuracy on new rows (random checks, 95% interval)"
+TITLE = "Accuracy on new rows (random checks)"
 
 
 def _y_scale(values):
@@ -102,7 +102,7 @@ def accuracy_plot(rounds, start=None):
     parts.append(f'<path d="M{LEFT},{TOP}V{TOP + plot_h}H{LEFT + plot_w}" fill="none" '
                  f'stroke="{_AXIS}"/>')
     parts.append(f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 6}" text-anchor="middle" '
-                 f'fill="{_MUTED}">answers given</text>')
+                 f'fill="{_MUTED}">answers given (bars: 95% intervals)</text>')
     if start is not None:
         y = y_of(start)
         parts.append(f'<line class="nbllm-start" x1="{LEFT}" x2="{LEFT + plot_w}" '
@@ -124,7 +124,9 @@ def accuracy_plot(rounds, start=None):
     for (x, y), v, a in zip(coords, values, answers):
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{_LINE}">'
                      f"<title>{a} answers: {v:.1%}</title></circle>")
-        parts.append(f'<text class="nbllm-value" x="{x:.1f}" y="{y - 8:.1f}" '
+        # Above the point, or below it near the top, clear of the title.
+        label_y = y - 8 if y - 8 >= TOP + 4 else y + 16
+        parts.append(f'<text class="nbllm-value" x="{x:.1f}" y="{label_y:.1f}" '
                      f'text-anchor="middle" fill="{_INK}">{v:.0%}</text>')
     parts.append("</svg>")
     return "".join(parts)
