@@ -19,6 +19,9 @@ shows them), ``batch`` (10) at a time, and calls ``improve()`` at 10, 20, 40 and
   many checks it rests on, next to the truth (``heldout``);
 - ``choice``: what improve() chose, with its cross-validated score;
 - ``round_s``: seconds of the improve() call (rescoring included).
+
+``--round-timing 1000`` times one choosing round on 1,000 rows instead: until
+its first new queue, and until every row is rescored.
 """
 
 import argparse
@@ -74,6 +77,34 @@ def simulate(df, heldout, folder, name, model=None):
     return rows
 
 
+def round_timing(n, model=None):
+    """Seconds of one choosing round on ``n`` rows: the first scoring, 25
+    answers (20 training, 5 checks), then improve() until its first new queue
+    and until every row is rescored."""
+    from nbllm import Labeler
+    from nbllm.tools.tweets import load_tweets
+
+    df = load_tweets(n, labels=tuple(LABELS), split="dev", random_state=5).reset_index(
+        drop=True)
+    with tempfile.TemporaryDirectory() as folder:
+        lab = Labeler(df, "text", LABELS, batch=5, path=f"{folder}/timing.json",
+                      **({} if model is None else {"model": model}))
+        started = time.perf_counter()
+        lab.queue()
+        first_scoring = time.perf_counter() - started
+        while len(lab.answers) < 25:
+            for idx in lab.queue().index:
+                lab.answer(idx, df.at[idx, "label"])
+        marks = {}
+        started = time.perf_counter()
+        lab.improve(on_queue=lambda: marks.setdefault("first_queue",
+                                                      time.perf_counter() - started))
+        total = time.perf_counter() - started
+    print(f"{n} rows: first scoring {first_scoring:.1f} s; round: first new queue "
+          f"{marks.get('first_queue', total):.1f} s, all rescored {total:.1f} s "
+          f"(choice: {lab.choice_.summary() if lab.choice_ else '-'})", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=240)
@@ -83,12 +114,18 @@ def main():
     parser.add_argument("--model", default=None,
                         help="model spec (default: the embedded smollm2-135m)")
     parser.add_argument("--dtype", default="auto", help="e.g. bfloat16")
+    parser.add_argument("--round-timing", type=int, metavar="ROWS",
+                        help="only time one choosing round on ROWS dev rows")
     args = parser.parse_args()
 
     from nbllm.notebook.session import session
     from nbllm.tools.tweets import load_tweets
 
     session.dtype = args.dtype
+    if args.round_timing:
+        print(f"CPU: {cpu_name()}", flush=True)
+        round_timing(args.round_timing, args.model)
+        return
 
     heldout = load_tweets(args.heldout, labels=tuple(LABELS), split="eval",
                           random_state=1234).reset_index(drop=True)

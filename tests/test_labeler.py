@@ -225,8 +225,8 @@ def test_bad_column_labels_and_options(tiny_folder, df, tmp_path):
                                                    "got 0")):
         Labeler(df, "text", LABELS, batch=0)
     with pytest.raises(ValueError, match=re.escape(
-            "examples= is not a Labeler option: the Labeler improves a zero-shot "
-            "classifier by calibration learned from your answers")):
+            "examples= is not a Labeler option: the Labeler chooses the examples "
+            "and the calibration from your answers")):
         Labeler(df, "text", LABELS, examples=[("a", "b")])
 
 

@@ -227,8 +227,8 @@ class Labeler:
         for name in ("examples", "calibration", "multi_label", "raw"):
             if name in options:
                 raise OptionError(
-                    f"{name}= is not a Labeler option: the Labeler improves a zero-shot "
-                    "classifier by calibration learned from your answers", option=name)
+                    f"{name}= is not a Labeler option: the Labeler chooses the examples "
+                    "and the calibration from your answers", option=name)
         self.data, self.column = data, column
         self.labels = check_labels(labels)
         self.batch, self.strategy, self.random_state = batch, strategy, random_state
