@@ -463,18 +463,21 @@ class Labeler:
                              f"got {label!r}")
         if not self._has_text[pos]:
             raise TextsError(f"row {idx!r} has no text to label")
-        if pos not in self._answers:  # a second answer keeps the row's role
-            if pos in self._offered_checks:
-                self._checks.add(pos)
-        self._answers[pos] = label
-        self._skipped.discard(pos)
-        self._save()
+        # Under the lock: a round in the widget's thread reads the answers.
+        with self._lock:
+            if pos not in self._answers:  # a second answer keeps the row's role
+                if pos in self._offered_checks:
+                    self._checks.add(pos)
+            self._answers[pos] = label
+            self._skipped.discard(pos)
+            self._save()
 
     def skip(self, idx):
         """Leave row ``idx`` out of the queue (kept in the answers file too)."""
         pos = self._position(idx)
-        self._skipped.add(pos)
-        self._save()
+        with self._lock:
+            self._skipped.add(pos)
+            self._save()
 
     def improve(self, on_rows=None, stop=None, on_queue=None):
         """Refit from the answers that are not checks; return the new predictions.
@@ -529,7 +532,8 @@ class Labeler:
         hits, n = self._check_hits()
         low, high = choosing.wilson(hits, n)
         if self._start_line is None and n >= START_CHECKS:
-            checks = sorted(self._checks)[:START_CHECKS]
+            with self._lock:
+                checks = sorted(self._checks)[:START_CHECKS]
             self._start_line = self._accuracy_of(self._start, checks)
         self.rounds.append({"answers": len(self._answers), "checks": n,
                             "check_accuracy": hits / n if n else None,
@@ -544,7 +548,8 @@ class Labeler:
 
     def _training_positions(self):
         """The answered rows that are not checks: what choosing and fitting see."""
-        return sorted(p for p in self._answers if p not in self._checks)
+        with self._lock:
+            return sorted(p for p in self._answers if p not in self._checks)
 
     def _build(self, template, **extra):
         """The zero-shot (or, with ``examples=``, few-shot) classifier with
@@ -614,7 +619,9 @@ class Labeler:
         margin = [open_rows[j] for j in np.argsort(-unsure, kind="stable")[:size]]
         rng = np.random.default_rng([self.random_state, len(self._answers), 1])
         sample = [int(i) for i in rng.choice(open_rows, size=size, replace=False)]
-        front = list(dict.fromkeys(sorted(self._answers) + margin + sample))
+        with self._lock:
+            answered = sorted(self._answers)
+        front = list(dict.fromkeys(answered + margin + sample))
         rest = [int(i) for i in rows if i not in set(front)]
         done_rows = [0]
         engine_status.report(f"rescoring 0 / {len(rows)} texts with the new "
@@ -651,7 +658,8 @@ class Labeler:
 
     def _check_hits(self):
         """(right, checks) of the classifier now on the random checks."""
-        checks = sorted(self._checks)
+        with self._lock:
+            checks = sorted(self._checks)
         if not checks:
             return 0, 0
         return int(round(self._accuracy_of(self.estimator_, checks) * len(checks))), \
