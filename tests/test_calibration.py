@@ -11,6 +11,7 @@ from nbllm.estimators.calibration import (
     CONTENT_FREE_TEXTS,
     calibrate,
     content_free_reference,
+    fit_scale_and_bias,
 )
 from tiny import SENTENCES
 
@@ -254,12 +255,37 @@ def test_zero_shot_fit_calibration_needs_labelled_texts(X, message):
         zero_shot(calibration="fit").fit(X, LABELS[:2])
 
 
-def test_fit_calibration_is_refused_for_few_shot_and_classes_must_cover_y():
-    msg = ("calibration='fit' is for ZeroShotClassifier: it learns from the labelled "
-           "texts of fit(X, y), which few-shot uses as its examples; use "
-           "calibration='content_free' here")
+def test_few_shot_fit_calibration_learns_from_cross_fitted_examples_and_saves(
+        tmp_path, tiny_folder):
+    """Each example is scored with examples from the other folds only (never
+    itself), and the scale and bias are fitted to those scores."""
+    from nbllm import FewShotClassifier
+    from nbllm.estimators.few_shot import cross_fitted_logprobs
+
+    clf = few_shot(calibration="fit", max_samples=2).fit(FEW_X, FEW_Y)
+    index = {c: i for i, c in enumerate(clf.classes_)}
+    y = np.array([index[label] for label in FEW_Y])
+    logprobs = cross_fitted_logprobs(clf, FEW_X, FEW_Y)
+    start = -content_free_reference(clf.calibration_logprobs())
+    np.testing.assert_allclose(clf.calibration_fit_,
+                               fit_scale_and_bias(logprobs, y, start=start))
+    np.testing.assert_allclose(clf.predict_proba(["x y"]),
+                               calibrate(clf.label_logprobs(["x y"]), "fit",
+                                         clf.calibration_fit_))
+    named = FewShotClassifier(str(tiny_folder), calibration="fit", max_samples=2,
+                              progress=False).fit(FEW_X, FEW_Y)
+    path = tmp_path / "fs.json"
+    named.save(path)
+    again = FewShotClassifier.load(path)
+    np.testing.assert_allclose(again.calibration_fit_, named.calibration_fit_)
+    np.testing.assert_allclose(again.predict_proba(["x y"]), named.predict_proba(["x y"]))
+    msg = ("calibration='fit' with few-shot learns from the examples, each scored with "
+           "the others as its examples: pass at least 2")
     with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
-        few_shot(calibration="fit").fit(FEW_X, FEW_Y)
+        few_shot(calibration="fit").fit(FEW_X[:1], FEW_Y[:1])
+
+
+def test_fit_calibration_classes_must_cover_y():
     with pytest.raises(ValueError, match=re.escape("classes must hold every label of y; "
                                                    "missing 'b'")):
         zero_shot().fit(None, ["a", "b"], classes=["a"])

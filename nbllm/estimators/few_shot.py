@@ -15,6 +15,7 @@ from ..engine.scoring.prompts import (
 )
 from . import docs
 from .base import check_fitted
+from .calibration import content_free_reference, fit_scale_and_bias
 from .inputs import check_fit_params, check_same_length, check_texts
 from .single_label import _SingleLabelBase
 from .example_selection import (
@@ -124,11 +125,10 @@ class FewShotClassifier(_SingleLabelBase):
         # Every parameter by the table, before the examples' own rules.
         self._check_params()
         check_example_template(self.example_template)
-        if self.calibration == "fit":
+        if self.calibration == "fit" and len(texts) < 2:
             raise OptionError(
-                "calibration='fit' is for ZeroShotClassifier: it learns from the "
-                "labelled texts of fit(X, y), which few-shot uses as its examples; "
-                "use calibration='content_free' here", option="calibration")
+                "calibration='fit' with few-shot learns from the examples, each scored "
+                "with the others as its examples: pass at least 2", option="calibration")
         y = self._fit_common(y, classes)
         self._fit_inputs = (list(texts),) + self._fit_inputs[1:]
         if self.example_placement == "turns" and not self.use_chat_template_:
@@ -152,6 +152,12 @@ class FewShotClassifier(_SingleLabelBase):
         else:
             chosen = draw_random(len(y), self.max_samples, self.random_state)
             self.examples_ = [(texts[i], y[i]) for i in chosen]
+        if self.calibration == "fit":
+            logprobs = cross_fitted_logprobs(self, texts, y)
+            index = {str(c): i for i, c in enumerate(self.classes_)}
+            start = -content_free_reference(self.calibration_logprobs())
+            self.calibration_fit_ = fit_scale_and_bias(
+                logprobs, np.array([index[str(label)] for label in y]), start=start)
         self._fit_reference()
         return self
 
@@ -212,3 +218,44 @@ class FewShotClassifier(_SingleLabelBase):
         history = [(PromptRenderer(template, fields).user_message(text), self._word(label))
                    for text, label in pairs]
         return PromptRenderer(template, fields, self.tokenizer_, True, history=history)
+
+
+def cv_folds(y, random_state=0, n_folds=5):
+    """Test indices of each of ``n_folds`` folds (fewer with fewer rows):
+    stratified when every label has that many rows, shuffled by ``random_state``."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    y = np.asarray(y)
+    n_folds = max(2, min(n_folds, len(y)))
+    counts = np.unique(y, return_counts=True)[1]
+    splitter = (StratifiedKFold if counts.min() >= n_folds else KFold)(
+        n_folds, shuffle=True, random_state=random_state)
+    return [test for _, test in splitter.split(np.zeros(len(y)), y)]
+
+
+def cross_fitted_logprobs(estimator, texts, y, random_state=0):
+    """Label log-probabilities of each text, scored with examples drawn from
+    the other folds only (so no text is its own example).
+
+    What ``calibration='fit'`` learns from, and what the Labeler's
+    cross-validation scores; the folds are :func:`cv_folds`'.
+
+    Parameters
+    ----------
+    estimator : FewShotClassifier
+        Its parameters are used (a clone is fitted per fold, without calibration).
+    texts, y : sequences
+    """
+    from sklearn.base import clone
+
+    texts, y = list(texts), np.asarray(y)
+    out = None
+    for test in cv_folds(y, random_state):
+        train = np.setdiff1d(np.arange(len(y)), test)
+        fold = clone(estimator).set_params(calibration=None, progress=False)
+        fold.fit([texts[i] for i in train], y[train], classes=list(estimator.classes_))
+        values = fold.label_logprobs([texts[i] for i in test])
+        if out is None:
+            out = np.full((len(y), values.shape[1]), np.nan)
+        out[test] = values
+    return out

@@ -2,15 +2,18 @@
 
 A :class:`Labeler` holds a DataFrame column, the labels and the user's answers.
 It starts from the zero-shot classifier (content-free calibrated), queues the
-rows whose prediction is least sure, records answers (on disk at once, so a
-restart or a crash loses none), and :meth:`Labeler.improve` refits from the
-answers: ``calibration='fit'``, a scale and per-label bias learned from the
-answered rows' label log-probabilities.  That choice, the queue strategy and
-the accuracy estimate were measured on the corpus' dev half
-(``benchmarks/bench_labeling.py``, ``benchmarks/RESULTS.md``).
+rows whose prediction is least sure, with a random row every few places (a
+random check), records answers (on disk at once, so a restart or a crash
+loses none), and :meth:`Labeler.improve` refits from the answers that are not
+checks: below :data:`~.choice.MIN_ANSWERS` of them, ``calibration='fit'`` of
+the starting prompt; from there on, the prompt, few-shot examples and
+calibration that cross-validation on the answers supports (:mod:`.choice`).
+The checks, never used to choose or fit, estimate the accuracy on new rows
+(a Wilson interval).  The measurements are in ``benchmarks/RESULTS.md``
+(``benchmarks/bench_labeling.py``).
 
-Improving changes no prompt, so rescoring is a result-cache lookup: only the
-first scoring of the column runs the model.
+A round that keeps the prompt is a result-cache lookup; a new prompt or new
+examples rescore the column.
 """
 
 import hashlib
@@ -31,6 +34,7 @@ from ...engine import status as engine_status
 from ...engine.cache_folder import cache_dir
 from ...warnings_to_user import warn
 from .. import classify as api
+from . import choice as choosing
 from ..session import session
 from ..status import showing_status
 from ..stopping import stoppable
@@ -38,7 +42,15 @@ from ..stopping import stoppable
 STRATEGIES = ("margin", "entropy", "random")
 # Measured best on the dev half (benchmarks/RESULTS.md).
 DEFAULT_STRATEGY = "margin"
-FILE_VERSION = 1
+# Version 2 marks the random checks; version 1 files (no checks) still read.
+FILE_VERSION = 2
+READS_VERSIONS = (1, 2)
+# The start's line on the plot is measured once, on this many checks.
+START_CHECKS = 10
+# A rescoring round scores this many queues' worth of rows first (the least
+# sure under the previous classifier, and as many drawn at random for the
+# checks), shows the new queue, then scores the rest.
+FRONT = 4
 
 
 def answers_path(texts, labels, root=None):
@@ -66,21 +78,31 @@ class LabelerReport:
     Attributes
     ----------
     answered, total : int
-        Rows answered so far; rows with a text.
+        Rows answered so far (checks included); rows with a text.
+    checks : int
+        Answers that were random checks (never used to choose or fit).
+    check_accuracy : float or None
+        The classifier's accuracy on the checks: an unbiased estimate of its
+        accuracy on new rows like these (None before the first check).
+    check_interval : (float, float) or (None, None)
+        The 95% Wilson interval of ``check_accuracy``.
+    choice : str or None
+        What :meth:`Labeler.improve` chose and its cross-validated accuracy on
+        the training answers, e.g. "prompt A with 5 examples, calibration
+        fitted: 0.81 ± 0.04 on your 32 answers".
     estimated_accuracy : float or None
-        Expected accuracy on the rows not answered, from the calibrated
-        probabilities (None before the first :meth:`Labeler.improve`).
+        The calibrated probabilities' expected accuracy on the rows not
+        answered (the classifier's own confidence; not a measurement).
     start_estimated_accuracy : float or None
-        The same estimate for the starting zero-shot predictions: their
-        expected accuracy under the calibration fitted now, so it moves from
-        one :meth:`Labeler.improve` to the next as the calibration learns.
+        The zero-shot start's accuracy on the first checks, fixed once
+        measured (see :data:`START_CHECKS`).
     answered_accuracy : float or None
-        Leave-one-out accuracy on the answered rows (the hardest rows, since
-        the queue picks them: a lower bound, not the estimate).
+        Leave-one-out accuracy of the calibration on the training answers
+        (the hardest rows, since the queue picks them).
     label_counts : dict
         Predicted label -> rows, over all rows with a text.
     rounds : list of dict
-        One entry per improve(): answers, estimated accuracy.
+        One entry per improve(): answers, the checks' estimate and interval.
     resumed : str
         Where the answers given before this Labeler came from, and how to start
         fresh ('' when it started with none).
@@ -88,12 +110,25 @@ class LabelerReport:
 
     answered: int
     total: int
+    checks: int = 0
+    check_accuracy: float = None
+    check_interval: tuple = (None, None)
+    choice: str = None
     estimated_accuracy: float = None
     start_estimated_accuracy: float = None
     answered_accuracy: float = None
     label_counts: dict = field(default_factory=dict)
     rounds: list = field(default_factory=list)
     resumed: str = ""
+
+    def headline(self):
+        """The accuracy on new rows, as the checks say ('' before any check)."""
+        if not self.checks:
+            return ""
+        low, high = self.check_interval
+        return (f"accuracy on new rows {self.check_accuracy:.0%} "
+                f"(95% interval {low:.0%}\u2013{high:.0%}, from {self.checks} random "
+                f"check{'s' if self.checks != 1 else ''})")
 
     def _repr_html_(self):
         from ..display import NO_MATH, esc
@@ -102,23 +137,26 @@ class LabelerReport:
             return "\u2013" if value is None else f"{value:.0%}"
 
         counts = ", ".join(f"{esc(k)}: {v}" for k, v in self.label_counts.items())
-        return (
-            f'<div class="nbllm-report {NO_MATH}"><b>{self.answered} / {self.total}'
-            f"</b> answered; estimated accuracy {pct(self.estimated_accuracy)} "
-            f"(the zero-shot start, judged by the same calibration: "
-            f"{pct(self.start_estimated_accuracy)}); on the answered "
-            f"(hardest) rows {pct(self.answered_accuracy)}<br>predicted: {counts}"
-            + (f'<br><span class="nbllm-resumed">{esc(self.resumed)}</span>'
-               if self.resumed else "") + "</div>"
-        )
+        parts = [f"<b>{self.answered} / {self.total}</b> answered"]
+        if self.checks:
+            parts.append(esc(self.headline()))
+        if self.choice:
+            parts.append(f"chosen: {esc(self.choice)}")
+        parts.append(f"the classifier's own confidence: {pct(self.estimated_accuracy)}")
+        return (f'<div class="nbllm-report {NO_MATH}">{"; ".join(parts)}'
+                f"<br>predicted: {counts}"
+                + (f'<br><span class="nbllm-resumed">{esc(self.resumed)}</span>'
+                   if self.resumed else "") + "</div>")
 
     def __repr__(self):
         def pct(value):
             return "-" if value is None else f"{value:.3f}"
 
+        low, high = self.check_interval
         return (f"LabelerReport(answered={self.answered}/{self.total}, "
-                f"estimated_accuracy={pct(self.estimated_accuracy)}, "
-                f"start={pct(self.start_estimated_accuracy)}, "
+                f"checks={self.checks}, check_accuracy={pct(self.check_accuracy)} "
+                f"[{pct(low)}, {pct(high)}], choice={self.choice!r}, "
+                f"confidence={pct(self.estimated_accuracy)}, "
                 f"answered_rows={pct(self.answered_accuracy)}, "
                 f"predicted={self.label_counts})"
                 + (f"\n{self.resumed}" if self.resumed else ""))
@@ -130,6 +168,17 @@ def _predicted_columns(estimator, probas):
     classes = [str(c) for c in estimator.classes_]
     predicted = estimator.result_policy().predictions(classes, probas)
     return np.array([classes.index(label) for label in predicted], dtype=np.int64)
+
+
+def _scoring_key(estimator):
+    """What decides an estimator's label log-probabilities: its class, prompt
+    and examples (calibration is applied after)."""
+    params = estimator.get_params(deep=False)
+    params.pop("calibration", None)
+    params.pop("progress", None)
+    fitted = getattr(estimator, "_fit_inputs", (None,))[0]
+    return type(estimator).__name__, repr(sorted(params.items(), key=str)), \
+        repr(fitted) if type(estimator).__name__ == "FewShotClassifier" else None
 
 
 class Labeler:
@@ -165,9 +214,15 @@ class Labeler:
 
     Attributes
     ----------
-    estimator_ : ZeroShotClassifier
-        The classifier now (after :meth:`improve`: calibration learned from
-        the answers); a plain scikit-learn estimator, usable on new data.
+    estimator_ : ZeroShotClassifier or FewShotClassifier
+        The classifier now: the zero-shot start, then what :meth:`improve`
+        chose (a FewShotClassifier when examples from the answers won); a
+        plain scikit-learn estimator, usable on new data.
+    choice_ : Candidate or None
+        What the last :meth:`improve` chose by cross-validation (None below
+        :data:`~.choice.MIN_ANSWERS` training answers).
+    candidates_ : list of Candidate
+        Every candidate the last choice compared, with its held-out hits.
     n_missing : int
         Rows whose text is missing (None or NaN): never queued, NaN results.
     path : Path
@@ -195,8 +250,8 @@ class Labeler:
         for name in ("examples", "calibration", "multi_label", "raw"):
             if name in options:
                 raise OptionError(
-                    f"{name}= is not a Labeler option: the Labeler improves a zero-shot "
-                    "classifier by calibration learned from your answers", option=name)
+                    f"{name}= is not a Labeler option: the Labeler chooses the examples "
+                    "and the calibration from your answers", option=name)
         self.data, self.column = data, column
         self.labels = check_labels(labels)
         self.batch, self.strategy, self.random_state = batch, strategy, random_state
@@ -218,8 +273,16 @@ class Labeler:
             self._texts, self.labels, self.options.get("cache_dir"))
         self.path_given = path is not None
         self._answers = {}  # position -> label
+        self._checks = set()  # positions whose answer is a random check
+        self._offered_checks = set()  # the checks of the latest queue()
         self._skipped = set()
-        self._logprobs = None
+        self._logprobs = None  # the start's label log-probabilities
+        self._fitted_logprobs = None  # the chosen classifier's
+        self.choice_ = None
+        self._previous = None  # (classifier, probas) while a rescoring runs
+        self._check_pool = None  # the random rows scored first, while it runs
+        self.candidates_ = []  # every candidate of the last choice, with its CV hits
+        self._start_line = None  # the start's accuracy on the first checks, fixed
         self._lock = threading.RLock()  # the widget scores in a thread
         self.rounds = []
         self._fitted = None  # the classifier after improve()
@@ -260,6 +323,9 @@ class Labeler:
         try:
             saved = json.loads(self.path.read_text(encoding="utf-8"))
             entries, skipped = saved["answers"], saved.get("skipped", [])
+            if saved.get("version", 1) not in READS_VERSIONS:
+                raise ValueError(f"version {saved.get('version')!r}; this nbllm reads "
+                                 f"{', '.join(map(str, READS_VERSIONS))}")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise FileFormatError(
                 f"the answers file {str(self.path)!r} cannot be read ({exc}); move it "
@@ -271,6 +337,8 @@ class Labeler:
                     and self._texts[pos] == entry.get("text")
                     and entry.get("label") in self.labels):
                 self._answers[pos] = entry["label"]
+                if entry.get("check") is True:  # version 1 has no checks
+                    self._checks.add(pos)
             else:
                 lost += 1
         self._skipped = {p for p in skipped if isinstance(p, int)
@@ -294,7 +362,8 @@ class Labeler:
         payload = {
             "version": FILE_VERSION, "column": str(self.column), "labels": self.labels,
             "answers": [{"position": pos, "index": str(self.data.index[pos]),
-                         "text": self._texts[pos], "label": label}
+                         "text": self._texts[pos], "label": label,
+                         "check": pos in self._checks}
                         for pos, label in sorted(self._answers.items())],
             "skipped": sorted(self._skipped),
         }
@@ -359,8 +428,15 @@ class Labeler:
     def _probas(self, estimator=None):
         estimator = estimator or self.estimator_
         logprobs = self._scored()
+        if estimator is self._fitted and self._fitted_logprobs is not None:
+            logprobs = self._fitted_logprobs
         out = np.full(logprobs.shape, np.nan)
-        out[self._has_text] = estimator.probas_from_logprobs(logprobs[self._has_text])
+        ready = self._has_text & ~np.isnan(logprobs).any(axis=1)
+        out[ready] = estimator.probas_from_logprobs(logprobs[ready])
+        if self._previous is not None and estimator is self._fitted:
+            # Not rescored yet: the previous classifier's probabilities meanwhile.
+            waiting = self._has_text & ~ready
+            out[waiting] = self._previous[1][waiting]
         return out
 
     # ------------------------------------------------------------ public API
@@ -372,23 +448,39 @@ class Labeler:
         n : int, optional
             How many (default: ``batch``).
 
+        Every :data:`~.choice.CHECK_EVERY`-th row is a random check: drawn at
+        random from the rows not answered, its answer is kept apart to
+        estimate the accuracy on new rows.  Answering a row of this queue
+        records whether it was a check.
+
         Returns
         -------
         pandas.DataFrame
-            On the data's index: ``text``, ``label`` (the current guess) and
-            ``proba_<label>`` per label.
+            On the data's index: ``text``, ``label`` (the current guess),
+            ``proba_<label>`` per label and ``check`` (a random check).
         """
         n = self.batch if n is None else n
         probas = self._probas()
-        open_rows = [i for i in np.flatnonzero(self._has_text)
+        open_rows = [int(i) for i in np.flatnonzero(self._has_text)
                      if i not in self._answers and i not in self._skipped]
+        # Seeded by the state: the same state queues the same rows and checks.
+        rng = np.random.default_rng([self.random_state, len(self._answers),
+                                     len(self._skipped)])
         if self.strategy == "random":
-            rng = np.random.default_rng(self.random_state + len(self._answers))
-            order = list(rng.permutation(open_rows))
+            order = [int(i) for i in rng.permutation(open_rows)]
         else:
             unsure = uncertainty(probas[open_rows], self.strategy)
             order = [open_rows[j] for j in np.argsort(-unsure, kind="stable")]
-        return self._frame(order[:n], probas)
+        pool = open_rows
+        if self._check_pool is not None:  # provisional: rescored rows only
+            order = [p for p in order if p in self._check_pool or not self._waiting(p)]
+            pool = [p for p in open_rows if p in self._check_pool]
+        queued, checks = choosing.mix_checks(order, pool, n, rng,
+                                             done=len(self._answers))
+        self._offered_checks = checks
+        frame = self._frame(queued, probas)
+        frame["check"] = [p in checks for p in queued]
+        return frame
 
     def answer(self, idx, label):
         """Record the user's label for row ``idx`` (a second answer replaces the
@@ -406,21 +498,40 @@ class Labeler:
                              f"got {label!r}")
         if not self._has_text[pos]:
             raise TextsError(f"row {idx!r} has no text to label")
-        self._answers[pos] = label
-        self._skipped.discard(pos)
-        self._save()
+        # Under the lock: a round in the widget's thread reads the answers.
+        with self._lock:
+            if pos not in self._answers:  # a second answer keeps the row's role
+                if pos in self._offered_checks:
+                    self._checks.add(pos)
+            self._answers[pos] = label
+            self._skipped.discard(pos)
+            self._save()
 
     def skip(self, idx):
         """Leave row ``idx`` out of the queue (kept in the answers file too)."""
         pos = self._position(idx)
-        self._skipped.add(pos)
-        self._save()
+        with self._lock:
+            self._skipped.add(pos)
+            self._save()
 
-    def improve(self, on_rows=None, stop=None):
-        """Refit from all answers so far and return the new predictions.
+    def improve(self, on_rows=None, stop=None, on_queue=None):
+        """Refit from the answers that are not checks; return the new predictions.
 
-        Scoring runs once per column (later rounds read the result cache);
-        a Stop (``stop`` event) or an error in the middle loses no answer,
+        Below :data:`~.choice.MIN_ANSWERS` such answers (or while they hold one
+        label): the calibration of the starting prompt is fitted to them.
+        From there on the prompt, examples and calibration are chosen by
+        cross-validation on them (:mod:`.choice`); ``choice_`` says what won.
+        The random checks are never used: they judge the result.
+
+        When the choice needs the column rescored (a new prompt or new
+        examples), the rows the next queue needs are scored first and
+        ``on_queue()`` is called: :meth:`queue` then gives a provisional
+        queue (its checks drawn from a random sample scored first) and the
+        rows not rescored yet keep their previous probabilities, until the
+        rest is scored.  Answers given meanwhile are kept (they count from
+        the next round).
+
+        A Stop (``stop`` event) or an error in the middle loses no answer,
         since answers are saved when given.
 
         Raises
@@ -428,23 +539,166 @@ class Labeler:
         InputError
             A ValueError, before any answer.
         Stopped
-            When ``stop`` is set while the column is scored (a
-            KeyboardInterrupt, see :mod:`.stopping`).
+            When ``stop`` is set while rows are scored (a KeyboardInterrupt,
+            see :mod:`.stopping`).
         """
         if not self._answers:
             raise InputError("no answers yet: answer some rows of queue() first")
         self._scored(on_rows, stop)
-        positions = sorted(self._answers)
-        engine_status.report(f"fitting the calibration to {len(positions)} "
-                             f"answer{'s' if len(positions) != 1 else ''}\u2026")
-        fitted = api.build_estimator(self.labels, **self.options)
-        fitted.set_params(calibration="fit").fit(
-            [self._texts[p] for p in positions], [self._answers[p] for p in positions],
-            classes=self.labels)
-        self._fitted = fitted
-        self.rounds.append({"answers": len(positions),
-                            "estimated_accuracy": self._estimate(fitted)[0]})
+        positions = self._training_positions()
+        if positions:
+            texts = [self._texts[p] for p in positions]
+            labels = [self._answers[p] for p in positions]
+            if len(positions) >= choosing.MIN_ANSWERS and len(set(labels)) > 1:
+                fitted, chosen = self._choose(texts, labels)
+            else:
+                engine_status.report(f"fitting the calibration to {len(positions)} "
+                                     f"answer{'s' if len(positions) != 1 else ''}\u2026")
+                fitted = api.build_estimator(self.labels, **self.options)
+                fitted.set_params(calibration="fit").fit(texts, labels,
+                                                         classes=self.labels)
+                chosen = None
+            if _scoring_key(fitted) != _scoring_key(self._start):
+                self._rescore(fitted, chosen, on_rows, stop, on_queue)
+            else:
+                with self._lock:
+                    self._fitted, self._fitted_logprobs = fitted, None
+                    self.choice_, self._previous = chosen, None
+        hits, n = self._check_hits()
+        low, high = choosing.wilson(hits, n)
+        if self._start_line is None and n >= START_CHECKS:
+            with self._lock:
+                checks = sorted(self._checks)[:START_CHECKS]
+            self._start_line = self._accuracy_of(self._start, checks)
+        self.rounds.append({"answers": len(self._answers), "checks": n,
+                            "check_accuracy": hits / n if n else None,
+                            "low": low, "high": high,
+                            "estimated_accuracy": self._estimate(self.estimator_)[0]})
         return self.predictions
+
+    def _waiting(self, position):
+        """Whether a row waits for its rescoring (shown with the old probabilities)."""
+        logprobs = self._fitted_logprobs
+        return logprobs is not None and bool(np.isnan(logprobs[position]).any())
+
+    def _training_positions(self):
+        """The answered rows that are not checks: what choosing and fitting see."""
+        with self._lock:
+            return sorted(p for p in self._answers if p not in self._checks)
+
+    def _build(self, template, **extra):
+        """The zero-shot (or, with ``examples=``, few-shot) classifier with
+        ``template`` as its prompt (None: the default)."""
+        return api.build_estimator(self.labels, **(self.options | {"prompt": template}
+                                                   | extra))
+
+    def _choose(self, texts, labels):
+        """The classifier cross-validation on the training answers supports."""
+        from ...estimators.few_shot import cross_fitted_logprobs
+
+        engine_status.report(f"comparing prompts, examples and calibrations on "
+                             f"{len(texts)} answers\u2026")
+        classes = sorted(self.labels)
+        y = np.array([classes.index(label) for label in labels])
+        test_folds = choosing.folds(y)
+        candidates = []
+        for name, template in choosing.candidate_prompts(self.labels,
+                                                        self.options.get("prompt")):
+            clf = self._build(template, calibration="content_free")
+            logprobs = clf.label_logprobs(texts)
+            for calibration in choosing.CALIBRATIONS:
+                candidates.append(choosing.Candidate(
+                    name, template, 0, calibration,
+                    choosing.cv_hits(logprobs, y, calibration,
+                                     clf.calibration_reference_, test_folds)))
+        best = choosing.choose(candidates)
+        few_shot = choosing.few_shot_prompt(best.prompt)
+        if few_shot is not None:
+            engine_status.report(f"trying {choosing.EXAMPLES} of your answers as "
+                                 "examples in the prompt\u2026")
+            clf = self._few_shot(few_shot, texts, labels, "content_free")
+            logprobs = cross_fitted_logprobs(clf, texts, labels)
+            for calibration in choosing.CALIBRATIONS:
+                candidates.append(choosing.Candidate(
+                    best.prompt_name, few_shot, choosing.EXAMPLES, calibration,
+                    choosing.cv_hits(logprobs, y, calibration,
+                                     clf.calibration_reference_, test_folds)))
+        best = choosing.choose(candidates)
+        self.candidates_ = candidates
+        engine_status.report(f"chose {best.describe()}; fitting it\u2026")
+        if best.examples:
+            return self._few_shot(best.prompt, texts, labels, best.calibration), best
+        if best.calibration == "fit":
+            clf = self._build(best.prompt, calibration="content_free")
+            clf.set_params(calibration="fit").fit(texts, labels, classes=self.labels)
+            return clf, best
+        return self._build(best.prompt, calibration=best.calibration), best
+
+    def _few_shot(self, template, texts, labels, calibration):
+        return self._build(template, examples=list(zip(texts, labels)),
+                           max_samples=choosing.EXAMPLES, example_selection="grouped",
+                           calibration=calibration)
+
+    def _rescore(self, estimator, chosen, on_rows, stop, on_queue):
+        """Score every row under ``estimator``'s prompts, the next queue's
+        rows first (see :meth:`improve`); ``estimator`` is the classifier
+        from the moment those are scored."""
+        rows = np.flatnonzero(self._has_text)
+        out = np.full((len(self._texts), len(estimator.classes_)), np.nan)
+        previous = self.estimator_
+        old = self._probas()
+        open_rows = [int(i) for i in rows if i not in self._answers and i not in self._skipped]
+        size = min(len(open_rows), FRONT * self.batch)
+        unsure = uncertainty(old[open_rows], self.strategy if self.strategy != "random"
+                             else "margin")
+        margin = [open_rows[j] for j in np.argsort(-unsure, kind="stable")[:size]]
+        rng = np.random.default_rng([self.random_state, len(self._answers), 1])
+        sample = [int(i) for i in rng.choice(open_rows, size=size, replace=False)]
+        with self._lock:
+            answered = sorted(self._answers)
+        front = list(dict.fromkeys(answered + margin + sample))
+        rest = [int(i) for i in rows if i not in set(front)]
+        done_rows = [0]
+        engine_status.report(f"rescoring 0 / {len(rows)} texts with the new "
+                             "prompt\u2026")
+
+        def scorer(positions):
+            def keep(done, values):
+                out[np.asarray(positions)[done]] = values
+                done_rows[0] += len(done)
+                engine_status.report(f"rescoring {done_rows[0]} / {len(rows)} texts "
+                                     "with the new prompt\u2026")
+                if on_rows is not None:
+                    on_rows(done, values)
+            return stoppable(keep, stop)
+
+        estimator.label_logprobs([self._texts[i] for i in front], scorer(front))
+        with self._lock:
+            self._fitted, self._fitted_logprobs, self.choice_ = estimator, out, chosen
+            self._previous = (previous, old) if rest else None
+            self._check_pool = set(sample) if rest else None
+        if rest:
+            if on_queue is not None:
+                on_queue()
+            estimator.label_logprobs([self._texts[i] for i in rest], scorer(rest))
+            with self._lock:
+                self._previous, self._check_pool = None, None
+
+    def _accuracy_of(self, estimator, positions):
+        probas = self._probas(estimator)[positions]
+        predicted = _predicted_columns(estimator, probas)
+        classes = [str(c) for c in estimator.classes_]
+        truth = np.array([classes.index(self._answers[p]) for p in positions])
+        return float((predicted == truth).mean())
+
+    def _check_hits(self):
+        """(right, checks) of the classifier now on the random checks."""
+        with self._lock:
+            checks = sorted(self._checks)
+        if not checks:
+            return 0, 0
+        return int(round(self._accuracy_of(self.estimator_, checks) * len(checks))), \
+            len(checks)
 
     def _estimate(self, fitted):
         """Expected accuracy of the fitted and of the start predictions on the rows
@@ -459,11 +713,12 @@ class Labeler:
         return float(probas[rows, now].mean()), float(probas[rows, start].mean())
 
     def _answered_accuracy(self):
-        """Leave-one-out accuracy on the answered rows (refit without each)."""
+        """Leave-one-out accuracy of the calibration on the training answers."""
         from ...estimators.calibration import calibrate, fit_scale_and_bias
 
-        positions = sorted(self._answers)
-        if len(positions) < 2 or self.estimator_.calibration != "fit":
+        positions = self._training_positions()
+        if (len(positions) < 2 or self.estimator_.calibration != "fit"
+                or self._fitted_logprobs is not None):
             return None
         classes = [str(c) for c in self.estimator_.classes_]
         logprobs = self._scored()[positions]
@@ -479,15 +734,19 @@ class Labeler:
         return hits / len(positions)
 
     def report(self):
-        """A :class:`LabelerReport`: estimated accuracy, label counts, answers."""
+        """A :class:`LabelerReport`: the accuracy on new rows (random checks),
+        the choice, the classifier's own confidence, label counts."""
         improved = self._fitted is not None
         if improved:
             engine_status.report("estimating the accuracy\u2026")
-        now, start = self._estimate(self.estimator_) if improved else (None, None)
+        now = self._estimate(self.estimator_)[0] if improved else None
+        hits, n = self._check_hits() if self._answers else (0, 0)
         predicted = self.predictions["label"].dropna()
         return LabelerReport(
-            *self.counts,
-            estimated_accuracy=now, start_estimated_accuracy=start,
+            *self.counts, checks=n, check_accuracy=hits / n if n else None,
+            check_interval=choosing.wilson(hits, n),
+            choice=self.choice_.summary() if self.choice_ is not None else None,
+            estimated_accuracy=now, start_estimated_accuracy=self._start_line,
             answered_accuracy=self._answered_accuracy(),
             label_counts={str(k): int(v) for k, v in predicted.value_counts().items()},
             rounds=list(self.rounds), resumed=self.resumed_note,

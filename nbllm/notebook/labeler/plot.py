@@ -1,11 +1,12 @@
-"""The Labeler's progress as an inline SVG plot: estimated accuracy per round.
+"""The Labeler's progress as an inline SVG plot: accuracy on new rows per round.
 
 An SVG rather than matplotlib, so that the widget needs no optional
 dependency and follows JupyterLab's light and dark themes (its colours are
 the theme's CSS variables).  The plot has axes, tick labels taken from the
-data (the answers of each round, the accuracy scale), each point's value and
-a title; the zero-shot start, as judged by the latest calibration, is a
-dashed reference line.
+data (the answers of each round, the accuracy scale), each point's value, its
+95% interval (from the random checks) and a title; the zero-shot start,
+measured once on the first checks, is a dashed reference line whose label sits
+above it, clear of the line.
 """
 
 from ..display import esc
@@ -17,7 +18,7 @@ _MUTED = "var(--jp-ui-font-color2,#666)"
 _AXIS = "var(--jp-border-color1,#999)"
 _LINE = "var(--jp-brand-color1,#1976d2)"
 _START = "var(--jp-warn-color1,#f57c00)"
-TITLE = "Estimated accuracy on the rows not answered"
+TITLE = "Accuracy on new rows (random checks)"
 
 
 def _y_scale(values):
@@ -43,10 +44,10 @@ def accuracy_plot(rounds, start=None):
     Parameters
     ----------
     rounds : list of dict
-        ``{"answers": int, "estimated_accuracy": float or None}`` per round.
+        ``{"answers": int, "check_accuracy": float or None, "low": float,
+        "high": float}`` per round (the checks' accuracy and interval).
     start : float, optional
-        The zero-shot start's estimated accuracy (judged by the latest
-        calibration); drawn as a dashed line.
+        The zero-shot start's accuracy, measured once; a dashed line.
 
     Returns
     -------
@@ -56,13 +57,14 @@ def accuracy_plot(rounds, start=None):
         (``nbllm-ytick``), each point's value is written above it
         (``nbllm-value``).
     """
-    points = [(r["answers"], r["estimated_accuracy"]) for r in rounds
-              if r.get("estimated_accuracy") is not None]
-    if not points:
+    kept = [r for r in rounds if r.get("check_accuracy") is not None]
+    if not kept:
         return ""
-    answers = [a for a, _ in points]
-    values = [v for _, v in points]
-    low, high, step = _y_scale(values + ([start] if start is not None else []))
+    answers = [r["answers"] for r in kept]
+    values = [r["check_accuracy"] for r in kept]
+    bars = [(r.get("low", v), r.get("high", v)) for r, v in zip(kept, values)]
+    low, high, step = _y_scale(values + [b[0] for b in bars]
+                               + ([start] if start is not None else []))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x_of(i):
@@ -100,22 +102,31 @@ def accuracy_plot(rounds, start=None):
     parts.append(f'<path d="M{LEFT},{TOP}V{TOP + plot_h}H{LEFT + plot_w}" fill="none" '
                  f'stroke="{_AXIS}"/>')
     parts.append(f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 6}" text-anchor="middle" '
-                 f'fill="{_MUTED}">answers given</text>')
+                 f'fill="{_MUTED}">answers given (bars: 95% intervals)</text>')
     if start is not None:
         y = y_of(start)
         parts.append(f'<line class="nbllm-start" x1="{LEFT}" x2="{LEFT + plot_w}" '
                      f'y1="{y:.1f}" y2="{y:.1f}" stroke="{_START}" stroke-dasharray="5 4"/>')
-        parts.append(f'<text x="{LEFT + plot_w - 2}" y="{y + 13:.1f}" text-anchor="end" '
-                     f'fill="{_START}">zero-shot start {start:.0%}</text>')
+        # Above the line, at the left, on a background: never on the line.
+        parts.append(f'<text class="nbllm-start-label" x="{LEFT + 4}" y="{y - 5:.1f}" '
+                     f'text-anchor="start" fill="{_START}" paint-order="stroke" '
+                     f'stroke="var(--jp-layout-color0,#fff)" stroke-width="3">'
+                     f"zero-shot start {start:.0%}</text>")
     coords = [(x_of(i), y_of(v)) for i, v in enumerate(values)]
     if len(coords) > 1:
         line = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
         parts.append(f'<polyline fill="none" stroke="{_LINE}" stroke-width="2" '
                      f'points="{line}"/>')
+    for (x, _), (b_low, b_high) in zip(coords, bars):
+        parts.append(f'<line class="nbllm-interval" x1="{x:.1f}" x2="{x:.1f}" '
+                     f'y1="{y_of(b_low):.1f}" y2="{y_of(b_high):.1f}" stroke="{_LINE}" '
+                     f'stroke-opacity="0.5" stroke-width="6"/>')
     for (x, y), v, a in zip(coords, values, answers):
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{_LINE}">'
                      f"<title>{a} answers: {v:.1%}</title></circle>")
-        parts.append(f'<text class="nbllm-value" x="{x:.1f}" y="{y - 8:.1f}" '
+        # Above the point, or below it near the top, clear of the title.
+        label_y = y - 8 if y - 8 >= TOP + 4 else y + 16
+        parts.append(f'<text class="nbllm-value" x="{x:.1f}" y="{label_y:.1f}" '
                      f'text-anchor="middle" fill="{_INK}">{v:.0%}</text>')
     parts.append("</svg>")
     return "".join(parts)

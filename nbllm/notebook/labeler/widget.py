@@ -35,13 +35,16 @@ DEFAULT_SAVE_NAME = "labeler.classifier.json"
 
 _MUTED = "font-size:12px;color:var(--jp-ui-font-color2,#666)"
 CALIBRATED_NOTE = (
-    "The guesses here are calibrated for these labels: against the prompt's own "
-    "bias at the start, then fitted to your answers at each Improve. "
+    "The guesses here are the Labeler's classifier's: calibrated for these labels "
+    "against the prompt's own bias at the start, then as Improve chose from your "
+    "answers (prompt, examples and calibration: see 'chosen'). "
     "<code>df.llm.classify</code> gives the model's uncalibrated probabilities by "
     "default, so the same text can get other numbers there.")
-START_NOTE = (
-    "Both estimates judge the rows not answered yet with the calibration fitted to "
-    "your answers; so the zero-shot start's figure is re-estimated at each Improve.")
+ACCURACY_NOTE = (
+    "Accuracy on new rows: the classifier's accuracy on the random checks (rows "
+    "drawn at random, marked on their card, never used to choose or fit), with its "
+    "95% interval. The chosen setting's score is cross-validated on your other "
+    "answers, which the queue picks among the hardest rows, so it reads low.")
 
 
 class LabelerWidget(widgets.VBox):
@@ -58,6 +61,7 @@ class LabelerWidget(widgets.VBox):
         super().__init__()
         self.labeler, self.threaded = labeler, threaded
         self._thread = None
+        self._headline = ""  # the estimate, kept while answers come in
         self._stop = threading.Event()
         self.colours = label_colours(labeler.labels)
         self.progress_line = widgets.HTML()
@@ -160,20 +164,27 @@ class LabelerWidget(widgets.VBox):
         self.cards.children = [self._fill_card(card, idx, row) for card, (idx, row)
                                in zip(self._pool, queue.iterrows())]
         report = self.labeler.report()
-        line = f"<b>{report.answered} / {report.total}</b> answered"
-        if report.estimated_accuracy is not None:
-            rest = report.total - report.answered
-            line += (f"; estimated accuracy on the {rest} rows left "
-                     f"<b>{report.estimated_accuracy:.0%}</b> (the zero-shot start: "
-                     f"{report.start_estimated_accuracy:.0%})"
-                     f'<div style="{_MUTED}">{START_NOTE}</div>')
-        if not queue.shape[0]:
-            line += "; nothing left to label"
+        headline = ""
+        if report.checks:
+            headline += f"; <b>{esc(report.headline())}</b>"
+        if report.choice:
+            headline += f'<div class="nbllm-choice">chosen: {esc(report.choice)}</div>'
+        if headline:
+            headline += f'<div style="{_MUTED}">{ACCURACY_NOTE}</div>'
         if report.resumed:
-            line += f'<div class="nbllm-resumed" style="{_MUTED}">{esc(report.resumed)}</div>'
-        self.progress_line.value = line
+            headline += (f'<div class="nbllm-resumed" style="{_MUTED}">'
+                         f"{esc(report.resumed)}</div>")
+        self._headline = headline
+        self._show_progress(empty=not queue.shape[0])
         self.plot.value = accuracy_plot(self.labeler.rounds,
                                         start=report.start_estimated_accuracy)
+
+    def _show_progress(self, empty=False):
+        """The counts, with the latest estimate and choice (kept between Improves)."""
+        answered, total = self.labeler.counts
+        self.progress_line.value = (f"<b>{answered} / {total}</b> answered"
+                                    + ("; nothing left to label" if empty else "")
+                                    + self._headline)
 
     def _make_card(self):
         """An empty card: the text, a button per label and Skip."""
@@ -201,10 +212,13 @@ class LabelerWidget(widgets.VBox):
         guess = row["label"]
         probas = ", ".join(f"{esc(label)} {row[f'proba_{label}']:.2f}"
                            for label in self.labeler.labels)
+        check = (' <span class="nbllm-check" title="a row drawn at random: its answer '
+                 'measures the accuracy on new rows and is never used to fit">'
+                 "\U0001F3B2 random check</span>" if row.get("check", False) else "")
         card.children[0].value = (
             f'<div class="nbllm-card-text" style="white-space:pre-wrap">{esc(row["text"])}'
             f'</div><div style="font-size:12px">guess: {chip(guess, self.colours[guess])} '
-            f"({probas})</div>")
+            f"({probas}){check}</div>")
         card.row_index = idx
         return card
 
@@ -228,9 +242,8 @@ class LabelerWidget(widgets.VBox):
         self.cards.children = [c for c in self.cards.children if c.row_index != idx]
         if not self.cards.children:
             self.refresh()
-        else:  # the counts only: a report refits the leave-one-out estimate
-            answered, total = self.labeler.counts
-            self.progress_line.value = f"<b>{answered} / {total}</b> answered"
+        else:  # no report (it refits the leave-one-out figure): the kept estimate
+            self._show_progress()
 
     def _start_improve(self):
         if not self.labeler.scored and self.labeler.answers.empty:
@@ -247,7 +260,13 @@ class LabelerWidget(widgets.VBox):
             self._thread.join(timeout)
 
     def _improve(self, on_rows):
-        self.labeler.improve(on_rows=on_rows, stop=self._stop)
+        def first_queue():
+            # The new queue as soon as its rows are rescored; the rest follow.
+            self.refresh()
+            self.status.value = ("new queue ready; rescoring the other rows with the new "
+                                 "prompt (answer meanwhile: every answer is kept)")
+
+        self.labeler.improve(on_rows=on_rows, stop=self._stop, on_queue=first_queue)
         self.refresh()
         if self.code.code is not None:  # a snippet shown is of the old answers
             self._show_code()
@@ -263,8 +282,9 @@ class LabelerWidget(widgets.VBox):
         if not path:
             raise InputError("save as: name a file, e.g. classifier.json")
         self.labeler.estimator_.save(path)
+        name = type(self.labeler.estimator_).__name__
         self.status.value = (f"saved to {esc(Path(path).resolve())}; load it with "
-                             f"ZeroShotClassifier.load({esc(repr(path))})")
+                             f"{name}.load({esc(repr(path))})")
 
     def _show_code(self):
         self.code.show("The fitted classifier, in Python", estimator_code(self.labeler))
@@ -280,21 +300,27 @@ def save_name(labeler):
 
 
 def estimator_code(labeler):
-    """Python that rebuilds the Labeler's current classifier from its answers."""
+    """Python that rebuilds the Labeler's current classifier from its answers
+    (the training answers: the random checks are not part of it)."""
     clf = labeler.estimator_
+    name = type(clf).__name__
     args = [repr(clf.model_name)] if clf.model_name else []
     if clf.prompt is not None:
         args.append(f"prompt={clf.prompt!r}")
-    answers = labeler.answers
-    if clf.calibration == "fit":
-        args.append("calibration='fit'")
-        lines = [f"    ({t!r}, {y!r})," for t, y in zip(answers["text"], answers["label"])]
+    if name == "FewShotClassifier":
+        args.append(f"max_samples={clf.max_samples!r}, "
+                    f"example_selection={clf.example_selection!r}")
+    args.append(f"calibration={clf.calibration!r}")
+    positions = labeler._training_positions()
+    learns = clf.calibration == "fit" or name == "FewShotClassifier"
+    if learns:
+        lines = [f"    ({labeler._texts[p]!r}, {labeler._answers[p]!r}),"
+                 for p in positions]
         fit = ("answers = [\n" + "\n".join(lines) + "\n]\n"
-               f"clf = ZeroShotClassifier({', '.join(args)})\n"
+               f"clf = {name}({', '.join(args)})\n"
                "clf.fit([t for t, _ in answers], [y for _, y in answers], "
                f"classes={labeler.labels!r})")
     else:
-        args.append("calibration='content_free'")
-        fit = (f"clf = ZeroShotClassifier({', '.join(args)})\n"
+        fit = (f"clf = {name}({', '.join(args)})\n"
                f"clf.fit(None, {labeler.labels!r})")
-    return "from nbllm import ZeroShotClassifier\n\n" + fit
+    return f"from nbllm import {name}\n\n" + fit
