@@ -13,6 +13,7 @@ does not work offline).  Without it the test is skipped with the reason; under
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -452,7 +453,10 @@ def test_labeler_cards_and_improve_in_the_browser(jupyter_lab):
         assert first_text not in labeler.locator(".nbllm-card-text").all_inner_texts()
         labeler.locator("button", has_text="Improve").click()
         labeler.get_by_text("improved from 5 answers").wait_for(timeout=120_000)
-        assert "estimated accuracy" in labeler.inner_text()
+        # Every 5th queued row is a random check: the headline is the checks'
+        # accuracy with its interval (issue 37).
+        assert re.search(r"accuracy on new rows \d+% \(95% interval \d+%\u2013\d+%, from \d+ "
+                         r"random checks?\)", labeler.inner_text()), labeler.inner_text()
         assert labeler.locator("mjx-container, .MathJax").count() == 0
         page.screenshot(path=str(ARTIFACTS / "labeler-improved.png"), full_page=True)
 

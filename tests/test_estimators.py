@@ -354,13 +354,13 @@ def test_interrupted_run_resumes_from_finished_batches(monkeypatch):
     original = scoring.LabelScorer.score
 
     def interrupted(self, prompt_ids, label_ids, batch_size, prefix_hint,
-                    on_batch=None, progress=None):
+                    on_batch=None, progress=None, **options):
         def stop_after_first(indices, values):
             on_batch(indices, values)
             raise KeyboardInterrupt
 
         return original(self, prompt_ids, label_ids, batch_size, prefix_hint,
-                        on_batch=stop_after_first, progress=progress)
+                        on_batch=stop_after_first, progress=progress, **options)
 
     clf = zero_shot(batch_size=2).fit(None, LABELS)
     monkeypatch.setattr(scoring.LabelScorer, "score", interrupted)

@@ -87,7 +87,12 @@ def text_outputs(nb):
             for kind, text in texts:
                 for pattern, replacement in _MASKS:
                     text = pattern.sub(replacement, text)
-                found.append((number, kind, text))
+                if kind == "stream" and found and found[-1][:2] == (number, "stream"):
+                    # A progress bar left out above may have split one printout
+                    # into two stream outputs: they are one text.
+                    found[-1] = (number, kind, found[-1][2] + text)
+                else:
+                    found.append((number, kind, text))
     return found
 
 

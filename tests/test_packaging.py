@@ -9,8 +9,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# scipy (softmax, log_softmax), cachetools (the bounded result cache),
+# platformdirs (the cache folder) and anywidget (the panel's and the
+# Labeler's front ends) are small and used by the core (issue 36).
 CORE = {"torch", "transformers", "gguf", "accelerate", "safetensors", "scikit-learn",
-        "pandas", "wrapt", "numpy", "tqdm", "ipython", "ipywidgets"}
+        "pandas", "wrapt", "numpy", "tqdm", "ipython", "ipywidgets", "scipy", "cachetools",
+        "platformdirs", "anywidget"}
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ are untouched, so their probabilities stay bit-identical.
 """
 
 import contextlib
+import threading
 
 import torch
 
@@ -61,7 +62,11 @@ def float32_label_logits(model, columns):
     weight = head.weight[columns].float()
     bias = None if head.bias is None else head.bias[columns].float()
 
+    owner = threading.get_ident()
+
     def recompute(module, args, kwargs, output):
+        if threading.get_ident() != owner:
+            return None  # another thread's pass through the same model
         hidden = args[0] if args else kwargs["input"]
         logits = output.float()
         # The head's input keeps the model's precision; only the product and
@@ -102,9 +107,13 @@ def head_reads_only(model, rows, columns):
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is None:
         raise RuntimeError(f"{type(model).__name__} has no output embeddings to read from")
-    ran = []
+    ran, owner = [], threading.get_ident()
 
     def pick(module, args, kwargs):
+        # The panel and the Labeler score in threads, on one model: a hook
+        # acts on its own thread's passes only.
+        if threading.get_ident() != owner:
+            return None
         hidden = args[0] if args else kwargs.pop("input")
         ran.append(True)
         return (hidden[rows, columns],) + tuple(args[1:]), kwargs
