@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 from test_browser import (  # noqa: F401 - jupyter_lab is the server fixture
-    ARTIFACTS, jupyter_lab, lab_page, open_and_run)
+    ARTIFACTS, contrast, jupyter_lab, lab_page, open_and_run, set_theme)
 
 pytestmark = pytest.mark.slow
 
@@ -88,16 +88,6 @@ def watch(page, selector):
 
 def seen(page):
     return page.evaluate("() => { clearInterval(window.nbllmPoll); return window.nbllmSeen; }")
-
-
-def theme(page, dark=True):
-    """Switch JupyterLab's theme (kept by the server for the next test too)."""
-    name = "JupyterLab Dark" if dark else "JupyterLab Light"
-    page.evaluate("(name) => window.jupyterapp.commands.execute('apputils:change-theme', "
-                  "{theme: name})", name)
-    page.locator(f"body[data-jp-theme-light='{str(not dark).lower()}']").wait_for(
-        state="attached", timeout=30_000)
-    page.wait_for_timeout(1000)  # the theme's CSS settles
 
 
 def test_labeler_status_from_creation_and_its_plot(jupyter_lab):
@@ -176,7 +166,7 @@ def test_labeler_status_from_creation_and_its_plot(jupyter_lab):
         labeler.locator(".nbllm-code").screenshot(
             path=str(ARTIFACTS / "labeler-code-after-improve.png"))
         plot.screenshot(path=str(ARTIFACTS / "labeler-plot-only.png"))
-        theme(page, dark=True)
+        set_theme(page, dark=True)
         page.screenshot(path=str(ARTIFACTS / "labeler-plot-dark.png"), full_page=True)
         plot.screenshot(path=str(ARTIFACTS / "labeler-plot-only-dark.png"))
     (ARTIFACTS / "labeler_status.json").write_text(json.dumps(timings, indent=2))
@@ -192,7 +182,7 @@ def test_compare_prompts_fits_1000px_and_its_hint_agrees(jupyter_lab, tiny_folde
     with lab_page(1430, 1300, "compare-failure.png") as page:
         open_watch_and_run(sync_api, page, url, token, "compare.ipynb",
                            ".jp-OutputArea .nbllm-status", ".nbllm-status")
-        theme(page, dark=False)  # an earlier test may have left it dark
+        set_theme(page, dark=False)  # an earlier test may have left it dark
         tables = page.locator("table.nbllm-compare")
         tables.nth(1).wait_for(timeout=240_000)
         lines = [s["line"] for s in seen(page)]
@@ -227,7 +217,7 @@ def test_compare_prompts_fits_1000px_and_its_hint_agrees(jupyter_lab, tiny_folde
         tables.nth(1).scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
         first.screenshot(path=str(ARTIFACTS / "compare-table.png"))
-        theme(page, dark=True)
+        set_theme(page, dark=True)
         page.screenshot(path=str(ARTIFACTS / "compare-dark.png"), full_page=True)
 
 
@@ -268,13 +258,6 @@ EXPLAIN_SOURCE = (
 )
 
 
-def luminance(rgb):
-    """WCAG relative luminance of an ``rgb(r, g, b)`` or ``rgba(...)`` string."""
-    channels = [int(c) / 255 for c in re.findall(r"[\d.]+", rgb)[:3]]
-    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
-    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-
-
 def test_the_explanation_highlight_reads_in_both_themes(jupyter_lab):
     """An explanation's highlighted words: escaped, coloured by contribution,
     with the theme's own text colour, readable in light and dark (issue 39)."""
@@ -290,7 +273,7 @@ def test_the_explanation_highlight_reads_in_both_themes(jupyter_lab):
         assert "<b>information</b>" in shown.inner_text()
         assert shown.locator("b", has_text="information").count() == 0
         for dark in (False, True):
-            theme(page, dark)
+            set_theme(page, dark)
             words = shown.locator("span[title]")
             assert words.count() >= 15
             colours = words.evaluate_all(
@@ -310,10 +293,7 @@ def test_the_explanation_highlight_reads_in_both_themes(jupyter_lab):
                     "(c) => { const d = document.createElement('div'); d.style.color = c; "
                     "document.body.append(d); const v = getComputedStyle(d).color; "
                     "d.remove(); return v; }", page_bg.strip())
-            text = luminance(colours[0][0])
-            background = luminance(page_bg)
-            lighter, darker = max(text, background), min(text, background)
-            assert (lighter + 0.05) / (darker + 0.05) >= 4.5, (colours[0][0], page_bg)
+            assert contrast(colours[0][0], page_bg) >= 4.5, (colours[0][0], page_bg)
             name = "dark" if dark else "light"
             shown.screenshot(path=str(ARTIFACTS / f"explain-{name}.png"))
-        theme(page, dark=False)
+        set_theme(page, dark=False)
