@@ -208,19 +208,10 @@ class MultiLabelZeroShotClassifier(ClassifierMixin, _LLMBase):
     def label_log_odds(self, X, on_rows=None, *, positions=None):
         """log P(yes) - log P(no) per sample and label (the log-odds).
 
-        The method the notebook layer builds on (as :meth:`label_scores`):
-        ``on_rows(rows, log_odds)`` is called as each step of texts finishes.
-
-        Parameters
-        ----------
-        X : list-like of str
-        on_rows : callable or None
-        positions : sequence of int, optional
-            Where each text of X sits in the caller's data (error messages).
-
-        Returns
-        -------
-        numpy.ndarray of shape (n_samples, n_classes), float64
+        The method the notebook layer builds on (as :meth:`label_scores`),
+        streamed as the single-label classifiers' ``label_logprobs`` is (same
+        parameters): ``on_rows(rows, log_odds)`` is called as each step of
+        texts finishes.  Returns a float64 array (n_samples, n_classes).
         """
         check_fitted(self)
         texts = check_texts(X)
