@@ -214,7 +214,7 @@ class LabelerWidget(widgets.VBox):
                            for label in self.labeler.labels)
         check = (' <span class="nbllm-check" title="a row drawn at random: its answer '
                  'measures the accuracy on new rows and is never used to fit">'
-                 "\U0001F3B2 random check</span>" if row.get("check", False) else "")
+                 "(random check)</span>" if row.get("check", False) else "")
         card.children[0].value = (
             f'<div class="nbllm-card-text" style="white-space:pre-wrap">{esc(row["text"])}'
             f'</div><div style="font-size:12px">guess: {chip(guess, self.colours[guess])} '
